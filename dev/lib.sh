@@ -1,0 +1,263 @@
+# shellcheck shell=bash
+# dev/lib.sh: helpers shared by the dev/ set-up scripts. Source it, do not run it.
+#
+# Conventions:
+#   * all state lives under $PIC2_DEV_DIR (default /var/lib/pic2-dev);
+#   * daemons run in the background, their pid files in $PIC2_DEV_DIR/run,
+#     their logs in $PIC2_DEV_DIR/log;
+#   * secrets are random, generated once, kept in $PIC2_DEV_DIR/secrets (0600,
+#     no trailing newline) and never passed on a command line.
+
+set -euo pipefail
+
+PIC2_DEV_DIR=${PIC2_DEV_DIR:-/var/lib/pic2-dev}
+PIC2_DEV_DIR=${PIC2_DEV_DIR%/}
+export PIC2_DEV_DIR
+DEV_SCRIPTS=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO_ROOT=$(dirname "$DEV_SCRIPTS")
+RUN_DIR=$PIC2_DEV_DIR/run
+LOG_DIR=$PIC2_DEV_DIR/log
+SECRETS_DIR=$PIC2_DEV_DIR/secrets
+
+# ---------------------------------------------------------------- logging
+
+_prog=$(basename "${0:-dev}" .sh)
+log()  { printf '[%s] %s\n' "$_prog" "$*" >&2; }
+warn() { printf '[%s] WARNING: %s\n' "$_prog" "$*" >&2; }
+die()  { printf '[%s] ERROR: %s\n' "$_prog" "$*" >&2; exit 1; }
+
+# die_with_log MESSAGE LOGFILE [LINES]: fail, naming the log and showing its tail.
+die_with_log() {
+    local msg=$1 logfile=$2 lines=${3:-25}
+    printf '[%s] ERROR: %s\n' "$_prog" "$msg" >&2
+    if [[ -s $logfile ]]; then
+        printf '[%s] log file: %s (last %s lines):\n' "$_prog" "$logfile" "$lines" >&2
+        tail -n "$lines" "$logfile" | sed 's/^/    | /' >&2
+    else
+        printf '[%s] log file: %s (empty or missing)\n' "$_prog" "$logfile" >&2
+    fi
+    exit 1
+}
+
+# run_logged LOGFILE DESCRIPTION CMD...: run CMD with its output appended to
+# LOGFILE; on failure die showing the log.
+run_logged() {
+    local logfile=$1 desc=$2
+    shift 2
+    printf '\n=== %s: %s\n' "$(date '+%F %T')" "$desc" >>"$logfile"
+    if ! "$@" >>"$logfile" 2>&1; then
+        die_with_log "$desc failed" "$logfile"
+    fi
+}
+
+need_cmd() {
+    local c
+    for c in "$@"; do
+        command -v "$c" >/dev/null 2>&1 || [[ -x /usr/sbin/$c ]] ||
+            die "command '$c' not found: run dev/packages.sh first"
+    done
+}
+
+# PATH may lack the sbin directories when run through sudo or a minimal shell.
+case ":$PATH:" in *:/usr/sbin:*) ;; *) PATH=$PATH:/usr/local/sbin:/usr/sbin:/sbin ;; esac
+
+require_root() {
+    [[ $(id -u) -eq 0 ]] || die "must run as root (installs packages, starts daemons under system users)"
+}
+
+# ---------------------------------------------------------------- waiting
+
+# wait_for DESCRIPTION TIMEOUT_SECONDS CMD...: retry CMD (silenced) every
+# 0.1 s until it succeeds; return 1 after TIMEOUT_SECONDS. Bounded: at most
+# TIMEOUT*10 tries.
+wait_for() {
+    local desc=$1 timeout=$2
+    shift 2
+    local tries=$((timeout * 10)) i
+    for ((i = 0; i < tries; i++)); do
+        if "$@" >/dev/null 2>&1; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    warn "timed out after ${timeout}s waiting for $desc"
+    return 1
+}
+
+# ---------------------------------------------------------------- processes
+
+# proc_matches PID COMM [PATTERN]: PID is alive, its command name is COMM and,
+# if given, its command line contains PATTERN (guards against pid reuse).
+proc_matches() {
+    local pid=$1 comm=$2 pattern=${3:-}
+    [[ $pid =~ ^[0-9]+$ ]] || return 1
+    [[ -r /proc/$pid/comm ]] || return 1
+    local c
+    c=$(cat "/proc/$pid/comm" 2>/dev/null) || return 1
+    [[ $c == "$comm" ]] || return 1
+    # a zombie is not alive
+    local state
+    state=$(awk '/^State:/ {print $2; exit}' "/proc/$pid/status" 2>/dev/null) || return 1
+    [[ $state != Z ]] || return 1
+    if [[ -n $pattern ]]; then
+        tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$pattern" || return 1
+    fi
+    return 0
+}
+
+# pidfile_pid PIDFILE COMM [PATTERN]: print the pid recorded in PIDFILE if that
+# process is alive and matches; otherwise remove the stale file, return 1.
+pidfile_pid() {
+    local pidfile=$1 comm=$2 pattern=${3:-} pid
+    [[ -f $pidfile ]] || return 1
+    pid=$(tr -dc '0-9' <"$pidfile" 2>/dev/null || true)
+    if [[ -n $pid ]] && proc_matches "$pid" "$comm" "$pattern"; then
+        echo "$pid"
+        return 0
+    fi
+    log "removing stale pid file $pidfile${pid:+ (pid $pid not running)}"
+    rm -f "$pidfile"
+    return 1
+}
+
+# find_proc COMM PATTERN: print the pids of processes named COMM whose
+# command line contains PATTERN (for a daemon whose pid file was lost).
+find_proc() {
+    local comm=$1 pattern=$2 d pid
+    for d in /proc/[0-9]*; do
+        pid=${d#/proc/}
+        proc_matches "$pid" "$comm" "$pattern" && echo "$pid"
+    done
+    return 0
+}
+
+# stop_pid PID DESCRIPTION [TIMEOUT]: SIGTERM, wait, then SIGKILL.
+stop_pid() {
+    local pid=$1 desc=$2 timeout=${3:-15} i
+    kill -TERM "$pid" 2>/dev/null || return 0
+    for ((i = 0; i < timeout * 10; i++)); do
+        kill -0 "$pid" 2>/dev/null || return 0
+        # a zombie child of ours counts as gone
+        [[ $(awk '/^State:/ {print $2; exit}' "/proc/$pid/status" 2>/dev/null) == Z ]] && return 0
+        sleep 0.1
+    done
+    warn "$desc (pid $pid) still alive after ${timeout}s: sending SIGKILL"
+    kill -KILL "$pid" 2>/dev/null || true
+    for ((i = 0; i < 50; i++)); do
+        kill -0 "$pid" 2>/dev/null || return 0
+        sleep 0.1
+    done
+    die "could not stop $desc (pid $pid)"
+}
+
+# ---------------------------------------------------------------- files
+
+# ensure_dir DIR MODE [OWNER]
+ensure_dir() {
+    local dir=$1 mode=$2 owner=${3:-}
+    mkdir -p "$dir"
+    chmod "$mode" "$dir"
+    [[ -z $owner ]] || chown "$owner" "$dir"
+}
+
+ensure_base_dirs() {
+    ensure_dir "$PIC2_DEV_DIR" 0755
+    ensure_dir "$LOG_DIR" 0755
+    ensure_dir "$SECRETS_DIR" 0700
+    # Both slapd (user openldap) and mariadbd (user mysql) create their
+    # sockets and pid files here after dropping root: world-writable with the
+    # sticky bit, like /tmp, so neither can remove the other's files.
+    ensure_dir "$RUN_DIR" 1777
+}
+
+# ensure_secret FILE: create FILE with a random secret (48 hex digits,
+# 192 bits, no trailing newline) unless it exists; mode 0600.
+ensure_secret() {
+    local file=$1
+    if [[ ! -s $file ]]; then
+        local tmp
+        tmp=$(mktemp "$file.XXXXXX")
+        od -An -vtx1 -N24 /dev/urandom | tr -d ' \n' >"$tmp"
+        chmod 0600 "$tmp"
+        mv -f "$tmp" "$file"
+        log "generated secret $file"
+    fi
+    chmod 0600 "$file"
+    chown root:root "$file"
+}
+
+# write_if_changed FILE MODE OWNER: write stdin to FILE only if the content
+# differs; return 0 if written, 1 if unchanged. Mode/owner are always enforced.
+write_if_changed() {
+    local file=$1 mode=$2 owner=$3 tmp
+    tmp=$(mktemp "$file.XXXXXX")
+    cat >"$tmp"
+    chmod "$mode" "$tmp"
+    chown "$owner" "$tmp"
+    if [[ -f $file ]] && cmp -s "$tmp" "$file"; then
+        rm -f "$tmp"
+        chmod "$mode" "$file"
+        chown "$owner" "$file"
+        return 1
+    fi
+    mv -f "$tmp" "$file"
+    return 0
+}
+
+# ---------------------------------------------------------------- packages
+
+# apt_install PKG...: install the packages missing; fast no-op when all are
+# present. `apt-get update` runs at most once per invocation.
+apt_install() {
+    local missing=() p
+    for p in "$@"; do
+        if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed$'; then
+            missing+=("$p")
+        fi
+    done
+    [[ ${#missing[@]} -gt 0 ]] || return 0
+    require_root
+    local logfile=${LOG_DIR:-/tmp}/apt.log
+    mkdir -p "$(dirname "$logfile")"
+    log "installing: ${missing[*]} (log: $logfile)"
+    if [[ -z ${_APT_UPDATED:-} ]]; then
+        run_logged "$logfile" "apt-get update" apt-get update
+        _APT_UPDATED=1
+    fi
+    run_logged "$logfile" "apt-get install ${missing[*]}" \
+        env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+        -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "${missing[@]}"
+}
+
+# usage_start_stop_status SCRIPT: common argument check.
+usage() {
+    echo "usage: $0 {start|stop|status}" >&2
+    exit 2
+}
+
+# daemonize LOGFILE CMD...: start CMD in the background in its own session,
+# stdin from /dev/null, output appended to LOGFILE, no other inherited file
+# descriptors (so a caller capturing our output does not wait for the daemon).
+# Sets DAEMON_PID (CMD is exec'd by setsid, so this is the daemon's own pid
+# unless CMD forks itself).
+daemonize() {
+    local logfile=$1
+    shift
+    printf '\n=== %s: starting %s\n' "$(date '+%F %T')" "$*" >>"$logfile"
+    setsid "$@" </dev/null >>"$logfile" 2>&1 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&- &
+    DAEMON_PID=$!
+}
+
+# urlencode STRING: percent-encode everything but unreserved characters
+# (for ldapi:// socket paths).
+urlencode() {
+    local s=$1 out='' c i
+    for ((i = 0; i < ${#s}; i++)); do
+        c=${s:i:1}
+        case $c in
+            [A-Za-z0-9._~-]) out+=$c ;;
+            *) out+=$(printf '%%%02X' "'$c") ;;
+        esac
+    done
+    printf '%s' "$out"
+}
