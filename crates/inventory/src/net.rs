@@ -1,0 +1,125 @@
+//! Addresses and networks, and the MariaDB host patterns they turn into.
+
+use crate::diagnostic::{Code, Diagnostic};
+use crate::source::Span;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+pub fn parse_ip(s: &str, span: Span) -> Result<IpAddr, Diagnostic> {
+    s.parse::<IpAddr>().map_err(|_| {
+        Diagnostic::new(Code::InvalidAddress, span, format!("`{s}` is not an IP address"))
+            .label("here")
+            .hint("write an IPv4 address like `192.0.2.10` or an IPv6 one like `2001:db8::10`, without brackets or port")
+    })
+}
+
+pub fn parse_ipv4(s: &str, span: Span) -> Result<Ipv4Addr, Diagnostic> {
+    match parse_ip(s, span)? {
+        IpAddr::V4(a) => Ok(a),
+        IpAddr::V6(_) => Err(Diagnostic::new(Code::InvalidAddress, span, format!("`{s}` is an IPv6 address where an IPv4 one is expected"))
+            .label("IPv6 here")
+            .hint("put IPv6 addresses in `public_ipv6`")),
+    }
+}
+
+pub fn parse_ipv6(s: &str, span: Span) -> Result<Ipv6Addr, Diagnostic> {
+    match parse_ip(s, span)? {
+        IpAddr::V6(a) => Ok(a),
+        IpAddr::V4(_) => Err(Diagnostic::new(Code::InvalidAddress, span, format!("`{s}` is an IPv4 address where an IPv6 one is expected"))
+            .label("IPv4 here")
+            .hint("put IPv4 addresses in `public_ipv4`")),
+    }
+}
+
+/// An address or a network from which database clients connect, in a form MariaDB can match.
+///
+/// MariaDB 10.11 accepts IPv6 CIDR masks in a user's host but never matches them, and matches
+/// IPv4 masks only in the `addr/netmask` form: so networks are limited to prefixes that end on
+/// a group boundary (IPv4 /8, /16, /24; IPv6 multiples of /16) and become `%` wildcards.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(transparent)]
+pub struct ClientHost(String);
+
+impl ClientHost {
+    pub fn parse(s: &str, span: Span) -> Result<Self, Diagnostic> {
+        let (addr, prefix) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
+        let ip = parse_ip(addr, span)?;
+        let Some(prefix) = prefix else {
+            return Ok(Self::from_ip(ip));
+        };
+        let bad_prefix = |hint: &str| {
+            Diagnostic::new(Code::InvalidAddress, span, format!("MariaDB cannot match the network `{s}`"))
+                .label("this prefix")
+                .hint(hint.to_string())
+        };
+        let prefix: u8 = prefix.parse().map_err(|_| bad_prefix("the part after `/` must be a number"))?;
+        match ip {
+            IpAddr::V4(a) => {
+                if prefix > 32 || prefix % 8 != 0 {
+                    return Err(bad_prefix("use /8, /16, /24 or /32 for IPv4 networks"));
+                }
+                let octets = a.octets();
+                let kept = usize::from(prefix / 8);
+                if octets.iter().skip(kept).any(|&o| o != 0) {
+                    return Err(bad_prefix("the host part of the network must be zero (e.g. `10.1.2.0/24`)"));
+                }
+                if prefix == 32 {
+                    return Ok(Self::from_ip(ip));
+                }
+                let mut parts: Vec<String> = octets.iter().take(kept).map(|o| o.to_string()).collect();
+                parts.push("%".into());
+                Ok(ClientHost(parts.join(".")))
+            }
+            IpAddr::V6(a) => {
+                if prefix > 128 || prefix % 16 != 0 || prefix == 0 {
+                    return Err(bad_prefix("MariaDB never matches IPv6 masks: use a prefix that is a multiple of 16 (/48, /64, …), turned into a `%` wildcard"));
+                }
+                let segments = a.segments();
+                let kept = usize::from(prefix / 16);
+                if segments.iter().skip(kept).any(|&g| g != 0) {
+                    return Err(bad_prefix("the host part of the network must be zero (e.g. `fd00:5049:4332:1::/64`)"));
+                }
+                if prefix == 128 {
+                    return Ok(Self::from_ip(ip));
+                }
+                if segments.get(kept.saturating_sub(1)) == Some(&0) {
+                    return Err(bad_prefix("the network's last group must be non-zero: MariaDB compares the compressed text form, where a zero group vanishes (give the subnet a non-zero last group, e.g. `fd00:5049:4332:1::/64`)"));
+                }
+                let mut parts: Vec<String> = segments.iter().take(kept).map(|g| format!("{g:x}")).collect();
+                parts.push("%".into());
+                Ok(ClientHost(parts.join(":")))
+            }
+        }
+    }
+
+    pub fn from_ip(ip: IpAddr) -> Self {
+        ClientHost(ip.to_string())
+    }
+
+    /// The text to put after `@` in `CREATE USER 'name'@'…'`.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    const S: Span = Span { start: 0, end: 0 };
+
+    #[test]
+    fn client_hosts_become_mariadb_patterns() {
+        let p = |s| ClientHost::parse(s, S).map(|h| h.0);
+        assert_eq!(p("fd00:5049:4332:1::/64").unwrap(), "fd00:5049:4332:1:%");
+        assert_eq!(p("fd00:5049:4332::1").unwrap(), "fd00:5049:4332::1");
+        assert_eq!(p("10.1.2.0/24").unwrap(), "10.1.2.%");
+        assert_eq!(p("127.0.0.1").unwrap(), "127.0.0.1");
+        assert!(p("fd00:5049:4332::/64").is_err(), "zero last group vanishes");
+        assert!(p("fd00::/60").is_err());
+        assert!(p("10.1.2.3/24").is_err());
+        assert!(p("10.1.2.0/20").is_err());
+        assert!(p("nope").is_err());
+    }
+}
