@@ -52,8 +52,8 @@ slapd_pid() {
     [[ -n $p ]] && echo "$p"
 }
 
-admin_answers() {
-    ldapwhoami -x -o nettimeout=2 -H "$LDAP_URL" -D "$ADMIN_DN" -y "$ADMIN_SECRET" >/dev/null 2>&1
+admin_answers() { # (timeout: something else on the port may accept and never answer)
+    timeout 3 ldapwhoami -x -o nettimeout=2 -H "$LDAP_URL" -D "$ADMIN_DN" -y "$ADMIN_SECRET" >/dev/null 2>&1
 }
 
 # hash_secret SECRETFILE: {ARGON2} hash of the secret read from the file (never argv).
@@ -270,8 +270,8 @@ do_start() {
             -u "$SLAPD_USER" -g "$SLAPD_GROUP"
         local i
         for ((i = 0; i < 100; i++)); do
+            alive "$DAEMON_PID" || die_with_log "slapd exited during start-up" "$LOGFILE"
             admin_answers && break
-            kill -0 "$DAEMON_PID" 2>/dev/null || die_with_log "slapd exited during start-up" "$LOGFILE"
             sleep 0.1
         done
         admin_answers || die_with_log "slapd (pid $DAEMON_PID) did not answer on $LDAP_URL within 10 s" "$LOGFILE"

@@ -105,6 +105,13 @@ proc_matches() {
     return 0
 }
 
+# alive PID: the process exists and is not a zombie (kill -0 succeeds on a
+# zombie child we have not reaped yet).
+alive() {
+    [[ -r /proc/$1/status ]] || return 1
+    [[ $(awk '/^State:/ {print $2; exit}' "/proc/$1/status" 2>/dev/null) != Z ]]
+}
+
 # pidfile_pid PIDFILE COMM [PATTERN]: print the pid recorded in PIDFILE if that
 # process is alive and matches; otherwise remove the stale file, return 1.
 pidfile_pid() {
@@ -115,7 +122,7 @@ pidfile_pid() {
         echo "$pid"
         return 0
     fi
-    log "removing stale pid file $pidfile${pid:+ (pid $pid not running)}"
+    log "removing stale pid file $pidfile${pid:+ (pid $pid is not running or is not ours)}"
     rm -f "$pidfile"
     return 1
 }
@@ -136,15 +143,13 @@ stop_pid() {
     local pid=$1 desc=$2 timeout=${3:-15} i
     kill -TERM "$pid" 2>/dev/null || return 0
     for ((i = 0; i < timeout * 10; i++)); do
-        kill -0 "$pid" 2>/dev/null || return 0
-        # a zombie child of ours counts as gone
-        [[ $(awk '/^State:/ {print $2; exit}' "/proc/$pid/status" 2>/dev/null) == Z ]] && return 0
+        alive "$pid" || return 0
         sleep 0.1
     done
     warn "$desc (pid $pid) still alive after ${timeout}s: sending SIGKILL"
     kill -KILL "$pid" 2>/dev/null || true
     for ((i = 0; i < 50; i++)); do
-        kill -0 "$pid" 2>/dev/null || return 0
+        alive "$pid" || return 0
         sleep 0.1
     done
     die "could not stop $desc (pid $pid)"

@@ -32,7 +32,7 @@ mariadbd_pid() {
 }
 
 pings() {
-    mariadb-admin --no-defaults --socket="$SOCKET" --connect-timeout=2 ping >/dev/null 2>&1
+    timeout 5 mariadb-admin --no-defaults --socket="$SOCKET" --connect-timeout=2 ping >/dev/null 2>&1
 }
 
 root_sql() { # SQL on stdin, as root over the socket
@@ -41,7 +41,7 @@ root_sql() { # SQL on stdin, as root over the socket
 
 admin_works() { # the client file holds the current secret and logs in over TCP
     [[ -f $CLIENT_CNF ]] && grep -qxF "password=$(cat "$SECRET")" "$CLIENT_CNF" &&
-        mariadb --defaults-extra-file="$CLIENT_CNF" --connect-timeout=2 --batch -e 'SELECT 1' >/dev/null 2>&1
+        timeout 5 mariadb --defaults-extra-file="$CLIENT_CNF" --connect-timeout=2 --batch -e 'SELECT 1' >/dev/null 2>&1
 }
 
 ensure_datadir() {
@@ -114,8 +114,8 @@ do_start() {
             --pid-file="$PIDFILE" --user="$DB_USER" --log-error="$LOGFILE"
         local i
         for ((i = 0; i < 300; i++)); do
+            alive "$DAEMON_PID" || die_with_log "mariadbd exited during start-up" "$LOGFILE"
             pings && break
-            kill -0 "$DAEMON_PID" 2>/dev/null || die_with_log "mariadbd exited during start-up" "$LOGFILE"
             sleep 0.1
         done
         pings || die_with_log "mariadbd (pid $DAEMON_PID) did not answer on $SOCKET within 30 s" "$LOGFILE"
