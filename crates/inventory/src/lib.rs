@@ -7,6 +7,7 @@
 //! offending text and a hint; spans stay in the model so later stages can point at the file too.
 
 mod diagnostic;
+pub mod layout;
 mod model;
 mod net;
 mod read;

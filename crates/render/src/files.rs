@@ -1,0 +1,124 @@
+//! The data volume's layout: every folder and file pic2 makes, with owner and mode.
+//!
+//! ```text
+//! {data_dir}/                        root:root 0755
+//!   home/                            root:root 0755
+//!     NAME/                          root:root 0755   the SFTP chroot (OpenSSH wants it root's)
+//!       .pic2-home                   root:root 0644   the mark: this home is pic2's
+//!       private/                     NAME:NAME 0700   credentials, outside every document root
+//!         mariadb-DB.cnf             NAME:NAME 0600   written by apply with the password
+//!       sites/                       NAME:NAME 0750
+//!         DOMAIN/                    NAME:NAME 0750
+//!           htdocs/                  NAME:NAME 0750   the document root
+//!           logs/                    NAME:NAME 0750
+//!           tmp/                     NAME:NAME 0700   PHP uploads and sessions
+//! ```
+//! Group and others get nothing below the home: mpm-itk serves each site as its owner, so no
+//! other account (nor the web server's idle user) needs to read a site's files.
+
+use pic2_inventory::layout::HOME_MARKER;
+use pic2_inventory::ValidInventory;
+use std::fmt::Write;
+use std::path::PathBuf;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum PathKind {
+    Dir,
+    /// A small file whose contents pic2 decides.
+    Marker,
+    /// Database credentials: pic2 checks it exists, `apply` writes it with the password.
+    Credentials,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DesiredPath {
+    pub path: PathBuf,
+    pub kind: PathKind,
+    pub uid: u32,
+    pub gid: u32,
+    pub mode: u32,
+    /// For markers: the exact contents.
+    pub contents: Option<String>,
+}
+
+/// The folders whose entries pic2 lists to find homes and sites it no longer wants.
+pub fn listed_dirs(inv: &ValidInventory) -> Vec<PathBuf> {
+    let mut out = vec![inv.homes_dir()];
+    out.extend(inv.accounts.keys().map(|a| inv.sites_dir(a)));
+    out
+}
+
+pub fn home_marker(platform: &str, account: &str) -> String {
+    format!("# This home is managed by pic2 (platform {platform}); do not remove this file.\nplatform={platform}\naccount={account}\n")
+}
+
+pub fn desired(inv: &ValidInventory) -> Vec<DesiredPath> {
+    let dir = |path: PathBuf, uid: u32, mode: u32| DesiredPath { path, kind: PathKind::Dir, uid, gid: uid, mode, contents: None };
+    let mut out = vec![dir(inv.platform.data_dir.value.clone(), 0, 0o755), dir(inv.homes_dir(), 0, 0o755)];
+    for (name, account) in &inv.accounts {
+        let id = account.uid.value;
+        let home = inv.home_dir(name);
+        out.push(dir(home.clone(), 0, 0o755));
+        out.push(DesiredPath {
+            path: home.join(HOME_MARKER),
+            kind: PathKind::Marker,
+            uid: 0,
+            gid: 0,
+            mode: 0o644,
+            contents: Some(home_marker(inv.platform.name.as_str(), name.as_str())),
+        });
+        out.push(dir(inv.private_dir(name), id, 0o700));
+        out.push(dir(inv.sites_dir(name), id, 0o750));
+        for (domain, _) in inv.sites.iter().filter(|(_, s)| s.owner.value == *name) {
+            let site = inv.site_dir(name, domain);
+            out.push(dir(site.clone(), id, 0o750));
+            out.push(dir(site.join("htdocs"), id, 0o750));
+            out.push(dir(site.join("logs"), id, 0o750));
+            out.push(dir(site.join("tmp"), id, 0o700));
+        }
+        for (db, _) in inv.databases.iter().filter(|(_, d)| d.owner.value == *name) {
+            out.push(DesiredPath {
+                path: inv.credentials_file(name, db),
+                kind: PathKind::Credentials,
+                uid: id,
+                gid: id,
+                mode: 0o600,
+                contents: None,
+            });
+        }
+    }
+    out
+}
+
+/// A readable listing of the layout, for `pic2 render`.
+pub fn describe(paths: &[DesiredPath]) -> String {
+    let mut out = String::from("# The data volume as `pic2 apply` makes it: mode, owner:group, path.\n");
+    for p in paths {
+        let kind = match p.kind {
+            PathKind::Dir => "dir ",
+            PathKind::Marker => "file",
+            PathKind::Credentials => "cred",
+        };
+        let _ = writeln!(out, "{kind} {:04o} {:>5}:{:<5} {}", p.mode, p.uid, p.gid, p.path.display());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_demo_layout() {
+        insta::assert_snapshot!(describe(&desired(&crate::tests::demo())));
+    }
+
+    #[test]
+    fn credentials_are_outside_every_document_root() {
+        let paths = desired(&crate::tests::demo());
+        for cred in paths.iter().filter(|p| p.kind == PathKind::Credentials) {
+            assert!(!cred.path.components().any(|c| c.as_os_str() == "htdocs"));
+            assert_eq!(cred.mode, 0o600);
+        }
+    }
+}
