@@ -57,7 +57,7 @@ ldappasswd "${ADMIN[@]}" -T "$TMP/pw1" "$USER_DN" >/dev/null || fail "admin sets
 ok "admin sets the user's password with Password Modify"
 
 out=$(ldapsearch -x -H "$H" -LLL -b "$SUFFIX" '(objectClass=*)' 2>&1) || true
-[[ -z $(grep '^dn:' <<<"$out") ]] || fail "anonymous search returned entries: $out"
+! grep -q '^dn:' <<<"$out" || fail "anonymous search returned entries: $out"
 ok "anonymous search on $SUFFIX returns nothing"
 
 out=$(ldapsearch "${NSS[@]}" -LLL -o ldif-wrap=no -b "$SUFFIX" "(uid=$NAME)" '*' userPassword) ||

@@ -14,6 +14,7 @@ PIC2_DEV_DIR=${PIC2_DEV_DIR:-/var/lib/pic2-dev}
 PIC2_DEV_DIR=${PIC2_DEV_DIR%/}
 export PIC2_DEV_DIR
 DEV_SCRIPTS=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck disable=SC2034 # used by the scripts that source this file
 REPO_ROOT=$(dirname "$DEV_SCRIPTS")
 RUN_DIR=$PIC2_DEV_DIR/run
 LOG_DIR=$PIC2_DEV_DIR/log
@@ -250,6 +251,7 @@ daemonize() {
     shift
     printf '\n=== %s: starting %s\n' "$(date '+%F %T')" "$*" >>"$logfile"
     setsid "$@" </dev/null >>"$logfile" 2>&1 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&- &
+    # shellcheck disable=SC2034 # read by the caller
     DAEMON_PID=$!
 }
 
