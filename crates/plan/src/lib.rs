@@ -1,1 +1,97 @@
-//! placeholder
+//! The plan: what must change on each real system for it to match the inventory.
+//!
+//! The systems crate observes the actual state ([`Observed`]: one LDAP search, a few SQL
+//! queries, a walk of the data volume); [`plan`] compares it with the desired state that
+//! `pic2-render` derives from the inventory, and returns a [`Plan`] of typed, ordered
+//! [`Change`]s, the [`Conflict`]s with objects pic2 does not own, and the deletions [`Held`]
+//! back for want of `--prune` / `--drop-data`. No I/O happens here, so the dry run is exact:
+//! applying a plan performs exactly its changes, and planning again afterwards finds none.
+
+mod change;
+mod databases;
+mod directory;
+mod files;
+mod observed;
+
+pub use change::{Change, Conflict, CredentialsTarget, Held, Kind, Op, Phase, Plan, System};
+pub use observed::{FileKind, FileMeta, Observed, ObservedDatabases, ObservedDirectory, ObservedEntry, ObservedFiles};
+
+use pic2_inventory::ValidInventory;
+
+/// What the user allowed beyond creating and updating.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Options {
+    /// Delete objects pic2 manages that the inventory no longer lists (LDAP entries, database
+    /// users, grants).
+    pub prune: bool,
+    /// With `prune`, also delete data: databases, homes and site folders.
+    pub drop_data: bool,
+}
+
+/// Compares the inventory with what was observed.
+pub fn plan(inv: &ValidInventory, observed: &Observed, options: Options) -> Plan {
+    let mut plan = Plan::default();
+    directory::diff(inv, &observed.directory, options, &mut plan);
+    files::diff(inv, &observed.files, options, &mut plan);
+    databases::diff(inv, &observed.databases, &observed.files, options, &mut plan);
+    plan.sort();
+    plan
+}
+
+#[cfg(test)]
+mod tests {
+    //! Observed states built from the desired ones: "what an apply leaves".
+    use super::*;
+    use pic2_inventory::{AccountName, Domain, Span};
+    use pic2_render::files::PathKind;
+
+    pub fn demo() -> ValidInventory {
+        pic2_inventory::load("examples/demo.toml", include_str!("../../../examples/demo.toml")).unwrap()
+    }
+
+    pub trait Names {
+        fn parse_name(&self) -> AccountName;
+        fn parse_domain(&self) -> Domain;
+    }
+
+    impl Names for str {
+        fn parse_name(&self) -> AccountName {
+            AccountName::parse(self, Span::default()).unwrap()
+        }
+        fn parse_domain(&self) -> Domain {
+            Domain::parse(self, Span::default()).unwrap()
+        }
+    }
+
+    pub fn entry_from(e: &pic2_render::directory::Entry) -> ObservedEntry {
+        ObservedEntry {
+            dn: e.dn.clone(),
+            attrs: e.attrs.iter().filter(|(_, v)| !v.is_empty()).map(|(a, v)| (a.to_ascii_lowercase(), v.clone())).collect(),
+        }
+    }
+
+    pub fn applied_files(inv: &ValidInventory) -> ObservedFiles {
+        let mut o = ObservedFiles::default();
+        for d in pic2_render::files::desired(inv) {
+            let kind = if d.kind == PathKind::Dir { FileKind::Dir } else { FileKind::File };
+            o.paths.insert(d.path.clone(), FileMeta { kind, uid: d.uid, gid: d.gid, mode: d.mode, contents: d.contents.clone() });
+        }
+        for dir in pic2_render::files::listed_dirs(inv) {
+            let names = o.paths.keys().filter(|p| p.parent() == Some(dir.as_path())).filter_map(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned()).collect();
+            o.listings.insert(dir, names);
+        }
+        o
+    }
+
+    pub fn applied_databases(inv: &ValidInventory) -> ObservedDatabases {
+        let mut o = ObservedDatabases::default();
+        for db in pic2_render::databases::desired(inv) {
+            o.databases.insert(db.name.to_string(), db.comment.clone());
+            for h in &db.hosts {
+                o.users.insert((db.name.to_string(), h.as_str().to_string()));
+                o.grants.insert((db.name.to_string(), db.name.to_string(), h.as_str().to_string()), true);
+            }
+        }
+        o
+    }
+}

@@ -1,0 +1,163 @@
+//! The plan's vocabulary: typed operations, changes, conflicts, held-back deletions.
+
+use pic2_inventory::ClientHost;
+use std::path::PathBuf;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum System {
+    Directory,
+    Files,
+    Databases,
+}
+
+impl System {
+    pub const ALL: [System; 3] = [System::Directory, System::Files, System::Databases];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            System::Directory => "directory",
+            System::Files => "files",
+            System::Databases => "databases",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Create,
+    Update,
+    Delete,
+}
+
+/// When a change runs. Creations go parents first and before what depends on them (an
+/// account before its home, a home before the credentials file in it); deletions of data last.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Phase {
+    /// Pruned accounts, then their groups, so a renamed account frees its uid first.
+    DirectoryDeletes,
+    DirectoryContainers,
+    DirectoryGroups,
+    DirectoryAccounts,
+    Folders,
+    Databases,
+    DatabaseUsers,
+    Grants,
+    /// Users go before their database.
+    DatabaseUserDeletes,
+    DatabaseDeletes,
+    FolderDeletes,
+}
+
+/// Where a database's credentials go; `apply` fills in the password.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct CredentialsTarget {
+    pub path: PathBuf,
+    pub uid: u32,
+    pub gid: u32,
+    pub database: String,
+    /// The database server as the sites reach it.
+    pub server_host: String,
+    pub server_port: u16,
+}
+
+/// One operation on one system, exact enough that the dry run says precisely what will happen.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "op", rename_all = "kebab-case")]
+pub enum Op {
+    LdapAdd { dn: String, attrs: Vec<(String, Vec<String>)> },
+    /// Replaces each listed attribute's values (an empty list removes the attribute).
+    LdapModify { dn: String, replace: Vec<(String, Vec<String>)> },
+    LdapDelete { dn: String },
+    CreateDir { path: PathBuf, uid: u32, gid: u32, mode: u32 },
+    SetOwnerMode { path: PathBuf, uid: u32, gid: u32, mode: u32 },
+    WriteFile { path: PathBuf, uid: u32, gid: u32, mode: u32, contents: String },
+    RemoveTree { path: PathBuf },
+    CreateDatabase { name: String, comment: String },
+    SetDatabaseComment { name: String, comment: String },
+    /// Creates the user on `create_on`; with `new_password`, sets a fresh password on every
+    /// host and writes the credentials file, otherwise reuses the one in the file.
+    EnsureUser { user: String, create_on: Vec<ClientHost>, all_hosts: Vec<ClientHost>, new_password: bool, credentials: CredentialsTarget },
+    Grant { database: String, user: String, host: ClientHost },
+    DropUser { user: String, host: String },
+    DropDatabase { name: String },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Change {
+    pub system: System,
+    pub kind: Kind,
+    pub phase: Phase,
+    /// The object: a DN, a path, a database or `user@host`.
+    pub subject: String,
+    /// One line for the summary.
+    pub summary: String,
+    /// The attribute-level diff, for `--detail`.
+    pub details: Vec<String>,
+    /// Deletes or overwrites something a user may want back.
+    pub destructive: bool,
+    pub op: Op,
+}
+
+/// An object in the way that pic2 does not own: apply refuses to run while there is one.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Conflict {
+    pub system: System,
+    pub subject: String,
+    pub message: String,
+    pub hint: String,
+}
+
+/// A deletion the inventory implies but the options do not allow.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Held {
+    pub system: System,
+    pub subject: String,
+    /// What it would take: `--prune` or `--prune --drop-data`.
+    pub needs: &'static str,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Plan {
+    pub changes: Vec<Change>,
+    pub conflicts: Vec<Conflict>,
+    pub held: Vec<Held>,
+}
+
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+    }
+
+    /// Orders changes by phase; inside a phase, creations parents first (shorter subjects
+    /// first, then by name) and deletions children first.
+    pub(crate) fn sort(&mut self) {
+        self.changes.sort_by(|a, b| {
+            a.phase.cmp(&b.phase).then_with(|| {
+                let depth = |c: &Change| c.subject.matches(['/', ',']).count();
+                let by_depth = depth(a).cmp(&depth(b)).then_with(|| a.subject.cmp(&b.subject));
+                if a.kind == Kind::Delete { by_depth.reverse() } else { by_depth }
+            })
+        });
+    }
+
+    pub(crate) fn push(&mut self, change: Change) {
+        self.changes.push(change);
+    }
+
+    pub(crate) fn conflict(&mut self, system: System, subject: impl Into<String>, message: impl Into<String>, hint: impl Into<String>) {
+        self.conflicts.push(Conflict { system, subject: subject.into(), message: message.into(), hint: hint.into() });
+    }
+
+    pub(crate) fn hold(&mut self, system: System, subject: impl Into<String>, needs: &'static str) {
+        self.held.push(Held { system, subject: subject.into(), needs });
+    }
+
+    /// Counts of changes of one system by kind: (create, update, delete).
+    pub fn counts(&self, system: System) -> (usize, usize, usize) {
+        let of = |k| self.changes.iter().filter(|c| c.system == system && c.kind == k).count();
+        (of(Kind::Create), of(Kind::Update), of(Kind::Delete))
+    }
+}

@@ -1,0 +1,256 @@
+//! MariaDB diff: databases, their users and grants, and the credentials files.
+//!
+//! A database is pic2's when its comment starts with `pic2:<platform>`. Its user has the same
+//! name; users of a managed database are managed too. A database that does not exist yet may
+//! not be created over an existing user of that name: that user is someone else's.
+
+use crate::change::{Change, CredentialsTarget, Kind, Op, Phase, Plan, System};
+use crate::observed::{ObservedDatabases, ObservedFiles};
+use crate::Options;
+use pic2_inventory::{ClientHost, ValidInventory};
+use pic2_render::databases::{desired, mark, DesiredDatabase};
+use std::collections::BTreeSet;
+
+/// The platform a database comment names, if it is a pic2 comment.
+fn comment_platform(comment: &str) -> Option<&str> {
+    comment.split_whitespace().next()?.strip_prefix("pic2:")
+}
+
+pub(crate) fn diff(inv: &ValidInventory, observed: &ObservedDatabases, files: &ObservedFiles, options: Options, plan: &mut Plan) {
+    let platform = inv.platform.name.as_str();
+    let desired = desired(inv);
+    let server = &inv.database.url.value;
+
+    for db in &desired {
+        let name = db.name.as_str();
+        let users: BTreeSet<&str> = observed.users.iter().filter(|(u, _)| u == name).map(|(_, h)| h.as_str()).collect();
+        let credentials = CredentialsTarget {
+            path: db.credentials.clone(),
+            uid: db.owner_uid,
+            gid: db.owner_uid,
+            database: name.to_string(),
+            server_host: server.host.clone(),
+            server_port: server.port,
+        };
+        let has_credentials = files.paths.contains_key(&db.credentials);
+        match observed.databases.get(name) {
+            None => {
+                if !users.is_empty() {
+                    let hosts: Vec<&str> = users.iter().copied().collect();
+                    plan.conflict(System::Databases, name, format!("the user `{name}` already exists (from {}) and pic2 does not manage it", hosts.join(", ")), "pic2 names each database's user after the database: rename the database in the inventory, or drop that user");
+                    continue;
+                }
+                plan.push(create_database(db));
+                plan.push(ensure_user(db, db.hosts.clone(), true, credentials));
+                for host in &db.hosts {
+                    plan.push(grant(name, host));
+                }
+            }
+            Some(comment) => match comment_platform(comment) {
+                Some(p) if p == platform => {
+                    if *comment != db.comment {
+                        plan.push(Change {
+                            system: System::Databases,
+                            kind: Kind::Update,
+                            phase: Phase::Databases,
+                            subject: name.to_string(),
+                            summary: format!("set the comment of database {name} to '{}'", db.comment),
+                            details: vec![format!("- comment: {comment}"), format!("+ comment: {}", db.comment)],
+                            destructive: false,
+                            op: Op::SetDatabaseComment { name: name.to_string(), comment: db.comment.clone() },
+                        });
+                    }
+                    let missing: Vec<ClientHost> = db.hosts.iter().filter(|h| !users.contains(h.as_str())).cloned().collect();
+                    if !missing.is_empty() || !has_credentials {
+                        plan.push(ensure_user(db, missing, !has_credentials, credentials));
+                    }
+                    for host in &db.hosts {
+                        let key = (name.to_string(), name.to_string(), host.as_str().to_string());
+                        if observed.grants.get(&key) != Some(&true) {
+                            plan.push(grant(name, host));
+                        }
+                    }
+                    let wanted: BTreeSet<&str> = db.hosts.iter().map(|h| h.as_str()).collect();
+                    for host in users.iter().filter(|h| !wanted.contains(*h)) {
+                        drop_user(name, host, options, plan);
+                    }
+                }
+                Some(other) => plan.conflict(System::Databases, name, format!("the database belongs to the pic2 platform `{other}`"), "two platforms cannot share a database name: rename it in one inventory"),
+                None => plan.conflict(System::Databases, name, "the database exists and pic2 does not manage it (its comment has no pic2 mark)", format!("rename the database in the inventory, or to let pic2 take it over: ALTER DATABASE `{name}` COMMENT '{}'", db.comment)),
+            },
+        }
+    }
+
+    let wanted: BTreeSet<&str> = desired.iter().map(|d| d.name.as_str()).collect();
+    let prefix = mark(platform);
+    for (name, comment) in &observed.databases {
+        if wanted.contains(name.as_str()) || comment_platform(comment) != prefix.strip_prefix("pic2:") {
+            continue;
+        }
+        for (_, host) in observed.users.iter().filter(|(u, _)| u == name) {
+            drop_user(name, host, options, plan);
+        }
+        if options.prune && options.drop_data {
+            plan.push(Change {
+                system: System::Databases,
+                kind: Kind::Delete,
+                phase: Phase::DatabaseDeletes,
+                subject: name.clone(),
+                summary: format!("DROP DATABASE {name} and all its tables"),
+                details: vec![],
+                destructive: true,
+                op: Op::DropDatabase { name: name.clone() },
+            });
+        } else {
+            plan.hold(System::Databases, name.clone(), "--prune --drop-data");
+        }
+    }
+}
+
+fn create_database(db: &DesiredDatabase) -> Change {
+    Change {
+        system: System::Databases,
+        kind: Kind::Create,
+        phase: Phase::Databases,
+        subject: db.name.to_string(),
+        summary: format!("create database {} (owner {})", db.name, db.owner),
+        details: vec![format!("+ comment: {}", db.comment)],
+        destructive: false,
+        op: Op::CreateDatabase { name: db.name.to_string(), comment: db.comment.clone() },
+    }
+}
+
+fn ensure_user(db: &DesiredDatabase, create_on: Vec<ClientHost>, new_password: bool, credentials: CredentialsTarget) -> Change {
+    let name = db.name.as_str();
+    let hosts: Vec<&str> = create_on.iter().map(|h| h.as_str()).collect();
+    let mut parts = Vec::new();
+    if !create_on.is_empty() {
+        parts.push(format!("create user {name} from {}", hosts.join(", ")));
+    }
+    if new_password {
+        parts.push(format!("set a new password, written to {}", credentials.path.display()));
+    } else {
+        parts.push(format!("with the password from {}", credentials.path.display()));
+    }
+    Change {
+        system: System::Databases,
+        kind: if create_on.is_empty() { Kind::Update } else { Kind::Create },
+        phase: Phase::DatabaseUsers,
+        subject: name.to_string(),
+        summary: parts.join("; "),
+        details: create_on.iter().map(|h| format!("+ user: '{name}'@'{}'", h.as_str())).collect(),
+        destructive: false,
+        op: Op::EnsureUser { user: name.to_string(), create_on, all_hosts: db.hosts.clone(), new_password, credentials },
+    }
+}
+
+fn grant(db: &str, host: &ClientHost) -> Change {
+    Change {
+        system: System::Databases,
+        kind: Kind::Create,
+        phase: Phase::Grants,
+        subject: format!("{db}@{}", host.as_str()),
+        summary: format!("grant all privileges on {db}.* to '{db}'@'{}'", host.as_str()),
+        details: vec![],
+        destructive: false,
+        op: Op::Grant { database: db.to_string(), user: db.to_string(), host: host.clone() },
+    }
+}
+
+fn drop_user(name: &str, host: &str, options: Options, plan: &mut Plan) {
+    let subject = format!("'{name}'@'{host}'");
+    if options.prune {
+        plan.push(Change {
+            system: System::Databases,
+            kind: Kind::Delete,
+            phase: Phase::DatabaseUserDeletes,
+            subject: subject.clone(),
+            summary: format!("drop user {subject}"),
+            details: vec![],
+            destructive: true,
+            op: Op::DropUser { user: name.to_string(), host: host.to_string() },
+        });
+    } else {
+        plan.hold(System::Databases, subject, "--prune");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::observed::Observed;
+    use crate::tests::{applied_databases, applied_files, demo};
+    use crate::plan;
+
+    fn applied() -> (ValidInventory, Observed) {
+        let inv = demo();
+        let o = Observed { files: applied_files(&inv), databases: applied_databases(&inv), ..Default::default() };
+        (inv, o)
+    }
+
+    fn db_changes(p: &crate::Plan) -> Vec<&Change> {
+        p.changes.iter().filter(|c| c.system == System::Databases).collect()
+    }
+
+    #[test]
+    fn empty_server_gets_databases_users_and_grants() {
+        let inv = demo();
+        let p = plan(&inv, &Observed::default(), Options::default());
+        let ops: Vec<_> = db_changes(&p).iter().map(|c| (c.phase, c.subject.clone())).collect();
+        assert_eq!(
+            ops,
+            vec![
+                (Phase::Databases, "arto".into()),
+                (Phase::Databases, "velobs".into()),
+                (Phase::DatabaseUsers, "arto".into()),
+                (Phase::DatabaseUsers, "velobs".into()),
+                (Phase::Grants, "arto@127.0.0.1".into()),
+                (Phase::Grants, "velobs@127.0.0.1".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn applied_server_needs_nothing() {
+        let (inv, o) = applied();
+        let p = plan(&inv, &o, Options::default());
+        assert!(db_changes(&p).is_empty(), "{:#?}", p.changes);
+    }
+
+    #[test]
+    fn lost_credentials_file_means_a_new_password() {
+        let (inv, mut o) = applied();
+        o.files.paths.retain(|p, _| !p.ends_with("mariadb-velobs.cnf"));
+        let p = plan(&inv, &o, Options::default());
+        let c = db_changes(&p);
+        assert_eq!(c.len(), 1);
+        assert!(matches!(&c[0].op, Op::EnsureUser { new_password: true, create_on, .. } if create_on.is_empty()));
+    }
+
+    #[test]
+    fn existing_unmanaged_database_or_user_conflicts() {
+        let (inv, mut o) = applied();
+        o.databases.databases.insert("velobs".into(), "".into());
+        o.databases.databases.remove("arto");
+        let p = plan(&inv, &o, Options { prune: true, drop_data: true });
+        let subjects: Vec<_> = p.conflicts.iter().map(|c| c.subject.as_str()).collect();
+        assert_eq!(subjects, vec!["arto", "velobs"], "{:#?}", p.conflicts);
+        assert!(p.changes.iter().all(|c| c.kind != Kind::Delete));
+    }
+
+    #[test]
+    fn dropping_needs_prune_and_drop_data() {
+        let (inv, mut o) = applied();
+        o.databases.databases.insert("old".into(), "pic2:demo owner=velobs".into());
+        o.databases.users.insert(("old".into(), "127.0.0.1".into()));
+        o.databases.databases.insert("theirs".into(), "pic2:other owner=x".into());
+        let p = plan(&inv, &o, Options::default());
+        assert_eq!(p.held.len(), 2);
+        assert!(db_changes(&p).is_empty());
+        let p = plan(&inv, &o, Options { prune: true, drop_data: false });
+        assert_eq!(db_changes(&p).len(), 1, "the user only");
+        let p = plan(&inv, &o, Options { prune: true, drop_data: true });
+        let d: Vec<_> = db_changes(&p).iter().map(|c| c.summary.clone()).collect();
+        assert_eq!(d, vec!["drop user 'old'@'127.0.0.1'", "DROP DATABASE old and all its tables"]);
+    }
+}

@@ -1,0 +1,292 @@
+//! Directory diff: desired entries against the observed subtree.
+//!
+//! An entry is pic2's when it carries the `pic2Managed` class with this platform's name.
+//! Containers (the base DN, `ou=people`, `ou=groups`) are created when missing and otherwise
+//! left alone. Only the attributes in `MANAGED_ATTRS` are compared, so a password or a shadow
+//! date set by the owner is never touched.
+
+use crate::change::{Change, Kind, Phase, Plan, System};
+use crate::observed::{ObservedDirectory, ObservedEntry};
+use crate::Options;
+use pic2_inventory::ValidInventory;
+use pic2_render::directory::{desired, Entry, EntryKind, MANAGED_ATTRS, MARK_ATTR, MARK_CLASS};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// A DN compared without case and without spaces around separators.
+pub(crate) fn normalize_dn(dn: &str) -> String {
+    dn.split(',').map(|rdn| rdn.trim().replace(" =", "=").replace("= ", "=").to_lowercase()).collect::<Vec<_>>().join(",")
+}
+
+/// Whether an observed entry is marked as managed by `platform`; `Err` with the other
+/// platform's name when it belongs to another.
+fn ownership(entry: &ObservedEntry, platform: &str) -> Result<bool, String> {
+    if !entry.has_class(MARK_CLASS) {
+        return Ok(false);
+    }
+    match entry.values(MARK_ATTR).first() {
+        Some(p) if p.eq_ignore_ascii_case(platform) => Ok(true),
+        Some(other) => Err(other.clone()),
+        None => Ok(false),
+    }
+}
+
+pub(crate) fn diff(inv: &ValidInventory, observed: &ObservedDirectory, options: Options, plan: &mut Plan) {
+    let platform = inv.platform.name.as_str();
+    let by_dn: BTreeMap<String, &ObservedEntry> = observed.entries.iter().map(|e| (normalize_dn(&e.dn), e)).collect();
+    let desired = desired(inv);
+    let wanted: BTreeSet<String> = desired.iter().map(|e| normalize_dn(&e.dn)).collect();
+
+    for entry in &desired {
+        let key = normalize_dn(&entry.dn);
+        match (by_dn.get(&key), entry.kind) {
+            (Some(_), EntryKind::Container) => {}
+            (None, EntryKind::Container) if key == normalize_dn(inv.directory.base_dn.value.as_str()) && observed.base_exists => {}
+            (None, _) => {
+                if let Some(clash) = clash(entry, &observed.entries, platform, &wanted) {
+                    plan.conflict(System::Directory, &entry.dn, clash.0, clash.1);
+                } else {
+                    plan.push(add(entry));
+                }
+            }
+            (Some(actual), _) => match ownership(actual, platform) {
+                Ok(true) => {
+                    if let Some(change) = modify(entry, actual) {
+                        plan.push(change);
+                    }
+                }
+                Ok(false) => plan.conflict(
+                    System::Directory,
+                    &entry.dn,
+                    "the entry exists and pic2 does not manage it (it lacks the pic2Managed class)",
+                    "rename the account in the inventory, or remove or rename the existing entry; to let pic2 take it over, add objectClass pic2Managed and pic2Platform to it",
+                ),
+                Err(other) => plan.conflict(
+                    System::Directory,
+                    &entry.dn,
+                    format!("the entry belongs to the pic2 platform `{other}`"),
+                    "two platforms cannot manage the same account: rename it in one of the inventories",
+                ),
+            },
+        }
+    }
+
+    for actual in &observed.entries {
+        let key = normalize_dn(&actual.dn);
+        if wanted.contains(&key) || ownership(actual, platform) != Ok(true) {
+            continue;
+        }
+        if options.prune {
+            plan.push(Change {
+                system: System::Directory,
+                kind: Kind::Delete,
+                phase: Phase::DirectoryDeletes,
+                subject: actual.dn.clone(),
+                summary: format!("delete {}", actual.dn),
+                details: vec![],
+                destructive: true,
+                op: crate::Op::LdapDelete { dn: actual.dn.clone() },
+            });
+        } else {
+            plan.hold(System::Directory, &actual.dn, "--prune");
+        }
+    }
+}
+
+fn phase_of(kind: EntryKind) -> Phase {
+    match kind {
+        EntryKind::Container => Phase::DirectoryContainers,
+        EntryKind::Group => Phase::DirectoryGroups,
+        EntryKind::Account => Phase::DirectoryAccounts,
+    }
+}
+
+fn nonempty(attrs: &[(&'static str, Vec<String>)]) -> Vec<(String, Vec<String>)> {
+    attrs.iter().filter(|(_, v)| !v.is_empty()).map(|(a, v)| (a.to_string(), v.clone())).collect()
+}
+
+fn add(entry: &Entry) -> Change {
+    let attrs = nonempty(&entry.attrs);
+    Change {
+        system: System::Directory,
+        kind: Kind::Create,
+        phase: phase_of(entry.kind),
+        subject: entry.dn.clone(),
+        summary: format!("add {}", entry.dn),
+        details: attrs.iter().flat_map(|(a, vs)| vs.iter().map(move |v| format!("+ {a}: {v}"))).collect(),
+        destructive: false,
+        op: crate::Op::LdapAdd { dn: entry.dn.clone(), attrs },
+    }
+}
+
+/// Values compared as sets; object classes without case, as the server does.
+fn same_values(attr: &str, want: &[String], have: &[String]) -> bool {
+    let norm = |vs: &[String]| -> BTreeSet<String> {
+        if attr.eq_ignore_ascii_case("objectClass") {
+            vs.iter().map(|v| v.to_ascii_lowercase()).collect()
+        } else {
+            vs.iter().cloned().collect()
+        }
+    };
+    norm(want) == norm(have)
+}
+
+fn modify(entry: &Entry, actual: &ObservedEntry) -> Option<Change> {
+    let mut replace = Vec::new();
+    let mut details = Vec::new();
+    for attr in MANAGED_ATTRS {
+        let want: &[String] = entry.attrs.iter().find(|(a, _)| a == attr).map_or(&[], |(_, v)| v.as_slice());
+        let have = actual.values(attr);
+        if !same_values(attr, want, have) {
+            replace.push((attr.to_string(), want.to_vec()));
+            for v in have.iter().filter(|v| !want.contains(v)) {
+                details.push(format!("- {attr}: {v}"));
+            }
+            for v in want.iter().filter(|v| !have.contains(v)) {
+                details.push(format!("+ {attr}: {v}"));
+            }
+        }
+    }
+    if replace.is_empty() {
+        return None;
+    }
+    let names: Vec<&str> = replace.iter().map(|(a, _)| a.as_str()).collect();
+    Some(Change {
+        system: System::Directory,
+        kind: Kind::Update,
+        phase: phase_of(entry.kind),
+        subject: entry.dn.clone(),
+        summary: format!("update {} ({})", entry.dn, names.join(", ")),
+        details,
+        destructive: false,
+        op: crate::Op::LdapModify { dn: entry.dn.clone(), replace },
+    })
+}
+
+/// An unmanaged entry elsewhere that already uses this entry's name or number: adding ours
+/// would give two accounts one uid, and NSS would pick either.
+fn clash(entry: &Entry, observed: &[ObservedEntry], platform: &str, wanted: &BTreeSet<String>) -> Option<(String, String)> {
+    let get = |attr: &str| entry.attrs.iter().find(|(a, _)| *a == attr).and_then(|(_, v)| v.first());
+    let (class, keys): (&str, [(&str, Option<&String>); 2]) = match entry.kind {
+        EntryKind::Account => ("posixAccount", [("uid", get("uid")), ("uidNumber", get("uidNumber"))]),
+        EntryKind::Group => ("posixGroup", [("cn", get("cn")), ("gidNumber", get("gidNumber"))]),
+        EntryKind::Container => return None,
+    };
+    for other in observed.iter().filter(|o| o.has_class(class)) {
+        for (attr, value) in keys {
+            let Some(value) = value else { continue };
+            if !other.values(attr).contains(value) {
+                continue;
+            }
+            let ours = ownership(other, platform) == Ok(true);
+            if ours && wanted.contains(&normalize_dn(&other.dn)) {
+                continue; // ours and also being updated: the inventory's uniqueness rules hold
+            }
+            let hint = if ours {
+                "it is no longer in the inventory: run `pic2 apply --prune` to remove it first".to_string()
+            } else {
+                "pic2 does not manage that entry: choose another value in the inventory, or remove the entry".to_string()
+            };
+            return Some((format!("{attr} {value} is already used by {}", other.dn), hint));
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::observed::Observed;
+    use crate::tests::{demo, entry_from};
+    use crate::{plan, Op};
+
+    fn applied(inv: &ValidInventory) -> Observed {
+        let mut o = Observed::default();
+        o.directory.base_exists = true;
+        o.directory.entries = desired(inv).iter().map(entry_from).collect();
+        o
+    }
+
+    #[test]
+    fn empty_directory_gets_everything_in_order() {
+        let inv = demo();
+        let mut o = Observed::default();
+        o.directory.base_exists = true;
+        let p = plan(&inv, &o, Options::default());
+        let dir: Vec<_> = p.changes.iter().filter(|c| c.system == System::Directory).map(|c| c.subject.as_str()).collect();
+        assert_eq!(dir[0], "ou=groups,dc=pic2,dc=test");
+        assert_eq!(dir[1], "ou=people,dc=pic2,dc=test");
+        assert!(dir[2].starts_with("cn="));
+        assert!(dir.last().unwrap().starts_with("uid="));
+        assert_eq!(dir.len(), 2 + 4 + 3);
+    }
+
+    #[test]
+    fn applied_directory_needs_nothing_and_passwords_are_ignored() {
+        let inv = demo();
+        let mut o = applied(&inv);
+        for e in &mut o.directory.entries {
+            e.attrs.insert("userpassword".into(), vec!["{ARGON2}…".into()]);
+        }
+        let p = plan(&inv, &o, Options::default());
+        assert!(p.changes.iter().all(|c| c.system != System::Directory), "{:#?}", p.changes);
+    }
+
+    #[test]
+    fn changed_attributes_are_replaced_and_shown() {
+        let inv = demo();
+        let mut o = applied(&inv);
+        let velobs = o.directory.entries.iter_mut().find(|e| e.dn.starts_with("uid=velobs")).unwrap();
+        velobs.attrs.insert("mail".into(), vec!["old@velobs.test".into()]);
+        velobs.attrs.insert("objectclass".into(), velobs.values("objectClass").iter().map(|c| c.to_uppercase()).collect());
+        let p = plan(&inv, &o, Options::default());
+        let changes: Vec<_> = p.changes.iter().filter(|c| c.system == System::Directory).collect();
+        assert_eq!(changes.len(), 1, "{changes:#?}");
+        let c = changes[0];
+        assert_eq!(c.kind, Kind::Update);
+        assert_eq!(c.details, vec!["- mail: old@velobs.test", "+ mail: admin@velobs.test"]);
+        assert!(matches!(&c.op, Op::LdapModify { replace, .. } if replace.len() == 1));
+    }
+
+    #[test]
+    fn unmanaged_entries_conflict_and_are_never_deleted() {
+        let inv = demo();
+        let mut o = applied(&inv);
+        o.directory.entries.retain(|e| !e.dn.starts_with("uid=amap"));
+        // somebody else's account with amap's uid number
+        let mut stranger = ObservedEntry { dn: "uid=stranger,ou=people,dc=pic2,dc=test".into(), ..Default::default() };
+        stranger.attrs.insert("objectclass".into(), vec!["posixAccount".into()]);
+        stranger.attrs.insert("uid".into(), vec!["stranger".into()]);
+        stranger.attrs.insert("uidnumber".into(), vec!["10003".into()]);
+        o.directory.entries.push(stranger);
+        let p = plan(&inv, &o, Options { prune: true, drop_data: true });
+        assert_eq!(p.conflicts.len(), 1);
+        assert!(p.conflicts[0].message.contains("uidNumber 10003 is already used by uid=stranger"));
+        assert!(p.changes.iter().all(|c| c.kind != Kind::Delete || c.system != System::Directory));
+    }
+
+    #[test]
+    fn removed_accounts_are_held_without_prune() {
+        let inv = demo();
+        let mut o = applied(&inv);
+        let mut gone = o.directory.entries.iter().find(|e| e.dn.starts_with("uid=amap")).unwrap().clone();
+        gone.dn = "uid=gone,ou=people,dc=pic2,dc=test".into();
+        o.directory.entries.push(gone);
+        let p = plan(&inv, &o, Options::default());
+        assert!(p.changes.iter().all(|c| c.system != System::Directory));
+        assert_eq!(p.held.len(), 1);
+        let p = plan(&inv, &o, Options { prune: true, drop_data: false });
+        let del: Vec<_> = p.changes.iter().filter(|c| c.kind == Kind::Delete).collect();
+        assert_eq!(del.len(), 1);
+        assert_eq!(del[0].phase, Phase::DirectoryDeletes);
+    }
+
+    #[test]
+    fn other_platforms_entries_conflict() {
+        let inv = demo();
+        let mut o = applied(&inv);
+        let velobs = o.directory.entries.iter_mut().find(|e| e.dn.starts_with("uid=velobs")).unwrap();
+        velobs.attrs.insert("pic2platform".into(), vec!["other".into()]);
+        let p = plan(&inv, &o, Options::default());
+        assert!(p.conflicts[0].message.contains("`other`"));
+    }
+}

@@ -1,0 +1,231 @@
+//! Data volume diff: the layout from `pic2-render` against what the walk found.
+//!
+//! A home is pic2's when it holds the marker file naming this platform; an empty folder with
+//! no marker is taken over (it is what an interrupted apply leaves). Links are never followed:
+//! a link where pic2 expects a folder is a conflict, so a user cannot make pic2 chown `/etc`.
+
+use crate::change::{Change, Kind, Op, Phase, Plan, System};
+use crate::observed::{FileKind, ObservedFiles};
+use crate::Options;
+use pic2_inventory::layout::HOME_MARKER;
+use pic2_inventory::ValidInventory;
+use pic2_render::files::{desired, DesiredPath, PathKind};
+use std::collections::BTreeSet;
+use std::path::Path;
+
+/// The platform named by a home marker's text.
+pub(crate) fn marker_platform(contents: &str) -> Option<&str> {
+    contents.lines().find_map(|l| l.strip_prefix("platform="))
+}
+
+pub(crate) fn diff(inv: &ValidInventory, observed: &ObservedFiles, options: Options, plan: &mut Plan) {
+    let platform = inv.platform.name.as_str();
+    let homes_dir = inv.homes_dir();
+    let desired = desired(inv);
+    // Homes that belong to someone else: nothing below them is touched.
+    let mut foreign: BTreeSet<&Path> = BTreeSet::new();
+
+    for want in &desired {
+        if foreign.iter().any(|f| want.path.starts_with(f)) {
+            continue;
+        }
+        let is_home = want.path.parent() == Some(homes_dir.as_path());
+        let have = observed.paths.get(&want.path);
+        if is_home {
+            if let Some(reason) = foreign_home(&want.path, observed, platform) {
+                plan.conflict(System::Files, want.path.display().to_string(), reason, "rename the account in the inventory, or move that folder away; pic2 only manages homes it created");
+                foreign.insert(&want.path);
+                continue;
+            }
+        }
+        match (want.kind, have) {
+            (PathKind::Dir, None) => plan.push(create_dir(want)),
+            (PathKind::Marker, None) => plan.push(write_marker(want)),
+            (PathKind::Credentials, None) => {} // the databases diff sets a new password and writes it
+            (_, Some(meta)) => {
+                let expected = if want.kind == PathKind::Dir { FileKind::Dir } else { FileKind::File };
+                if meta.kind != expected {
+                    let found = match meta.kind {
+                        FileKind::Symlink => "a symbolic link (pic2 never follows links here)",
+                        FileKind::Dir => "a folder",
+                        FileKind::File => "a file",
+                        FileKind::Other => "a special file",
+                    };
+                    plan.conflict(System::Files, want.path.display().to_string(), format!("expected {}, found {found}", if expected == FileKind::Dir { "a folder" } else { "a file" }), "move it away; pic2 will then create what the layout needs");
+                    continue;
+                }
+                if want.kind == PathKind::Marker && meta.contents.as_deref() != want.contents.as_deref() {
+                    plan.push(write_marker(want));
+                } else if (meta.uid, meta.gid, meta.mode) != (want.uid, want.gid, want.mode) {
+                    plan.push(Change {
+                        system: System::Files,
+                        kind: Kind::Update,
+                        phase: Phase::Folders,
+                        subject: want.path.display().to_string(),
+                        summary: format!("set {} to {}:{} {:04o}", want.path.display(), want.uid, want.gid, want.mode),
+                        details: vec![format!("- {}:{} {:04o}", meta.uid, meta.gid, meta.mode), format!("+ {}:{} {:04o}", want.uid, want.gid, want.mode)],
+                        destructive: false,
+                        op: Op::SetOwnerMode { path: want.path.clone(), uid: want.uid, gid: want.gid, mode: want.mode },
+                    });
+                }
+            }
+        }
+    }
+
+    let wanted: BTreeSet<&Path> = desired.iter().map(|d| d.path.as_path()).collect();
+    let prune = |path: std::path::PathBuf, plan: &mut Plan| {
+        if options.prune && options.drop_data {
+            plan.push(Change {
+                system: System::Files,
+                kind: Kind::Delete,
+                phase: Phase::FolderDeletes,
+                subject: path.display().to_string(),
+                summary: format!("delete {} and everything in it", path.display()),
+                details: vec![],
+                destructive: true,
+                op: Op::RemoveTree { path },
+            });
+        } else {
+            plan.hold(System::Files, path.display().to_string(), "--prune --drop-data");
+        }
+    };
+    // Homes of accounts no longer listed, when they carry our marker.
+    for name in observed.listings.get(&homes_dir).into_iter().flatten() {
+        let home = homes_dir.join(name);
+        let ours = observed.paths.get(&home.join(HOME_MARKER)).and_then(|m| m.contents.as_deref()).and_then(marker_platform) == Some(platform);
+        if ours && !wanted.contains(home.as_path()) {
+            prune(home, plan);
+        }
+    }
+    // Site folders of sites no longer listed, inside homes that are ours.
+    for account in inv.accounts.keys() {
+        let sites = inv.sites_dir(account);
+        if foreign.iter().any(|f| sites.starts_with(f)) {
+            continue;
+        }
+        for name in observed.listings.get(&sites).into_iter().flatten() {
+            let site = sites.join(name);
+            if !wanted.contains(site.as_path()) {
+                prune(site, plan);
+            }
+        }
+    }
+}
+
+/// Why an existing home is not ours, if it is not.
+fn foreign_home(home: &Path, observed: &ObservedFiles, platform: &str) -> Option<String> {
+    observed.paths.get(home)?;
+    match observed.paths.get(&home.join(HOME_MARKER)).and_then(|m| m.contents.as_deref()).map(marker_platform) {
+        Some(Some(p)) if p == platform => None,
+        Some(Some(other)) => Some(format!("this home belongs to the pic2 platform `{other}`")),
+        Some(None) => Some(format!("the marker {HOME_MARKER} is not pic2's")),
+        None => {
+            let empty = observed.listings.get(home).is_some_and(|l| l.is_empty());
+            (!empty).then(|| format!("the folder exists, is not empty, and has no {HOME_MARKER} marker: pic2 did not create it"))
+        }
+    }
+}
+
+fn create_dir(want: &DesiredPath) -> Change {
+    Change {
+        system: System::Files,
+        kind: Kind::Create,
+        phase: Phase::Folders,
+        subject: want.path.display().to_string(),
+        summary: format!("create {} ({}:{} {:04o})", want.path.display(), want.uid, want.gid, want.mode),
+        details: vec![],
+        destructive: false,
+        op: Op::CreateDir { path: want.path.clone(), uid: want.uid, gid: want.gid, mode: want.mode },
+    }
+}
+
+fn write_marker(want: &DesiredPath) -> Change {
+    Change {
+        system: System::Files,
+        kind: Kind::Create,
+        phase: Phase::Folders,
+        subject: want.path.display().to_string(),
+        summary: format!("write {}", want.path.display()),
+        details: want.contents.iter().flat_map(|c| c.lines().map(|l| format!("+ {l}"))).collect(),
+        destructive: false,
+        op: Op::WriteFile { path: want.path.clone(), uid: want.uid, gid: want.gid, mode: want.mode, contents: want.contents.clone().unwrap_or_default() },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::observed::{FileMeta, Observed};
+    use crate::tests::{applied_files, demo, Names};
+    use crate::plan;
+
+    #[test]
+    fn empty_volume_gets_the_whole_layout_parents_first() {
+        let inv = demo();
+        let p = plan(&inv, &Observed::default(), Options::default());
+        let files: Vec<_> = p.changes.iter().filter(|c| c.system == System::Files).collect();
+        assert_eq!(files[0].subject, "/var/lib/pic2-dev/data");
+        assert!(files.iter().all(|c| c.kind == Kind::Create));
+        let pos = |s: &str| files.iter().position(|c| c.subject == s).unwrap();
+        assert!(pos("/var/lib/pic2-dev/data/home/velobs") < pos("/var/lib/pic2-dev/data/home/velobs/sites/velobs.test/htdocs"));
+    }
+
+    #[test]
+    fn applied_volume_needs_nothing() {
+        let inv = demo();
+        let mut o = Observed::default();
+        o.files = applied_files(&inv);
+        let p = plan(&inv, &o, Options::default());
+        assert!(p.changes.iter().all(|c| c.system != System::Files), "{:#?}", p.changes);
+    }
+
+    #[test]
+    fn symlinks_are_conflicts_never_followed() {
+        let inv = demo();
+        let mut o = Observed::default();
+        o.files = applied_files(&inv);
+        let htdocs = inv.document_root(&"velobs".parse_name(), &"velobs.test".parse_domain());
+        o.files.paths.insert(htdocs.clone(), FileMeta { kind: FileKind::Symlink, uid: 10001, gid: 10001, mode: 0o777, contents: None });
+        let p = plan(&inv, &o, Options::default());
+        assert_eq!(p.conflicts.len(), 1);
+        assert_eq!(p.conflicts[0].subject, htdocs.display().to_string());
+        assert!(p.changes.iter().all(|c| c.system != System::Files));
+    }
+
+    #[test]
+    fn a_foreign_home_is_left_alone_entirely() {
+        let inv = demo();
+        let mut o = Observed::default();
+        o.files = applied_files(&inv);
+        let home = inv.home_dir(&"amap".parse_name());
+        o.files.paths.remove(&home.join(HOME_MARKER));
+        o.files.listings.insert(home.clone(), vec!["important.txt".into()]);
+        let p = plan(&inv, &o, Options { prune: true, drop_data: true });
+        assert_eq!(p.conflicts.len(), 1, "{:#?}", p.conflicts);
+        assert!(p.changes.iter().all(|c| !c.subject.starts_with(&home.display().to_string())), "{:#?}", p.changes);
+        // but an empty one (an interrupted apply) is taken over
+        o.files.listings.insert(home.clone(), vec![]);
+        let p = plan(&inv, &o, Options::default());
+        assert!(p.conflicts.is_empty());
+    }
+
+    #[test]
+    fn removed_sites_and_homes_need_both_flags() {
+        let inv = demo();
+        let mut o = Observed::default();
+        o.files = applied_files(&inv);
+        let sites = inv.sites_dir(&"velobs".parse_name());
+        o.files.listings.get_mut(&sites).unwrap().push("old.velobs.test".into());
+        let old_home = inv.homes_dir().join("gone");
+        o.files.listings.get_mut(&inv.homes_dir()).unwrap().push("gone".into());
+        o.files.paths.insert(old_home.join(HOME_MARKER), FileMeta { kind: FileKind::File, uid: 0, gid: 0, mode: 0o644, contents: Some("platform=demo\n".into()) });
+        for opts in [Options::default(), Options { prune: true, drop_data: false }] {
+            let p = plan(&inv, &o, opts);
+            assert_eq!(p.held.len(), 2);
+            assert!(p.changes.iter().all(|c| c.kind != Kind::Delete));
+        }
+        let p = plan(&inv, &o, Options { prune: true, drop_data: true });
+        let deletes: Vec<_> = p.changes.iter().filter(|c| c.kind == Kind::Delete).map(|c| c.subject.clone()).collect();
+        assert_eq!(deletes.len(), 2);
+    }
+}

@@ -1,0 +1,76 @@
+//! What the systems hold, as read by the observers. Plain data, filled in by `pic2-systems`
+//! (or by hand in tests).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+#[derive(Clone, Debug, Default)]
+pub struct Observed {
+    pub directory: ObservedDirectory,
+    pub databases: ObservedDatabases,
+    pub files: ObservedFiles,
+}
+
+/// One LDAP entry: attribute names lowercased, values as read.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ObservedEntry {
+    pub dn: String,
+    pub attrs: BTreeMap<String, Vec<String>>,
+}
+
+impl ObservedEntry {
+    pub fn values(&self, attr: &str) -> &[String] {
+        self.attrs.get(&attr.to_ascii_lowercase()).map_or(&[], Vec::as_slice)
+    }
+
+    pub fn has_class(&self, class: &str) -> bool {
+        self.values("objectClass").iter().any(|c| c.eq_ignore_ascii_case(class))
+    }
+}
+
+/// The entries under the base DN that matter to pic2: accounts, groups, containers and
+/// anything carrying pic2's mark.
+#[derive(Clone, Debug, Default)]
+pub struct ObservedDirectory {
+    pub entries: Vec<ObservedEntry>,
+    /// Whether the base DN exists.
+    pub base_exists: bool,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct ObservedDatabases {
+    /// Every database and its comment.
+    pub databases: BTreeMap<String, String>,
+    /// Every user as (name, host).
+    pub users: BTreeSet<(String, String)>,
+    /// Database-level grants as (database, user, host) → whether every privilege is granted.
+    pub grants: BTreeMap<(String, String, String), bool>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileKind {
+    Dir,
+    File,
+    /// Never followed: a link where pic2 expects a folder is a conflict.
+    Symlink,
+    Other,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileMeta {
+    pub kind: FileKind,
+    pub uid: u32,
+    pub gid: u32,
+    /// Permission bits only (`0o755`).
+    pub mode: u32,
+    /// For small regular files pic2 reads (home markers): their text.
+    pub contents: Option<String>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct ObservedFiles {
+    /// Each path pic2 looked at that exists (looked up without following links).
+    pub paths: BTreeMap<PathBuf, FileMeta>,
+    /// The entry names of the folders pic2 lists (the homes folder, each account's sites).
+    pub listings: BTreeMap<PathBuf, Vec<String>>,
+}
