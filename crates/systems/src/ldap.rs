@@ -1,0 +1,121 @@
+//! OpenLDAP: one subtree search to observe, one operation per change to apply.
+
+use crate::{secret, Error};
+use ldap3::exop::PasswordModify;
+use ldap3::{LdapConn, LdapConnSettings, Mod, Scope, SearchEntry};
+use pic2_inventory::ValidInventory;
+use pic2_plan::{ObservedDirectory, ObservedEntry};
+use pic2_render::directory::{MANAGED_ATTRS, MARK_CLASS};
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
+
+/// `noSuchObject`: the base DN does not exist yet.
+const NO_SUCH_OBJECT: u32 = 32;
+
+pub struct Directory {
+    conn: LdapConn,
+    base: String,
+}
+
+impl Directory {
+    /// Connects and binds as the admin DN of the inventory.
+    pub fn connect(inv: &ValidInventory) -> Result<Self, Error> {
+        let dir = &inv.directory;
+        let password = secret::read(&dir.admin_password_file.value)?;
+        let url = dir.url.value.to_string();
+        let settings = LdapConnSettings::new().set_conn_timeout(Duration::from_secs(5));
+        let mut conn = LdapConn::with_settings(settings, &url).map_err(|source| Error::LdapConnect { url: url.clone(), source })?;
+        conn.with_timeout(Duration::from_secs(120));
+        let bind = conn
+            .simple_bind(dir.admin_dn.value.as_str(), &password)
+            .map_err(|e| Error::LdapBind { dn: dir.admin_dn.value.to_string(), message: e.to_string() })?;
+        if bind.rc != 0 {
+            return Err(Error::LdapBind { dn: dir.admin_dn.value.to_string(), message: format!("{} (result code {})", describe(bind.rc), bind.rc) });
+        }
+        Ok(Directory { conn, base: dir.base_dn.value.to_string() })
+    }
+
+    /// Every entry under the base DN that pic2 may care about, in one search. A size limit
+    /// (result code 4) is an error, never a short answer: the admin DN must be unlimited.
+    pub fn observe(&mut self, _inv: &ValidInventory) -> Result<(ObservedDirectory, u32), Error> {
+        let filter = format!("(|(objectClass=posixAccount)(objectClass=posixGroup)(objectClass={MARK_CLASS})(objectClass=organizationalUnit))");
+        let result = self
+            .conn
+            .search(&self.base, Scope::Subtree, &filter, MANAGED_ATTRS.to_vec())
+            .map_err(|e| Error::ldap(format!("searching {}", self.base), e))?;
+        let (entries, res) = (result.0, result.1);
+        match res.rc {
+            0 => {}
+            NO_SUCH_OBJECT => return Ok((ObservedDirectory { entries: vec![], base_exists: false }, 1)),
+            4 => return Err(Error::ldap(
+                format!("searching {}", self.base),
+                "the server stopped at its size limit (result code 4): give the admin DN `limits … size=unlimited` in slapd's config, or pic2 would take missing entries for absent ones",
+            )),
+            rc => return Err(Error::ldap(format!("searching {}", self.base), format!("{} (result code {rc}): {}", describe(rc), res.text))),
+        }
+        let entries = entries
+            .into_iter()
+            .map(|e| {
+                let e = SearchEntry::construct(e);
+                let mut attrs: BTreeMap<String, Vec<String>> = BTreeMap::new();
+                for (k, v) in e.attrs {
+                    attrs.entry(k.to_ascii_lowercase()).or_default().extend(v);
+                }
+                for (k, v) in e.bin_attrs {
+                    attrs.entry(k.to_ascii_lowercase()).or_default().extend(v.into_iter().map(|b| String::from_utf8_lossy(&b).into_owned()));
+                }
+                ObservedEntry { dn: e.dn, attrs }
+            })
+            .collect();
+        Ok((ObservedDirectory { entries, base_exists: true }, 1))
+    }
+
+    pub fn add(&mut self, dn: &str, attrs: &[(String, Vec<String>)]) -> Result<(), Error> {
+        let attrs: Vec<(&str, HashSet<&str>)> = attrs.iter().map(|(a, vs)| (a.as_str(), vs.iter().map(String::as_str).collect())).collect();
+        let res = self.conn.add(dn, attrs).map_err(|e| Error::ldap(format!("adding {dn}"), e))?;
+        check(res, || format!("adding {dn}"))
+    }
+
+    pub fn modify(&mut self, dn: &str, replace: &[(String, Vec<String>)]) -> Result<(), Error> {
+        let mods: Vec<Mod<&str>> = replace.iter().map(|(a, vs)| Mod::Replace(a.as_str(), vs.iter().map(String::as_str).collect())).collect();
+        let res = self.conn.modify(dn, mods).map_err(|e| Error::ldap(format!("modifying {dn}"), e))?;
+        check(res, || format!("modifying {dn}"))
+    }
+
+    pub fn delete(&mut self, dn: &str) -> Result<(), Error> {
+        let res = self.conn.delete(dn).map_err(|e| Error::ldap(format!("deleting {dn}"), e))?;
+        check(res, || format!("deleting {dn}"))
+    }
+}
+
+/// Sets an account's password with the Password Modify extended operation (RFC 3062), so the
+/// server hashes it with its own scheme; the password never leaves this call.
+pub fn set_password(directory: &mut Directory, dn: &str, password: &str) -> Result<(), Error> {
+    let exop = PasswordModify { user_id: Some(dn), old_pass: None, new_pass: Some(password) };
+    let res = directory.conn.extended(exop).map_err(|e| Error::ldap(format!("setting the password of {dn}"), e))?;
+    check(res.1, || format!("setting the password of {dn}"))
+}
+
+fn check(res: ldap3::LdapResult, what: impl FnOnce() -> String) -> Result<(), Error> {
+    if res.rc == 0 {
+        Ok(())
+    } else {
+        Err(Error::ldap(what(), format!("{} (result code {}){}", describe(res.rc), res.rc, if res.text.is_empty() { String::new() } else { format!(": {}", res.text) })))
+    }
+}
+
+/// The names of the result codes an admin meets.
+fn describe(rc: u32) -> &'static str {
+    match rc {
+        4 => "size limit exceeded",
+        19 => "constraint violation",
+        21 => "invalid attribute syntax",
+        32 => "no such object",
+        49 => "invalid credentials",
+        50 => "insufficient access rights",
+        53 => "unwilling to perform",
+        65 => "object class violation (is the openssh-lpk or pic2 schema loaded?)",
+        68 => "entry already exists",
+        _ => "LDAP error",
+    }
+}

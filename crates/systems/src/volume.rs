@@ -1,0 +1,192 @@
+//! The data volume: a walk to observe, and changes that never follow a symbolic link.
+//!
+//! Users own folders inside their homes, so they can swap a folder for a link to `/etc` at
+//! any time. Every change therefore opens its target with `openat2(RESOLVE_NO_SYMLINKS)` and
+//! works on the open descriptor (`fchown`, `fchmod`, `mkdirat`, `renameat`): a link anywhere on
+//! the path makes the change fail instead of landing elsewhere.
+
+use crate::Error;
+use pic2_inventory::layout::HOME_MARKER;
+use pic2_inventory::ValidInventory;
+use pic2_plan::{FileKind, FileMeta, ObservedFiles};
+use pic2_render::files::{desired, listed_dirs, PathKind};
+use rustix::fs::{fchmod, fchown, fsync, mkdirat, openat2, renameat, unlinkat, AtFlags, Mode, OFlags, ResolveFlags, CWD};
+use rustix::fd::OwnedFd;
+use rustix::process::{Gid, Uid};
+use std::io::Write;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+/// The largest marker pic2 reads; a bigger file is not a pic2 marker.
+const MARKER_MAX: u64 = 4096;
+
+pub fn observe(inv: &ValidInventory) -> Result<ObservedFiles, Error> {
+    let mut out = ObservedFiles::default();
+    for want in desired(inv) {
+        if let Some(meta) = lstat(&want.path, want.kind == PathKind::Marker)? {
+            out.paths.insert(want.path, meta);
+        }
+    }
+    for dir in listed_dirs(inv) {
+        if let Some(names) = list(&dir)? {
+            out.listings.insert(dir, names);
+        }
+    }
+    // Homes not in the inventory: read their marker, to know whether they are ours to prune.
+    // Homes without a marker: list them, since an empty one is what an interrupted apply left.
+    let homes = inv.homes_dir();
+    let names = out.listings.get(&homes).cloned().unwrap_or_default();
+    for name in names {
+        let home = homes.join(&name);
+        let marker = home.join(HOME_MARKER);
+        if !out.paths.contains_key(&marker) {
+            if let Some(meta) = lstat(&marker, true)? {
+                out.paths.insert(marker.clone(), meta);
+            }
+        }
+        if !out.paths.contains_key(&marker) && out.paths.get(&home).is_some_and(|m| m.kind == FileKind::Dir) {
+            if let Some(names) = list(&home)? {
+                out.listings.insert(home, names);
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn lstat(path: &Path, read_contents: bool) -> Result<Option<FileMeta>, Error> {
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io(path, e)),
+    };
+    let ft = meta.file_type();
+    let kind = if ft.is_symlink() {
+        FileKind::Symlink
+    } else if ft.is_dir() {
+        FileKind::Dir
+    } else if ft.is_file() {
+        FileKind::File
+    } else {
+        FileKind::Other
+    };
+    let contents = if read_contents && kind == FileKind::File && meta.len() <= MARKER_MAX {
+        read_nofollow(path).ok()
+    } else {
+        None
+    };
+    Ok(Some(FileMeta { kind, uid: meta.uid(), gid: meta.gid(), mode: meta.mode() & 0o7777, contents }))
+}
+
+fn read_nofollow(path: &Path) -> std::io::Result<String> {
+    let fd = openat2(CWD, path, OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty(), ResolveFlags::NO_SYMLINKS)?;
+    std::io::read_to_string(std::fs::File::from(fd))
+}
+
+fn list(dir: &Path) -> Result<Option<Vec<String>>, Error> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound || e.kind() == std::io::ErrorKind::NotADirectory => return Ok(None),
+        Err(e) => return Err(Error::io(dir, e)),
+    };
+    let mut names = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(dir, e))?;
+        names.push(entry.file_name().to_string_lossy().into_owned());
+    }
+    names.sort();
+    Ok(Some(names))
+}
+
+fn open_nofollow(path: &Path, flags: OFlags) -> Result<OwnedFd, Error> {
+    openat2(CWD, path, flags | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty(), ResolveFlags::NO_SYMLINKS)
+        .map_err(|e| Error::io(path, format!("{e} (pic2 never follows symbolic links on the data volume)")))
+}
+
+fn parent_and_name(path: &Path) -> Result<(OwnedFd, &std::ffi::OsStr), Error> {
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(Error::io(path, "has no parent folder"));
+    };
+    Ok((open_nofollow(parent, OFlags::RDONLY | OFlags::DIRECTORY)?, name))
+}
+
+fn own(fd: &OwnedFd, path: &Path, uid: u32, gid: u32, mode: u32) -> Result<(), Error> {
+    // SAFETY-free: ids come from the inventory's checked ranges or are root's.
+    fchown(fd, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid))).map_err(|e| Error::io(path, format!("chown: {e}")))?;
+    fchmod(fd, Mode::from_raw_mode(mode)).map_err(|e| Error::io(path, format!("chmod: {e}")))
+}
+
+pub fn create_dir(path: &Path, uid: u32, gid: u32, mode: u32) -> Result<(), Error> {
+    let (parent, name) = parent_and_name(path)?;
+    match mkdirat(&parent, name, Mode::from_raw_mode(0o700)) {
+        Ok(()) => {}
+        Err(e) if e == rustix::io::Errno::EXIST => {} // made by a concurrent hand; checked below
+        Err(e) => return Err(Error::io(path, format!("mkdir: {e}"))),
+    }
+    let fd = open_nofollow(path, OFlags::RDONLY | OFlags::DIRECTORY)?;
+    own(&fd, path, uid, gid, mode)
+}
+
+pub fn set_owner_mode(path: &Path, uid: u32, gid: u32, mode: u32) -> Result<(), Error> {
+    let fd = open_nofollow(path, OFlags::RDONLY | OFlags::NONBLOCK)?;
+    own(&fd, path, uid, gid, mode)
+}
+
+/// Writes a file atomically: a temporary file in the same folder, owned and moded before any
+/// byte is written, synced, then renamed over the target.
+pub fn write_file(path: &Path, uid: u32, gid: u32, mode: u32, contents: &str) -> Result<(), Error> {
+    let (parent, name) = parent_and_name(path)?;
+    let tmp = PathBuf::from(format!(".{}.pic2-tmp", name.to_string_lossy()));
+    let _ = unlinkat(&parent, &tmp, AtFlags::empty());
+    let fd = openat2(&parent, &tmp, OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::from_raw_mode(0o600), ResolveFlags::NO_SYMLINKS)
+        .map_err(|e| Error::io(path, format!("creating a temporary file: {e}")))?;
+    own(&fd, path, uid, gid, mode)?;
+    let mut file = std::fs::File::from(fd);
+    file.write_all(contents.as_bytes()).map_err(|e| Error::io(path, e))?;
+    fsync(&file).map_err(|e| Error::io(path, format!("fsync: {e}")))?;
+    renameat(&parent, &tmp, &parent, name).map_err(|e| Error::io(path, format!("rename: {e}")))
+}
+
+/// Reads a file pic2 wrote (the credentials), without following links.
+pub fn read_file(path: &Path) -> Result<String, Error> {
+    read_nofollow(path).map_err(|e| Error::io(path, e))
+}
+
+/// Deletes a folder and everything in it. The parent is checked to be reached without links;
+/// `remove_dir_all` itself never follows the links it meets inside.
+pub fn remove_tree(path: &Path) -> Result<(), Error> {
+    let _ = parent_and_name(path)?;
+    std::fs::remove_dir_all(path).map_err(|e| Error::io(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn changes_refuse_symbolic_links_anywhere_on_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("target");
+        std::fs::create_dir(&target).unwrap();
+        std::fs::write(target.join("secret"), "x").unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let before = std::fs::metadata(target.join("secret")).unwrap().mode();
+        assert!(set_owner_mode(&link.join("secret"), 0, 0, 0o777).is_err());
+        assert!(set_owner_mode(&link, 0, 0, 0o777).is_err());
+        assert!(create_dir(&link.join("new"), 0, 0, 0o755).is_err());
+        assert!(write_file(&link.join("f"), 0, 0, 0o644, "x").is_err());
+        assert!(!target.join("new").exists() && !target.join("f").exists());
+        assert_eq!(std::fs::metadata(target.join("secret")).unwrap().mode(), before);
+    }
+
+    #[test]
+    fn write_file_sets_mode_and_replaces_atomically() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        write_file(&p, 0, 0, 0o600, "one").unwrap();
+        write_file(&p, 0, 0, 0o640, "two").unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "two");
+        assert_eq!(std::fs::metadata(&p).unwrap().mode() & 0o777, 0o640);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temporary file left");
+    }
+}
