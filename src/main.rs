@@ -1,1 +1,36 @@
-fn main() {}
+//! `pic2`: plans and applies a small host's platform from one inventory.
+//!
+//! This binary only wires: it parses arguments ([`cli`]), loads the inventory, calls the
+//! library crates, and prints ([`output`]). Exit codes are decided here: 0 done or nothing to
+//! do, 2 `plan` found changes, 1 an error.
+
+mod cli;
+mod commands;
+mod output;
+mod report;
+
+use clap::Parser;
+use std::process::ExitCode;
+
+/// What a command ended with.
+pub enum Outcome {
+    Ok,
+    /// `plan`: there are changes to apply.
+    Changes,
+    /// The error was already reported to the user.
+    Failed,
+}
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    let out = output::Out::new(cli.color, cli.json);
+    match commands::run(cli, &out) {
+        Ok(Outcome::Ok) => ExitCode::SUCCESS,
+        Ok(Outcome::Changes) => ExitCode::from(2),
+        Ok(Outcome::Failed) => ExitCode::from(1),
+        Err(e) => {
+            report::error(&out, &e);
+            ExitCode::from(1)
+        }
+    }
+}

@@ -100,7 +100,10 @@ impl Diagnostic {
     /// Whether this diagnostic only follows from entries that failed to read, given as
     /// (section, name): "no account named `x`" when `[accounts.x]` was unreadable, or a
     /// missing host role when a host was.
-    pub(crate) fn follows_from(&self, broken: &std::collections::BTreeSet<(String, String)>) -> bool {
+    pub(crate) fn follows_from(
+        &self,
+        broken: &std::collections::BTreeSet<(String, String)>,
+    ) -> bool {
         let section = match self.code {
             Code::UnknownAccount => "accounts",
             Code::UnknownRuntime => "runtimes",
@@ -108,7 +111,9 @@ impl Diagnostic {
             Code::HostRoles => return broken.iter().any(|(s, _)| s == "hosts"),
             _ => return false,
         };
-        broken.iter().any(|(s, n)| s == section && self.message.contains(&format!("`{n}`")))
+        broken
+            .iter()
+            .any(|(s, n)| s == section && self.message.contains(&format!("`{n}`")))
     }
 
     pub fn related(mut self, span: Span, label: impl Into<String>) -> Self {
@@ -182,7 +187,10 @@ mod tests {
             let s = code.as_str();
             assert!(seen.insert(s), "code {s} used twice");
             assert!(s.chars().all(|c| c.is_ascii_lowercase() || c == '-'), "{s}");
-            assert!(doc.contains(&format!("`{s}`")), "{s} missing from docs/diagnostics.md");
+            assert!(
+                doc.contains(&format!("`{s}`")),
+                "{s} missing from docs/diagnostics.md"
+            );
         }
     }
 

@@ -41,12 +41,18 @@ impl std::ops::Deref for ValidInventory {
 }
 
 /// Reads and validates an inventory from its text.
-pub fn load(path: impl Into<std::path::PathBuf>, text: impl Into<String>) -> Result<ValidInventory, Diagnostics> {
+pub fn load(
+    path: impl Into<std::path::PathBuf>,
+    text: impl Into<String>,
+) -> Result<ValidInventory, Diagnostics> {
     let source = Arc::new(SourceFile::new(path, text));
     let mut diagnostics = Vec::new();
     let read = model::read(source.clone(), &mut diagnostics);
     let Some(inventory) = read.inventory else {
-        return Err(Diagnostics { file: source, diagnostics });
+        return Err(Diagnostics {
+            file: source,
+            diagnostics,
+        });
     };
     // The rules run even after reading errors, so one check lists everything; an entry that
     // failed to read is left out of the model, and references to it are not reported again.
@@ -60,7 +66,10 @@ pub fn load(path: impl Into<std::path::PathBuf>, text: impl Into<String>) -> Res
         Ok(ValidInventory(inventory))
     } else {
         diagnostics.sort_by_key(|d| d.span.start);
-        Err(Diagnostics { file: source, diagnostics })
+        Err(Diagnostics {
+            file: source,
+            diagnostics,
+        })
     }
 }
 
@@ -74,7 +83,12 @@ impl ValidInventory {
     /// Where database clients connect from: `[database] clients`, else every web host's address.
     pub fn database_clients(&self) -> Vec<ClientHost> {
         if !self.database.clients.is_empty() {
-            return self.database.clients.iter().map(|c| c.value.clone()).collect();
+            return self
+                .database
+                .clients
+                .iter()
+                .map(|c| c.value.clone())
+                .collect();
         }
         let mut out: Vec<ClientHost> = self
             .hosts
@@ -88,7 +102,10 @@ impl ValidInventory {
     }
 
     /// Every domain a site answers on, site name first.
-    pub fn site_domains<'a>(&'a self, site: (&'a Domain, &'a Site)) -> impl Iterator<Item = &'a Domain> {
+    pub fn site_domains<'a>(
+        &'a self,
+        site: (&'a Domain, &'a Site),
+    ) -> impl Iterator<Item = &'a Domain> {
         std::iter::once(site.0).chain(site.1.aliases.iter().map(|a| &a.value))
     }
 }

@@ -123,9 +123,16 @@ impl ServerUrl {
     pub fn parse(s: &str, span: Span, schemes: &[(&str, u16)]) -> Result<Self, Diagnostic> {
         let names: Vec<String> = schemes.iter().map(|(s, _)| format!("{s}://")).collect();
         let err = |why: &str| {
-            Diagnostic::new(Code::InvalidUrl, span, format!("`{s}` is not a valid server URL: {why}"))
-                .label("here")
-                .hint(format!("write it like `{}host:port`, with IPv6 addresses in brackets", names.first().map_or("", String::as_str)))
+            Diagnostic::new(
+                Code::InvalidUrl,
+                span,
+                format!("`{s}` is not a valid server URL: {why}"),
+            )
+            .label("here")
+            .hint(format!(
+                "write it like `{}host:port`, with IPv6 addresses in brackets",
+                names.first().map_or("", String::as_str)
+            ))
         };
         let (scheme, rest) = s.split_once("://").ok_or_else(|| err("it has no scheme"))?;
         let default_port = schemes
@@ -135,11 +142,16 @@ impl ServerUrl {
             .ok_or_else(|| err(&format!("the scheme must be one of {}", names.join(", "))))?;
         let rest = rest.trim_end_matches('/');
         if rest.contains('/') || rest.contains('@') || rest.contains('?') {
-            return Err(err("only a host and a port are expected (no user, path or query)"));
+            return Err(err(
+                "only a host and a port are expected (no user, path or query)",
+            ));
         }
         let (host, port) = if let Some(inner) = rest.strip_prefix('[') {
-            let (h, after) = inner.split_once(']').ok_or_else(|| err("an IPv6 address lacks its closing `]`"))?;
-            h.parse::<Ipv6Addr>().map_err(|_| err("the address in brackets is not IPv6"))?;
+            let (h, after) = inner
+                .split_once(']')
+                .ok_or_else(|| err("an IPv6 address lacks its closing `]`"))?;
+            h.parse::<Ipv6Addr>()
+                .map_err(|_| err("the address in brackets is not IPv6"))?;
             let port = match after.strip_prefix(':') {
                 Some(p) => Some(p),
                 None if after.is_empty() => None,
@@ -148,7 +160,9 @@ impl ServerUrl {
             (h.to_string(), port)
         } else {
             match rest.rsplit_once(':') {
-                Some((h, _)) if h.contains(':') => return Err(err("put an IPv6 address in brackets")),
+                Some((h, _)) if h.contains(':') => {
+                    return Err(err("put an IPv6 address in brackets"))
+                }
                 Some((h, p)) => (h.to_string(), Some(p)),
                 None => (rest.to_string(), None),
             }
@@ -157,10 +171,18 @@ impl ServerUrl {
             return Err(err("the host is empty"));
         }
         let port = match port {
-            Some(p) => p.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(|| err("the port must be 1 to 65535"))?,
+            Some(p) => p
+                .parse::<u16>()
+                .ok()
+                .filter(|p| *p != 0)
+                .ok_or_else(|| err("the port must be 1 to 65535"))?,
             None => default_port,
         };
-        Ok(ServerUrl { scheme: scheme.to_string(), host, port })
+        Ok(ServerUrl {
+            scheme: scheme.to_string(),
+            host,
+            port,
+        })
     }
 
     /// `host:port` with brackets around an IPv6 host, as socket APIs want it.
@@ -253,9 +275,13 @@ pub struct Services {
 
 impl Services {
     pub fn domains(&self) -> impl Iterator<Item = (&'static str, &Spanned<Domain>)> {
-        [("phpmyadmin", &self.phpmyadmin), ("passwd", &self.passwd), ("lists_web", &self.lists_web)]
-            .into_iter()
-            .filter_map(|(n, d)| d.as_ref().map(|d| (n, d)))
+        [
+            ("phpmyadmin", &self.phpmyadmin),
+            ("passwd", &self.passwd),
+            ("lists_web", &self.lists_web),
+        ]
+        .into_iter()
+        .filter_map(|(n, d)| d.as_ref().map(|d| (n, d)))
     }
 }
 
@@ -285,7 +311,11 @@ pub(crate) fn read(source: Arc<SourceFile>, sink: &mut Sink) -> ReadOutcome {
     ReadOutcome { inventory, broken }
 }
 
-fn read_inventory(source: Arc<SourceFile>, sink: &mut Sink, broken: &mut std::collections::BTreeSet<(String, String)>) -> Option<Inventory> {
+fn read_inventory(
+    source: Arc<SourceFile>,
+    sink: &mut Sink,
+    broken: &mut std::collections::BTreeSet<(String, String)>,
+) -> Option<Inventory> {
     let root = match toml_span::parse(source.text()) {
         Ok(v) => v,
         Err(e) => {
@@ -308,26 +338,70 @@ fn read_inventory(source: Arc<SourceFile>, sink: &mut Sink, broken: &mut std::co
     let top_span = top.span;
     top.finish(sink);
 
-    fn required<'de>(v: Option<Value<'de>>, name: &str, top_span: Span, sink: &mut Sink) -> Option<Value<'de>> {
+    fn required<'de>(
+        v: Option<Value<'de>>,
+        name: &str,
+        top_span: Span,
+        sink: &mut Sink,
+    ) -> Option<Value<'de>> {
         if v.is_none() {
             sink.push(
-                Diagnostic::new(Code::MissingKey, Span::new(top_span.start, top_span.start), format!("the inventory has no [{name}] section"))
-                    .label("expected here or below")
-                    .hint(format!("add a [{name}] table (see examples/pic2.toml)")),
+                Diagnostic::new(
+                    Code::MissingKey,
+                    Span::new(top_span.start, top_span.start),
+                    format!("the inventory has no [{name}] section"),
+                )
+                .label("expected here or below")
+                .hint(format!("add a [{name}] table (see examples/pic2.toml)")),
             );
         }
         v
     }
-    let platform = required(platform, "platform", top_span, sink).and_then(|v| read_platform(v, sink));
-    let hosts = required(hosts, "hosts", top_span, sink).map(|v| read_map(v, "hosts", sink, broken, Ident::parse, read_host)).unwrap_or_default();
-    let directory = required(directory, "directory", top_span, sink).and_then(|v| read_directory(v, sink));
-    let database = required(database, "database", top_span, sink).and_then(|v| read_database(v, sink));
-    let runtimes = runtimes.map(|v| read_map(v, "runtimes", sink, broken, Ident::parse, read_runtime)).unwrap_or_default();
-    let accounts = accounts.map(|v| read_map(v, "accounts", sink, broken, AccountName::parse, read_account)).unwrap_or_default();
-    let sites = sites.map(|v| read_map(v, "sites", sink, broken, Domain::parse, read_site)).unwrap_or_default();
-    let databases = databases.map(|v| read_map(v, "databases", sink, broken, DbName::parse, read_database_entry)).unwrap_or_default();
-    let lists = lists.map(|v| read_map(v, "lists", sink, broken, Ident::parse, read_list)).unwrap_or_default();
-    let services = services.and_then(|v| read_services(v, sink)).unwrap_or_default();
+    let platform =
+        required(platform, "platform", top_span, sink).and_then(|v| read_platform(v, sink));
+    let hosts = required(hosts, "hosts", top_span, sink)
+        .map(|v| read_map(v, "hosts", sink, broken, Ident::parse, read_host))
+        .unwrap_or_default();
+    let directory =
+        required(directory, "directory", top_span, sink).and_then(|v| read_directory(v, sink));
+    let database =
+        required(database, "database", top_span, sink).and_then(|v| read_database(v, sink));
+    let runtimes = runtimes
+        .map(|v| read_map(v, "runtimes", sink, broken, Ident::parse, read_runtime))
+        .unwrap_or_default();
+    let accounts = accounts
+        .map(|v| {
+            read_map(
+                v,
+                "accounts",
+                sink,
+                broken,
+                AccountName::parse,
+                read_account,
+            )
+        })
+        .unwrap_or_default();
+    let sites = sites
+        .map(|v| read_map(v, "sites", sink, broken, Domain::parse, read_site))
+        .unwrap_or_default();
+    let databases = databases
+        .map(|v| {
+            read_map(
+                v,
+                "databases",
+                sink,
+                broken,
+                DbName::parse,
+                read_database_entry,
+            )
+        })
+        .unwrap_or_default();
+    let lists = lists
+        .map(|v| read_map(v, "lists", sink, broken, Ident::parse, read_list))
+        .unwrap_or_default();
+    let services = services
+        .and_then(|v| read_services(v, sink))
+        .unwrap_or_default();
     let pricing = pricing.and_then(|v| read_pricing(v, sink));
 
     Some(Inventory {
@@ -348,9 +422,14 @@ fn read_inventory(source: Arc<SourceFile>, sink: &mut Sink, broken: &mut std::co
 
 fn syntax_error(e: &toml_span::Error) -> Diagnostic {
     let span: Span = e.span.into();
-    let mut d = Diagnostic::new(Code::Syntax, span, format!("invalid TOML: {}", e.kind)).label("here");
-    if let toml_span::ErrorKind::DuplicateKey { first, .. } | toml_span::ErrorKind::DuplicateTable { first, .. } = &e.kind {
-        d = d.related((*first).into(), "first defined here").hint("each key and table may be written once; merge the two");
+    let mut d =
+        Diagnostic::new(Code::Syntax, span, format!("invalid TOML: {}", e.kind)).label("here");
+    if let toml_span::ErrorKind::DuplicateKey { first, .. }
+    | toml_span::ErrorKind::DuplicateTable { first, .. } = &e.kind
+    {
+        d = d
+            .related((*first).into(), "first defined here")
+            .hint("each key and table may be written once; merge the two");
     } else {
         d = d.hint("check quotes, brackets and `=` around this place (https://toml.io)");
     }
@@ -372,7 +451,9 @@ fn read_map<K: Ord, V>(
     };
     for (key, value) in table.entries(sink) {
         let name = format!("[{section}.{}]", quote_key(&key.value));
-        let parsed = parse_key(&key.value, key.span).map_err(|d| sink.push(d)).ok();
+        let parsed = parse_key(&key.value, key.span)
+            .map_err(|d| sink.push(d))
+            .ok();
         match (parsed, read_one(value, key.span, &name, sink)) {
             (Some(k), Some(v)) => {
                 out.insert(k, v);
@@ -386,7 +467,9 @@ fn read_map<K: Ord, V>(
 }
 
 fn quote_key(k: &str) -> String {
-    if k.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+    if k.chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
         k.to_string()
     } else {
         format!("\"{k}\"")
@@ -398,13 +481,22 @@ struct AbsPath(PathBuf);
 impl AbsPath {
     fn parse(s: &str, span: Span) -> Result<PathBuf, Diagnostic> {
         let p = PathBuf::from(s);
-        let normal = p.components().all(|c| matches!(c, std::path::Component::RootDir | std::path::Component::Normal(_)));
+        let normal = p.components().all(|c| {
+            matches!(
+                c,
+                std::path::Component::RootDir | std::path::Component::Normal(_)
+            )
+        });
         if p.is_absolute() && normal && !s.ends_with('/') {
             Ok(p)
         } else {
-            Err(Diagnostic::new(Code::InvalidPath, span, format!("`{s}` is not an absolute, normalised path"))
-                .label("here")
-                .hint("write a path from `/`, without `..`, `.`, `//` or a trailing `/`"))
+            Err(Diagnostic::new(
+                Code::InvalidPath,
+                span,
+                format!("`{s}` is not an absolute, normalised path"),
+            )
+            .label("here")
+            .hint("write a path from `/`, without `..`, `.`, `//` or a trailing `/`"))
         }
     }
 }
@@ -416,7 +508,8 @@ impl FromToml for AbsPath {
 }
 
 fn abs_path(t: &mut Table<'_>, key: &'static str, sink: &mut Sink) -> Option<Spanned<PathBuf>> {
-    t.req::<Spanned<AbsPath>>(key, sink).map(|s| Spanned::new(s.value.0, s.span))
+    t.req::<Spanned<AbsPath>>(key, sink)
+        .map(|s| Spanned::new(s.value.0, s.span))
 }
 
 /// A string read through a checking constructor, keeping its span.
@@ -444,9 +537,11 @@ checked!(Role, |s: &str, span| match s {
     "directory" => Ok(Role::Directory),
     "web" => Ok(Role::Web),
     "mail" => Ok(Role::Mail),
-    _ => Err(Diagnostic::new(Code::InvalidValue, span, format!("unknown role `{s}`"))
-        .label("not a role")
-        .hint("roles are \"database\", \"directory\", \"web\" and \"mail\"")),
+    _ => Err(
+        Diagnostic::new(Code::InvalidValue, span, format!("unknown role `{s}`"))
+            .label("not a role")
+            .hint("roles are \"database\", \"directory\", \"web\" and \"mail\"")
+    ),
 });
 
 fn read_platform(value: Value<'_>, sink: &mut Sink) -> Option<Platform> {
@@ -468,11 +563,16 @@ fn read_host(value: Value<'_>, span: Span, name: &str, sink: &mut Sink) -> Optio
     let mut t = Table::new(value, name, sink)?;
     let roles = t.req::<Vec<Spanned<Role>>>("roles", sink);
     let address = t.req::<Spanned<String>>("address", sink).and_then(|s| {
-        parse_ip(&s.value, s.span).map(|ip| Spanned::new(ip, s.span)).map_err(|d| sink.push(d)).ok()
+        parse_ip(&s.value, s.span)
+            .map(|ip| Spanned::new(ip, s.span))
+            .map_err(|d| sink.push(d))
+            .ok()
     });
     let public_ipv4 = t.opt_with("public_ipv4", sink, parse_ipv4);
     let public_ipv6 = t.opt_with("public_ipv6", sink, parse_ipv6);
-    let resources = t.opt_value("resources").and_then(|v| read_resources(v, &format!("`resources` of {name}"), sink));
+    let resources = t
+        .opt_value("resources")
+        .and_then(|v| read_resources(v, &format!("`resources` of {name}"), sink));
     t.finish(sink);
     Some(Host {
         span,
@@ -522,7 +622,8 @@ fn read_directory(value: Value<'_>, sink: &mut Sink) -> Option<Directory> {
     let ssh_group_gid = t.opt::<Spanned<u32>>("ssh_group_gid", sink);
     t.finish(sink);
     let uid_range = uid_range?;
-    let ssh_group_gid = ssh_group_gid.unwrap_or_else(|| Spanned::new(uid_range.value.0.saturating_sub(1), uid_range.span));
+    let ssh_group_gid = ssh_group_gid
+        .unwrap_or_else(|| Spanned::new(uid_range.value.0.saturating_sub(1), uid_range.span));
     Some(Directory {
         url: url?,
         base_dn: base_dn?,
@@ -559,7 +660,12 @@ fn read_runtime(value: Value<'_>, span: Span, name: &str, sink: &mut Sink) -> Op
     let base_image = t.req::<Spanned<String>>("base_image", sink);
     let description = t.opt::<String>("description", sink);
     t.finish(sink);
-    Some(Runtime { span, php: php?, base_image: base_image?, description })
+    Some(Runtime {
+        span,
+        php: php?,
+        base_image: base_image?,
+        description,
+    })
 }
 
 fn read_account(value: Value<'_>, span: Span, name: &str, sink: &mut Sink) -> Option<Account> {
@@ -628,14 +734,25 @@ fn read_tls(value: Value<'_>, site: &str, sink: &mut Sink) -> Option<Tls> {
     let cert = abs_path(&mut t, "cert", sink);
     let key = abs_path(&mut t, "key", sink);
     t.finish(sink);
-    Some(Tls::Files { cert: cert?.value, key: key?.value })
+    Some(Tls::Files {
+        cert: cert?.value,
+        key: key?.value,
+    })
 }
 
-fn read_database_entry(value: Value<'_>, span: Span, name: &str, sink: &mut Sink) -> Option<Database> {
+fn read_database_entry(
+    value: Value<'_>,
+    span: Span,
+    name: &str,
+    sink: &mut Sink,
+) -> Option<Database> {
     let mut t = Table::new(value, name, sink)?;
     let owner = t.req::<Spanned<AccountName>>("owner", sink);
     t.finish(sink);
-    Some(Database { span, owner: owner? })
+    Some(Database {
+        span,
+        owner: owner?,
+    })
 }
 
 fn read_list(value: Value<'_>, span: Span, name: &str, sink: &mut Sink) -> Option<MailingList> {
@@ -644,7 +761,12 @@ fn read_list(value: Value<'_>, span: Span, name: &str, sink: &mut Sink) -> Optio
     let subject = t.opt::<String>("subject", sink);
     let owners = t.req::<Vec<Spanned<Email>>>("owners", sink);
     t.finish(sink);
-    Some(MailingList { span, domain: domain?, subject: subject.unwrap_or_default(), owners: owners? })
+    Some(MailingList {
+        span,
+        domain: domain?,
+        subject: subject.unwrap_or_default(),
+        owners: owners?,
+    })
 }
 
 fn read_services(value: Value<'_>, sink: &mut Sink) -> Option<Services> {

@@ -15,18 +15,26 @@ pub fn parse_ip(s: &str, span: Span) -> Result<IpAddr, Diagnostic> {
 pub fn parse_ipv4(s: &str, span: Span) -> Result<Ipv4Addr, Diagnostic> {
     match parse_ip(s, span)? {
         IpAddr::V4(a) => Ok(a),
-        IpAddr::V6(_) => Err(Diagnostic::new(Code::InvalidAddress, span, format!("`{s}` is an IPv6 address where an IPv4 one is expected"))
-            .label("IPv6 here")
-            .hint("put IPv6 addresses in `public_ipv6`")),
+        IpAddr::V6(_) => Err(Diagnostic::new(
+            Code::InvalidAddress,
+            span,
+            format!("`{s}` is an IPv6 address where an IPv4 one is expected"),
+        )
+        .label("IPv6 here")
+        .hint("put IPv6 addresses in `public_ipv6`")),
     }
 }
 
 pub fn parse_ipv6(s: &str, span: Span) -> Result<Ipv6Addr, Diagnostic> {
     match parse_ip(s, span)? {
         IpAddr::V6(a) => Ok(a),
-        IpAddr::V4(_) => Err(Diagnostic::new(Code::InvalidAddress, span, format!("`{s}` is an IPv4 address where an IPv6 one is expected"))
-            .label("IPv4 here")
-            .hint("put IPv4 addresses in `public_ipv4`")),
+        IpAddr::V4(_) => Err(Diagnostic::new(
+            Code::InvalidAddress,
+            span,
+            format!("`{s}` is an IPv4 address where an IPv6 one is expected"),
+        )
+        .label("IPv4 here")
+        .hint("put IPv4 addresses in `public_ipv4`")),
     }
 }
 
@@ -50,11 +58,17 @@ impl ClientHost {
             return Ok(Self::from_ip(ip));
         };
         let bad_prefix = |hint: &str| {
-            Diagnostic::new(Code::InvalidAddress, span, format!("MariaDB cannot match the network `{s}`"))
-                .label("this prefix")
-                .hint(hint.to_string())
+            Diagnostic::new(
+                Code::InvalidAddress,
+                span,
+                format!("MariaDB cannot match the network `{s}`"),
+            )
+            .label("this prefix")
+            .hint(hint.to_string())
         };
-        let prefix: u8 = prefix.parse().map_err(|_| bad_prefix("the part after `/` must be a number"))?;
+        let prefix: u8 = prefix
+            .parse()
+            .map_err(|_| bad_prefix("the part after `/` must be a number"))?;
         match ip {
             IpAddr::V4(a) => {
                 if prefix > 32 || prefix % 8 != 0 {
@@ -63,12 +77,15 @@ impl ClientHost {
                 let octets = a.octets();
                 let kept = usize::from(prefix / 8);
                 if octets.iter().skip(kept).any(|&o| o != 0) {
-                    return Err(bad_prefix("the host part of the network must be zero (e.g. `10.1.2.0/24`)"));
+                    return Err(bad_prefix(
+                        "the host part of the network must be zero (e.g. `10.1.2.0/24`)",
+                    ));
                 }
                 if prefix == 32 {
                     return Ok(Self::from_ip(ip));
                 }
-                let mut parts: Vec<String> = octets.iter().take(kept).map(|o| o.to_string()).collect();
+                let mut parts: Vec<String> =
+                    octets.iter().take(kept).map(|o| o.to_string()).collect();
                 parts.push("%".into());
                 Ok(ClientHost(parts.join(".")))
             }
@@ -79,7 +96,9 @@ impl ClientHost {
                 let segments = a.segments();
                 let kept = usize::from(prefix / 16);
                 if segments.iter().skip(kept).any(|&g| g != 0) {
-                    return Err(bad_prefix("the host part of the network must be zero (e.g. `fd00:5049:4332:1::/64`)"));
+                    return Err(bad_prefix(
+                        "the host part of the network must be zero (e.g. `fd00:5049:4332:1::/64`)",
+                    ));
                 }
                 if prefix == 128 {
                     return Ok(Self::from_ip(ip));
@@ -87,7 +106,11 @@ impl ClientHost {
                 if segments.get(kept.saturating_sub(1)) == Some(&0) {
                     return Err(bad_prefix("the network's last group must be non-zero: MariaDB compares the compressed text form, where a zero group vanishes (give the subnet a non-zero last group, e.g. `fd00:5049:4332:1::/64`)"));
                 }
-                let mut parts: Vec<String> = segments.iter().take(kept).map(|g| format!("{g:x}")).collect();
+                let mut parts: Vec<String> = segments
+                    .iter()
+                    .take(kept)
+                    .map(|g| format!("{g:x}"))
+                    .collect();
                 parts.push("%".into());
                 Ok(ClientHost(parts.join(":")))
             }
@@ -116,7 +139,10 @@ mod tests {
         assert_eq!(p("fd00:5049:4332::1").unwrap(), "fd00:5049:4332::1");
         assert_eq!(p("10.1.2.0/24").unwrap(), "10.1.2.%");
         assert_eq!(p("127.0.0.1").unwrap(), "127.0.0.1");
-        assert!(p("fd00:5049:4332::/64").is_err(), "zero last group vanishes");
+        assert!(
+            p("fd00:5049:4332::/64").is_err(),
+            "zero last group vanishes"
+        );
         assert!(p("fd00::/60").is_err());
         assert!(p("10.1.2.3/24").is_err());
         assert!(p("10.1.2.0/20").is_err());

@@ -113,8 +113,12 @@ impl FromToml for f64 {
             Some(n)
         } else {
             sink.push(
-                Diagnostic::new(Code::InvalidValue, span, format!("{n} is not a non-negative number"))
-                    .label("must be zero or more"),
+                Diagnostic::new(
+                    Code::InvalidValue,
+                    span,
+                    format!("{n} is not a non-negative number"),
+                )
+                .label("must be zero or more"),
             );
             None
         }
@@ -258,7 +262,11 @@ impl<'de> Table<'de> {
             .label("not a key pic2 knows here");
             d = match nearest(name, self.expected.iter().copied()) {
                 Some(near) => d.hint(format!("did you mean `{near}`?")),
-                None => d.hint(format!("the keys of {} are: {}", self.name, self.expected.join(", "))),
+                None => d.hint(format!(
+                    "the keys of {} are: {}",
+                    self.name,
+                    self.expected.join(", ")
+                )),
             };
             sink.push(d);
         }

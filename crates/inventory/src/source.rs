@@ -97,6 +97,12 @@ mod tests {
         assert_eq!(src.line_col(0), LineCol { line: 1, column: 1 });
         assert_eq!(src.line_col(6), LineCol { line: 2, column: 1 });
         let x = src.text().find('x').unwrap();
-        assert_eq!(src.line_col(x), LineCol { line: 2, column: 11 });
+        assert_eq!(
+            src.line_col(x),
+            LineCol {
+                line: 2,
+                column: 11
+            }
+        );
     }
 }

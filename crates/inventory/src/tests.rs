@@ -57,7 +57,11 @@ owner = "alice"
 fn errors(text: &str) -> Vec<(&'static str, usize, usize, String)> {
     match load("t.toml", text) {
         Ok(_) => vec![],
-        Err(d) => d.located().into_iter().map(|l| (l.code, l.line, l.column, l.text)).collect(),
+        Err(d) => d
+            .located()
+            .into_iter()
+            .map(|l| (l.code, l.line, l.column, l.text))
+            .collect(),
     }
 }
 
@@ -73,8 +77,14 @@ fn line_of(text: &str, needle: &str) -> usize {
 fn base_and_examples_are_valid() {
     assert_eq!(errors(BASE), vec![]);
     for (name, text) in [
-        ("examples/pic2.toml", include_str!("../../../examples/pic2.toml")),
-        ("examples/demo.toml", include_str!("../../../examples/demo.toml")),
+        (
+            "examples/pic2.toml",
+            include_str!("../../../examples/pic2.toml"),
+        ),
+        (
+            "examples/demo.toml",
+            include_str!("../../../examples/demo.toml"),
+        ),
     ] {
         if let Err(d) = load(name, text) {
             panic!("{name}: {:#?}", d.located());
@@ -97,10 +107,21 @@ fn unknown_key_suggests_the_nearest() {
     let codes: Vec<_> = d.diagnostics.iter().map(|d| d.code).collect();
     assert!(codes.contains(&Code::UnknownKey), "{codes:?}");
     assert!(codes.contains(&Code::MissingKey), "{codes:?}");
-    let unknown = d.diagnostics.iter().find(|d| d.code == Code::UnknownKey).unwrap();
+    let unknown = d
+        .diagnostics
+        .iter()
+        .find(|d| d.code == Code::UnknownKey)
+        .unwrap();
     assert_eq!(unknown.hint.as_deref(), Some("did you mean `owner`?"));
-    let l = d.located().into_iter().find(|l| l.code == "unknown-key").unwrap();
-    assert_eq!((l.line, l.column, l.text.as_str()), (line_of(&text, "ownr"), 1, "ownr"));
+    let l = d
+        .located()
+        .into_iter()
+        .find(|l| l.code == "unknown-key")
+        .unwrap();
+    assert_eq!(
+        (l.line, l.column, l.text.as_str()),
+        (line_of(&text, "ownr"), 1, "ownr")
+    );
 }
 
 #[test]
@@ -120,11 +141,27 @@ databases = ["nope"]
     let codes: Vec<_> = errors(&text).into_iter().map(|e| e.0).collect();
     // carol's e-mail is broken, so carol is left out: no duplicate uid, and no cascade of
     // "unknown account" either; the site's own dangling references are still reported.
-    assert_eq!(codes, vec!["invalid-email", "unknown-account", "unknown-runtime", "unknown-database"]);
+    assert_eq!(
+        codes,
+        vec![
+            "invalid-email",
+            "unknown-account",
+            "unknown-runtime",
+            "unknown-database"
+        ]
+    );
     let text = text.replace("not-an-email", "carol@t.example");
     let e = errors(&text);
     let codes: Vec<_> = e.iter().map(|e| e.0).collect();
-    assert_eq!(codes, vec!["duplicate-uid", "unknown-account", "unknown-runtime", "unknown-database"]);
+    assert_eq!(
+        codes,
+        vec![
+            "duplicate-uid",
+            "unknown-account",
+            "unknown-runtime",
+            "unknown-database"
+        ]
+    );
     assert_eq!(e[1].3, "carl");
     assert_eq!(e[1].1, line_of(&text, "owner = \"carl\""));
     assert_eq!(e[1].2, 10);
@@ -132,10 +169,16 @@ databases = ["nope"]
 
 #[test]
 fn dangling_reference_hints_the_nearest_name() {
-    let text = BASE.replace("owner = \"alice\"\nruntime = \"itk82\"", "owner = \"alcie\"\nruntime = \"itk82\"");
+    let text = BASE.replace(
+        "owner = \"alice\"\nruntime = \"itk82\"",
+        "owner = \"alcie\"\nruntime = \"itk82\"",
+    );
     let d = load("t.toml", text.as_str()).unwrap_err();
     assert_eq!(d.diagnostics[0].code, Code::UnknownAccount);
-    assert_eq!(d.diagnostics[0].hint.as_deref(), Some("did you mean `alice`?"));
+    assert_eq!(
+        d.diagnostics[0].hint.as_deref(),
+        Some("did you mean `alice`?")
+    );
 }
 
 #[test]
@@ -153,14 +196,28 @@ fn duplicate_uid_points_at_both() {
 fn uid_outside_the_range() {
     let text = BASE.replace("uid = 10002", "uid = 500");
     let e = errors(&text);
-    assert_eq!(e, vec![("uid-out-of-range", line_of(&text, "uid = 500"), 7, "500".to_string())]);
+    assert_eq!(
+        e,
+        vec![(
+            "uid-out-of-range",
+            line_of(&text, "uid = 500"),
+            7,
+            "500".to_string()
+        )]
+    );
 }
 
 #[test]
 fn ssh_group_gid_inside_the_range_is_refused() {
-    let text = BASE.replace("uid_range = [10000, 19999]", "uid_range = [10000, 19999]\nssh_group_gid = 10005");
+    let text = BASE.replace(
+        "uid_range = [10000, 19999]",
+        "uid_range = [10000, 19999]\nssh_group_gid = 10005",
+    );
     assert_eq!(errors(&text)[0].0, "uid-out-of-range");
-    let text = BASE.replace("uid_range = [10000, 19999]", "uid_range = [10000, 19999]\nssh_group_gid = 10001");
+    let text = BASE.replace(
+        "uid_range = [10000, 19999]",
+        "uid_range = [10000, 19999]\nssh_group_gid = 10001",
+    );
     let codes: Vec<_> = errors(&text).into_iter().map(|e| e.0).collect();
     assert!(codes.contains(&"duplicate-uid"), "{codes:?}");
 }
@@ -187,30 +244,81 @@ passwd = "bob.example"
 #[test]
 fn malformed_values_each_say_what_and_where() {
     let cases: &[(&str, &str, &str)] = &[
-        ("address = \"fd00::1\"", "address = \"fd00::zz\"", "invalid-address"),
-        ("public_ipv4 = \"192.0.2.1\"", "public_ipv4 = \"2001:db8::1\"", "invalid-address"),
-        ("domain = \"t.example\"", "domain = \"https://t.example\"", "invalid-domain"),
-        ("aliases = [\"www.alice.example\"]", "aliases = [\"WWW.alice.example\"]", "invalid-domain"),
-        ("data_dir = \"/srv/t\"", "data_dir = \"srv/t\"", "invalid-path"),
-        ("url = \"ldap://[fd00::2]:389\"", "url = \"ldap://fd00::2:389\"", "invalid-url"),
-        ("url = \"mysql://[fd00::2]\"", "url = \"postgres://x\"", "invalid-url"),
-        ("base_dn = \"dc=t,dc=example\"", "base_dn = \"t.example\"", "invalid-dn"),
+        (
+            "address = \"fd00::1\"",
+            "address = \"fd00::zz\"",
+            "invalid-address",
+        ),
+        (
+            "public_ipv4 = \"192.0.2.1\"",
+            "public_ipv4 = \"2001:db8::1\"",
+            "invalid-address",
+        ),
+        (
+            "domain = \"t.example\"",
+            "domain = \"https://t.example\"",
+            "invalid-domain",
+        ),
+        (
+            "aliases = [\"www.alice.example\"]",
+            "aliases = [\"WWW.alice.example\"]",
+            "invalid-domain",
+        ),
+        (
+            "data_dir = \"/srv/t\"",
+            "data_dir = \"srv/t\"",
+            "invalid-path",
+        ),
+        (
+            "url = \"ldap://[fd00::2]:389\"",
+            "url = \"ldap://fd00::2:389\"",
+            "invalid-url",
+        ),
+        (
+            "url = \"mysql://[fd00::2]\"",
+            "url = \"postgres://x\"",
+            "invalid-url",
+        ),
+        (
+            "base_dn = \"dc=t,dc=example\"",
+            "base_dn = \"t.example\"",
+            "invalid-dn",
+        ),
         ("php = \"8.2\"", "php = \"eight\"", "invalid-value"),
         ("uid = 10001", "uid = \"10001\"", "wrong-type"),
         ("uid = 10001", "uid = -1", "invalid-value"),
-        ("roles = [\"web\"]", "roles = [\"web\", \"dns\"]", "invalid-value"),
+        (
+            "roles = [\"web\"]",
+            "roles = [\"web\", \"dns\"]",
+            "invalid-value",
+        ),
         ("[accounts.bob]", "[accounts.Bob]", "invalid-name"),
         ("[accounts.bob]", "[accounts.root]", "reserved-name"),
-        ("[databases.alice]\nowner", "[databases.alice-db]\nowner", "invalid-name"),
-        ("uid_range = [10000, 19999]", "uid_range = [19999, 10000]", "invalid-value"),
+        (
+            "[databases.alice]\nowner",
+            "[databases.alice-db]\nowner",
+            "invalid-name",
+        ),
+        (
+            "uid_range = [10000, 19999]",
+            "uid_range = [19999, 10000]",
+            "invalid-value",
+        ),
     ];
     for (from, to, code) in cases {
         assert!(BASE.contains(from), "{from}");
         let text = BASE.replacen(from, to, 1);
         let e = errors(&text);
         assert!(!e.is_empty(), "{to}: no error");
-        let found = e.iter().find(|e| e.0 == *code).unwrap_or_else(|| panic!("{to}: no {code} in {e:?}"));
-        assert_eq!(found.1, line_of(&text, to.lines().next().unwrap()), "{to}: {e:?}");
+        let found = e
+            .iter()
+            .find(|e| e.0 == *code)
+            .unwrap_or_else(|| panic!("{to}: no {code} in {e:?}"));
+        assert_eq!(
+            found.1,
+            line_of(&text, to.lines().next().unwrap()),
+            "{to}: {e:?}"
+        );
     }
 }
 
@@ -220,19 +328,36 @@ fn weak_or_broken_ssh_keys_are_refused() {
         ("ssh-ed25519 AAAAnotbase64", "invalid SSH public key"),
         ("ssh-dss AAAAB3NzaC1kc3MAAACBAP", "invalid SSH public key"),
     ] {
-        let text = BASE.replace("email = \"bob@t.example\"", &format!("email = \"bob@t.example\"\nssh_keys = [\"{key}\"]"));
+        let text = BASE.replace(
+            "email = \"bob@t.example\"",
+            &format!("email = \"bob@t.example\"\nssh_keys = [\"{key}\"]"),
+        );
         let d = load("t.toml", text.as_str()).unwrap_err();
         assert_eq!(d.diagnostics[0].code, Code::InvalidSshKey);
         assert!(d.diagnostics[0].message.starts_with(why));
     }
-    let key = include_str!("../../../examples/demo.toml").lines().find(|l| l.starts_with("ssh_keys")).unwrap();
-    let text = BASE.replace("email = \"bob@t.example\"", &format!("email = \"bob@t.example\"\n{}", key.replace("[\"", "[\"").replace("\"]", "\", \"").to_string() + &key["ssh_keys = [\"".len()..]));
+    let key = include_str!("../../../examples/demo.toml")
+        .lines()
+        .find(|l| l.starts_with("ssh_keys"))
+        .unwrap();
+    let text = BASE.replace(
+        "email = \"bob@t.example\"",
+        &format!(
+            "email = \"bob@t.example\"\n{}",
+            key.replace("[\"", "[\"")
+                .replace("\"]", "\", \"")
+                .to_string()
+                + &key["ssh_keys = [\"".len()..]
+        ),
+    );
     assert_eq!(errors(&text)[0].0, "duplicate-value");
 }
 
 #[test]
 fn site_using_another_accounts_database() {
-    let text = with("[sites.\"bob.example\"]\nowner = \"bob\"\nruntime = \"itk82\"\ndatabases = [\"alice\"]\n");
+    let text = with(
+        "[sites.\"bob.example\"]\nowner = \"bob\"\nruntime = \"itk82\"\ndatabases = [\"alice\"]\n",
+    );
     let e = errors(&text);
     assert_eq!(e.len(), 1);
     assert_eq!(e[0].0, "database-owner-mismatch");
@@ -245,19 +370,29 @@ fn missing_roles_and_sections() {
     assert_eq!(errors(&text)[0].0, "host-roles");
     let text = BASE.replace("[database]", "[databasex]");
     let codes: Vec<_> = errors(&text).into_iter().map(|e| e.0).collect();
-    assert!(codes.contains(&"unknown-key") && codes.contains(&"missing-key"), "{codes:?}");
+    assert!(
+        codes.contains(&"unknown-key") && codes.contains(&"missing-key"),
+        "{codes:?}"
+    );
 }
 
 #[test]
 fn mariadb_unmatchable_networks_are_refused() {
-    let text = BASE.replace("admin_user = \"pic2\"", "admin_user = \"pic2\"\nclients = [\"fd00:5049:4332::/64\"]");
+    let text = BASE.replace(
+        "admin_user = \"pic2\"",
+        "admin_user = \"pic2\"\nclients = [\"fd00:5049:4332::/64\"]",
+    );
     assert_eq!(errors(&text)[0].0, "invalid-address");
 }
 
 #[test]
 fn database_clients_default_to_web_hosts() {
     let inv = load("t.toml", BASE).unwrap();
-    let clients: Vec<_> = inv.database_clients().iter().map(|c| c.as_str().to_string()).collect();
+    let clients: Vec<_> = inv
+        .database_clients()
+        .iter()
+        .map(|c| c.as_str().to_string())
+        .collect();
     assert_eq!(clients, vec!["fd00::1"]);
 }
 

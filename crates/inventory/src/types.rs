@@ -66,22 +66,65 @@ string_newtype!(
 /// Names the system or the services already use: an account with one of them would be
 /// confused with (or take the rights of) a system user.
 const RESERVED: &[&str] = &[
-    "root", "daemon", "bin", "sys", "sync", "games", "man", "lp", "mail", "news", "uucp", "proxy",
-    "www-data", "backup", "list", "irc", "gnats", "nobody", "systemd-network", "systemd-resolve",
-    "messagebus", "sshd", "mysql", "mariadb", "openldap", "nslcd", "postfix", "sympa", "admin",
-    "pic2", "ftp", "information_schema", "performance_schema", "sys", "test", "phpmyadmin",
-    "debian-sys-maint", "_apt", "nogroup", "shadow", "staff", "users", "sudo", "adm", "docker",
+    "root",
+    "daemon",
+    "bin",
+    "sys",
+    "sync",
+    "games",
+    "man",
+    "lp",
+    "mail",
+    "news",
+    "uucp",
+    "proxy",
+    "www-data",
+    "backup",
+    "list",
+    "irc",
+    "gnats",
+    "nobody",
+    "systemd-network",
+    "systemd-resolve",
+    "messagebus",
+    "sshd",
+    "mysql",
+    "mariadb",
+    "openldap",
+    "nslcd",
+    "postfix",
+    "sympa",
+    "admin",
+    "pic2",
+    "ftp",
+    "information_schema",
+    "performance_schema",
+    "sys",
+    "test",
+    "phpmyadmin",
+    "debian-sys-maint",
+    "_apt",
+    "nogroup",
+    "shadow",
+    "staff",
+    "users",
+    "sudo",
+    "adm",
+    "docker",
 ];
 
 fn invalid(code: Code, span: Span, message: String, hint: &str) -> Diagnostic {
-    Diagnostic::new(code, span, message).label("here").hint(hint)
+    Diagnostic::new(code, span, message)
+        .label("here")
+        .hint(hint)
 }
 
 impl AccountName {
     pub fn parse(s: &str, span: Span) -> Result<Self, Diagnostic> {
         let ok = (1..=32).contains(&s.len())
             && s.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
-            && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+            && s.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
         if !ok {
             return Err(invalid(
                 Code::InvalidName,
@@ -108,7 +151,8 @@ impl DbName {
         // names are limited to 32 characters in the tools that still matter (phpMyAdmin, dumps).
         let ok = (1..=32).contains(&s.len())
             && s.starts_with(|c: char| c.is_ascii_lowercase())
-            && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+            && s.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
         if !ok {
             return Err(invalid(
                 Code::InvalidName,
@@ -134,7 +178,8 @@ impl Ident {
         let ok = (1..=32).contains(&s.len())
             && s.starts_with(|c: char| c.is_ascii_lowercase())
             && !s.ends_with('-')
-            && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+            && s.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
         if ok {
             Ok(Ident(s.to_owned()))
         } else {
@@ -175,14 +220,20 @@ impl Domain {
             if label.is_empty() || label.len() > 63 {
                 return fail("each label between dots must have 1 to 63 characters");
             }
-            if !label.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') {
+            if !label
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            {
                 return fail("only letters, digits, `-` and dots are allowed");
             }
             if label.starts_with('-') || label.ends_with('-') {
                 return fail("a label cannot start or end with `-`");
             }
         }
-        if labels.last().is_some_and(|tld| tld.chars().all(|c| c.is_ascii_digit())) {
+        if labels
+            .last()
+            .is_some_and(|tld| tld.chars().all(|c| c.is_ascii_digit()))
+        {
             return fail("the last label cannot be all digits (is it an IP address?)");
         }
         Ok(Domain(s.to_owned()))
@@ -192,14 +243,20 @@ impl Domain {
 impl Email {
     pub fn parse(s: &str, span: Span) -> Result<Self, Diagnostic> {
         let err = || {
-            Diagnostic::new(Code::InvalidEmail, span, format!("`{s}` is not a valid e-mail address"))
-                .label("here")
-                .hint("write it like `contact@example.org`")
+            Diagnostic::new(
+                Code::InvalidEmail,
+                span,
+                format!("`{s}` is not a valid e-mail address"),
+            )
+            .label("here")
+            .hint("write it like `contact@example.org`")
         };
         let (local, domain) = s.rsplit_once('@').ok_or_else(err)?;
         let local_ok = !local.is_empty()
             && local.len() <= 64
-            && local.chars().all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~.".contains(c))
+            && local
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~.".contains(c))
             && !local.starts_with('.')
             && !local.ends_with('.')
             && !local.contains("..");
@@ -214,17 +271,27 @@ impl Dn {
     /// Accepts `attr=value` components separated by commas; values may use `\` escapes.
     pub fn parse(s: &str, span: Span) -> Result<Self, Diagnostic> {
         let err = |why: &str| {
-            Diagnostic::new(Code::InvalidDn, span, format!("`{s}` is not a valid LDAP DN: {why}"))
-                .label("here")
-                .hint("write it like `dc=example,dc=org` or `cn=admin,dc=example,dc=org`")
+            Diagnostic::new(
+                Code::InvalidDn,
+                span,
+                format!("`{s}` is not a valid LDAP DN: {why}"),
+            )
+            .label("here")
+            .hint("write it like `dc=example,dc=org` or `cn=admin,dc=example,dc=org`")
         };
         if s.trim().is_empty() {
             return Err(err("it is empty"));
         }
         for rdn in split_dn(s) {
-            let (attr, value) = rdn.split_once('=').ok_or_else(|| err("each part needs `attribute=value`"))?;
+            let (attr, value) = rdn
+                .split_once('=')
+                .ok_or_else(|| err("each part needs `attribute=value`"))?;
             let attr = attr.trim();
-            if attr.is_empty() || !attr.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.') {
+            if attr.is_empty()
+                || !attr
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+            {
                 return Err(err("an attribute name is malformed"));
             }
             if value.trim().is_empty() {
@@ -241,7 +308,12 @@ impl Dn {
 
     /// Whether `self` is `base` or below it (compared without case or spaces).
     pub fn is_under(&self, base: &Dn) -> bool {
-        let norm = |d: &Dn| d.rdns().iter().map(|r| r.replace(' ', "").to_ascii_lowercase()).collect::<Vec<_>>();
+        let norm = |d: &Dn| {
+            d.rdns()
+                .iter()
+                .map(|r| r.replace(' ', "").to_ascii_lowercase())
+                .collect::<Vec<_>>()
+        };
         let (me, base) = (norm(self), norm(base));
         me.len() >= base.len() && me.ends_with(&base)
     }
@@ -297,14 +369,21 @@ pub struct PhpVersion(String);
 impl PhpVersion {
     pub fn parse(s: &str, span: Span) -> Result<Self, Diagnostic> {
         let ok = s.split_once('.').is_some_and(|(a, b)| {
-            !a.is_empty() && !b.is_empty() && a.chars().all(|c| c.is_ascii_digit()) && b.chars().all(|c| c.is_ascii_digit())
+            !a.is_empty()
+                && !b.is_empty()
+                && a.chars().all(|c| c.is_ascii_digit())
+                && b.chars().all(|c| c.is_ascii_digit())
         });
         if ok {
             Ok(PhpVersion(s.to_owned()))
         } else {
-            Err(Diagnostic::new(Code::InvalidValue, span, format!("`{s}` is not a PHP version"))
-                .label("expected MAJOR.MINOR")
-                .hint("write it like \"8.2\""))
+            Err(Diagnostic::new(
+                Code::InvalidValue,
+                span,
+                format!("`{s}` is not a PHP version"),
+            )
+            .label("expected MAJOR.MINOR")
+            .hint("write it like \"8.2\""))
         }
     }
 
@@ -333,14 +412,21 @@ impl SshKey {
         let parsed = ssh_key::PublicKey::from_openssh(s.trim()).map_err(|e| err(e.to_string()))?;
         use ssh_key::public::KeyData;
         match parsed.key_data() {
-            KeyData::Ed25519(_) | KeyData::Ecdsa(_) | KeyData::SkEd25519(_) | KeyData::SkEcdsaSha2NistP256(_) => {}
+            KeyData::Ed25519(_)
+            | KeyData::Ecdsa(_)
+            | KeyData::SkEd25519(_)
+            | KeyData::SkEcdsaSha2NistP256(_) => {}
             KeyData::Rsa(rsa) => {
                 let bits = rsa.n.as_positive_bytes().map_or(0, |b| b.len() * 8);
                 if bits < 3072 {
-                    return Err(err(format!("RSA keys need at least 3072 bits, this one has {bits}")));
+                    return Err(err(format!(
+                        "RSA keys need at least 3072 bits, this one has {bits}"
+                    )));
                 }
             }
-            KeyData::Dsa(_) => return Err(err("DSA keys are obsolete and refused by OpenSSH".into())),
+            KeyData::Dsa(_) => {
+                return Err(err("DSA keys are obsolete and refused by OpenSSH".into()))
+            }
             _ => return Err(err("unsupported key type".into())),
         }
         let algorithm = parsed.algorithm().to_string();
@@ -373,19 +459,50 @@ mod tests {
     fn account_names() {
         assert!(AccountName::parse("velobs", S).is_ok());
         assert!(AccountName::parse("_x-1", S).is_ok());
-        assert_eq!(AccountName::parse("Velobs", S).unwrap_err().code, Code::InvalidName);
-        assert_eq!(AccountName::parse("1abc", S).unwrap_err().code, Code::InvalidName);
-        assert_eq!(AccountName::parse("root", S).unwrap_err().code, Code::ReservedName);
-        assert_eq!(AccountName::parse(&"a".repeat(33), S).unwrap_err().code, Code::InvalidName);
+        assert_eq!(
+            AccountName::parse("Velobs", S).unwrap_err().code,
+            Code::InvalidName
+        );
+        assert_eq!(
+            AccountName::parse("1abc", S).unwrap_err().code,
+            Code::InvalidName
+        );
+        assert_eq!(
+            AccountName::parse("root", S).unwrap_err().code,
+            Code::ReservedName
+        );
+        assert_eq!(
+            AccountName::parse(&"a".repeat(33), S).unwrap_err().code,
+            Code::InvalidName
+        );
     }
 
     #[test]
     fn domains() {
-        for ok in ["le-pic.org", "www.velobs.example", "xn--vlobs-bsa.fr", "a.b.c.d"] {
+        for ok in [
+            "le-pic.org",
+            "www.velobs.example",
+            "xn--vlobs-bsa.fr",
+            "a.b.c.d",
+        ] {
             assert!(Domain::parse(ok, S).is_ok(), "{ok}");
         }
-        for bad in ["le-pic", "https://x.org", "x.org.", "X.org", "-a.org", "a..org", "1.2.3.4", "x.org:80", "é.org"] {
-            assert_eq!(Domain::parse(bad, S).unwrap_err().code, Code::InvalidDomain, "{bad}");
+        for bad in [
+            "le-pic",
+            "https://x.org",
+            "x.org.",
+            "X.org",
+            "-a.org",
+            "a..org",
+            "1.2.3.4",
+            "x.org:80",
+            "é.org",
+        ] {
+            assert_eq!(
+                Domain::parse(bad, S).unwrap_err().code,
+                Code::InvalidDomain,
+                "{bad}"
+            );
         }
     }
 
@@ -405,7 +522,10 @@ mod tests {
         assert!(!base.is_under(&admin));
         assert!(Dn::parse("le-pic.org", S).is_err());
         assert!(Dn::parse("cn=a\\,b,dc=x", S).is_ok());
-        assert_eq!(Dn::parse("cn=a\\,b,dc=x", S).unwrap().rdns(), vec!["cn=a\\,b", "dc=x"]);
+        assert_eq!(
+            Dn::parse("cn=a\\,b,dc=x", S).unwrap().rdns(),
+            vec!["cn=a\\,b", "dc=x"]
+        );
     }
 
     #[test]

@@ -67,22 +67,69 @@ pub struct CredentialsTarget {
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(tag = "op", rename_all = "kebab-case")]
 pub enum Op {
-    LdapAdd { dn: String, attrs: Vec<(String, Vec<String>)> },
+    LdapAdd {
+        dn: String,
+        attrs: Vec<(String, Vec<String>)>,
+    },
     /// Replaces each listed attribute's values (an empty list removes the attribute).
-    LdapModify { dn: String, replace: Vec<(String, Vec<String>)> },
-    LdapDelete { dn: String },
-    CreateDir { path: PathBuf, uid: u32, gid: u32, mode: u32 },
-    SetOwnerMode { path: PathBuf, uid: u32, gid: u32, mode: u32 },
-    WriteFile { path: PathBuf, uid: u32, gid: u32, mode: u32, contents: String },
-    RemoveTree { path: PathBuf },
-    CreateDatabase { name: String, comment: String },
-    SetDatabaseComment { name: String, comment: String },
+    LdapModify {
+        dn: String,
+        replace: Vec<(String, Vec<String>)>,
+    },
+    LdapDelete {
+        dn: String,
+    },
+    CreateDir {
+        path: PathBuf,
+        uid: u32,
+        gid: u32,
+        mode: u32,
+    },
+    SetOwnerMode {
+        path: PathBuf,
+        uid: u32,
+        gid: u32,
+        mode: u32,
+    },
+    WriteFile {
+        path: PathBuf,
+        uid: u32,
+        gid: u32,
+        mode: u32,
+        contents: String,
+    },
+    RemoveTree {
+        path: PathBuf,
+    },
+    CreateDatabase {
+        name: String,
+        comment: String,
+    },
+    SetDatabaseComment {
+        name: String,
+        comment: String,
+    },
     /// Creates the user on `create_on`; with `new_password`, sets a fresh password on every
     /// host and writes the credentials file, otherwise reuses the one in the file.
-    EnsureUser { user: String, create_on: Vec<ClientHost>, all_hosts: Vec<ClientHost>, new_password: bool, credentials: CredentialsTarget },
-    Grant { database: String, user: String, host: ClientHost },
-    DropUser { user: String, host: String },
-    DropDatabase { name: String },
+    EnsureUser {
+        user: String,
+        create_on: Vec<ClientHost>,
+        all_hosts: Vec<ClientHost>,
+        new_password: bool,
+        credentials: CredentialsTarget,
+    },
+    Grant {
+        database: String,
+        user: String,
+        host: ClientHost,
+    },
+    DropUser {
+        user: String,
+        host: String,
+    },
+    DropDatabase {
+        name: String,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -137,8 +184,14 @@ impl Plan {
         self.changes.sort_by(|a, b| {
             a.phase.cmp(&b.phase).then_with(|| {
                 let depth = |c: &Change| c.subject.matches(['/', ',']).count();
-                let by_depth = depth(a).cmp(&depth(b)).then_with(|| a.subject.cmp(&b.subject));
-                if a.kind == Kind::Delete { by_depth.reverse() } else { by_depth }
+                let by_depth = depth(a)
+                    .cmp(&depth(b))
+                    .then_with(|| a.subject.cmp(&b.subject));
+                if a.kind == Kind::Delete {
+                    by_depth.reverse()
+                } else {
+                    by_depth
+                }
             })
         });
     }
@@ -147,17 +200,37 @@ impl Plan {
         self.changes.push(change);
     }
 
-    pub(crate) fn conflict(&mut self, system: System, subject: impl Into<String>, message: impl Into<String>, hint: impl Into<String>) {
-        self.conflicts.push(Conflict { system, subject: subject.into(), message: message.into(), hint: hint.into() });
+    pub(crate) fn conflict(
+        &mut self,
+        system: System,
+        subject: impl Into<String>,
+        message: impl Into<String>,
+        hint: impl Into<String>,
+    ) {
+        self.conflicts.push(Conflict {
+            system,
+            subject: subject.into(),
+            message: message.into(),
+            hint: hint.into(),
+        });
     }
 
     pub(crate) fn hold(&mut self, system: System, subject: impl Into<String>, needs: &'static str) {
-        self.held.push(Held { system, subject: subject.into(), needs });
+        self.held.push(Held {
+            system,
+            subject: subject.into(),
+            needs,
+        });
     }
 
     /// Counts of changes of one system by kind: (create, update, delete).
     pub fn counts(&self, system: System) -> (usize, usize, usize) {
-        let of = |k| self.changes.iter().filter(|c| c.system == system && c.kind == k).count();
+        let of = |k| {
+            self.changes
+                .iter()
+                .filter(|c| c.system == system && c.kind == k)
+                .count()
+        };
         (of(Kind::Create), of(Kind::Update), of(Kind::Delete))
     }
 }

@@ -16,14 +16,25 @@ fn comment_platform(comment: &str) -> Option<&str> {
     comment.split_whitespace().next()?.strip_prefix("pic2:")
 }
 
-pub(crate) fn diff(inv: &ValidInventory, observed: &ObservedDatabases, files: &ObservedFiles, options: Options, plan: &mut Plan) {
+pub(crate) fn diff(
+    inv: &ValidInventory,
+    observed: &ObservedDatabases,
+    files: &ObservedFiles,
+    options: Options,
+    plan: &mut Plan,
+) {
     let platform = inv.platform.name.as_str();
     let desired = desired(inv);
     let server = &inv.database.url.value;
 
     for db in &desired {
         let name = db.name.as_str();
-        let users: BTreeSet<&str> = observed.users.iter().filter(|(u, _)| u == name).map(|(_, h)| h.as_str()).collect();
+        let users: BTreeSet<&str> = observed
+            .users
+            .iter()
+            .filter(|(u, _)| u == name)
+            .map(|(_, h)| h.as_str())
+            .collect();
         let credentials = CredentialsTarget {
             path: db.credentials.clone(),
             uid: db.owner_uid,
@@ -84,7 +95,9 @@ pub(crate) fn diff(inv: &ValidInventory, observed: &ObservedDatabases, files: &O
     let wanted: BTreeSet<&str> = desired.iter().map(|d| d.name.as_str()).collect();
     let prefix = mark(platform);
     for (name, comment) in &observed.databases {
-        if wanted.contains(name.as_str()) || comment_platform(comment) != prefix.strip_prefix("pic2:") {
+        if wanted.contains(name.as_str())
+            || comment_platform(comment) != prefix.strip_prefix("pic2:")
+        {
             continue;
         }
         for (_, host) in observed.users.iter().filter(|(u, _)| u == name) {
@@ -116,11 +129,19 @@ fn create_database(db: &DesiredDatabase) -> Change {
         summary: format!("create database {} (owner {})", db.name, db.owner),
         details: vec![format!("+ comment: {}", db.comment)],
         destructive: false,
-        op: Op::CreateDatabase { name: db.name.to_string(), comment: db.comment.clone() },
+        op: Op::CreateDatabase {
+            name: db.name.to_string(),
+            comment: db.comment.clone(),
+        },
     }
 }
 
-fn ensure_user(db: &DesiredDatabase, create_on: Vec<ClientHost>, new_password: bool, credentials: CredentialsTarget) -> Change {
+fn ensure_user(
+    db: &DesiredDatabase,
+    create_on: Vec<ClientHost>,
+    new_password: bool,
+    credentials: CredentialsTarget,
+) -> Change {
     let name = db.name.as_str();
     let hosts: Vec<&str> = create_on.iter().map(|h| h.as_str()).collect();
     let mut parts = Vec::new();
@@ -128,19 +149,38 @@ fn ensure_user(db: &DesiredDatabase, create_on: Vec<ClientHost>, new_password: b
         parts.push(format!("create user {name} from {}", hosts.join(", ")));
     }
     if new_password {
-        parts.push(format!("set a new password, written to {}", credentials.path.display()));
+        parts.push(format!(
+            "set a new password, written to {}",
+            credentials.path.display()
+        ));
     } else {
-        parts.push(format!("with the password from {}", credentials.path.display()));
+        parts.push(format!(
+            "with the password from {}",
+            credentials.path.display()
+        ));
     }
     Change {
         system: System::Databases,
-        kind: if create_on.is_empty() { Kind::Update } else { Kind::Create },
+        kind: if create_on.is_empty() {
+            Kind::Update
+        } else {
+            Kind::Create
+        },
         phase: Phase::DatabaseUsers,
         subject: name.to_string(),
         summary: parts.join("; "),
-        details: create_on.iter().map(|h| format!("+ user: '{name}'@'{}'", h.as_str())).collect(),
+        details: create_on
+            .iter()
+            .map(|h| format!("+ user: '{name}'@'{}'", h.as_str()))
+            .collect(),
         destructive: false,
-        op: Op::EnsureUser { user: name.to_string(), create_on, all_hosts: db.hosts.clone(), new_password, credentials },
+        op: Op::EnsureUser {
+            user: name.to_string(),
+            create_on,
+            all_hosts: db.hosts.clone(),
+            new_password,
+            credentials,
+        },
     }
 }
 
@@ -150,10 +190,17 @@ fn grant(db: &str, host: &ClientHost) -> Change {
         kind: Kind::Create,
         phase: Phase::Grants,
         subject: format!("{db}@{}", host.as_str()),
-        summary: format!("grant all privileges on {db}.* to '{db}'@'{}'", host.as_str()),
+        summary: format!(
+            "grant all privileges on {db}.* to '{db}'@'{}'",
+            host.as_str()
+        ),
         details: vec![],
         destructive: false,
-        op: Op::Grant { database: db.to_string(), user: db.to_string(), host: host.clone() },
+        op: Op::Grant {
+            database: db.to_string(),
+            user: db.to_string(),
+            host: host.clone(),
+        },
     }
 }
 
@@ -168,7 +215,10 @@ fn drop_user(name: &str, host: &str, options: Options, plan: &mut Plan) {
             summary: format!("drop user {subject}"),
             details: vec![],
             destructive: true,
-            op: Op::DropUser { user: name.to_string(), host: host.to_string() },
+            op: Op::DropUser {
+                user: name.to_string(),
+                host: host.to_string(),
+            },
         });
     } else {
         plan.hold(System::Databases, subject, "--prune");
@@ -179,24 +229,34 @@ fn drop_user(name: &str, host: &str, options: Options, plan: &mut Plan) {
 mod tests {
     use super::*;
     use crate::observed::Observed;
-    use crate::tests::{applied_databases, applied_files, demo};
     use crate::plan;
+    use crate::tests::{applied_databases, applied_files, demo};
 
     fn applied() -> (ValidInventory, Observed) {
         let inv = demo();
-        let o = Observed { files: applied_files(&inv), databases: applied_databases(&inv), ..Default::default() };
+        let o = Observed {
+            files: applied_files(&inv),
+            databases: applied_databases(&inv),
+            ..Default::default()
+        };
         (inv, o)
     }
 
     fn db_changes(p: &crate::Plan) -> Vec<&Change> {
-        p.changes.iter().filter(|c| c.system == System::Databases).collect()
+        p.changes
+            .iter()
+            .filter(|c| c.system == System::Databases)
+            .collect()
     }
 
     #[test]
     fn empty_server_gets_databases_users_and_grants() {
         let inv = demo();
         let p = plan(&inv, &Observed::default(), Options::default());
-        let ops: Vec<_> = db_changes(&p).iter().map(|c| (c.phase, c.subject.clone())).collect();
+        let ops: Vec<_> = db_changes(&p)
+            .iter()
+            .map(|c| (c.phase, c.subject.clone()))
+            .collect();
         assert_eq!(
             ops,
             vec![
@@ -220,11 +280,15 @@ mod tests {
     #[test]
     fn lost_credentials_file_means_a_new_password() {
         let (inv, mut o) = applied();
-        o.files.paths.retain(|p, _| !p.ends_with("mariadb-velobs.cnf"));
+        o.files
+            .paths
+            .retain(|p, _| !p.ends_with("mariadb-velobs.cnf"));
         let p = plan(&inv, &o, Options::default());
         let c = db_changes(&p);
         assert_eq!(c.len(), 1);
-        assert!(matches!(&c[0].op, Op::EnsureUser { new_password: true, create_on, .. } if create_on.is_empty()));
+        assert!(
+            matches!(&c[0].op, Op::EnsureUser { new_password: true, create_on, .. } if create_on.is_empty())
+        );
     }
 
     #[test]
@@ -232,7 +296,14 @@ mod tests {
         let (inv, mut o) = applied();
         o.databases.databases.insert("velobs".into(), "".into());
         o.databases.databases.remove("arto");
-        let p = plan(&inv, &o, Options { prune: true, drop_data: true });
+        let p = plan(
+            &inv,
+            &o,
+            Options {
+                prune: true,
+                drop_data: true,
+            },
+        );
         let subjects: Vec<_> = p.conflicts.iter().map(|c| c.subject.as_str()).collect();
         assert_eq!(subjects, vec!["arto", "velobs"], "{:#?}", p.conflicts);
         assert!(p.changes.iter().all(|c| c.kind != Kind::Delete));
@@ -241,16 +312,40 @@ mod tests {
     #[test]
     fn dropping_needs_prune_and_drop_data() {
         let (inv, mut o) = applied();
-        o.databases.databases.insert("old".into(), "pic2:demo owner=velobs".into());
+        o.databases
+            .databases
+            .insert("old".into(), "pic2:demo owner=velobs".into());
         o.databases.users.insert(("old".into(), "127.0.0.1".into()));
-        o.databases.databases.insert("theirs".into(), "pic2:other owner=x".into());
+        o.databases
+            .databases
+            .insert("theirs".into(), "pic2:other owner=x".into());
         let p = plan(&inv, &o, Options::default());
         assert_eq!(p.held.len(), 2);
         assert!(db_changes(&p).is_empty());
-        let p = plan(&inv, &o, Options { prune: true, drop_data: false });
+        let p = plan(
+            &inv,
+            &o,
+            Options {
+                prune: true,
+                drop_data: false,
+            },
+        );
         assert_eq!(db_changes(&p).len(), 1, "the user only");
-        let p = plan(&inv, &o, Options { prune: true, drop_data: true });
+        let p = plan(
+            &inv,
+            &o,
+            Options {
+                prune: true,
+                drop_data: true,
+            },
+        );
         let d: Vec<_> = db_changes(&p).iter().map(|c| c.summary.clone()).collect();
-        assert_eq!(d, vec!["drop user 'old'@'127.0.0.1'", "DROP DATABASE old and all its tables"]);
+        assert_eq!(
+            d,
+            vec![
+                "drop user 'old'@'127.0.0.1'",
+                "DROP DATABASE old and all its tables"
+            ]
+        );
     }
 }

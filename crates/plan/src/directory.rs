@@ -14,7 +14,15 @@ use std::collections::{BTreeMap, BTreeSet};
 
 /// A DN compared without case and without spaces around separators.
 pub(crate) fn normalize_dn(dn: &str) -> String {
-    dn.split(',').map(|rdn| rdn.trim().replace(" =", "=").replace("= ", "=").to_lowercase()).collect::<Vec<_>>().join(",")
+    dn.split(',')
+        .map(|rdn| {
+            rdn.trim()
+                .replace(" =", "=")
+                .replace("= ", "=")
+                .to_lowercase()
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Whether an observed entry is marked as managed by `platform`; `Err` with the other
@@ -30,9 +38,18 @@ fn ownership(entry: &ObservedEntry, platform: &str) -> Result<bool, String> {
     }
 }
 
-pub(crate) fn diff(inv: &ValidInventory, observed: &ObservedDirectory, options: Options, plan: &mut Plan) {
+pub(crate) fn diff(
+    inv: &ValidInventory,
+    observed: &ObservedDirectory,
+    options: Options,
+    plan: &mut Plan,
+) {
     let platform = inv.platform.name.as_str();
-    let by_dn: BTreeMap<String, &ObservedEntry> = observed.entries.iter().map(|e| (normalize_dn(&e.dn), e)).collect();
+    let by_dn: BTreeMap<String, &ObservedEntry> = observed
+        .entries
+        .iter()
+        .map(|e| (normalize_dn(&e.dn), e))
+        .collect();
     let desired = desired(inv);
     let wanted: BTreeSet<String> = desired.iter().map(|e| normalize_dn(&e.dn)).collect();
 
@@ -84,7 +101,9 @@ pub(crate) fn diff(inv: &ValidInventory, observed: &ObservedDirectory, options: 
                 summary: format!("delete {}", actual.dn),
                 details: vec![],
                 destructive: true,
-                op: crate::Op::LdapDelete { dn: actual.dn.clone() },
+                op: crate::Op::LdapDelete {
+                    dn: actual.dn.clone(),
+                },
             });
         } else {
             plan.hold(System::Directory, &actual.dn, "--prune");
@@ -101,7 +120,11 @@ fn phase_of(kind: EntryKind) -> Phase {
 }
 
 fn nonempty(attrs: &[(&'static str, Vec<String>)]) -> Vec<(String, Vec<String>)> {
-    attrs.iter().filter(|(_, v)| !v.is_empty()).map(|(a, v)| (a.to_string(), v.clone())).collect()
+    attrs
+        .iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(a, v)| (a.to_string(), v.clone()))
+        .collect()
 }
 
 fn add(entry: &Entry) -> Change {
@@ -112,9 +135,15 @@ fn add(entry: &Entry) -> Change {
         phase: phase_of(entry.kind),
         subject: entry.dn.clone(),
         summary: format!("add {}", entry.dn),
-        details: attrs.iter().flat_map(|(a, vs)| vs.iter().map(move |v| format!("+ {a}: {v}"))).collect(),
+        details: attrs
+            .iter()
+            .flat_map(|(a, vs)| vs.iter().map(move |v| format!("+ {a}: {v}")))
+            .collect(),
         destructive: false,
-        op: crate::Op::LdapAdd { dn: entry.dn.clone(), attrs },
+        op: crate::Op::LdapAdd {
+            dn: entry.dn.clone(),
+            attrs,
+        },
     }
 }
 
@@ -134,7 +163,11 @@ fn modify(entry: &Entry, actual: &ObservedEntry) -> Option<Change> {
     let mut replace = Vec::new();
     let mut details = Vec::new();
     for attr in MANAGED_ATTRS {
-        let want: &[String] = entry.attrs.iter().find(|(a, _)| a == attr).map_or(&[], |(_, v)| v.as_slice());
+        let want: &[String] = entry
+            .attrs
+            .iter()
+            .find(|(a, _)| a == attr)
+            .map_or(&[], |(_, v)| v.as_slice());
         let have = actual.values(attr);
         if !same_values(attr, want, have) {
             replace.push((attr.to_string(), want.to_vec()));
@@ -158,17 +191,37 @@ fn modify(entry: &Entry, actual: &ObservedEntry) -> Option<Change> {
         summary: format!("update {} ({})", entry.dn, names.join(", ")),
         details,
         destructive: false,
-        op: crate::Op::LdapModify { dn: entry.dn.clone(), replace },
+        op: crate::Op::LdapModify {
+            dn: entry.dn.clone(),
+            replace,
+        },
     })
 }
 
 /// An unmanaged entry elsewhere that already uses this entry's name or number: adding ours
 /// would give two accounts one uid, and NSS would pick either.
-fn clash(entry: &Entry, observed: &[ObservedEntry], platform: &str, wanted: &BTreeSet<String>) -> Option<(String, String)> {
-    let get = |attr: &str| entry.attrs.iter().find(|(a, _)| *a == attr).and_then(|(_, v)| v.first());
+fn clash(
+    entry: &Entry,
+    observed: &[ObservedEntry],
+    platform: &str,
+    wanted: &BTreeSet<String>,
+) -> Option<(String, String)> {
+    let get = |attr: &str| {
+        entry
+            .attrs
+            .iter()
+            .find(|(a, _)| *a == attr)
+            .and_then(|(_, v)| v.first())
+    };
     let (class, keys): (&str, [(&str, Option<&String>); 2]) = match entry.kind {
-        EntryKind::Account => ("posixAccount", [("uid", get("uid")), ("uidNumber", get("uidNumber"))]),
-        EntryKind::Group => ("posixGroup", [("cn", get("cn")), ("gidNumber", get("gidNumber"))]),
+        EntryKind::Account => (
+            "posixAccount",
+            [("uid", get("uid")), ("uidNumber", get("uidNumber"))],
+        ),
+        EntryKind::Group => (
+            "posixGroup",
+            [("cn", get("cn")), ("gidNumber", get("gidNumber"))],
+        ),
         EntryKind::Container => return None,
     };
     for other in observed.iter().filter(|o| o.has_class(class)) {
@@ -182,11 +235,15 @@ fn clash(entry: &Entry, observed: &[ObservedEntry], platform: &str, wanted: &BTr
                 continue; // ours and also being updated: the inventory's uniqueness rules hold
             }
             let hint = if ours {
-                "it is no longer in the inventory: run `pic2 apply --prune` to remove it first".to_string()
+                "it is no longer in the inventory: run `pic2 apply --prune` to remove it first"
+                    .to_string()
             } else {
                 "pic2 does not manage that entry: choose another value in the inventory, or remove the entry".to_string()
             };
-            return Some((format!("{attr} {value} is already used by {}", other.dn), hint));
+            return Some((
+                format!("{attr} {value} is already used by {}", other.dn),
+                hint,
+            ));
         }
     }
     None
@@ -212,7 +269,12 @@ mod tests {
         let mut o = Observed::default();
         o.directory.base_exists = true;
         let p = plan(&inv, &o, Options::default());
-        let dir: Vec<_> = p.changes.iter().filter(|c| c.system == System::Directory).map(|c| c.subject.as_str()).collect();
+        let dir: Vec<_> = p
+            .changes
+            .iter()
+            .filter(|c| c.system == System::Directory)
+            .map(|c| c.subject.as_str())
+            .collect();
         assert_eq!(dir[0], "ou=groups,dc=pic2,dc=test");
         assert_eq!(dir[1], "ou=people,dc=pic2,dc=test");
         assert!(dir[2].starts_with("cn="));
@@ -225,25 +287,51 @@ mod tests {
         let inv = demo();
         let mut o = applied(&inv);
         for e in &mut o.directory.entries {
-            e.attrs.insert("userpassword".into(), vec!["{ARGON2}…".into()]);
+            e.attrs
+                .insert("userpassword".into(), vec!["{ARGON2}…".into()]);
         }
         let p = plan(&inv, &o, Options::default());
-        assert!(p.changes.iter().all(|c| c.system != System::Directory), "{:#?}", p.changes);
+        assert!(
+            p.changes.iter().all(|c| c.system != System::Directory),
+            "{:#?}",
+            p.changes
+        );
     }
 
     #[test]
     fn changed_attributes_are_replaced_and_shown() {
         let inv = demo();
         let mut o = applied(&inv);
-        let velobs = o.directory.entries.iter_mut().find(|e| e.dn.starts_with("uid=velobs")).unwrap();
-        velobs.attrs.insert("mail".into(), vec!["old@velobs.test".into()]);
-        velobs.attrs.insert("objectclass".into(), velobs.values("objectClass").iter().map(|c| c.to_uppercase()).collect());
+        let velobs = o
+            .directory
+            .entries
+            .iter_mut()
+            .find(|e| e.dn.starts_with("uid=velobs"))
+            .unwrap();
+        velobs
+            .attrs
+            .insert("mail".into(), vec!["old@velobs.test".into()]);
+        velobs.attrs.insert(
+            "objectclass".into(),
+            velobs
+                .values("objectClass")
+                .iter()
+                .map(|c| c.to_uppercase())
+                .collect(),
+        );
         let p = plan(&inv, &o, Options::default());
-        let changes: Vec<_> = p.changes.iter().filter(|c| c.system == System::Directory).collect();
+        let changes: Vec<_> = p
+            .changes
+            .iter()
+            .filter(|c| c.system == System::Directory)
+            .collect();
         assert_eq!(changes.len(), 1, "{changes:#?}");
         let c = changes[0];
         assert_eq!(c.kind, Kind::Update);
-        assert_eq!(c.details, vec!["- mail: old@velobs.test", "+ mail: admin@velobs.test"]);
+        assert_eq!(
+            c.details,
+            vec!["- mail: old@velobs.test", "+ mail: admin@velobs.test"]
+        );
         assert!(matches!(&c.op, Op::LdapModify { replace, .. } if replace.len() == 1));
     }
 
@@ -251,31 +339,69 @@ mod tests {
     fn unmanaged_entries_conflict_and_are_never_deleted() {
         let inv = demo();
         let mut o = applied(&inv);
-        o.directory.entries.retain(|e| !e.dn.starts_with("uid=amap"));
+        o.directory
+            .entries
+            .retain(|e| !e.dn.starts_with("uid=amap"));
         // somebody else's account with amap's uid number
-        let mut stranger = ObservedEntry { dn: "uid=stranger,ou=people,dc=pic2,dc=test".into(), ..Default::default() };
-        stranger.attrs.insert("objectclass".into(), vec!["posixAccount".into()]);
+        let mut stranger = ObservedEntry {
+            dn: "uid=stranger,ou=people,dc=pic2,dc=test".into(),
+            ..Default::default()
+        };
+        stranger
+            .attrs
+            .insert("objectclass".into(), vec!["posixAccount".into()]);
         stranger.attrs.insert("uid".into(), vec!["stranger".into()]);
-        stranger.attrs.insert("uidnumber".into(), vec!["10003".into()]);
+        stranger
+            .attrs
+            .insert("uidnumber".into(), vec!["10003".into()]);
         o.directory.entries.push(stranger);
-        let p = plan(&inv, &o, Options { prune: true, drop_data: true });
+        let p = plan(
+            &inv,
+            &o,
+            Options {
+                prune: true,
+                drop_data: true,
+            },
+        );
         assert_eq!(p.conflicts.len(), 1);
-        assert!(p.conflicts[0].message.contains("uidNumber 10003 is already used by uid=stranger"));
-        assert!(p.changes.iter().all(|c| c.kind != Kind::Delete || c.system != System::Directory));
+        assert!(p.conflicts[0]
+            .message
+            .contains("uidNumber 10003 is already used by uid=stranger"));
+        assert!(p
+            .changes
+            .iter()
+            .all(|c| c.kind != Kind::Delete || c.system != System::Directory));
     }
 
     #[test]
     fn removed_accounts_are_held_without_prune() {
         let inv = demo();
         let mut o = applied(&inv);
-        let mut gone = o.directory.entries.iter().find(|e| e.dn.starts_with("uid=amap")).unwrap().clone();
+        let mut gone = o
+            .directory
+            .entries
+            .iter()
+            .find(|e| e.dn.starts_with("uid=amap"))
+            .unwrap()
+            .clone();
         gone.dn = "uid=gone,ou=people,dc=pic2,dc=test".into();
         o.directory.entries.push(gone);
         let p = plan(&inv, &o, Options::default());
         assert!(p.changes.iter().all(|c| c.system != System::Directory));
         assert_eq!(p.held.len(), 1);
-        let p = plan(&inv, &o, Options { prune: true, drop_data: false });
-        let del: Vec<_> = p.changes.iter().filter(|c| c.kind == Kind::Delete).collect();
+        let p = plan(
+            &inv,
+            &o,
+            Options {
+                prune: true,
+                drop_data: false,
+            },
+        );
+        let del: Vec<_> = p
+            .changes
+            .iter()
+            .filter(|c| c.kind == Kind::Delete)
+            .collect();
         assert_eq!(del.len(), 1);
         assert_eq!(del[0].phase, Phase::DirectoryDeletes);
     }
@@ -284,8 +410,15 @@ mod tests {
     fn other_platforms_entries_conflict() {
         let inv = demo();
         let mut o = applied(&inv);
-        let velobs = o.directory.entries.iter_mut().find(|e| e.dn.starts_with("uid=velobs")).unwrap();
-        velobs.attrs.insert("pic2platform".into(), vec!["other".into()]);
+        let velobs = o
+            .directory
+            .entries
+            .iter_mut()
+            .find(|e| e.dn.starts_with("uid=velobs"))
+            .unwrap();
+        velobs
+            .attrs
+            .insert("pic2platform".into(), vec!["other".into()]);
         let p = plan(&inv, &o, Options::default());
         assert!(p.conflicts[0].message.contains("`other`"));
     }

@@ -18,7 +18,12 @@ pub(crate) fn marker_platform(contents: &str) -> Option<&str> {
     contents.lines().find_map(|l| l.strip_prefix("platform="))
 }
 
-pub(crate) fn diff(inv: &ValidInventory, observed: &ObservedFiles, options: Options, plan: &mut Plan) {
+pub(crate) fn diff(
+    inv: &ValidInventory,
+    observed: &ObservedFiles,
+    options: Options,
+    plan: &mut Plan,
+) {
     let platform = inv.platform.name.as_str();
     let homes_dir = inv.homes_dir();
     let desired = desired(inv);
@@ -43,7 +48,11 @@ pub(crate) fn diff(inv: &ValidInventory, observed: &ObservedFiles, options: Opti
             (PathKind::Marker, None) => plan.push(write_marker(want)),
             (PathKind::Credentials, None) => {} // the databases diff sets a new password and writes it
             (_, Some(meta)) => {
-                let expected = if want.kind == PathKind::Dir { FileKind::Dir } else { FileKind::File };
+                let expected = if want.kind == PathKind::Dir {
+                    FileKind::Dir
+                } else {
+                    FileKind::File
+                };
                 if meta.kind != expected {
                     let found = match meta.kind {
                         FileKind::Symlink => "a symbolic link (pic2 never follows links here)",
@@ -51,10 +60,24 @@ pub(crate) fn diff(inv: &ValidInventory, observed: &ObservedFiles, options: Opti
                         FileKind::File => "a file",
                         FileKind::Other => "a special file",
                     };
-                    plan.conflict(System::Files, want.path.display().to_string(), format!("expected {}, found {found}", if expected == FileKind::Dir { "a folder" } else { "a file" }), "move it away; pic2 will then create what the layout needs");
+                    plan.conflict(
+                        System::Files,
+                        want.path.display().to_string(),
+                        format!(
+                            "expected {}, found {found}",
+                            if expected == FileKind::Dir {
+                                "a folder"
+                            } else {
+                                "a file"
+                            }
+                        ),
+                        "move it away; pic2 will then create what the layout needs",
+                    );
                     continue;
                 }
-                if want.kind == PathKind::Marker && meta.contents.as_deref() != want.contents.as_deref() {
+                if want.kind == PathKind::Marker
+                    && meta.contents.as_deref() != want.contents.as_deref()
+                {
                     plan.push(write_marker(want));
                 } else if (meta.uid, meta.gid, meta.mode) != (want.uid, want.gid, want.mode) {
                     plan.push(Change {
@@ -62,10 +85,24 @@ pub(crate) fn diff(inv: &ValidInventory, observed: &ObservedFiles, options: Opti
                         kind: Kind::Update,
                         phase: Phase::Folders,
                         subject: want.path.display().to_string(),
-                        summary: format!("set {} to {}:{} {:04o}", want.path.display(), want.uid, want.gid, want.mode),
-                        details: vec![format!("- {}:{} {:04o}", meta.uid, meta.gid, meta.mode), format!("+ {}:{} {:04o}", want.uid, want.gid, want.mode)],
+                        summary: format!(
+                            "set {} to {}:{} {:04o}",
+                            want.path.display(),
+                            want.uid,
+                            want.gid,
+                            want.mode
+                        ),
+                        details: vec![
+                            format!("- {}:{} {:04o}", meta.uid, meta.gid, meta.mode),
+                            format!("+ {}:{} {:04o}", want.uid, want.gid, want.mode),
+                        ],
                         destructive: false,
-                        op: Op::SetOwnerMode { path: want.path.clone(), uid: want.uid, gid: want.gid, mode: want.mode },
+                        op: Op::SetOwnerMode {
+                            path: want.path.clone(),
+                            uid: want.uid,
+                            gid: want.gid,
+                            mode: want.mode,
+                        },
                     });
                 }
             }
@@ -86,13 +123,22 @@ pub(crate) fn diff(inv: &ValidInventory, observed: &ObservedFiles, options: Opti
                 op: Op::RemoveTree { path },
             });
         } else {
-            plan.hold(System::Files, path.display().to_string(), "--prune --drop-data");
+            plan.hold(
+                System::Files,
+                path.display().to_string(),
+                "--prune --drop-data",
+            );
         }
     };
     // Homes of accounts no longer listed, when they carry our marker.
     for name in observed.listings.get(&homes_dir).into_iter().flatten() {
         let home = homes_dir.join(name);
-        let ours = observed.paths.get(&home.join(HOME_MARKER)).and_then(|m| m.contents.as_deref()).and_then(marker_platform) == Some(platform);
+        let ours = observed
+            .paths
+            .get(&home.join(HOME_MARKER))
+            .and_then(|m| m.contents.as_deref())
+            .and_then(marker_platform)
+            == Some(platform);
         if ours && !wanted.contains(home.as_path()) {
             prune(home, plan);
         }
@@ -115,7 +161,12 @@ pub(crate) fn diff(inv: &ValidInventory, observed: &ObservedFiles, options: Opti
 /// Why an existing home is not ours, if it is not.
 fn foreign_home(home: &Path, observed: &ObservedFiles, platform: &str) -> Option<String> {
     observed.paths.get(home)?;
-    match observed.paths.get(&home.join(HOME_MARKER)).and_then(|m| m.contents.as_deref()).map(marker_platform) {
+    match observed
+        .paths
+        .get(&home.join(HOME_MARKER))
+        .and_then(|m| m.contents.as_deref())
+        .map(marker_platform)
+    {
         Some(Some(p)) if p == platform => None,
         Some(Some(other)) => Some(format!("this home belongs to the pic2 platform `{other}`")),
         Some(None) => Some(format!("the marker {HOME_MARKER} is not pic2's")),
@@ -132,10 +183,21 @@ fn create_dir(want: &DesiredPath) -> Change {
         kind: Kind::Create,
         phase: Phase::Folders,
         subject: want.path.display().to_string(),
-        summary: format!("create {} ({}:{} {:04o})", want.path.display(), want.uid, want.gid, want.mode),
+        summary: format!(
+            "create {} ({}:{} {:04o})",
+            want.path.display(),
+            want.uid,
+            want.gid,
+            want.mode
+        ),
         details: vec![],
         destructive: false,
-        op: Op::CreateDir { path: want.path.clone(), uid: want.uid, gid: want.gid, mode: want.mode },
+        op: Op::CreateDir {
+            path: want.path.clone(),
+            uid: want.uid,
+            gid: want.gid,
+            mode: want.mode,
+        },
     }
 }
 
@@ -146,9 +208,19 @@ fn write_marker(want: &DesiredPath) -> Change {
         phase: Phase::Folders,
         subject: want.path.display().to_string(),
         summary: format!("write {}", want.path.display()),
-        details: want.contents.iter().flat_map(|c| c.lines().map(|l| format!("+ {l}"))).collect(),
+        details: want
+            .contents
+            .iter()
+            .flat_map(|c| c.lines().map(|l| format!("+ {l}")))
+            .collect(),
         destructive: false,
-        op: Op::WriteFile { path: want.path.clone(), uid: want.uid, gid: want.gid, mode: want.mode, contents: want.contents.clone().unwrap_or_default() },
+        op: Op::WriteFile {
+            path: want.path.clone(),
+            uid: want.uid,
+            gid: want.gid,
+            mode: want.mode,
+            contents: want.contents.clone().unwrap_or_default(),
+        },
     }
 }
 
@@ -156,18 +228,25 @@ fn write_marker(want: &DesiredPath) -> Change {
 mod tests {
     use super::*;
     use crate::observed::{FileMeta, Observed};
-    use crate::tests::{applied_files, demo, Names};
     use crate::plan;
+    use crate::tests::{applied_files, demo, Names};
 
     #[test]
     fn empty_volume_gets_the_whole_layout_parents_first() {
         let inv = demo();
         let p = plan(&inv, &Observed::default(), Options::default());
-        let files: Vec<_> = p.changes.iter().filter(|c| c.system == System::Files).collect();
+        let files: Vec<_> = p
+            .changes
+            .iter()
+            .filter(|c| c.system == System::Files)
+            .collect();
         assert_eq!(files[0].subject, "/var/lib/pic2-dev/data");
         assert!(files.iter().all(|c| c.kind == Kind::Create));
         let pos = |s: &str| files.iter().position(|c| c.subject == s).unwrap();
-        assert!(pos("/var/lib/pic2-dev/data/home/velobs") < pos("/var/lib/pic2-dev/data/home/velobs/sites/velobs.test/htdocs"));
+        assert!(
+            pos("/var/lib/pic2-dev/data/home/velobs")
+                < pos("/var/lib/pic2-dev/data/home/velobs/sites/velobs.test/htdocs")
+        );
     }
 
     #[test]
@@ -176,7 +255,11 @@ mod tests {
         let mut o = Observed::default();
         o.files = applied_files(&inv);
         let p = plan(&inv, &o, Options::default());
-        assert!(p.changes.iter().all(|c| c.system != System::Files), "{:#?}", p.changes);
+        assert!(
+            p.changes.iter().all(|c| c.system != System::Files),
+            "{:#?}",
+            p.changes
+        );
     }
 
     #[test]
@@ -185,7 +268,16 @@ mod tests {
         let mut o = Observed::default();
         o.files = applied_files(&inv);
         let htdocs = inv.document_root(&"velobs".parse_name(), &"velobs.test".parse_domain());
-        o.files.paths.insert(htdocs.clone(), FileMeta { kind: FileKind::Symlink, uid: 10001, gid: 10001, mode: 0o777, contents: None });
+        o.files.paths.insert(
+            htdocs.clone(),
+            FileMeta {
+                kind: FileKind::Symlink,
+                uid: 10001,
+                gid: 10001,
+                mode: 0o777,
+                contents: None,
+            },
+        );
         let p = plan(&inv, &o, Options::default());
         assert_eq!(p.conflicts.len(), 1);
         assert_eq!(p.conflicts[0].subject, htdocs.display().to_string());
@@ -199,10 +291,25 @@ mod tests {
         o.files = applied_files(&inv);
         let home = inv.home_dir(&"amap".parse_name());
         o.files.paths.remove(&home.join(HOME_MARKER));
-        o.files.listings.insert(home.clone(), vec!["important.txt".into()]);
-        let p = plan(&inv, &o, Options { prune: true, drop_data: true });
+        o.files
+            .listings
+            .insert(home.clone(), vec!["important.txt".into()]);
+        let p = plan(
+            &inv,
+            &o,
+            Options {
+                prune: true,
+                drop_data: true,
+            },
+        );
         assert_eq!(p.conflicts.len(), 1, "{:#?}", p.conflicts);
-        assert!(p.changes.iter().all(|c| !c.subject.starts_with(&home.display().to_string())), "{:#?}", p.changes);
+        assert!(
+            p.changes
+                .iter()
+                .all(|c| !c.subject.starts_with(&home.display().to_string())),
+            "{:#?}",
+            p.changes
+        );
         // but an empty one (an interrupted apply) is taken over
         o.files.listings.insert(home.clone(), vec![]);
         let p = plan(&inv, &o, Options::default());
@@ -215,17 +322,52 @@ mod tests {
         let mut o = Observed::default();
         o.files = applied_files(&inv);
         let sites = inv.sites_dir(&"velobs".parse_name());
-        o.files.listings.get_mut(&sites).unwrap().push("old.velobs.test".into());
+        o.files
+            .listings
+            .get_mut(&sites)
+            .unwrap()
+            .push("old.velobs.test".into());
         let old_home = inv.homes_dir().join("gone");
-        o.files.listings.get_mut(&inv.homes_dir()).unwrap().push("gone".into());
-        o.files.paths.insert(old_home.join(HOME_MARKER), FileMeta { kind: FileKind::File, uid: 0, gid: 0, mode: 0o644, contents: Some("platform=demo\n".into()) });
-        for opts in [Options::default(), Options { prune: true, drop_data: false }] {
+        o.files
+            .listings
+            .get_mut(&inv.homes_dir())
+            .unwrap()
+            .push("gone".into());
+        o.files.paths.insert(
+            old_home.join(HOME_MARKER),
+            FileMeta {
+                kind: FileKind::File,
+                uid: 0,
+                gid: 0,
+                mode: 0o644,
+                contents: Some("platform=demo\n".into()),
+            },
+        );
+        for opts in [
+            Options::default(),
+            Options {
+                prune: true,
+                drop_data: false,
+            },
+        ] {
             let p = plan(&inv, &o, opts);
             assert_eq!(p.held.len(), 2);
             assert!(p.changes.iter().all(|c| c.kind != Kind::Delete));
         }
-        let p = plan(&inv, &o, Options { prune: true, drop_data: true });
-        let deletes: Vec<_> = p.changes.iter().filter(|c| c.kind == Kind::Delete).map(|c| c.subject.clone()).collect();
+        let p = plan(
+            &inv,
+            &o,
+            Options {
+                prune: true,
+                drop_data: true,
+            },
+        );
+        let deletes: Vec<_> = p
+            .changes
+            .iter()
+            .filter(|c| c.kind == Kind::Delete)
+            .map(|c| c.subject.clone())
+            .collect();
         assert_eq!(deletes.len(), 2);
     }
 }

@@ -14,7 +14,10 @@ mod files;
 mod observed;
 
 pub use change::{Change, Conflict, CredentialsTarget, Held, Kind, Op, Phase, Plan, System};
-pub use observed::{FileKind, FileMeta, Observed, ObservedDatabases, ObservedDirectory, ObservedEntry, ObservedFiles};
+pub use observed::{
+    FileKind, FileMeta, Observed, ObservedDatabases, ObservedDirectory, ObservedEntry,
+    ObservedFiles,
+};
 
 use pic2_inventory::ValidInventory;
 
@@ -33,7 +36,13 @@ pub fn plan(inv: &ValidInventory, observed: &Observed, options: Options) -> Plan
     let mut plan = Plan::default();
     directory::diff(inv, &observed.directory, options, &mut plan);
     files::diff(inv, &observed.files, options, &mut plan);
-    databases::diff(inv, &observed.databases, &observed.files, options, &mut plan);
+    databases::diff(
+        inv,
+        &observed.databases,
+        &observed.files,
+        options,
+        &mut plan,
+    );
     plan.sort();
     plan
 }
@@ -46,7 +55,11 @@ mod tests {
     use pic2_render::files::PathKind;
 
     pub fn demo() -> ValidInventory {
-        pic2_inventory::load("examples/demo.toml", include_str!("../../../examples/demo.toml")).unwrap()
+        pic2_inventory::load(
+            "examples/demo.toml",
+            include_str!("../../../examples/demo.toml"),
+        )
+        .unwrap()
     }
 
     pub trait Names {
@@ -66,18 +79,42 @@ mod tests {
     pub fn entry_from(e: &pic2_render::directory::Entry) -> ObservedEntry {
         ObservedEntry {
             dn: e.dn.clone(),
-            attrs: e.attrs.iter().filter(|(_, v)| !v.is_empty()).map(|(a, v)| (a.to_ascii_lowercase(), v.clone())).collect(),
+            attrs: e
+                .attrs
+                .iter()
+                .filter(|(_, v)| !v.is_empty())
+                .map(|(a, v)| (a.to_ascii_lowercase(), v.clone()))
+                .collect(),
         }
     }
 
     pub fn applied_files(inv: &ValidInventory) -> ObservedFiles {
         let mut o = ObservedFiles::default();
         for d in pic2_render::files::desired(inv) {
-            let kind = if d.kind == PathKind::Dir { FileKind::Dir } else { FileKind::File };
-            o.paths.insert(d.path.clone(), FileMeta { kind, uid: d.uid, gid: d.gid, mode: d.mode, contents: d.contents.clone() });
+            let kind = if d.kind == PathKind::Dir {
+                FileKind::Dir
+            } else {
+                FileKind::File
+            };
+            o.paths.insert(
+                d.path.clone(),
+                FileMeta {
+                    kind,
+                    uid: d.uid,
+                    gid: d.gid,
+                    mode: d.mode,
+                    contents: d.contents.clone(),
+                },
+            );
         }
         for dir in pic2_render::files::listed_dirs(inv) {
-            let names = o.paths.keys().filter(|p| p.parent() == Some(dir.as_path())).filter_map(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned()).collect();
+            let names = o
+                .paths
+                .keys()
+                .filter(|p| p.parent() == Some(dir.as_path()))
+                .filter_map(|p| p.file_name())
+                .map(|n| n.to_string_lossy().into_owned())
+                .collect();
             o.listings.insert(dir, names);
         }
         o
@@ -88,8 +125,16 @@ mod tests {
         for db in pic2_render::databases::desired(inv) {
             o.databases.insert(db.name.to_string(), db.comment.clone());
             for h in &db.hosts {
-                o.users.insert((db.name.to_string(), h.as_str().to_string()));
-                o.grants.insert((db.name.to_string(), db.name.to_string(), h.as_str().to_string()), true);
+                o.users
+                    .insert((db.name.to_string(), h.as_str().to_string()));
+                o.grants.insert(
+                    (
+                        db.name.to_string(),
+                        db.name.to_string(),
+                        h.as_str().to_string(),
+                    ),
+                    true,
+                );
             }
         }
         o

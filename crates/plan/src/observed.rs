@@ -20,11 +20,15 @@ pub struct ObservedEntry {
 
 impl ObservedEntry {
     pub fn values(&self, attr: &str) -> &[String] {
-        self.attrs.get(&attr.to_ascii_lowercase()).map_or(&[], Vec::as_slice)
+        self.attrs
+            .get(&attr.to_ascii_lowercase())
+            .map_or(&[], Vec::as_slice)
     }
 
     pub fn has_class(&self, class: &str) -> bool {
-        self.values("objectClass").iter().any(|c| c.eq_ignore_ascii_case(class))
+        self.values("objectClass")
+            .iter()
+            .any(|c| c.eq_ignore_ascii_case(class))
     }
 }
 

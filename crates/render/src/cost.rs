@@ -36,14 +36,43 @@ fn items(r: &Resources, p: &Pricing) -> Vec<LineItem> {
     let mut out = Vec::new();
     let mut push = |what: &str, quantity: String, cents: u64, present: bool| {
         if present {
-            out.push(LineItem { what: what.into(), quantity, monthly_cents: cents });
+            out.push(LineItem {
+                what: what.into(),
+                quantity,
+                monthly_cents: cents,
+            });
         }
     };
-    push("CPU", format!("{} core(s)", r.cpu), prorata(p.cpu, r.cpu.into(), 1), r.cpu > 0);
-    push("RAM", format_ram(r.ram_mb), prorata(p.ram_gb, r.ram_mb.into(), 1024), r.ram_mb > 0);
-    push("system disk", format!("{} GB", r.disk_gb), prorata(p.system_disk_gb, r.disk_gb.into(), 1), r.disk_gb > 0);
-    push("data disk", format!("{} GB", r.data_disk_gb), prorata(p.data_disk_100gb, r.data_disk_gb.into(), 100), r.data_disk_gb > 0);
-    push("public IPv4", format!("{}", r.ipv4), prorata(p.ipv4, r.ipv4.into(), 1), r.ipv4 > 0);
+    push(
+        "CPU",
+        format!("{} core(s)", r.cpu),
+        prorata(p.cpu, r.cpu.into(), 1),
+        r.cpu > 0,
+    );
+    push(
+        "RAM",
+        format_ram(r.ram_mb),
+        prorata(p.ram_gb, r.ram_mb.into(), 1024),
+        r.ram_mb > 0,
+    );
+    push(
+        "system disk",
+        format!("{} GB", r.disk_gb),
+        prorata(p.system_disk_gb, r.disk_gb.into(), 1),
+        r.disk_gb > 0,
+    );
+    push(
+        "data disk",
+        format!("{} GB", r.data_disk_gb),
+        prorata(p.data_disk_100gb, r.data_disk_gb.into(), 100),
+        r.data_disk_gb > 0,
+    );
+    push(
+        "public IPv4",
+        format!("{}", r.ipv4),
+        prorata(p.ipv4, r.ipv4.into(), 1),
+        r.ipv4 > 0,
+    );
     out
 }
 
@@ -64,11 +93,19 @@ pub fn report(inv: &ValidInventory) -> Option<CostReport> {
         .map(|(name, host)| {
             let items = items(&host.resources, &pricing);
             let monthly_cents = items.iter().map(|i| i.monthly_cents).sum();
-            HostCost { host: name.to_string(), items, monthly_cents }
+            HostCost {
+                host: name.to_string(),
+                items,
+                monthly_cents,
+            }
         })
         .collect();
     let monthly_cents = hosts.iter().map(|h| h.monthly_cents).sum();
-    Some(CostReport { hosts, monthly_cents, yearly_cents: monthly_cents * 12 })
+    Some(CostReport {
+        hosts,
+        monthly_cents,
+        yearly_cents: monthly_cents * 12,
+    })
 }
 
 /// `1234` → `12.34`.
@@ -83,8 +120,15 @@ mod tests {
     #[test]
     fn the_document_costs_17_27_a_month_not_17_28() {
         let r = report(&crate::tests::document()).unwrap();
-        let by_host: Vec<_> = r.hosts.iter().map(|h| (h.host.as_str(), euros(h.monthly_cents))).collect();
-        assert_eq!(by_host, vec![("pic2", "2.27".to_string()), ("pic2s", "15.00".to_string())]);
+        let by_host: Vec<_> = r
+            .hosts
+            .iter()
+            .map(|h| (h.host.as_str(), euros(h.monthly_cents)))
+            .collect();
+        assert_eq!(
+            by_host,
+            vec![("pic2", "2.27".to_string()), ("pic2s", "15.00".to_string())]
+        );
         assert_eq!(euros(r.monthly_cents), "17.27");
         assert_eq!(euros(r.yearly_cents), "207.24");
         let pic2 = &r.hosts[0];

@@ -85,7 +85,11 @@ pub fn create_database(db: &DesiredDatabase) -> String {
 }
 
 pub fn grant_all(db: &str, user: &str, host: &ClientHost) -> String {
-    format!("GRANT ALL PRIVILEGES ON {}.* TO {}", ident(db), account(user, host))
+    format!(
+        "GRANT ALL PRIVILEGES ON {}.* TO {}",
+        ident(db),
+        account(user, host)
+    )
 }
 
 /// The SQL `pic2 apply` runs on an empty server, for review. Users are created locked here:
@@ -99,11 +103,25 @@ pub fn sql(inv: &ValidInventory) -> String {
         inv.source.path().display()
     );
     for db in desired(inv) {
-        let _ = writeln!(out, "\n-- {} (owner {}, credentials in {})", db.name, db.owner, db.credentials.display());
+        let _ = writeln!(
+            out,
+            "\n-- {} (owner {}, credentials in {})",
+            db.name,
+            db.owner,
+            db.credentials.display()
+        );
         let _ = writeln!(out, "{};", create_database(&db));
         for host in &db.hosts {
-            let _ = writeln!(out, "CREATE USER {} ACCOUNT LOCK;", account(db.name.as_str(), host));
-            let _ = writeln!(out, "{};", grant_all(db.name.as_str(), db.name.as_str(), host));
+            let _ = writeln!(
+                out,
+                "CREATE USER {} ACCOUNT LOCK;",
+                account(db.name.as_str(), host)
+            );
+            let _ = writeln!(
+                out,
+                "{};",
+                grant_all(db.name.as_str(), db.name.as_str(), host)
+            );
         }
     }
     out

@@ -31,8 +31,20 @@ pub const MARK_ATTR: &str = "pic2Platform";
 /// The attributes pic2 owns on the entries it manages; others (a password, a shadow date)
 /// are left as they are.
 pub const MANAGED_ATTRS: &[&str] = &[
-    "objectClass", "cn", "sn", "displayName", "mail", "uid", "uidNumber", "gidNumber", "homeDirectory",
-    "loginShell", "sshPublicKey", "memberUid", "description", MARK_ATTR,
+    "objectClass",
+    "cn",
+    "sn",
+    "displayName",
+    "mail",
+    "uid",
+    "uidNumber",
+    "gidNumber",
+    "homeDirectory",
+    "loginShell",
+    "sshPublicKey",
+    "memberUid",
+    "description",
+    MARK_ATTR,
 ];
 
 pub fn desired(inv: &ValidInventory) -> Vec<Entry> {
@@ -45,11 +57,17 @@ pub fn desired(inv: &ValidInventory) -> Vec<Entry> {
     if let Some(base) = base_entry(inv.directory.base_dn.value.as_str()) {
         out.push(base);
     }
-    for (ou, dn) in [("people", inv.directory.people_dn()), ("groups", inv.directory.groups_dn())] {
+    for (ou, dn) in [
+        ("people", inv.directory.people_dn()),
+        ("groups", inv.directory.groups_dn()),
+    ] {
         out.push(Entry {
             dn,
             kind: EntryKind::Container,
-            attrs: vec![("objectClass", vec!["organizationalUnit".into()]), ("ou", vec![ou.into()])],
+            attrs: vec![
+                ("objectClass", vec!["organizationalUnit".into()]),
+                ("ou", vec![ou.into()]),
+            ],
         });
     }
     let ssh_members: Vec<String> = inv
@@ -64,8 +82,14 @@ pub fn desired(inv: &ValidInventory) -> Vec<Entry> {
         attrs: mark(vec![
             ("objectClass", vec!["posixGroup".into(), MARK_CLASS.into()]),
             ("cn", vec![SSH_GROUP.into()]),
-            ("gidNumber", vec![inv.directory.ssh_group_gid.value.to_string()]),
-            ("description", vec!["Accounts with a shell over SSH (others are chrooted to SFTP)".into()]),
+            (
+                "gidNumber",
+                vec![inv.directory.ssh_group_gid.value.to_string()],
+            ),
+            (
+                "description",
+                vec!["Accounts with a shell over SSH (others are chrooted to SFTP)".into()],
+            ),
             ("memberUid", ssh_members),
         ]),
     });
@@ -94,9 +118,15 @@ pub fn desired(inv: &ValidInventory) -> Vec<Entry> {
             attrs: mark(vec![
                 (
                     "objectClass",
-                    ["inetOrgPerson", "posixAccount", "shadowAccount", "ldapPublicKey", MARK_CLASS]
-                        .map(String::from)
-                        .to_vec(),
+                    [
+                        "inetOrgPerson",
+                        "posixAccount",
+                        "shadowAccount",
+                        "ldapPublicKey",
+                        MARK_CLASS,
+                    ]
+                    .map(String::from)
+                    .to_vec(),
                 ),
                 ("uid", vec![name.to_string()]),
                 ("cn", vec![account.full_name.clone()]),
@@ -105,9 +135,15 @@ pub fn desired(inv: &ValidInventory) -> Vec<Entry> {
                 ("mail", vec![account.email.to_string()]),
                 ("uidNumber", vec![id.clone()]),
                 ("gidNumber", vec![id]),
-                ("homeDirectory", vec![inv.home_dir(name).display().to_string()]),
+                (
+                    "homeDirectory",
+                    vec![inv.home_dir(name).display().to_string()],
+                ),
                 ("loginShell", vec![shell.into()]),
-                ("sshPublicKey", account.ssh_keys.iter().map(|k| k.to_line()).collect()),
+                (
+                    "sshPublicKey",
+                    account.ssh_keys.iter().map(|k| k.to_line()).collect(),
+                ),
             ]),
         });
     }
@@ -127,7 +163,10 @@ fn base_entry(base_dn: &str) -> Option<Entry> {
     Some(Entry {
         dn: base_dn.to_string(),
         kind: EntryKind::Container,
-        attrs: vec![("objectClass", vec![class.into()]), (attr, vec![value.trim().to_string()])],
+        attrs: vec![
+            ("objectClass", vec![class.into()]),
+            (attr, vec![value.trim().to_string()]),
+        ],
     })
 }
 
@@ -144,8 +183,16 @@ mod tests {
     #[test]
     fn ssh_group_lists_ssh_accounts_only() {
         let inv = crate::tests::demo();
-        let group = desired(&inv).into_iter().find(|e| e.dn.starts_with("cn=pic2-ssh,")).unwrap();
-        let members = &group.attrs.iter().find(|(a, _)| *a == "memberUid").unwrap().1;
+        let group = desired(&inv)
+            .into_iter()
+            .find(|e| e.dn.starts_with("cn=pic2-ssh,"))
+            .unwrap();
+        let members = &group
+            .attrs
+            .iter()
+            .find(|(a, _)| *a == "memberUid")
+            .unwrap()
+            .1;
         assert_eq!(members, &vec!["arto".to_string(), "velobs".to_string()]);
     }
 }

@@ -53,8 +53,18 @@ pub fn home_marker(platform: &str, account: &str) -> String {
 }
 
 pub fn desired(inv: &ValidInventory) -> Vec<DesiredPath> {
-    let dir = |path: PathBuf, uid: u32, mode: u32| DesiredPath { path, kind: PathKind::Dir, uid, gid: uid, mode, contents: None };
-    let mut out = vec![dir(inv.platform.data_dir.value.clone(), 0, 0o755), dir(inv.homes_dir(), 0, 0o755)];
+    let dir = |path: PathBuf, uid: u32, mode: u32| DesiredPath {
+        path,
+        kind: PathKind::Dir,
+        uid,
+        gid: uid,
+        mode,
+        contents: None,
+    };
+    let mut out = vec![
+        dir(inv.platform.data_dir.value.clone(), 0, 0o755),
+        dir(inv.homes_dir(), 0, 0o755),
+    ];
     for (name, account) in &inv.accounts {
         let id = account.uid.value;
         let home = inv.home_dir(name);
@@ -92,14 +102,22 @@ pub fn desired(inv: &ValidInventory) -> Vec<DesiredPath> {
 
 /// A readable listing of the layout, for `pic2 render`.
 pub fn describe(paths: &[DesiredPath]) -> String {
-    let mut out = String::from("# The data volume as `pic2 apply` makes it: mode, owner:group, path.\n");
+    let mut out =
+        String::from("# The data volume as `pic2 apply` makes it: mode, owner:group, path.\n");
     for p in paths {
         let kind = match p.kind {
             PathKind::Dir => "dir ",
             PathKind::Marker => "file",
             PathKind::Credentials => "cred",
         };
-        let _ = writeln!(out, "{kind} {:04o} {:>5}:{:<5} {}", p.mode, p.uid, p.gid, p.path.display());
+        let _ = writeln!(
+            out,
+            "{kind} {:04o} {:>5}:{:<5} {}",
+            p.mode,
+            p.uid,
+            p.gid,
+            p.path.display()
+        );
     }
     out
 }

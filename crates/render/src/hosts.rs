@@ -13,11 +13,18 @@ pub fn render(inv: &ValidInventory, only: Option<&str>) -> String {
     let Some((host_name, host)) = inv.host_with(Role::Web) else {
         return String::new();
     };
-    let addresses: Vec<String> = [host.public_ipv4.map(|a| a.to_string()), host.public_ipv6.map(|a| a.to_string())]
-        .into_iter()
-        .flatten()
-        .collect();
-    let addresses = if addresses.is_empty() { vec![host.address.value.to_string()] } else { addresses };
+    let addresses: Vec<String> = [
+        host.public_ipv4.map(|a| a.to_string()),
+        host.public_ipv6.map(|a| a.to_string()),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let addresses = if addresses.is_empty() {
+        vec![host.address.value.to_string()]
+    } else {
+        addresses
+    };
     let mut out = format!(
         "{BEGIN} {platform} — migration test entries\n\
          # Points the platform's sites at {host_name} ({list}) on this workstation only, to test\n\

@@ -30,14 +30,19 @@ fn line(out: &mut String, attr: &str, value: &str) {
     if is_safe(value) {
         let _ = writeln!(out, "{attr}: {value}");
     } else {
-        let _ = writeln!(out, "{attr}:: {}", base64::engine::general_purpose::STANDARD.encode(value));
+        let _ = writeln!(
+            out,
+            "{attr}:: {}",
+            base64::engine::general_purpose::STANDARD.encode(value)
+        );
     }
 }
 
 /// RFC 2849 SAFE-STRING: ASCII without NUL, CR, LF, not starting with space, `:` or `<`, and
 /// (our choice, for round trips) not ending with a space.
 fn is_safe(v: &str) -> bool {
-    v.bytes().all(|b| b.is_ascii() && b != 0 && b != b'\n' && b != b'\r')
+    v.bytes()
+        .all(|b| b.is_ascii() && b != 0 && b != b'\n' && b != b'\r')
         && !v.starts_with([' ', ':', '<'])
         && !v.ends_with(' ')
 }

@@ -48,10 +48,18 @@ mod tests {
     use pic2_inventory::ValidInventory;
 
     pub fn demo() -> ValidInventory {
-        pic2_inventory::load("examples/demo.toml", include_str!("../../../examples/demo.toml")).unwrap()
+        pic2_inventory::load(
+            "examples/demo.toml",
+            include_str!("../../../examples/demo.toml"),
+        )
+        .unwrap()
     }
 
     pub fn document() -> ValidInventory {
-        pic2_inventory::load("examples/pic2.toml", include_str!("../../../examples/pic2.toml")).unwrap()
+        pic2_inventory::load(
+            "examples/pic2.toml",
+            include_str!("../../../examples/pic2.toml"),
+        )
+        .unwrap()
     }
 }

@@ -7,16 +7,36 @@ use pic2_plan::{Change, Op, Plan};
 
 /// Progress of an apply, for the CLI to show.
 pub enum ApplyEvent<'a> {
-    Started { index: usize, total: usize, change: &'a Change },
-    Finished { index: usize, total: usize, change: &'a Change },
+    Started {
+        index: usize,
+        total: usize,
+        change: &'a Change,
+    },
+    Finished {
+        index: usize,
+        total: usize,
+        change: &'a Change,
+    },
 }
 
-pub fn apply(plan: &Plan, systems: &mut Systems, progress: &mut dyn FnMut(ApplyEvent<'_>)) -> Result<(), (usize, Error)> {
+pub fn apply(
+    plan: &Plan,
+    systems: &mut Systems,
+    progress: &mut dyn FnMut(ApplyEvent<'_>),
+) -> Result<(), (usize, Error)> {
     let total = plan.changes.len();
     for (index, change) in plan.changes.iter().enumerate() {
-        progress(ApplyEvent::Started { index, total, change });
+        progress(ApplyEvent::Started {
+            index,
+            total,
+            change,
+        });
         run(&change.op, systems).map_err(|e| (index, e))?;
-        progress(ApplyEvent::Finished { index, total, change });
+        progress(ApplyEvent::Finished {
+            index,
+            total,
+            change,
+        });
     }
     Ok(())
 }
@@ -26,13 +46,35 @@ fn run(op: &Op, s: &mut Systems) -> Result<(), Error> {
         Op::LdapAdd { dn, attrs } => s.directory.add(dn, attrs),
         Op::LdapModify { dn, replace } => s.directory.modify(dn, replace),
         Op::LdapDelete { dn } => s.directory.delete(dn),
-        Op::CreateDir { path, uid, gid, mode } => volume::create_dir(path, *uid, *gid, *mode),
-        Op::SetOwnerMode { path, uid, gid, mode } => volume::set_owner_mode(path, *uid, *gid, *mode),
-        Op::WriteFile { path, uid, gid, mode, contents } => volume::write_file(path, *uid, *gid, *mode, contents),
+        Op::CreateDir {
+            path,
+            uid,
+            gid,
+            mode,
+        } => volume::create_dir(path, *uid, *gid, *mode),
+        Op::SetOwnerMode {
+            path,
+            uid,
+            gid,
+            mode,
+        } => volume::set_owner_mode(path, *uid, *gid, *mode),
+        Op::WriteFile {
+            path,
+            uid,
+            gid,
+            mode,
+            contents,
+        } => volume::write_file(path, *uid, *gid, *mode, contents),
         Op::RemoveTree { path } => volume::remove_tree(path),
         Op::CreateDatabase { name, comment } => s.databases.create_database(name, comment),
         Op::SetDatabaseComment { name, comment } => s.databases.set_comment(name, comment),
-        Op::EnsureUser { user, create_on, all_hosts, new_password, credentials } => {
+        Op::EnsureUser {
+            user,
+            create_on,
+            all_hosts,
+            new_password,
+            credentials,
+        } => {
             // The password is set on the server first and written last: if anything stops in
             // between, the file is missing, and the next plan sets a new one.
             let password = if *new_password {
@@ -50,11 +92,21 @@ fn run(op: &Op, s: &mut Systems) -> Result<(), Error> {
                 for host in all_hosts.iter().filter(|h| !create_on.contains(h)) {
                     s.databases.set_user_password(user, host, &password)?;
                 }
-                volume::write_file(&credentials.path, credentials.uid, credentials.gid, 0o600, &file_contents(credentials, &password))?;
+                volume::write_file(
+                    &credentials.path,
+                    credentials.uid,
+                    credentials.gid,
+                    0o600,
+                    &file_contents(credentials, &password),
+                )?;
             }
             Ok(())
         }
-        Op::Grant { database, user, host } => s.databases.grant_all(database, user, host),
+        Op::Grant {
+            database,
+            user,
+            host,
+        } => s.databases.grant_all(database, user, host),
         Op::DropUser { user, host } => s.databases.drop_user(user, host),
         Op::DropDatabase { name } => s.databases.drop_database(name),
     }

@@ -30,7 +30,10 @@ pub fn file_contents(target: &CredentialsTarget, password: &str) -> String {
 
 /// The password in an option file written by [`file_contents`].
 pub fn password_in(contents: &str) -> Option<&str> {
-    contents.lines().find_map(|l| l.strip_prefix("password=")).filter(|p| !p.is_empty())
+    contents
+        .lines()
+        .find_map(|l| l.strip_prefix("password="))
+        .filter(|p| !p.is_empty())
 }
 
 #[cfg(test)]
@@ -39,7 +42,14 @@ mod tests {
 
     #[test]
     fn round_trip() {
-        let t = CredentialsTarget { path: "/x/mariadb-a.cnf".into(), uid: 1, gid: 1, database: "a".into(), server_host: "fd00::2".into(), server_port: 3306 };
+        let t = CredentialsTarget {
+            path: "/x/mariadb-a.cnf".into(),
+            uid: 1,
+            gid: 1,
+            database: "a".into(),
+            server_host: "fd00::2".into(),
+            server_port: 3306,
+        };
         let pw = generate_password();
         assert_eq!(pw.len(), 32);
         assert_eq!(password_in(&file_contents(&t, &pw)), Some(pw.as_str()));

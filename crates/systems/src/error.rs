@@ -5,15 +5,27 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("cannot reach the directory at {url}: {source}")]
-    LdapConnect { url: String, #[source] source: ldap3::LdapError },
+    LdapConnect {
+        url: String,
+        #[source]
+        source: ldap3::LdapError,
+    },
     #[error("the directory refused the admin bind as {dn}: {message}")]
     LdapBind { dn: String, message: String },
     #[error("directory: {what} failed: {message}")]
     Ldap { what: String, message: String },
     #[error("cannot reach MariaDB at {url}: {source}")]
-    SqlConnect { url: String, #[source] source: mysql::Error },
+    SqlConnect {
+        url: String,
+        #[source]
+        source: mysql::Error,
+    },
     #[error("MariaDB: {what} failed: {source}")]
-    Sql { what: String, #[source] source: mysql::Error },
+    Sql {
+        what: String,
+        #[source]
+        source: mysql::Error,
+    },
     #[error("{}: {message}", path.display())]
     Io { path: PathBuf, message: String },
     #[error("secret file {}: {reason}", path.display())]
@@ -24,11 +36,17 @@ pub enum Error {
 
 impl Error {
     pub(crate) fn io(path: impl Into<PathBuf>, e: impl std::fmt::Display) -> Self {
-        Error::Io { path: path.into(), message: e.to_string() }
+        Error::Io {
+            path: path.into(),
+            message: e.to_string(),
+        }
     }
 
     pub(crate) fn ldap(what: impl Into<String>, e: impl std::fmt::Display) -> Self {
-        Error::Ldap { what: what.into(), message: e.to_string() }
+        Error::Ldap {
+            what: what.into(),
+            message: e.to_string(),
+        }
     }
 
     pub(crate) fn sql(what: impl Into<String>) -> impl FnOnce(mysql::Error) -> Self {

@@ -24,15 +24,28 @@ impl Directory {
         let password = secret::read(&dir.admin_password_file.value)?;
         let url = dir.url.value.to_string();
         let settings = LdapConnSettings::new().set_conn_timeout(Duration::from_secs(5));
-        let mut conn = LdapConn::with_settings(settings, &url).map_err(|source| Error::LdapConnect { url: url.clone(), source })?;
+        let mut conn =
+            LdapConn::with_settings(settings, &url).map_err(|source| Error::LdapConnect {
+                url: url.clone(),
+                source,
+            })?;
         conn.with_timeout(Duration::from_secs(120));
         let bind = conn
             .simple_bind(dir.admin_dn.value.as_str(), &password)
-            .map_err(|e| Error::LdapBind { dn: dir.admin_dn.value.to_string(), message: e.to_string() })?;
+            .map_err(|e| Error::LdapBind {
+                dn: dir.admin_dn.value.to_string(),
+                message: e.to_string(),
+            })?;
         if bind.rc != 0 {
-            return Err(Error::LdapBind { dn: dir.admin_dn.value.to_string(), message: format!("{} (result code {})", describe(bind.rc), bind.rc) });
+            return Err(Error::LdapBind {
+                dn: dir.admin_dn.value.to_string(),
+                message: format!("{} (result code {})", describe(bind.rc), bind.rc),
+            });
         }
-        Ok(Directory { conn, base: dir.base_dn.value.to_string() })
+        Ok(Directory {
+            conn,
+            base: dir.base_dn.value.to_string(),
+        })
     }
 
     /// Every entry under the base DN that pic2 may care about, in one search. A size limit
@@ -62,28 +75,52 @@ impl Directory {
                     attrs.entry(k.to_ascii_lowercase()).or_default().extend(v);
                 }
                 for (k, v) in e.bin_attrs {
-                    attrs.entry(k.to_ascii_lowercase()).or_default().extend(v.into_iter().map(|b| String::from_utf8_lossy(&b).into_owned()));
+                    attrs.entry(k.to_ascii_lowercase()).or_default().extend(
+                        v.into_iter()
+                            .map(|b| String::from_utf8_lossy(&b).into_owned()),
+                    );
                 }
                 ObservedEntry { dn: e.dn, attrs }
             })
             .collect();
-        Ok((ObservedDirectory { entries, base_exists: true }, 1))
+        Ok((
+            ObservedDirectory {
+                entries,
+                base_exists: true,
+            },
+            1,
+        ))
     }
 
     pub fn add(&mut self, dn: &str, attrs: &[(String, Vec<String>)]) -> Result<(), Error> {
-        let attrs: Vec<(&str, HashSet<&str>)> = attrs.iter().map(|(a, vs)| (a.as_str(), vs.iter().map(String::as_str).collect())).collect();
-        let res = self.conn.add(dn, attrs).map_err(|e| Error::ldap(format!("adding {dn}"), e))?;
+        let attrs: Vec<(&str, HashSet<&str>)> = attrs
+            .iter()
+            .map(|(a, vs)| (a.as_str(), vs.iter().map(String::as_str).collect()))
+            .collect();
+        let res = self
+            .conn
+            .add(dn, attrs)
+            .map_err(|e| Error::ldap(format!("adding {dn}"), e))?;
         check(res, || format!("adding {dn}"))
     }
 
     pub fn modify(&mut self, dn: &str, replace: &[(String, Vec<String>)]) -> Result<(), Error> {
-        let mods: Vec<Mod<&str>> = replace.iter().map(|(a, vs)| Mod::Replace(a.as_str(), vs.iter().map(String::as_str).collect())).collect();
-        let res = self.conn.modify(dn, mods).map_err(|e| Error::ldap(format!("modifying {dn}"), e))?;
+        let mods: Vec<Mod<&str>> = replace
+            .iter()
+            .map(|(a, vs)| Mod::Replace(a.as_str(), vs.iter().map(String::as_str).collect()))
+            .collect();
+        let res = self
+            .conn
+            .modify(dn, mods)
+            .map_err(|e| Error::ldap(format!("modifying {dn}"), e))?;
         check(res, || format!("modifying {dn}"))
     }
 
     pub fn delete(&mut self, dn: &str) -> Result<(), Error> {
-        let res = self.conn.delete(dn).map_err(|e| Error::ldap(format!("deleting {dn}"), e))?;
+        let res = self
+            .conn
+            .delete(dn)
+            .map_err(|e| Error::ldap(format!("deleting {dn}"), e))?;
         check(res, || format!("deleting {dn}"))
     }
 }
@@ -91,8 +128,15 @@ impl Directory {
 /// Sets an account's password with the Password Modify extended operation (RFC 3062), so the
 /// server hashes it with its own scheme; the password never leaves this call.
 pub fn set_password(directory: &mut Directory, dn: &str, password: &str) -> Result<(), Error> {
-    let exop = PasswordModify { user_id: Some(dn), old_pass: None, new_pass: Some(password) };
-    let res = directory.conn.extended(exop).map_err(|e| Error::ldap(format!("setting the password of {dn}"), e))?;
+    let exop = PasswordModify {
+        user_id: Some(dn),
+        old_pass: None,
+        new_pass: Some(password),
+    };
+    let res = directory
+        .conn
+        .extended(exop)
+        .map_err(|e| Error::ldap(format!("setting the password of {dn}"), e))?;
     check(res.1, || format!("setting the password of {dn}"))
 }
 
@@ -100,7 +144,19 @@ fn check(res: ldap3::LdapResult, what: impl FnOnce() -> String) -> Result<(), Er
     if res.rc == 0 {
         Ok(())
     } else {
-        Err(Error::ldap(what(), format!("{} (result code {}){}", describe(res.rc), res.rc, if res.text.is_empty() { String::new() } else { format!(": {}", res.text) })))
+        Err(Error::ldap(
+            what(),
+            format!(
+                "{} (result code {}){}",
+                describe(res.rc),
+                res.rc,
+                if res.text.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", res.text)
+                }
+            ),
+        ))
     }
 }
 

@@ -44,21 +44,49 @@ pub struct Systems {
 impl Systems {
     /// Connects and binds to both servers with the admin secrets of the inventory.
     pub fn connect(inv: &ValidInventory) -> Result<Self, Error> {
-        Ok(Systems { directory: Directory::connect(inv)?, databases: Databases::connect(inv)? })
+        Ok(Systems {
+            directory: Directory::connect(inv)?,
+            databases: Databases::connect(inv)?,
+        })
     }
 }
 
 /// Reads the actual state of every system.
-pub fn observe(inv: &ValidInventory, systems: &mut Systems) -> Result<(Observed, Vec<ObserveStats>), Error> {
+pub fn observe(
+    inv: &ValidInventory,
+    systems: &mut Systems,
+) -> Result<(Observed, Vec<ObserveStats>), Error> {
     let mut stats = Vec::new();
     let t = Instant::now();
     let (directory, trips) = systems.directory.observe(inv)?;
-    stats.push(ObserveStats { system: System::Directory, round_trips: trips, elapsed: t.elapsed(), objects: directory.entries.len() });
+    stats.push(ObserveStats {
+        system: System::Directory,
+        round_trips: trips,
+        elapsed: t.elapsed(),
+        objects: directory.entries.len(),
+    });
     let t = Instant::now();
     let (databases, trips) = systems.databases.observe()?;
-    stats.push(ObserveStats { system: System::Databases, round_trips: trips, elapsed: t.elapsed(), objects: databases.databases.len() + databases.users.len() });
+    stats.push(ObserveStats {
+        system: System::Databases,
+        round_trips: trips,
+        elapsed: t.elapsed(),
+        objects: databases.databases.len() + databases.users.len(),
+    });
     let t = Instant::now();
     let files = volume::observe(inv)?;
-    stats.push(ObserveStats { system: System::Files, round_trips: 0, elapsed: t.elapsed(), objects: files.paths.len() });
-    Ok((Observed { directory, databases, files }, stats))
+    stats.push(ObserveStats {
+        system: System::Files,
+        round_trips: 0,
+        elapsed: t.elapsed(),
+        objects: files.paths.len(),
+    });
+    Ok((
+        Observed {
+            directory,
+            databases,
+            files,
+        },
+        stats,
+    ))
 }

@@ -14,14 +14,25 @@ pub struct Lock {
 impl Lock {
     /// Takes the lock of `platform`, or says who holds it. `PIC2_LOCK_DIR` overrides the folder.
     pub fn acquire(platform: &str) -> Result<Self, Error> {
-        let dir = std::env::var_os("PIC2_LOCK_DIR").map_or_else(|| PathBuf::from("/run/pic2"), PathBuf::from);
+        let dir = std::env::var_os("PIC2_LOCK_DIR")
+            .map_or_else(|| PathBuf::from("/run/pic2"), PathBuf::from);
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         let path = dir.join(format!("{platform}.lock"));
-        let mut file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(|e| Error::io(&path, e))?;
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| Error::io(&path, e))?;
         if flock(&file, FlockOperation::NonBlockingLockExclusive).is_err() {
             let mut holder = String::new();
             let _ = file.read_to_string(&mut holder);
-            let holder = if holder.trim().is_empty() { "unknown process".to_string() } else { holder.trim().to_string() };
+            let holder = if holder.trim().is_empty() {
+                "unknown process".to_string()
+            } else {
+                holder.trim().to_string()
+            };
             return Err(Error::Locked { path, holder });
         }
         let _ = file.set_len(0);
@@ -41,7 +52,9 @@ mod tests {
         std::env::set_var("PIC2_LOCK_DIR", dir.path());
         let first = Lock::acquire("t").unwrap();
         let second = Lock::acquire("t");
-        assert!(matches!(&second, Err(Error::Locked { holder, .. }) if holder == &format!("pid {}", std::process::id())));
+        assert!(
+            matches!(&second, Err(Error::Locked { holder, .. }) if holder == &format!("pid {}", std::process::id()))
+        );
         drop(first);
         assert!(Lock::acquire("t").is_ok());
     }

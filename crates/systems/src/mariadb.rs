@@ -36,10 +36,16 @@ impl Databases {
             .query("SELECT SCHEMA_NAME, SCHEMA_COMMENT FROM information_schema.SCHEMATA")
             .map_err(Error::sql("listing databases"))?;
         out.databases = rows.into_iter().collect();
-        let users: Vec<(String, String)> = self.conn.query("SELECT User, Host FROM mysql.user").map_err(Error::sql("listing users"))?;
+        let users: Vec<(String, String)> = self
+            .conn
+            .query("SELECT User, Host FROM mysql.user")
+            .map_err(Error::sql("listing users"))?;
         out.users = users.into_iter().collect();
         // mysql.db has one `…_priv` column per privilege; "all" is every one but GRANT OPTION.
-        let rows: Vec<Row> = self.conn.query("SELECT * FROM mysql.db").map_err(Error::sql("listing grants"))?;
+        let rows: Vec<Row> = self
+            .conn
+            .query("SELECT * FROM mysql.db")
+            .map_err(Error::sql("listing grants"))?;
         for row in rows {
             let mut key = (String::new(), String::new(), String::new());
             let mut all = true;
@@ -65,33 +71,74 @@ impl Databases {
     }
 
     pub fn create_database(&mut self, name: &str, comment: &str) -> Result<(), Error> {
-        let sql = format!("CREATE DATABASE {} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci COMMENT {}", ident(name), quote(comment));
+        let sql = format!(
+            "CREATE DATABASE {} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci COMMENT {}",
+            ident(name),
+            quote(comment)
+        );
         self.exec(format!("creating database {name}"), &sql)
     }
 
     pub fn set_comment(&mut self, name: &str, comment: &str) -> Result<(), Error> {
-        self.exec(format!("setting the comment of {name}"), &format!("ALTER DATABASE {} COMMENT = {}", ident(name), quote(comment)))
+        self.exec(
+            format!("setting the comment of {name}"),
+            &format!(
+                "ALTER DATABASE {} COMMENT = {}",
+                ident(name),
+                quote(comment)
+            ),
+        )
     }
 
-    pub fn create_user(&mut self, user: &str, host: &ClientHost, password: &str) -> Result<(), Error> {
-        let sql = format!("CREATE USER {} IDENTIFIED BY {}", account(user, host), quote(password));
+    pub fn create_user(
+        &mut self,
+        user: &str,
+        host: &ClientHost,
+        password: &str,
+    ) -> Result<(), Error> {
+        let sql = format!(
+            "CREATE USER {} IDENTIFIED BY {}",
+            account(user, host),
+            quote(password)
+        );
         self.exec(format!("creating user '{user}'@'{}'", host.as_str()), &sql)
     }
 
-    pub fn set_user_password(&mut self, user: &str, host: &ClientHost, password: &str) -> Result<(), Error> {
-        let sql = format!("ALTER USER {} IDENTIFIED BY {}", account(user, host), quote(password));
-        self.exec(format!("setting the password of '{user}'@'{}'", host.as_str()), &sql)
+    pub fn set_user_password(
+        &mut self,
+        user: &str,
+        host: &ClientHost,
+        password: &str,
+    ) -> Result<(), Error> {
+        let sql = format!(
+            "ALTER USER {} IDENTIFIED BY {}",
+            account(user, host),
+            quote(password)
+        );
+        self.exec(
+            format!("setting the password of '{user}'@'{}'", host.as_str()),
+            &sql,
+        )
     }
 
     pub fn grant_all(&mut self, db: &str, user: &str, host: &ClientHost) -> Result<(), Error> {
-        self.exec(format!("granting {db} to '{user}'@'{}'", host.as_str()), &pic2_render::databases::grant_all(db, user, host))
+        self.exec(
+            format!("granting {db} to '{user}'@'{}'", host.as_str()),
+            &pic2_render::databases::grant_all(db, user, host),
+        )
     }
 
     pub fn drop_user(&mut self, user: &str, host: &str) -> Result<(), Error> {
-        self.exec(format!("dropping user '{user}'@'{host}'"), &format!("DROP USER {}@{}", quote(user), quote(host)))
+        self.exec(
+            format!("dropping user '{user}'@'{host}'"),
+            &format!("DROP USER {}@{}", quote(user), quote(host)),
+        )
     }
 
     pub fn drop_database(&mut self, name: &str) -> Result<(), Error> {
-        self.exec(format!("dropping database {name}"), &format!("DROP DATABASE {}", ident(name)))
+        self.exec(
+            format!("dropping database {name}"),
+            &format!("DROP DATABASE {}", ident(name)),
+        )
     }
 }

@@ -6,13 +6,19 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 pub fn read(path: &Path) -> Result<String, Error> {
-    let err = |reason: String| Error::Secret { path: path.to_path_buf(), reason };
+    let err = |reason: String| Error::Secret {
+        path: path.to_path_buf(),
+        reason,
+    };
     let meta = std::fs::metadata(path).map_err(|e| err(format!("cannot read it: {e}")))?;
     if !meta.is_file() {
         return Err(err("it is not a regular file".into()));
     }
     if meta.mode() & 0o004 != 0 {
-        return Err(err(format!("it is readable by every user (mode {:04o})", meta.mode() & 0o7777)));
+        return Err(err(format!(
+            "it is readable by every user (mode {:04o})",
+            meta.mode() & 0o7777
+        )));
     }
     let text = std::fs::read_to_string(path).map_err(|e| err(format!("cannot read it: {e}")))?;
     let secret = text.trim_end_matches(['\n', '\r']);
@@ -38,10 +44,16 @@ mod tests {
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
         assert_eq!(read(&p).unwrap(), "hunter2");
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
-        assert!(read(&p).unwrap_err().to_string().contains("readable by every user (mode 0644)"));
+        assert!(read(&p)
+            .unwrap_err()
+            .to_string()
+            .contains("readable by every user (mode 0644)"));
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
         std::fs::write(&p, "\n").unwrap();
         assert!(read(&p).unwrap_err().to_string().contains("empty"));
-        assert!(read(&dir.path().join("missing")).unwrap_err().to_string().contains("cannot read"));
+        assert!(read(&dir.path().join("missing"))
+            .unwrap_err()
+            .to_string()
+            .contains("cannot read"));
     }
 }

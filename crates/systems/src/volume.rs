@@ -10,8 +10,11 @@ use pic2_inventory::layout::HOME_MARKER;
 use pic2_inventory::ValidInventory;
 use pic2_plan::{FileKind, FileMeta, ObservedFiles};
 use pic2_render::files::{desired, listed_dirs, PathKind};
-use rustix::fs::{fchmod, fchown, fsync, mkdirat, openat2, renameat, unlinkat, AtFlags, Mode, OFlags, ResolveFlags, CWD};
 use rustix::fd::OwnedFd;
+use rustix::fs::{
+    fchmod, fchown, fsync, mkdirat, openat2, renameat, unlinkat, AtFlags, Mode, OFlags,
+    ResolveFlags, CWD,
+};
 use rustix::process::{Gid, Uid};
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
@@ -44,7 +47,12 @@ pub fn observe(inv: &ValidInventory) -> Result<ObservedFiles, Error> {
                 out.paths.insert(marker.clone(), meta);
             }
         }
-        if !out.paths.contains_key(&marker) && out.paths.get(&home).is_some_and(|m| m.kind == FileKind::Dir) {
+        if !out.paths.contains_key(&marker)
+            && out
+                .paths
+                .get(&home)
+                .is_some_and(|m| m.kind == FileKind::Dir)
+        {
             if let Some(names) = list(&home)? {
                 out.listings.insert(home, names);
             }
@@ -74,18 +82,35 @@ fn lstat(path: &Path, read_contents: bool) -> Result<Option<FileMeta>, Error> {
     } else {
         None
     };
-    Ok(Some(FileMeta { kind, uid: meta.uid(), gid: meta.gid(), mode: meta.mode() & 0o7777, contents }))
+    Ok(Some(FileMeta {
+        kind,
+        uid: meta.uid(),
+        gid: meta.gid(),
+        mode: meta.mode() & 0o7777,
+        contents,
+    }))
 }
 
 fn read_nofollow(path: &Path) -> std::io::Result<String> {
-    let fd = openat2(CWD, path, OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty(), ResolveFlags::NO_SYMLINKS)?;
+    let fd = openat2(
+        CWD,
+        path,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::NO_SYMLINKS,
+    )?;
     std::io::read_to_string(std::fs::File::from(fd))
 }
 
 fn list(dir: &Path) -> Result<Option<Vec<String>>, Error> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound || e.kind() == std::io::ErrorKind::NotADirectory => return Ok(None),
+        Err(e)
+            if e.kind() == std::io::ErrorKind::NotFound
+                || e.kind() == std::io::ErrorKind::NotADirectory =>
+        {
+            return Ok(None)
+        }
         Err(e) => return Err(Error::io(dir, e)),
     };
     let mut names = Vec::new();
@@ -98,20 +123,35 @@ fn list(dir: &Path) -> Result<Option<Vec<String>>, Error> {
 }
 
 fn open_nofollow(path: &Path, flags: OFlags) -> Result<OwnedFd, Error> {
-    openat2(CWD, path, flags | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty(), ResolveFlags::NO_SYMLINKS)
-        .map_err(|e| Error::io(path, format!("{e} (pic2 never follows symbolic links on the data volume)")))
+    openat2(
+        CWD,
+        path,
+        flags | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::NO_SYMLINKS,
+    )
+    .map_err(|e| {
+        Error::io(
+            path,
+            format!("{e} (pic2 never follows symbolic links on the data volume)"),
+        )
+    })
 }
 
 fn parent_and_name(path: &Path) -> Result<(OwnedFd, &std::ffi::OsStr), Error> {
     let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
         return Err(Error::io(path, "has no parent folder"));
     };
-    Ok((open_nofollow(parent, OFlags::RDONLY | OFlags::DIRECTORY)?, name))
+    Ok((
+        open_nofollow(parent, OFlags::RDONLY | OFlags::DIRECTORY)?,
+        name,
+    ))
 }
 
 fn own(fd: &OwnedFd, path: &Path, uid: u32, gid: u32, mode: u32) -> Result<(), Error> {
     // SAFETY-free: ids come from the inventory's checked ranges or are root's.
-    fchown(fd, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid))).map_err(|e| Error::io(path, format!("chown: {e}")))?;
+    fchown(fd, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
+        .map_err(|e| Error::io(path, format!("chown: {e}")))?;
     fchmod(fd, Mode::from_raw_mode(mode)).map_err(|e| Error::io(path, format!("chmod: {e}")))
 }
 
@@ -137,11 +177,18 @@ pub fn write_file(path: &Path, uid: u32, gid: u32, mode: u32, contents: &str) ->
     let (parent, name) = parent_and_name(path)?;
     let tmp = PathBuf::from(format!(".{}.pic2-tmp", name.to_string_lossy()));
     let _ = unlinkat(&parent, &tmp, AtFlags::empty());
-    let fd = openat2(&parent, &tmp, OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::from_raw_mode(0o600), ResolveFlags::NO_SYMLINKS)
-        .map_err(|e| Error::io(path, format!("creating a temporary file: {e}")))?;
+    let fd = openat2(
+        &parent,
+        &tmp,
+        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o600),
+        ResolveFlags::NO_SYMLINKS,
+    )
+    .map_err(|e| Error::io(path, format!("creating a temporary file: {e}")))?;
     own(&fd, path, uid, gid, mode)?;
     let mut file = std::fs::File::from(fd);
-    file.write_all(contents.as_bytes()).map_err(|e| Error::io(path, e))?;
+    file.write_all(contents.as_bytes())
+        .map_err(|e| Error::io(path, e))?;
     fsync(&file).map_err(|e| Error::io(path, format!("fsync: {e}")))?;
     renameat(&parent, &tmp, &parent, name).map_err(|e| Error::io(path, format!("rename: {e}")))
 }
@@ -176,7 +223,10 @@ mod tests {
         assert!(create_dir(&link.join("new"), 0, 0, 0o755).is_err());
         assert!(write_file(&link.join("f"), 0, 0, 0o644, "x").is_err());
         assert!(!target.join("new").exists() && !target.join("f").exists());
-        assert_eq!(std::fs::metadata(target.join("secret")).unwrap().mode(), before);
+        assert_eq!(
+            std::fs::metadata(target.join("secret")).unwrap().mode(),
+            before
+        );
     }
 
     #[test]
@@ -187,6 +237,10 @@ mod tests {
         write_file(&p, 0, 0, 0o640, "two").unwrap();
         assert_eq!(std::fs::read_to_string(&p).unwrap(), "two");
         assert_eq!(std::fs::metadata(&p).unwrap().mode() & 0o777, 0o640);
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temporary file left");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temporary file left"
+        );
     }
 }

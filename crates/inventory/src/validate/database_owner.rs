@@ -11,13 +11,19 @@ pub(crate) fn check(inv: &Inventory, out: &mut Vec<Diagnostic>) {
         for db in &site.databases {
             if let Some(first) = listed.insert(db.as_str(), db.span) {
                 out.push(
-                    Diagnostic::new(Code::DuplicateValue, db.span, format!("database `{}` is listed twice for `{domain}`", db.value))
-                        .label("again")
-                        .related(first, "first here")
-                        .hint("list each database once"),
+                    Diagnostic::new(
+                        Code::DuplicateValue,
+                        db.span,
+                        format!("database `{}` is listed twice for `{domain}`", db.value),
+                    )
+                    .label("again")
+                    .related(first, "first here")
+                    .hint("list each database once"),
                 );
             }
-            let Some(database) = inv.databases.get(db.as_str()) else { continue };
+            let Some(database) = inv.databases.get(db.as_str()) else {
+                continue;
+            };
             if database.owner.value != site.owner.value {
                 out.push(
                     Diagnostic::new(

@@ -8,8 +8,22 @@ use std::collections::BTreeMap;
 
 pub(crate) fn check(inv: &Inventory, out: &mut Vec<Diagnostic>) {
     for (domain, site) in &inv.sites {
-        require(&site.owner, &inv.accounts, Code::UnknownAccount, "account", "accounts", out);
-        require(&site.runtime, &inv.runtimes, Code::UnknownRuntime, "runtime", "runtimes", out);
+        require(
+            &site.owner,
+            &inv.accounts,
+            Code::UnknownAccount,
+            "account",
+            "accounts",
+            out,
+        );
+        require(
+            &site.runtime,
+            &inv.runtimes,
+            Code::UnknownRuntime,
+            "runtime",
+            "runtimes",
+            out,
+        );
         for db in &site.databases {
             if !inv.databases.contains_key(db.as_str()) {
                 let d = missing(db, inv.databases.keys().map(|k| k.as_str()), Code::UnknownDatabase, "database", "databases")
@@ -19,7 +33,14 @@ pub(crate) fn check(inv: &Inventory, out: &mut Vec<Diagnostic>) {
         }
     }
     for db in inv.databases.values() {
-        require(&db.owner, &inv.accounts, Code::UnknownAccount, "account", "accounts", out);
+        require(
+            &db.owner,
+            &inv.accounts,
+            Code::UnknownAccount,
+            "account",
+            "accounts",
+            out,
+        );
     }
 }
 
@@ -32,7 +53,13 @@ fn require<K: std::borrow::Borrow<str> + Ord, V, T: AsRef<str>>(
     out: &mut Vec<Diagnostic>,
 ) {
     if !declared.contains_key(name.value.as_ref()) {
-        out.push(missing(name, declared.keys().map(|k| k.borrow()), code, what, section));
+        out.push(missing(
+            name,
+            declared.keys().map(|k| k.borrow()),
+            code,
+            what,
+            section,
+        ));
     }
 }
 
@@ -44,8 +71,12 @@ fn missing<'a, T: AsRef<str>>(
     section: &str,
 ) -> Diagnostic {
     let wrong = name.value.as_ref();
-    let d = Diagnostic::new(code, name.span, format!("no {what} named `{wrong}` is declared"))
-        .label(format!("unknown {what}"));
+    let d = Diagnostic::new(
+        code,
+        name.span,
+        format!("no {what} named `{wrong}` is declared"),
+    )
+    .label(format!("unknown {what}"));
     match nearest(wrong, declared.clone()) {
         Some(near) => d.hint(format!("did you mean `{near}`?")),
         None => d.hint(format!("declare it as `[{section}.{wrong}]`")),

@@ -10,10 +10,16 @@ pub(crate) fn check(inv: &Inventory, out: &mut Vec<Diagnostic>) {
         for key in &account.ssh_keys {
             if let Some(first) = seen.insert(key.key.as_str(), key.span) {
                 out.push(
-                    Diagnostic::new(Code::DuplicateValue, key.span, format!("this SSH key is listed twice for `{name}`"))
-                        .label("same key")
-                        .related(first, "first here")
-                        .hint("remove one of the two lines (the comment does not make a key different)"),
+                    Diagnostic::new(
+                        Code::DuplicateValue,
+                        key.span,
+                        format!("this SSH key is listed twice for `{name}`"),
+                    )
+                    .label("same key")
+                    .related(first, "first here")
+                    .hint(
+                        "remove one of the two lines (the comment does not make a key different)",
+                    ),
                 );
             }
         }

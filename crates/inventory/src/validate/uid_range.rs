@@ -10,10 +10,16 @@ pub(crate) fn check(inv: &Inventory, out: &mut Vec<Diagnostic>) {
         let uid = account.uid.value;
         if !(lo..=hi).contains(&uid) {
             out.push(
-                Diagnostic::new(Code::UidOutOfRange, account.uid.span, format!("uid {uid} of `{name}` is outside uid_range [{lo}, {hi}]"))
-                    .label("out of range")
-                    .related(range.span, "the range is set here")
-                    .hint(format!("choose a uid between {lo} and {hi}, or widen uid_range")),
+                Diagnostic::new(
+                    Code::UidOutOfRange,
+                    account.uid.span,
+                    format!("uid {uid} of `{name}` is outside uid_range [{lo}, {hi}]"),
+                )
+                .label("out of range")
+                .related(range.span, "the range is set here")
+                .hint(format!(
+                    "choose a uid between {lo} and {hi}, or widen uid_range"
+                )),
             );
         }
     }

@@ -11,10 +11,14 @@ pub(crate) fn check(inv: &Inventory, out: &mut Vec<Diagnostic>) {
         let uid = account.uid.value;
         if let Some((other, span)) = first.insert(uid, (name, account.uid.span)) {
             out.push(
-                Diagnostic::new(Code::DuplicateUid, account.uid.span, format!("uid {uid} is already the uid of `{other}`"))
-                    .label("taken twice")
-                    .related(span, format!("`{other}` has it"))
-                    .hint("give each account its own uid within uid_range"),
+                Diagnostic::new(
+                    Code::DuplicateUid,
+                    account.uid.span,
+                    format!("uid {uid} is already the uid of `{other}`"),
+                )
+                .label("taken twice")
+                .related(span, format!("`{other}` has it"))
+                .hint("give each account its own uid within uid_range"),
             );
             first.insert(uid, (other, span));
         }

@@ -1,0 +1,97 @@
+//! The command line: every subcommand with its one-line purpose.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "pic2", version, about = "Plans and applies a small host's platform (OpenLDAP, MariaDB, the data volume) from one inventory", long_about = None)]
+pub struct Cli {
+    /// The inventory.
+    #[arg(
+        short,
+        long,
+        global = true,
+        env = "PIC2_CONFIG",
+        default_value = "pic2.toml",
+        value_name = "FILE"
+    )]
+    pub config: PathBuf,
+    /// Print JSON for machines instead of text for people.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// When to use colours.
+    #[arg(long, global = true, value_enum, default_value_t = Color::Auto)]
+    pub color: Color,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum Color {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Check the inventory and report every problem with its line and column.
+    Check,
+    /// Write every generated file (LDIF, SQL, layout, hosts block) into a folder for review.
+    Render {
+        /// The folder to write into (created if missing).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+    /// Print the testers' /etc/hosts block of the migration.
+    Hosts {
+        /// Only this site (its main domain or an alias).
+        #[arg(long, value_name = "DOMAIN")]
+        site: Option<String>,
+    },
+    /// Print the monthly and yearly cost per host, from resources and [pricing].
+    Cost,
+    /// Show what apply would change (exit 0: nothing, 2: changes, 1: error or conflict).
+    Plan(PlanArgs),
+    /// Make the real systems match the inventory, after showing the plan.
+    Apply {
+        #[command(flatten)]
+        plan: PlanArgs,
+        /// Do not ask for confirmation.
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
+    /// Manage one account.
+    Account {
+        #[command(subcommand)]
+        command: AccountCommand,
+    },
+    /// Print the inventory's JSON Schema, for editors.
+    Schema,
+    /// Print shell completions.
+    Completions { shell: clap_complete::Shell },
+}
+
+#[derive(Args, Clone, Copy)]
+pub struct PlanArgs {
+    /// Show every change with its attribute-level diff.
+    #[arg(long)]
+    pub detail: bool,
+    /// Also delete what pic2 manages and the inventory no longer lists (accounts, users).
+    #[arg(long)]
+    pub prune: bool,
+    /// With --prune, also delete data: databases, homes and site folders.
+    #[arg(long, requires = "prune")]
+    pub drop_data: bool,
+}
+
+#[derive(Subcommand)]
+pub enum AccountCommand {
+    /// Set an account's password (read from the terminal, or one line of stdin; never argv).
+    SetPassword {
+        name: String,
+        /// Read the password from standard input instead of the terminal.
+        #[arg(long)]
+        stdin: bool,
+    },
+}

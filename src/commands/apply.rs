@@ -1,0 +1,99 @@
+//! `pic2 apply`: lock, plan, show, confirm, apply with progress.
+
+use crate::cli::PlanArgs;
+use crate::output::Out;
+use crate::Outcome;
+use anyhow::Context;
+use pic2_inventory::ValidInventory;
+use pic2_systems::{ApplyEvent, Lock};
+use std::io::{BufRead, IsTerminal, Write};
+use std::time::Instant;
+
+pub fn run(inv: &ValidInventory, args: PlanArgs, yes: bool, out: &Out) -> anyhow::Result<Outcome> {
+    let _lock = Lock::acquire(inv.platform.name.as_str())?;
+    let (mut systems, plan, stats) = super::plan::make(inv, args)?;
+    super::plan::show(inv, &plan, &stats, args, out);
+    if !plan.conflicts.is_empty() {
+        return Ok(Outcome::Failed);
+    }
+    if plan.is_empty() {
+        return Ok(Outcome::Ok);
+    }
+    if !yes {
+        if !std::io::stdin().is_terminal() {
+            anyhow::bail!(
+                "not on a terminal: review the plan above, then run `pic2 apply --yes` to apply it"
+            );
+        }
+        eprint!("Apply these {} change(s)? [y/N] ", plan.changes.len());
+        let _ = std::io::stderr().flush();
+        let mut answer = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut answer)
+            .context("cannot read the answer")?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes" | "oui" | "o") {
+            eprintln!("Nothing applied.");
+            return Ok(Outcome::Failed);
+        }
+    }
+    let started = Instant::now();
+    let total = plan.changes.len();
+    let bar = (!out.json && std::io::stderr().is_terminal()).then(|| {
+        let bar = indicatif::ProgressBar::new(total as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {wide_msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar
+    });
+    // Without a terminal, one line per change for small plans, one per tenth for large ones.
+    let every = (total / 10).max(1);
+    let result = pic2_systems::apply(&plan, &mut systems, &mut |event| match event {
+        ApplyEvent::Started { change, .. } => {
+            if let Some(bar) = &bar {
+                bar.set_message(change.summary.clone());
+            }
+        }
+        ApplyEvent::Finished {
+            index,
+            total,
+            change,
+        } => {
+            if let Some(bar) = &bar {
+                bar.inc(1);
+            } else if !out.json && (total <= 200 || (index + 1) % every == 0 || index + 1 == total)
+            {
+                eprintln!("[{}/{total}] {}", index + 1, change.summary);
+            }
+        }
+    });
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
+    match result {
+        Ok(()) => {
+            if out.json {
+                out.json(&serde_json::json!({ "applied": total, "seconds": started.elapsed().as_secs_f64() }));
+            } else {
+                println!(
+                    "{} applied {total} change(s) in {:.2} s.",
+                    out.green("✓"),
+                    started.elapsed().as_secs_f64()
+                );
+            }
+            Ok(Outcome::Ok)
+        }
+        Err((index, e)) => {
+            let change = plan
+                .changes
+                .get(index)
+                .map(|c| c.summary.clone())
+                .unwrap_or_default();
+            Err(anyhow::Error::new(e).context(format!(
+                "change {}/{total} failed: {change}. The {index} change(s) before it are done; fix the cause and run `pic2 apply` again to finish",
+                index + 1
+            )))
+        }
+    }
+}
