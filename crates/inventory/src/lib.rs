@@ -10,6 +10,7 @@ mod diagnostic;
 pub mod layout;
 mod model;
 mod net;
+mod passwd;
 mod read;
 mod source;
 mod types;
@@ -21,6 +22,7 @@ pub use model::{
     Resources, Role, Runtime, ServerUrl, Services, Site, Tls,
 };
 pub use net::ClientHost;
+pub use passwd::PasswdConfig;
 pub use source::{LineCol, SourceFile, Span, Spanned};
 pub use types::{Access, AccountName, DbName, Dn, Domain, Email, Ident, PhpVersion, SshKey};
 

@@ -28,6 +28,7 @@ pub struct Inventory {
     pub lists: BTreeMap<Ident, MailingList>,
     pub services: Services,
     pub pricing: Option<Pricing>,
+    pub passwd: Option<crate::passwd::PasswdConfig>,
 }
 
 #[derive(Clone, Debug)]
@@ -335,6 +336,7 @@ fn read_inventory(
     let lists = top.opt_value("lists");
     let services = top.opt_value("services");
     let pricing = top.opt_value("pricing");
+    let passwd = top.opt_value("passwd");
     let top_span = top.span;
     top.finish(sink);
 
@@ -403,6 +405,7 @@ fn read_inventory(
         .and_then(|v| read_services(v, sink))
         .unwrap_or_default();
     let pricing = pricing.and_then(|v| read_pricing(v, sink));
+    let passwd = passwd.and_then(|v| crate::passwd::read_passwd(v, sink));
 
     Some(Inventory {
         source,
@@ -417,6 +420,7 @@ fn read_inventory(
         lists,
         services,
         pricing,
+        passwd,
     })
 }
 

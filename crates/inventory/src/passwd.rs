@@ -1,0 +1,56 @@
+//! The `[passwd]` section: settings of the password self-service application (`pic2 passwd`).
+
+use crate::diagnostic::{Code, Diagnostic};
+use crate::read::{Sink, Table};
+use crate::source::{Span, Spanned};
+use crate::types::Email;
+use toml_span::Value;
+
+#[derive(Clone, Debug)]
+pub struct PasswdConfig {
+    pub span: Span,
+    /// The address users reach the application at; reset links are built from it, never from
+    /// the request's Host header.
+    pub public_url: Spanned<String>,
+    /// Where `pic2 passwd` listens (behind the proxy).
+    pub listen: Spanned<std::net::SocketAddr>,
+    /// The platform's mail server, `host:port`, for notifications and reset links.
+    pub smtp: Spanned<String>,
+    /// The sender of those mails.
+    pub from: Spanned<Email>,
+    /// Shortest password accepted.
+    pub min_length: u32,
+}
+
+pub(crate) fn read_passwd(value: Value<'_>, sink: &mut Sink) -> Option<PasswdConfig> {
+    let mut t = Table::new(value, "[passwd]", sink)?;
+    let span = t.span;
+    let public_url = t.req::<Spanned<String>>("public_url", sink).and_then(|u| {
+        if u.value.starts_with("https://") || u.value.starts_with("http://") {
+            Some(u)
+        } else {
+            sink.push(
+                Diagnostic::new(Code::InvalidUrl, u.span, format!("`{}` is not an http(s) URL", u.value))
+                    .label("here")
+                    .hint("write the address users type, like \"https://motdepasse.example.org\""),
+            );
+            None
+        }
+    });
+    let listen = t.req::<Spanned<String>>("listen", sink).and_then(|l| match l.value.parse() {
+        Ok(a) => Some(Spanned::new(a, l.span)),
+        Err(_) => {
+            sink.push(
+                Diagnostic::new(Code::InvalidAddress, l.span, format!("`{}` is not an address:port", l.value))
+                    .label("here")
+                    .hint("write it like \"127.0.0.1:8081\" or \"[::1]:8081\""),
+            );
+            None
+        }
+    });
+    let smtp = t.req::<Spanned<String>>("smtp", sink);
+    let from = t.req::<Spanned<Email>>("from", sink);
+    let min_length = t.opt::<u32>("min_length", sink).unwrap_or(12);
+    t.finish(sink);
+    Some(PasswdConfig { span, public_url: public_url?, listen: listen?, smtp: smtp?, from: from?, min_length })
+}
