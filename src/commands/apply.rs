@@ -47,8 +47,9 @@ pub fn run(inv: &ValidInventory, args: PlanArgs, yes: bool, out: &Out) -> anyhow
         );
         bar
     });
-    // Without a terminal, one line per change for small plans, one per tenth for large ones.
-    let every = (total / 10).max(1);
+    // Without a terminal (logs, CI), one line per change for small plans, one per percent for
+    // large ones.
+    let every = (total / 100).max(1);
     let result = pic2_systems::apply(&plan, &mut systems, &mut |event| match event {
         ApplyEvent::Started { change, .. } => {
             if let Some(bar) = &bar {

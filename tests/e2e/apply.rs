@@ -1,0 +1,409 @@
+//! Apply, re-apply, change, add, remove, prune: the life of a platform.
+
+use crate::fixture::{sql_admin, sql_as, ssh_key, Platform};
+use mysql::prelude::Queryable;
+use std::os::unix::fs::MetadataExt;
+
+const ONE_SITE: &str = r#"
+[accounts.{id}a]
+uid = 20001
+full_name = "Association Él"
+email = "a@{id}.test"
+
+[accounts.{id}b]
+uid = 20002
+full_name = "B"
+email = "b@{id}.test"
+access = "ssh"
+
+[sites."a.{id}.test"]
+owner = "{id}a"
+runtime = "php82"
+aliases = ["www.a.{id}.test"]
+databases = ["{id}_a"]
+
+[databases.{id}_a]
+owner = "{id}a"
+"#;
+
+#[test]
+fn apply_creates_everything_and_a_second_apply_changes_nothing() {
+    let p = Platform::new("life");
+    p.write(ONE_SITE);
+    let plan = p.expect(&["plan"], 2);
+    assert!(
+        plan.contains(&format!("add uid=lifea,ou=people,{}", p.base_dn)),
+        "{plan}"
+    );
+    p.apply(&[]);
+    p.assert_converged();
+    let out = p.apply(&[]);
+    assert!(out.contains("Nothing to do"), "{out}");
+
+    // The directory: a real POSIX account, no password, marked.
+    let a = p.entry(&p.account_dn("lifea")).expect("account created");
+    assert_eq!(a.attrs["uidNumber"], vec!["20001"]);
+    assert_eq!(a.attrs["gidNumber"], vec!["20001"]);
+    assert_eq!(a.attrs["cn"], vec!["Association Él"]);
+    assert_eq!(a.attrs["loginShell"], vec!["/usr/sbin/nologin"]);
+    assert_eq!(
+        a.attrs["homeDirectory"],
+        vec![p.home("lifea").display().to_string()]
+    );
+    assert_eq!(a.attrs["pic2Platform"], vec!["t-life"]);
+    assert!(
+        !a.attrs.contains_key("userPassword"),
+        "a new account has no usable password"
+    );
+    let ssh_group = p
+        .entry(&format!("cn=pic2-ssh,ou=groups,{}", p.base_dn))
+        .unwrap();
+    assert_eq!(ssh_group.attrs["memberUid"], vec!["lifeb"]);
+
+    // The files: chroot-able home, owner-only site folders.
+    let home = std::fs::metadata(p.home("lifea")).unwrap();
+    assert_eq!((home.uid(), home.mode() & 0o7777), (0, 0o755));
+    let htdocs = std::fs::metadata(p.home("lifea").join("sites/a.life.test/htdocs")).unwrap();
+    assert_eq!(
+        (htdocs.uid(), htdocs.gid(), htdocs.mode() & 0o7777),
+        (20001, 20001, 0o750)
+    );
+
+    // The database: the owner's credentials work, on that database only.
+    let cred = p.home("lifea").join("private/mariadb-life_a.cnf");
+    let meta = std::fs::metadata(&cred).unwrap();
+    assert_eq!((meta.uid(), meta.mode() & 0o777), (20001, 0o600));
+    let mut conn = sql_as(&cred).expect("the generated credentials work");
+    conn.query_drop("CREATE TABLE t (x INT)").unwrap();
+    let dbs: Vec<String> = conn.query("SHOW DATABASES").unwrap();
+    assert_eq!(dbs, vec!["information_schema", "life_a"]);
+    assert!(conn.query_drop("CREATE DATABASE life_other").is_err());
+}
+
+#[test]
+fn changing_an_account_updates_only_what_changed() {
+    let p = Platform::new("chg");
+    p.write(ONE_SITE);
+    p.apply(&[]);
+    // The owner sets a password: pic2 must never touch it.
+    let mut ldap = p.ldap();
+    let exop = ldap3::exop::PasswordModify {
+        user_id: Some(&p.account_dn("chga")),
+        old_pass: None,
+        new_pass: Some("a long passphrase 123"),
+    };
+    ldap.extended(exop).unwrap().success().unwrap();
+
+    let key = ssh_key("a@laptop");
+    let changed = ONE_SITE
+        .replace("full_name = \"Association Él\"\nemail = \"a@{id}.test\"", &format!("full_name = \"Association Él\"\nemail = \"new@{{id}}.test\"\naccess = \"ssh\"\nssh_keys = [\"{key}\"]"));
+    p.write(&changed);
+    let detail = p.expect(&["plan", "--detail"], 2);
+    assert!(
+        detail.contains("- mail: a@chg.test") && detail.contains("+ mail: new@chg.test"),
+        "{detail}"
+    );
+    assert!(detail.contains("+ loginShell: /bin/bash"), "{detail}");
+    let json = p.plan_json(&[]);
+    let changes = json["changes"].as_array().unwrap();
+    assert_eq!(
+        changes.len(),
+        2,
+        "the account and the SSH group: {changes:#?}"
+    );
+    assert!(changes.iter().all(|c| c["kind"] == "update"));
+    p.apply(&[]);
+    p.assert_converged();
+    let a = p.entry(&p.account_dn("chga")).unwrap();
+    assert_eq!(a.attrs["mail"], vec!["new@chg.test"]);
+    assert_eq!(a.attrs["sshPublicKey"], vec![key]);
+    // The password still works.
+    let mut user = ldap3::LdapConn::new("ldap://127.0.0.1:3389").unwrap();
+    user.simple_bind(&p.account_dn("chga"), "a long passphrase 123")
+        .unwrap()
+        .success()
+        .expect("password kept");
+}
+
+#[test]
+fn sites_come_and_go_and_data_needs_two_flags() {
+    let p = Platform::new("site");
+    p.write(ONE_SITE);
+    p.apply(&[]);
+    let second = format!(
+        "{ONE_SITE}\n[sites.\"two.{{id}}.test\"]\nowner = \"{{id}}a\"\nruntime = \"php82\"\n"
+    );
+    p.write(&second);
+    p.apply(&[]);
+    let two = p.home("sitea").join("sites/two.site.test");
+    assert!(two.join("htdocs").is_dir());
+    std::fs::write(two.join("htdocs/index.php"), "<?php echo 1;").unwrap();
+
+    p.write(ONE_SITE);
+    let plan = p.expect(&["plan"], 0);
+    assert!(
+        plan.contains("Kept (1)") && plan.contains("needs --prune --drop-data"),
+        "{plan}"
+    );
+    p.apply(&["--prune"]);
+    assert!(
+        two.join("htdocs/index.php").exists(),
+        "--prune alone keeps data"
+    );
+    p.apply(&["--prune", "--drop-data"]);
+    assert!(!two.exists());
+    p.assert_converged();
+}
+
+#[test]
+fn pruning_removes_accounts_then_data_only_when_asked() {
+    let p = Platform::new("prune");
+    p.write(ONE_SITE);
+    p.apply(&[]);
+    p.write("\n[accounts.{id}b]\nuid = 20002\nfull_name = \"B\"\nemail = \"b@{id}.test\"\naccess = \"ssh\"\n");
+    let json = p.plan_json(&[]);
+    assert_eq!(
+        json["changes"].as_array().unwrap().len(),
+        0,
+        "nothing deleted without --prune: {json:#}"
+    );
+    assert!(json["held"].as_array().unwrap().len() >= 4, "{json:#}");
+
+    p.apply(&["--prune"]);
+    assert!(
+        p.entry(&p.account_dn("prunea")).is_none(),
+        "account deleted"
+    );
+    assert!(
+        p.entry(&format!("cn=prunea,ou=groups,{}", p.base_dn))
+            .is_none(),
+        "group deleted"
+    );
+    let mut sql = sql_admin();
+    let users: Vec<String> = sql
+        .query("SELECT User FROM mysql.user WHERE User = 'prune_a'")
+        .unwrap();
+    assert!(users.is_empty(), "database user dropped with --prune");
+    let dbs: Vec<String> = sql.query("SHOW DATABASES LIKE 'prune\\_a'").unwrap();
+    assert_eq!(dbs, vec!["prune_a"], "the database is data: kept");
+    assert!(p.home("prunea").exists(), "the home is data: kept");
+    assert!(p.entry(&p.account_dn("pruneb")).is_some());
+
+    p.apply(&["--prune", "--drop-data"]);
+    let dbs: Vec<String> = sql.query("SHOW DATABASES LIKE 'prune\\_a'").unwrap();
+    assert!(dbs.is_empty());
+    assert!(!p.home("prunea").exists());
+    p.assert_converged();
+}
+
+#[test]
+fn objects_pic2_does_not_own_are_conflicts_never_changes() {
+    let p = Platform::new("own");
+    p.write(ONE_SITE);
+    // Somebody made the base and an account by hand, with the uid the inventory wants.
+    let mut ldap = p.ldap();
+    let hs = |v: &[&'static str]| {
+        v.iter()
+            .copied()
+            .collect::<std::collections::HashSet<&str>>()
+    };
+    ldap.add(
+        &p.base_dn,
+        vec![
+            ("objectClass", hs(&["organizationalUnit"])),
+            ("ou", hs(&["t-own"])),
+        ],
+    )
+    .unwrap()
+    .success()
+    .unwrap();
+    ldap.add(
+        &format!("ou=people,{}", p.base_dn),
+        vec![
+            ("objectClass", hs(&["organizationalUnit"])),
+            ("ou", hs(&["people"])),
+        ],
+    )
+    .unwrap()
+    .success()
+    .unwrap();
+    let stranger = format!("uid=stranger,ou=people,{}", p.base_dn);
+    ldap.add(
+        &stranger,
+        vec![
+            ("objectClass", hs(&["inetOrgPerson", "posixAccount"])),
+            ("uid", hs(&["stranger"])),
+            ("cn", hs(&["S"])),
+            ("sn", hs(&["S"])),
+            ("uidNumber", hs(&["20001"])),
+            ("gidNumber", hs(&["20001"])),
+            ("homeDirectory", hs(&["/nowhere"])),
+        ],
+    )
+    .unwrap()
+    .success()
+    .unwrap();
+    // ... and a database with the name the inventory wants, without pic2's mark.
+    let mut sql = sql_admin();
+    sql.query_drop("CREATE DATABASE own_a").unwrap();
+    sql.query_drop("CREATE TABLE own_a.precious (x INT)")
+        .unwrap();
+
+    let out = p.pic2(&["apply", "--yes", "--prune", "--drop-data"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("uidNumber 20001 is already used by uid=stranger"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("own_a: the database exists and pic2 does not manage it"),
+        "{stdout}"
+    );
+    // Nothing was applied: not even the unrelated changes.
+    assert!(p
+        .entry(&format!("cn=ownb,ou=groups,{}", p.base_dn))
+        .is_none());
+
+    // Once the uid is free and the database renamed, everything applies and the stranger
+    // (unmarked) survives --prune.
+    ldap.modify(
+        &stranger,
+        vec![ldap3::Mod::Replace("uidNumber", hs(&["29999"]))],
+    )
+    .unwrap()
+    .success()
+    .unwrap();
+    p.write(&ONE_SITE.replace("{id}_a", "{id}_a2"));
+    p.apply(&["--prune", "--drop-data"]);
+    assert!(
+        p.entry(&stranger).is_some(),
+        "unmanaged entries are never deleted"
+    );
+    let kept: Vec<String> = sql.query("SHOW TABLES FROM own_a").unwrap();
+    assert_eq!(
+        kept,
+        vec!["precious"],
+        "unmanaged databases are never dropped"
+    );
+    sql.query_drop("DROP DATABASE own_a").unwrap();
+    ldap.delete(&stranger).unwrap();
+    p.assert_converged();
+}
+
+#[test]
+fn an_interrupted_apply_is_finished_by_the_next() {
+    let p = Platform::new("intr");
+    let mut body = String::new();
+    for i in 0..150 {
+        body.push_str(&format!(
+            "[accounts.{{id}}{i:03}]\nuid = {}\nfull_name = \"N{i}\"\nemail = \"n{i}@{{id}}.test\"\n[sites.\"s{i}.{{id}}.test\"]\nowner = \"{{id}}{i:03}\"\nruntime = \"php82\"\ndatabases = [\"{{id}}_{i:03}\"]\n[databases.{{id}}_{i:03}]\nowner = \"{{id}}{i:03}\"\n",
+            20100 + i
+        ));
+    }
+    p.write(&body);
+    let mut child = p
+        .command(&["apply", "--yes"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Kill it for good (SIGKILL: no clean-up at all) once some changes are through.
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    let mut seen = 0;
+    while seen < 30 {
+        line.clear();
+        if std::io::BufRead::read_line(&mut stderr, &mut line).unwrap() == 0 {
+            break;
+        }
+        seen += 1;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let json = p.plan_json(&[]);
+    let left = json["changes"].as_array().unwrap().len();
+    assert!(
+        left > 0,
+        "the kill came too late to test anything ({seen} lines)"
+    );
+    assert_eq!(json["conflicts"].as_array().unwrap().len(), 0, "{json:#}");
+    p.apply(&[]);
+    p.assert_converged();
+    let cred = p.home("intr149").join("private/mariadb-intr_149.cnf");
+    sql_as(&cred).expect("credentials of the last database work");
+}
+
+#[test]
+fn plan_reads_each_system_in_a_bounded_number_of_round_trips() {
+    let p = Platform::new("trips");
+    p.write(ONE_SITE);
+    p.apply(&[]);
+    let json = p.plan_json(&[]);
+    assert!(json["round_trips"].as_u64().unwrap() <= 10, "{json:#}");
+}
+
+#[test]
+fn set_password_reads_stdin_and_the_directory_hashes_it() {
+    let p = Platform::new("pw");
+    p.write(ONE_SITE);
+    p.apply(&[]);
+    let mut child = p
+        .command(&["account", "set-password", "pwa", "--stdin"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(
+        child.stdin.as_mut().unwrap(),
+        b"correct horse battery staple\n",
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let mut user = ldap3::LdapConn::new("ldap://127.0.0.1:3389").unwrap();
+    user.simple_bind(&p.account_dn("pwa"), "correct horse battery staple")
+        .unwrap()
+        .success()
+        .expect("the new password works");
+    let (rs, _) = p
+        .ldap()
+        .search(
+            &p.account_dn("pwa"),
+            ldap3::Scope::Base,
+            "(objectClass=*)",
+            vec!["userPassword"],
+        )
+        .unwrap()
+        .success()
+        .unwrap();
+    let entry = ldap3::SearchEntry::construct(rs.into_iter().next().unwrap());
+    let stored: Vec<u8> = entry
+        .bin_attrs
+        .get("userPassword")
+        .and_then(|v| v.first().cloned())
+        .or_else(|| {
+            entry
+                .attrs
+                .get("userPassword")
+                .and_then(|v| v.first())
+                .map(|s| s.clone().into_bytes())
+        })
+        .unwrap();
+    assert!(stored.starts_with(b"{ARGON2}"), "stored hashed");
+    // Too short: refused before anything is sent.
+    let mut child = p
+        .command(&["account", "set-password", "pwa", "--stdin"])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), b"short\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at least 12 characters"));
+}

@@ -1,0 +1,149 @@
+//! Bad input and faults: each gives a clear message naming what and where, and changes nothing.
+
+use crate::fixture::Platform;
+use std::os::unix::fs::PermissionsExt;
+
+const BODY: &str = "[accounts.{id}a]\nuid = 20001\nfull_name = \"A\"\nemail = \"a@{id}.test\"\n";
+
+fn stderr_of(p: &Platform, args: &[&str]) -> (Option<i32>, String) {
+    let out = p.pic2(args);
+    (
+        out.status.code(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[test]
+fn unreachable_directory_is_named() {
+    let p = Platform::new("unreach");
+    p.write(BODY);
+    let text = std::fs::read_to_string(&p.config)
+        .unwrap()
+        .replace("ldap://127.0.0.1:3389", "ldap://127.0.0.1:9");
+    std::fs::write(&p.config, text).unwrap();
+    let (code, out) = stderr_of(&p, &["plan"]);
+    assert_eq!(code, Some(1));
+    assert!(
+        out.contains("cannot reach the directory at ldap://127.0.0.1:9"),
+        "{out}"
+    );
+    assert!(out.contains("hint:"), "{out}");
+}
+
+#[test]
+fn wrong_admin_password_is_named() {
+    let p = Platform::new("wrongpw");
+    p.write(BODY);
+    let secret = p.dir.path().join("wrong.secret");
+    std::fs::write(&secret, "not-the-password").unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let text = std::fs::read_to_string(&p.config).unwrap();
+    let text = text.replacen(
+        &format!(
+            "{}/secrets/ldap-admin.secret",
+            crate::fixture::dev_dir().display()
+        ),
+        &secret.display().to_string(),
+        1,
+    );
+    std::fs::write(&p.config, text).unwrap();
+    let (code, out) = stderr_of(&p, &["plan"]);
+    assert_eq!(code, Some(1));
+    assert!(
+        out.contains("refused the admin bind as cn=admin,dc=pic2,dc=test")
+            && out.contains("invalid credentials"),
+        "{out}"
+    );
+}
+
+#[test]
+fn world_readable_or_missing_secret_is_refused() {
+    let p = Platform::new("secret");
+    p.write(BODY);
+    let secret = p.dir.path().join("db.secret");
+    std::fs::write(&secret, "x").unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let text = std::fs::read_to_string(&p.config).unwrap();
+    let text = text.replacen(
+        &format!(
+            "{}/secrets/mariadb-admin.secret",
+            crate::fixture::dev_dir().display()
+        ),
+        &secret.display().to_string(),
+        1,
+    );
+    std::fs::write(&p.config, &text).unwrap();
+    let (code, out) = stderr_of(&p, &["plan"]);
+    assert_eq!(code, Some(1));
+    assert!(
+        out.contains("readable by every user (mode 0644)") && out.contains("chmod 600"),
+        "{out}"
+    );
+    std::fs::remove_file(&secret).unwrap();
+    let (code, out) = stderr_of(&p, &["plan"]);
+    assert_eq!(code, Some(1));
+    assert!(
+        out.contains(&format!("secret file {}: cannot read it", secret.display())),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_bad_inventory_points_at_line_and_column_and_touches_nothing() {
+    let p = Platform::new("badinv");
+    p.write(&format!(
+        "{BODY}\n[sites.\"a.{{id}}.test\"]\nowner = \"nosuch\"\nruntime = \"php82\"\n"
+    ));
+    let (code, out) = stderr_of(&p, &["apply", "--yes"]);
+    assert_eq!(code, Some(1));
+    let line = std::fs::read_to_string(&p.config)
+        .unwrap()
+        .lines()
+        .position(|l| l.contains("\"nosuch\""))
+        .unwrap()
+        + 1;
+    assert!(
+        out.contains(&format!(
+            "pic2.toml:{line}:10: no account named `nosuch` is declared"
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains("unknown-account") && out.contains("nothing was changed"),
+        "{out}"
+    );
+    assert!(p.entry(&p.base_dn).is_none());
+}
+
+#[test]
+fn two_applies_cannot_interleave() {
+    let p = Platform::new("lock");
+    p.write(BODY);
+    let lock_dir = p.dir.path().join("lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(lock_dir.join("t-lock.lock"))
+        .unwrap();
+    rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive).unwrap();
+    let (code, out) = stderr_of(&p, &["apply", "--yes"]);
+    assert_eq!(code, Some(1));
+    assert!(out.contains("another `pic2 apply` holds the lock"), "{out}");
+    drop(file);
+    p.apply(&[]);
+}
+
+#[test]
+fn apply_refuses_to_run_unconfirmed_without_a_terminal() {
+    let p = Platform::new("confirm");
+    p.write(BODY);
+    let (code, out) = stderr_of(&p, &["apply"]);
+    assert_eq!(code, Some(1));
+    assert!(out.contains("run `pic2 apply --yes`"), "{out}");
+    assert!(p.entry(&p.base_dn).is_none(), "nothing applied");
+}
