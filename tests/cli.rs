@@ -1,14 +1,30 @@
 //! The commands that need no server: check, cost, hosts, render, schema, completions.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 use std::process::{Command, Output};
 
 fn pic2(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pic2")).args(args).env("NO_COLOR", "1").current_dir(env!("CARGO_MANIFEST_DIR")).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_pic2"))
+        .args(args)
+        .env("NO_COLOR", "1")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap()
 }
 
 fn stdout(args: &[&str]) -> String {
     let out = pic2(args);
-    assert!(out.status.success(), "pic2 {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "pic2 {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -18,7 +34,8 @@ fn examples_check() {
         let out = stdout(&["-c", example, "check"]);
         assert!(out.contains("is valid"), "{out}");
     }
-    let json: serde_json::Value = serde_json::from_str(&stdout(&["-c", "examples/pic2.toml", "--json", "check"])).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&stdout(&["-c", "examples/pic2.toml", "--json", "check"])).unwrap();
     assert_eq!(json["counts"]["sites"], 12);
     assert_eq!(json["counts"]["runtimes"], 4);
 }
@@ -26,20 +43,55 @@ fn examples_check() {
 #[test]
 fn cost_of_the_source_documents_platform() {
     let out = stdout(&["-c", "examples/pic2.toml", "cost"]);
-    assert!(out.contains("Platform: 17.27 €/month, 207.24 €/year"), "{out}");
-    let json: serde_json::Value = serde_json::from_str(&stdout(&["-c", "examples/pic2.toml", "--json", "cost"])).unwrap();
-    let hosts: Vec<(String, u64)> = json["hosts"].as_array().unwrap().iter().map(|h| (h["host"].as_str().unwrap().to_string(), h["monthly_cents"].as_u64().unwrap())).collect();
-    assert_eq!(hosts, vec![("pic2".to_string(), 227), ("pic2s".to_string(), 1500)]);
+    assert!(
+        out.contains("Platform: 17.27 €/month, 207.24 €/year"),
+        "{out}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&stdout(&["-c", "examples/pic2.toml", "--json", "cost"])).unwrap();
+    let hosts: Vec<(String, u64)> = json["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            (
+                h["host"].as_str().unwrap().to_string(),
+                h["monthly_cents"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        hosts,
+        vec![("pic2".to_string(), 227), ("pic2s".to_string(), 1500)]
+    );
     assert_eq!(json["yearly_cents"], 20724);
 }
 
 #[test]
 fn hosts_block_for_one_site_and_unknown_site() {
-    let out = stdout(&["-c", "examples/pic2.toml", "hosts", "--site", "velobs.example"]);
-    assert!(out.contains("203.0.113.10    velobs.example www.velobs.example"), "{out}");
-    assert!(out.contains("2001:db8::10    velobs.example www.velobs.example"), "{out}");
+    let out = stdout(&[
+        "-c",
+        "examples/pic2.toml",
+        "hosts",
+        "--site",
+        "velobs.example",
+    ]);
+    assert!(
+        out.contains("203.0.113.10    velobs.example www.velobs.example"),
+        "{out}"
+    );
+    assert!(
+        out.contains("2001:db8::10    velobs.example www.velobs.example"),
+        "{out}"
+    );
     assert!(!out.contains("arto"), "{out}");
-    let bad = pic2(&["-c", "examples/pic2.toml", "hosts", "--site", "velob.example"]);
+    let bad = pic2(&[
+        "-c",
+        "examples/pic2.toml",
+        "hosts",
+        "--site",
+        "velob.example",
+    ]);
     assert_eq!(bad.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("did you mean velobs.example?"));
 }
@@ -49,7 +101,12 @@ fn render_writes_every_file() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().to_str().unwrap();
     stdout(&["-c", "examples/pic2.toml", "render", "--out", out]);
-    for f in ["directory/entries.ldif", "databases/databases.sql", "files/layout.txt", "migration/hosts"] {
+    for f in [
+        "directory/entries.ldif",
+        "databases/databases.sql",
+        "files/layout.txt",
+        "migration/hosts",
+    ] {
         assert!(dir.path().join(f).is_file(), "{f}");
     }
     let ldif = std::fs::read_to_string(dir.path().join("directory/entries.ldif")).unwrap();
@@ -69,19 +126,31 @@ fn missing_inventory_says_how_to_name_one() {
     let out = pic2(&["-c", "/nonexistent/pic2.toml", "check"]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("cannot read the inventory /nonexistent/pic2.toml") && err.contains("PIC2_CONFIG"), "{err}");
+    assert!(
+        err.contains("cannot read the inventory /nonexistent/pic2.toml")
+            && err.contains("PIC2_CONFIG"),
+        "{err}"
+    );
 }
 
 #[test]
 fn check_json_lists_located_diagnostics() {
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.toml");
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/demo.toml")).unwrap().replace("uid = 10002", "uid = 10001").replace("runtime = \"itk84\"\ntls", "runtime = \"itk48\"\ntls");
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/demo.toml"))
+        .unwrap()
+        .replace("uid = 10002", "uid = 10001")
+        .replace("runtime = \"itk84\"\ntls", "runtime = \"itk48\"\ntls");
     std::fs::write(&bad, text).unwrap();
     let out = pic2(&["-c", bad.to_str().unwrap(), "--json", "check"]);
     assert_eq!(out.status.code(), Some(1));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let codes: Vec<&str> = json["diagnostics"].as_array().unwrap().iter().map(|d| d["code"].as_str().unwrap()).collect();
+    let codes: Vec<&str> = json["diagnostics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["code"].as_str().unwrap())
+        .collect();
     assert_eq!(codes, vec!["duplicate-uid", "unknown-runtime"]);
     assert_eq!(json["diagnostics"][1]["hint"], "did you mean `itk84`?");
 }

@@ -1,5 +1,12 @@
 //! House rules checked inside `cargo test` (after rust-analyzer's tidy test).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 use std::path::{Path, PathBuf};
 
 fn root() -> PathBuf {
@@ -28,18 +35,38 @@ fn every_rust_file_says_what_it_is_for_and_no_test_is_ignored() {
     let ignore = ["#[", "ignore]"].concat();
     for f in files {
         let text = std::fs::read_to_string(&f).unwrap();
-        assert!(text.starts_with("//!"), "{} must start with a `//!` line saying what it is for", f.display());
-        assert!(!text.contains(&ignore), "{} ignores a test: tests that need a service fail instead", f.display());
+        assert!(
+            text.starts_with("//!"),
+            "{} must start with a `//!` line saying what it is for",
+            f.display()
+        );
+        assert!(
+            !text.contains(&ignore),
+            "{} ignores a test: tests that need a service fail instead",
+            f.display()
+        );
     }
 }
 
 #[test]
 fn the_pure_core_names_no_network_or_system_crate() {
     for krate in ["inventory", "render", "plan"] {
-        let manifest = std::fs::read_to_string(root().join("crates").join(krate).join("Cargo.toml")).unwrap();
-        let deps = manifest.split("[dependencies]").nth(1).unwrap().split("\n[").next().unwrap();
-        for heavy in ["ldap3", "mysql", "tokio", "bollard", "hyper", "rustix", "reqwest"] {
-            assert!(!deps.contains(heavy), "crates/{krate} must stay pure but depends on {heavy}");
+        let manifest =
+            std::fs::read_to_string(root().join("crates").join(krate).join("Cargo.toml")).unwrap();
+        let deps = manifest
+            .split("[dependencies]")
+            .nth(1)
+            .unwrap()
+            .split("\n[")
+            .next()
+            .unwrap();
+        for heavy in [
+            "ldap3", "mysql", "tokio", "bollard", "hyper", "rustix", "reqwest",
+        ] {
+            assert!(
+                !deps.contains(heavy),
+                "crates/{krate} must stay pure but depends on {heavy}"
+            );
         }
     }
 }
@@ -49,7 +76,10 @@ fn architecture_names_every_crate() {
     let arch = std::fs::read_to_string(root().join("ARCHITECTURE.md")).unwrap();
     for entry in std::fs::read_dir(root().join("crates")).unwrap() {
         let name = entry.unwrap().file_name().to_string_lossy().to_string();
-        assert!(arch.contains(&format!("crates/{name}")), "ARCHITECTURE.md does not describe crates/{name}");
+        assert!(
+            arch.contains(&format!("crates/{name}")),
+            "ARCHITECTURE.md does not describe crates/{name}"
+        );
     }
 }
 
@@ -57,7 +87,10 @@ fn architecture_names_every_crate() {
 fn the_readme_starts_with_the_two_commands_and_ci_runs_the_second() {
     let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
     let head: String = readme.lines().take(20).collect::<Vec<_>>().join("\n");
-    assert!(head.contains("dev/demo.sh") && head.contains("dev/test.sh"), "{head}");
+    assert!(
+        head.contains("dev/demo.sh") && head.contains("dev/test.sh"),
+        "{head}"
+    );
     let ci = std::fs::read_to_string(root().join(".ci/run")).unwrap();
     assert!(ci.contains("dev/test.sh"));
 }

@@ -730,7 +730,7 @@ fn read_tls(value: Value<'_>, site: &str, sink: &mut Sink) -> Option<Tls> {
         }
         None => {}
     }
-    if !matches!(value.as_table(), Some(_)) {
+    if value.as_table().is_none() {
         bad(sink);
         return None;
     }

@@ -71,7 +71,7 @@ impl ClientHost {
             .map_err(|_| bad_prefix("the part after `/` must be a number"))?;
         match ip {
             IpAddr::V4(a) => {
-                if prefix > 32 || prefix % 8 != 0 {
+                if prefix > 32 || !prefix.is_multiple_of(8) {
                     return Err(bad_prefix("use /8, /16, /24 or /32 for IPv4 networks"));
                 }
                 let octets = a.octets();
@@ -90,7 +90,7 @@ impl ClientHost {
                 Ok(ClientHost(parts.join(".")))
             }
             IpAddr::V6(a) => {
-                if prefix > 128 || prefix % 16 != 0 || prefix == 0 {
+                if prefix > 128 || !prefix.is_multiple_of(16) || prefix == 0 {
                     return Err(bad_prefix("MariaDB never matches IPv6 masks: use a prefix that is a multiple of 16 (/48, /64, …), turned into a `%` wildcard"));
                 }
                 let segments = a.segments();

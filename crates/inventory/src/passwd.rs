@@ -30,27 +30,44 @@ pub(crate) fn read_passwd(value: Value<'_>, sink: &mut Sink) -> Option<PasswdCon
             Some(u)
         } else {
             sink.push(
-                Diagnostic::new(Code::InvalidUrl, u.span, format!("`{}` is not an http(s) URL", u.value))
-                    .label("here")
-                    .hint("write the address users type, like \"https://motdepasse.example.org\""),
+                Diagnostic::new(
+                    Code::InvalidUrl,
+                    u.span,
+                    format!("`{}` is not an http(s) URL", u.value),
+                )
+                .label("here")
+                .hint("write the address users type, like \"https://motdepasse.example.org\""),
             );
             None
         }
     });
-    let listen = t.req::<Spanned<String>>("listen", sink).and_then(|l| match l.value.parse() {
-        Ok(a) => Some(Spanned::new(a, l.span)),
-        Err(_) => {
-            sink.push(
-                Diagnostic::new(Code::InvalidAddress, l.span, format!("`{}` is not an address:port", l.value))
+    let listen = t
+        .req::<Spanned<String>>("listen", sink)
+        .and_then(|l| match l.value.parse() {
+            Ok(a) => Some(Spanned::new(a, l.span)),
+            Err(_) => {
+                sink.push(
+                    Diagnostic::new(
+                        Code::InvalidAddress,
+                        l.span,
+                        format!("`{}` is not an address:port", l.value),
+                    )
                     .label("here")
                     .hint("write it like \"127.0.0.1:8081\" or \"[::1]:8081\""),
-            );
-            None
-        }
-    });
+                );
+                None
+            }
+        });
     let smtp = t.req::<Spanned<String>>("smtp", sink);
     let from = t.req::<Spanned<Email>>("from", sink);
     let min_length = t.opt::<u32>("min_length", sink).unwrap_or(12);
     t.finish(sink);
-    Some(PasswdConfig { span, public_url: public_url?, listen: listen?, smtp: smtp?, from: from?, min_length })
+    Some(PasswdConfig {
+        span,
+        public_url: public_url?,
+        listen: listen?,
+        smtp: smtp?,
+        from: from?,
+        min_length,
+    })
 }

@@ -344,10 +344,7 @@ fn weak_or_broken_ssh_keys_are_refused() {
         "email = \"bob@t.example\"",
         &format!(
             "email = \"bob@t.example\"\n{}",
-            key.replace("[\"", "[\"")
-                .replace("\"]", "\", \"")
-                .to_string()
-                + &key["ssh_keys = [\"".len()..]
+            key.replace("\"]", "\", \"").to_string() + &key["ssh_keys = [\"".len()..]
         ),
     );
     assert_eq!(errors(&text)[0].0, "duplicate-value");

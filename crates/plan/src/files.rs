@@ -252,8 +252,10 @@ mod tests {
     #[test]
     fn applied_volume_needs_nothing() {
         let inv = demo();
-        let mut o = Observed::default();
-        o.files = applied_files(&inv);
+        let o = Observed {
+            files: applied_files(&inv),
+            ..Default::default()
+        };
         let p = plan(&inv, &o, Options::default());
         assert!(
             p.changes.iter().all(|c| c.system != System::Files),
@@ -265,8 +267,10 @@ mod tests {
     #[test]
     fn symlinks_are_conflicts_never_followed() {
         let inv = demo();
-        let mut o = Observed::default();
-        o.files = applied_files(&inv);
+        let mut o = Observed {
+            files: applied_files(&inv),
+            ..Default::default()
+        };
         let htdocs = inv.document_root(&"velobs".parse_name(), &"velobs.test".parse_domain());
         o.files.paths.insert(
             htdocs.clone(),
@@ -287,8 +291,10 @@ mod tests {
     #[test]
     fn a_foreign_home_is_left_alone_entirely() {
         let inv = demo();
-        let mut o = Observed::default();
-        o.files = applied_files(&inv);
+        let mut o = Observed {
+            files: applied_files(&inv),
+            ..Default::default()
+        };
         let home = inv.home_dir(&"amap".parse_name());
         o.files.paths.remove(&home.join(HOME_MARKER));
         o.files
@@ -319,8 +325,10 @@ mod tests {
     #[test]
     fn removed_sites_and_homes_need_both_flags() {
         let inv = demo();
-        let mut o = Observed::default();
-        o.files = applied_files(&inv);
+        let mut o = Observed {
+            files: applied_files(&inv),
+            ..Default::default()
+        };
         let sites = inv.sites_dir(&"velobs".parse_name());
         o.files
             .listings

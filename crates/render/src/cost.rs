@@ -77,7 +77,7 @@ fn items(r: &Resources, p: &Pricing) -> Vec<LineItem> {
 }
 
 fn format_ram(mb: u32) -> String {
-    if mb % 1024 == 0 {
+    if mb.is_multiple_of(1024) {
         format!("{} GB", mb / 1024)
     } else {
         format!("{mb} MB")

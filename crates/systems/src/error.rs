@@ -8,7 +8,7 @@ pub enum Error {
     LdapConnect {
         url: String,
         #[source]
-        source: ldap3::LdapError,
+        source: Box<ldap3::LdapError>,
     },
     #[error("the directory refused the admin bind as {dn}: {message}")]
     LdapBind { dn: String, message: String },
@@ -18,13 +18,13 @@ pub enum Error {
     SqlConnect {
         url: String,
         #[source]
-        source: mysql::Error,
+        source: Box<mysql::Error>,
     },
     #[error("MariaDB: {what} failed: {source}")]
     Sql {
         what: String,
         #[source]
-        source: mysql::Error,
+        source: Box<mysql::Error>,
     },
     #[error("{}: {message}", path.display())]
     Io { path: PathBuf, message: String },
@@ -51,7 +51,10 @@ impl Error {
 
     pub(crate) fn sql(what: impl Into<String>) -> impl FnOnce(mysql::Error) -> Self {
         let what = what.into();
-        move |source| Error::Sql { what, source }
+        move |source| Error::Sql {
+            what,
+            source: Box::new(source),
+        }
     }
 
     /// What the user can do about it, when we know.

@@ -27,7 +27,7 @@ impl Directory {
         let mut conn =
             LdapConn::with_settings(settings, &url).map_err(|source| Error::LdapConnect {
                 url: url.clone(),
-                source,
+                source: Box::new(source),
             })?;
         conn.with_timeout(Duration::from_secs(120));
         let bind = conn

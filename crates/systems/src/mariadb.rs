@@ -24,7 +24,10 @@ impl Databases {
             .pass(Some(password))
             .prefer_socket(false)
             .tcp_connect_timeout(Some(Duration::from_secs(5)));
-        let conn = Conn::new(opts).map_err(|source| Error::SqlConnect { url, source })?;
+        let conn = Conn::new(opts).map_err(|source| Error::SqlConnect {
+            url,
+            source: Box::new(source),
+        })?;
         Ok(Databases { conn })
     }
 
