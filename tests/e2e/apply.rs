@@ -56,7 +56,7 @@ fn apply_creates_everything_and_a_second_apply_changes_nothing() {
         "a new account has no usable password"
     );
     let ssh_group = p
-        .entry(&format!("cn=pic2-ssh,ou=groups,{}", p.base_dn))
+        .entry(&format!("cn=t-life-ssh,ou=groups,{}", p.base_dn))
         .unwrap();
     assert_eq!(ssh_group.attrs["memberUid"], vec!["lifeb"]);
 

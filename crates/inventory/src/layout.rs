@@ -9,8 +9,6 @@ use std::path::PathBuf;
 /// The shell of accounts with `access = "ssh"`, and of everyone else.
 pub const SSH_SHELL: &str = "/bin/bash";
 pub const NO_SHELL: &str = "/usr/sbin/nologin";
-/// The group whose members get a shell from the SFTP/SSH service.
-pub const SSH_GROUP: &str = "pic2-ssh";
 /// The file that marks a home as pic2's, root-owned, inside the home.
 pub const HOME_MARKER: &str = ".pic2-home";
 
@@ -46,6 +44,17 @@ impl ValidInventory {
     /// The MariaDB client option file with a database's credentials.
     pub fn credentials_file(&self, account: &AccountName, db: &DbName) -> PathBuf {
         self.private_dir(account).join(format!("mariadb-{db}.cnf"))
+    }
+
+    /// The group whose members get a shell from the SFTP/SSH service: `<platform>-ssh`, so two
+    /// platforms sharing a directory never claim the same group.
+    pub fn ssh_group(&self) -> String {
+        let name = format!("{}-ssh", self.platform.name);
+        if name.len() <= 32 {
+            name
+        } else {
+            "pic2-ssh".to_string()
+        }
     }
 
     pub fn account_dn(&self, account: &AccountName) -> String {

@@ -4,7 +4,7 @@
 //! Attribute names are written in their schema's case; the planner compares them without case.
 //! `userPassword` is never part of the desired state: it belongs to the account's owner.
 
-use pic2_inventory::layout::{NO_SHELL, SSH_GROUP, SSH_SHELL};
+use pic2_inventory::layout::{NO_SHELL, SSH_SHELL};
 use pic2_inventory::{Access, ValidInventory};
 
 /// What an entry is, which decides the order of changes and how pic2 treats it.
@@ -77,11 +77,11 @@ pub fn desired(inv: &ValidInventory) -> Vec<Entry> {
         .map(|(n, _)| n.to_string())
         .collect();
     out.push(Entry {
-        dn: inv.group_dn(SSH_GROUP),
+        dn: inv.group_dn(&inv.ssh_group()),
         kind: EntryKind::Group,
         attrs: mark(vec![
             ("objectClass", vec!["posixGroup".into(), MARK_CLASS.into()]),
-            ("cn", vec![SSH_GROUP.into()]),
+            ("cn", vec![inv.ssh_group()]),
             (
                 "gidNumber",
                 vec![inv.directory.ssh_group_gid.value.to_string()],
@@ -185,7 +185,7 @@ mod tests {
         let inv = crate::tests::demo();
         let group = desired(&inv)
             .into_iter()
-            .find(|e| e.dn.starts_with("cn=pic2-ssh,"))
+            .find(|e| e.dn.starts_with("cn=demo-ssh,"))
             .unwrap();
         let members = &group
             .attrs
