@@ -65,3 +65,16 @@ impl ValidInventory {
         format!("cn={group},{}", self.directory.groups_dn())
     }
 }
+
+impl ValidInventory {
+    /// The port on 127.0.0.1 where a runtime's container listens: its `port`, else 8100 plus
+    /// its rank among the runtimes in name order.
+    pub fn runtime_port(&self, runtime: &crate::types::Ident) -> Option<u16> {
+        let (rank, (_, r)) = self
+            .runtimes
+            .iter()
+            .enumerate()
+            .find(|(_, (n, _))| *n == runtime)?;
+        Some(r.port.as_ref().map_or(8100 + rank as u16, |p| p.value))
+    }
+}

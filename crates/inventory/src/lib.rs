@@ -11,6 +11,7 @@ pub mod layout;
 mod model;
 mod net;
 mod passwd;
+mod proxy;
 mod read;
 mod source;
 mod types;
@@ -19,10 +20,11 @@ mod validate;
 pub use diagnostic::{nearest, Code, Diagnostic, Diagnostics, Located, Related};
 pub use model::{
     Account, Database, DatabaseServer, Directory, Host, Inventory, MailingList, Platform, Pricing,
-    Resources, Role, Runtime, ServerUrl, Services, Site, Tls,
+    Redirect, Resources, Role, Runtime, ServerUrl, Services, Site, Tls,
 };
 pub use net::ClientHost;
 pub use passwd::PasswdConfig;
+pub use proxy::ProxyConfig;
 pub use source::{LineCol, SourceFile, Span, Spanned};
 pub use types::{Access, AccountName, DbName, Dn, Domain, Email, Ident, PhpVersion, SshKey};
 

@@ -29,6 +29,7 @@ pub struct Inventory {
     pub services: Services,
     pub pricing: Option<Pricing>,
     pub passwd: Option<crate::passwd::PasswdConfig>,
+    pub proxy: Option<crate::proxy::ProxyConfig>,
 }
 
 #[derive(Clone, Debug)]
@@ -218,6 +219,9 @@ pub struct Runtime {
     pub php: Spanned<PhpVersion>,
     pub base_image: Spanned<String>,
     pub description: Option<String>,
+    /// The port on 127.0.0.1 where its container listens for the proxy; default: 8100 + the
+    /// runtime's rank in name order (see `ValidInventory::runtime_port`).
+    pub port: Option<Spanned<u16>>,
 }
 
 #[derive(Clone, Debug)]
@@ -249,6 +253,21 @@ pub struct Site {
     pub aliases: Vec<Spanned<Domain>>,
     pub tls: Tls,
     pub databases: Vec<Spanned<DbName>>,
+    /// Redirect one of `x` and `www.x` to the other (the target must be the site or an alias).
+    pub redirect: Option<Spanned<Redirect>>,
+    /// Send Strict-Transport-Security (only with TLS).
+    pub hsts: bool,
+    /// Largest request body accepted by the proxy, in MB (default: the proxy's).
+    pub max_body_mb: Option<u32>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Redirect {
+    /// `x` → `www.x`.
+    Www,
+    /// `www.x` → `x`.
+    Apex,
 }
 
 #[derive(Clone, Debug)]
@@ -337,6 +356,7 @@ fn read_inventory(
     let services = top.opt_value("services");
     let pricing = top.opt_value("pricing");
     let passwd = top.opt_value("passwd");
+    let proxy = top.opt_value("proxy");
     let top_span = top.span;
     top.finish(sink);
 
@@ -406,6 +426,7 @@ fn read_inventory(
         .unwrap_or_default();
     let pricing = pricing.and_then(|v| read_pricing(v, sink));
     let passwd = passwd.and_then(|v| crate::passwd::read_passwd(v, sink));
+    let proxy = proxy.and_then(|v| crate::proxy::read_proxy(v, sink));
 
     Some(Inventory {
         source,
@@ -421,6 +442,7 @@ fn read_inventory(
         services,
         pricing,
         passwd,
+        proxy,
     })
 }
 
@@ -536,6 +558,15 @@ checked!(SshKey, SshKey::parse);
 checked!(ClientHost, ClientHost::parse);
 checked!(Dn, Dn::parse);
 checked!(PhpVersion, PhpVersion::parse);
+checked!(Redirect, |s: &str, span| match s {
+    "www" => Ok(Redirect::Www),
+    "apex" => Ok(Redirect::Apex),
+    _ => Err(
+        Diagnostic::new(Code::InvalidValue, span, format!("unknown redirect `{s}`"))
+            .label("expected \"www\" or \"apex\"")
+            .hint("\"www\" sends example.org to www.example.org; \"apex\" does the opposite")
+    ),
+});
 checked!(Role, |s: &str, span| match s {
     "database" => Ok(Role::Database),
     "directory" => Ok(Role::Directory),
@@ -663,12 +694,14 @@ fn read_runtime(value: Value<'_>, span: Span, name: &str, sink: &mut Sink) -> Op
     let php = t.req::<Spanned<PhpVersion>>("php", sink);
     let base_image = t.req::<Spanned<String>>("base_image", sink);
     let description = t.opt::<String>("description", sink);
+    let port = t.opt::<Spanned<u16>>("port", sink);
     t.finish(sink);
     Some(Runtime {
         span,
         php: php?,
         base_image: base_image?,
         description,
+        port,
     })
 }
 
@@ -701,6 +734,9 @@ fn read_site(value: Value<'_>, span: Span, name: &str, sink: &mut Sink) -> Optio
         None => Some(Tls::Acme),
     };
     let databases = t.opt::<Vec<Spanned<DbName>>>("databases", sink);
+    let redirect = t.opt::<Spanned<Redirect>>("redirect", sink);
+    let hsts = t.opt::<bool>("hsts", sink).unwrap_or(false);
+    let max_body_mb = t.opt::<u32>("max_body_mb", sink);
     t.finish(sink);
     Some(Site {
         span,
@@ -709,6 +745,9 @@ fn read_site(value: Value<'_>, span: Span, name: &str, sink: &mut Sink) -> Optio
         aliases: aliases.unwrap_or_default(),
         tls: tls?,
         databases: databases.unwrap_or_default(),
+        redirect,
+        hsts,
+        max_body_mb,
     })
 }
 

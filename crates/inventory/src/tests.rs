@@ -412,3 +412,21 @@ fn schema_lists_every_key_the_examples_use() {
     }
     walk(&value, &schema, "");
 }
+
+#[test]
+fn redirects_need_both_names_and_ports_are_unique() {
+    let text = BASE.replace("aliases = [\"www.alice.example\"]", "redirect = \"www\"");
+    let e = errors(&text);
+    assert_eq!(e[0].0, "invalid-value");
+    assert_eq!(e[0].3, "www");
+    let text = BASE.replace(
+        "aliases = [\"www.alice.example\"]",
+        "aliases = [\"www.alice.example\"]\nredirect = \"apex\"",
+    );
+    assert_eq!(errors(&text), vec![]);
+    let text = with("[runtimes.b]\nphp = \"8.4\"\nbase_image = \"x\"\nport = 8100\n").replace(
+        "base_image = \"local/debian:bookworm\"",
+        "base_image = \"local/debian:bookworm\"\nport = 8100",
+    );
+    assert_eq!(errors(&text)[0].0, "duplicate-value");
+}

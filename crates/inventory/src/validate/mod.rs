@@ -9,7 +9,9 @@ use crate::model::Inventory;
 
 mod database_owner;
 mod host_roles;
+mod redirects;
 mod references;
+mod runtime_ports;
 mod ssh_keys;
 mod uid_range;
 mod unique_domains;
@@ -26,4 +28,6 @@ pub(crate) const RULES: &[Rule] = &[
     database_owner::check,
     host_roles::check,
     ssh_keys::check,
+    redirects::check,
+    runtime_ports::check,
 ];

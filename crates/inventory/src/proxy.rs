@@ -1,0 +1,42 @@
+//! The `[proxy]` section: settings of the reverse proxy (`pic2 proxy`).
+
+use crate::read::{Sink, Table};
+use crate::source::{Span, Spanned};
+use crate::types::Email;
+use toml_span::Value;
+
+#[derive(Clone, Debug)]
+pub struct ProxyConfig {
+    pub span: Span,
+    /// Plain HTTP listener (ACME HTTP-01, redirects to HTTPS), e.g. "[::]:80".
+    pub listen_http: Option<Spanned<String>>,
+    /// TLS listener, e.g. "[::]:443".
+    pub listen_https: Option<Spanned<String>>,
+    /// The ACME directory URL (default: Let's Encrypt's).
+    pub acme_directory: Option<Spanned<String>>,
+    /// The ACME account's contact.
+    pub acme_email: Option<Spanned<Email>>,
+    /// Where certificates, the ACME account key and maintenance switches live.
+    pub state_dir: Option<Spanned<String>>,
+    /// Addresses or networks still let through to a site in maintenance.
+    pub admin_addresses: Vec<Spanned<String>>,
+    /// Private address of the health and Prometheus metrics endpoint.
+    pub metrics_listen: Option<Spanned<String>>,
+}
+
+pub(crate) fn read_proxy(value: Value<'_>, sink: &mut Sink) -> Option<ProxyConfig> {
+    let mut t = Table::new(value, "[proxy]", sink)?;
+    let span = t.span;
+    let c = ProxyConfig {
+        span,
+        listen_http: t.opt("listen_http", sink),
+        listen_https: t.opt("listen_https", sink),
+        acme_directory: t.opt("acme_directory", sink),
+        acme_email: t.opt("acme_email", sink),
+        state_dir: t.opt("state_dir", sink),
+        admin_addresses: t.opt("admin_addresses", sink).unwrap_or_default(),
+        metrics_listen: t.opt("metrics_listen", sink),
+    };
+    t.finish(sink);
+    Some(c)
+}
