@@ -129,7 +129,9 @@ EOF
     #      not even the service DN, may read or compare it.
     #  {1} shadowLastChange: the user may update it (e.g. after a password
     #      change); the service DN reads it (nslcd's shadow map); else none.
-    #  {2} everything else: the read-only service DN reads it all, a user
+    #  {2} sshPublicKey: the user manages their own keys (pic2 passwd); the
+    #      service DN reads them (the SSH key lookup); nobody else.
+    #  {3} everything else: the read-only service DN reads it all, a user
     #      reads their own entry, nobody else (no anonymous read).
     # Limits: the admin and the service DN see unlimited results; others keep
     # the default of 500 (a truncated search is result code 4, an error).
@@ -155,7 +157,8 @@ olcLimits: {0}dn.exact="$ADMIN_DN" size=unlimited time=unlimited
 olcLimits: {1}dn.exact="$NSS_DN" size=unlimited time=unlimited
 olcAccess: {0}to attrs=userPassword by self =wx by anonymous auth by * none
 olcAccess: {1}to attrs=shadowLastChange by self write by dn.exact="$NSS_DN" read by * none
-olcAccess: {2}to * by dn.exact="$NSS_DN" read by self read by * none
+olcAccess: {2}to attrs=sshPublicKey by self write by dn.exact="$NSS_DN" read by * none
+olcAccess: {3}to * by dn.exact="$NSS_DN" read by self read by * none
 EOF
 }
 

@@ -13,6 +13,9 @@ PACKAGES=(
     slapd ldap-utils                # OpenLDAP server (+ argon2 module) and clients
     mariadb-server mariadb-client   # MariaDB 10.11
     nslcd libnss-ldapd              # NSS client: getent passwd resolves LDAP accounts
+    chromium chromium-driver        # browser tests of pic2 passwd (dev/browser.sh)
+    python3-aiosmtpd                # capturing SMTP server on loopback (dev/smtp.sh)
+    openssh-client procps libc-bin  # ssh-keygen, pgrep and getent for the tests
     coreutils diffutils grep sed mawk   # used by the scripts (normally already there)
 )
 
@@ -20,4 +23,4 @@ apt_install "${PACKAGES[@]}"
 
 # Fail loudly now rather than half-way through a start.
 [[ -f /usr/lib/ldap/argon2.la ]] || die "slapd is installed but /usr/lib/ldap/argon2.la is missing (needed for {ARGON2} password hashes)"
-need_cmd slapd slapadd slappasswd ldapwhoami ldapadd mariadbd mariadb-install-db mariadb-admin mariadb nslcd
+need_cmd slapd slapadd slappasswd ldapwhoami ldapadd mariadbd mariadb-install-db mariadb-admin mariadb nslcd chromium chromedriver python3

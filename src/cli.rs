@@ -66,6 +66,12 @@ pub enum Command {
         #[command(subcommand)]
         command: AccountCommand,
     },
+    /// Serve the password self-service application (behind the proxy).
+    Passwd {
+        /// Listen here instead of `[passwd] listen`.
+        #[arg(long, value_name = "ADDR:PORT")]
+        listen: Option<std::net::SocketAddr>,
+    },
     /// Print the inventory's JSON Schema, for editors.
     Schema,
     /// Print shell completions.

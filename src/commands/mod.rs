@@ -3,6 +3,7 @@
 mod account;
 mod apply;
 mod inspect;
+mod passwd;
 mod plan;
 
 use crate::cli::{Cli, Command};
@@ -35,6 +36,7 @@ pub fn run(cli: Cli, out: &Out) -> anyhow::Result<Outcome> {
                 Command::Plan(args) => plan::run(&inv, args, out),
                 Command::Apply { plan, yes } => apply::run(&inv, plan, yes, out),
                 Command::Account { command } => account::run(&inv, command, out),
+                Command::Passwd { listen } => passwd::run(&inv, listen),
                 Command::Schema | Command::Completions { .. } => Ok(Outcome::Ok),
             }
         }

@@ -1,0 +1,520 @@
+//! The routes' handlers: each checks the limits, calls the directory, picks a page.
+
+use crate::i18n::Lang;
+use crate::ldap::DirError;
+use crate::pages::{KeyView, Notice};
+use crate::policy::{self, Reason};
+use crate::web::{cookie_name, see_other, set_cookie, AppError, CheckedForm, Ctx};
+use crate::AppState;
+use axum::extract::{Query, State};
+use axum::http::header;
+use axum::response::{Html, IntoResponse, Response};
+use axum::Extension;
+use serde::Deserialize;
+use std::collections::HashMap;
+use tokio::time::Instant;
+use zeroize::Zeroizing;
+
+type Result<T = Response> = std::result::Result<T, AppError>;
+
+fn html(m: maud::Markup) -> Response {
+    Html(m.into_string()).into_response()
+}
+
+pub async fn home(State(s): State<AppState>, Extension(ctx): Extension<Ctx>) -> Response {
+    html(s.page(&ctx).home())
+}
+
+pub async fn change_form(State(s): State<AppState>, Extension(ctx): Extension<Ctx>) -> Response {
+    html(s.page(&ctx).change("", None))
+}
+
+#[derive(Deserialize)]
+pub struct ChangeForm {
+    account: String,
+    current: Zeroizing<String>,
+    new: Zeroizing<String>,
+    again: Zeroizing<String>,
+}
+
+pub async fn change(
+    State(s): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    CheckedForm(f): CheckedForm<ChangeForm>,
+) -> Result {
+    let account = f.account.trim();
+    let page = s.page(&ctx);
+    if *f.new != *f.again {
+        let notice = s.refusal(ctx.lang, &[Reason::Mismatch]);
+        return Ok(html(page.change(account, Some(&notice))));
+    }
+    let mut user = match s.sign_in(&ctx, account, &f.current).await? {
+        Some(user) => user,
+        None => {
+            let notice = Notice::Error(vec![ctx.lang.t().bad_credentials.into()]);
+            return Ok(html(page.change(account, Some(&notice))));
+        }
+    };
+    let person = user.read_self().await?;
+    let reasons = policy::check(&f.new, account, &person.full_name, s.config.min_length);
+    if !reasons.is_empty() {
+        user.close().await;
+        return Ok(html(
+            page.change(account, Some(&s.refusal(ctx.lang, &reasons))),
+        ));
+    }
+    let changed = user.change_password(&f.current, &f.new).await;
+    user.close().await;
+    match changed {
+        Ok(()) => {}
+        Err(DirError::Refused(why)) => {
+            tracing::info!(account, cause = %why, "password change refused by the directory");
+            return Ok(html(
+                page.change(account, Some(&s.refusal(ctx.lang, &[Reason::Weak]))),
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    s.audit("password-changed", account, &ctx);
+    s.notify_changed(ctx.lang, account, person.mail, &ctx);
+    Ok(html(page.changed()))
+}
+
+pub async fn forgot_form(State(s): State<AppState>, Extension(ctx): Extension<Ctx>) -> Response {
+    html(s.page(&ctx).forgot(None))
+}
+
+#[derive(Deserialize)]
+pub struct ForgotForm {
+    account: String,
+}
+
+/// The same page, at once, whatever the account: the look-up and the mail happen after the
+/// answer, in a task of their own.
+pub async fn forgot(
+    State(s): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    CheckedForm(f): CheckedForm<ForgotForm>,
+) -> Result {
+    let address = ctx.addr.to_string();
+    s.forgot_by_address
+        .check(&address)
+        .map_err(AppError::Throttled)?;
+    s.forgot_by_address.fail(&address);
+    let account = f.account.trim().to_string();
+    let state = s.clone();
+    let lang = ctx.lang;
+    let ctx2 = ctx.clone();
+    tokio::spawn(async move { state.send_reset_link(lang, account, &ctx2).await });
+    Ok(html(s.page(&ctx).sent()))
+}
+
+#[derive(Deserialize)]
+pub struct ResetQuery {
+    token: Option<String>,
+}
+
+/// `GET /reset?token=…` moves the token into a cookie and redirects, so the address bar, the
+/// history and any later Referer hold no token; `GET /reset` shows the form.
+pub async fn reset_form(
+    State(s): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    Query(q): Query<ResetQuery>,
+) -> Response {
+    if let Some(token) = q.token.filter(|t| {
+        t.len() == 43
+            && t.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    }) {
+        let mut res = see_other("/reset");
+        let ttl = s.config.reset_ttl.as_secs();
+        res.headers_mut().append(
+            header::SET_COOKIE,
+            set_cookie(&s, "pic2pw_reset", &token, "Lax", Some(ttl)),
+        );
+        return res;
+    }
+    let page = s.page(&ctx);
+    match ctx
+        .cookie(&cookie_name(&s, "pic2pw_reset"))
+        .and_then(|t| s.tokens.peek(t))
+    {
+        Some(link) => html(page.reset(&link.account, None)),
+        None => html(page.reset_invalid()),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct ResetForm {
+    new: Zeroizing<String>,
+    again: Zeroizing<String>,
+}
+
+pub async fn reset(
+    State(s): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    CheckedForm(f): CheckedForm<ResetForm>,
+) -> Result {
+    let address = ctx.addr.to_string();
+    s.by_address.check(&address).map_err(AppError::Throttled)?;
+    let page = s.page(&ctx);
+    let token = ctx
+        .cookie(&cookie_name(&s, "pic2pw_reset"))
+        .unwrap_or_default()
+        .to_string();
+    let Some(link) = s.tokens.peek(&token) else {
+        s.by_address.fail(&address);
+        return Ok(html(page.reset_invalid()));
+    };
+    let mut reasons = policy::check(&f.new, &link.account, &link.full_name, s.config.min_length);
+    if *f.new != *f.again {
+        reasons.insert(0, Reason::Mismatch);
+    }
+    if !reasons.is_empty() {
+        return Ok(html(
+            page.reset(&link.account, Some(&s.refusal(ctx.lang, &reasons))),
+        ));
+    }
+    let Some(link) = s.tokens.consume(&token) else {
+        return Ok(html(page.reset_invalid()));
+    };
+    s.dir.reset_password(&link.account, &f.new).await?;
+    s.audit("password-reset", &link.account, &ctx);
+    s.notify_changed(ctx.lang, &link.account, link.mail.clone(), &ctx);
+    let mut res = html(page.reset_done());
+    res.headers_mut().append(
+        header::SET_COOKIE,
+        set_cookie(&s, "pic2pw_reset", "", "Lax", Some(0)),
+    );
+    Ok(res)
+}
+
+pub async fn keys(
+    State(s): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result {
+    let page = s.page(&ctx);
+    let Some((account, password)) = s.session(&ctx) else {
+        return Ok(html(page.keys_signin("", None)));
+    };
+    let t = ctx.lang.t();
+    let notice = match q.get("done").map(String::as_str) {
+        Some("added") => Some(Notice::Info(t.key_added.into())),
+        Some("removed") => Some(Notice::Info(t.key_removed.into())),
+        _ => None,
+    };
+    let Some(mut user) = s.rebind(&account, &password).await? else {
+        return Ok(html(page.keys_signin(
+            &account,
+            Some(&Notice::Error(vec![t.session_expired.into()])),
+        )));
+    };
+    let person = user.read_self().await?;
+    user.close().await;
+    Ok(html(page.keys(
+        &account,
+        &key_views(&person.ssh_keys),
+        notice.as_ref(),
+        "",
+    )))
+}
+
+#[derive(Deserialize)]
+pub struct SignInForm {
+    account: String,
+    password: Zeroizing<String>,
+}
+
+pub async fn keys_signin(
+    State(s): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    CheckedForm(f): CheckedForm<SignInForm>,
+) -> Result {
+    let account = f.account.trim();
+    match s.sign_in(&ctx, account, &f.password).await? {
+        Some(user) => {
+            user.close().await;
+            let id = s
+                .sessions
+                .create(account, &f.password)
+                .ok_or_else(|| AppError::Unavailable("session table full".into()))?;
+            s.audit("signed-in", account, &ctx);
+            let mut res = see_other("/keys");
+            let ttl = s.config.session_ttl.as_secs();
+            res.headers_mut().append(
+                header::SET_COOKIE,
+                set_cookie(&s, "pic2pw_session", &id, "Strict", Some(ttl)),
+            );
+            Ok(res)
+        }
+        None => {
+            let notice = Notice::Error(vec![ctx.lang.t().bad_credentials.into()]);
+            Ok(html(s.page(&ctx).keys_signin(account, Some(&notice))))
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub struct KeyForm {
+    key: String,
+}
+
+pub async fn keys_add(
+    State(s): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    CheckedForm(f): CheckedForm<KeyForm>,
+) -> Result {
+    let t = ctx.lang.t();
+    let page = s.page(&ctx);
+    let Some((account, password)) = s.session(&ctx) else {
+        return Ok(html(page.keys_signin(
+            "",
+            Some(&Notice::Error(vec![t.session_expired.into()])),
+        )));
+    };
+    let Some(mut user) = s.rebind(&account, &password).await? else {
+        return Ok(html(page.keys_signin(
+            &account,
+            Some(&Notice::Error(vec![t.session_expired.into()])),
+        )));
+    };
+    let person = user.read_self().await?;
+    let refuse = |msg: &str| {
+        html(page.keys(
+            &account,
+            &key_views(&person.ssh_keys),
+            Some(&Notice::Error(vec![msg.into()])),
+            &f.key,
+        ))
+    };
+    let one_line = f.key.split_whitespace().collect::<Vec<_>>().join(" ");
+    let key = match pic2_inventory::SshKey::parse(&one_line, pic2_inventory::Span::default()) {
+        Ok(k) => k,
+        Err(d) => {
+            user.close().await;
+            let msg = if d.message.contains("DSA") {
+                t.key_dsa
+            } else if d.message.contains("RSA keys need") {
+                t.key_rsa_short
+            } else {
+                t.key_invalid
+            };
+            return Ok(refuse(msg));
+        }
+    };
+    let duplicate = person.ssh_keys.iter().any(|line| bare(line) == key.key);
+    if duplicate {
+        user.close().await;
+        return Ok(refuse(t.key_duplicate));
+    }
+    let added = user.add_key(&key.to_line()).await;
+    user.close().await;
+    added?;
+    s.audit_with("ssh-key-added", &account, &ctx, &fingerprint(&key.key));
+    Ok(see_other("/keys?done=added"))
+}
+
+pub async fn keys_remove(
+    State(s): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    CheckedForm(f): CheckedForm<KeyForm>,
+) -> Result {
+    let t = ctx.lang.t();
+    let page = s.page(&ctx);
+    let Some((account, password)) = s.session(&ctx) else {
+        return Ok(html(page.keys_signin(
+            "",
+            Some(&Notice::Error(vec![t.session_expired.into()])),
+        )));
+    };
+    let Some(mut user) = s.rebind(&account, &password).await? else {
+        return Ok(html(page.keys_signin(
+            &account,
+            Some(&Notice::Error(vec![t.session_expired.into()])),
+        )));
+    };
+    let person = user.read_self().await?;
+    // Only a value the entry holds can be removed (so the form cannot name anything else).
+    let Some(line) = person.ssh_keys.iter().find(|l| **l == f.key) else {
+        user.close().await;
+        return Ok(see_other("/keys"));
+    };
+    let removed = user.remove_key(line).await;
+    user.close().await;
+    removed?;
+    s.audit_with("ssh-key-removed", &account, &ctx, &fingerprint(&bare(line)));
+    Ok(see_other("/keys?done=removed"))
+}
+
+#[derive(Deserialize)]
+pub struct Empty {}
+
+pub async fn keys_signout(
+    State(s): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    CheckedForm(_): CheckedForm<Empty>,
+) -> Response {
+    if let Some(id) = ctx.cookie(&cookie_name(&s, "pic2pw_session")) {
+        s.sessions.remove(id);
+    }
+    let mut res = see_other("/keys");
+    res.headers_mut().append(
+        header::SET_COOKIE,
+        set_cookie(&s, "pic2pw_session", "", "Strict", Some(0)),
+    );
+    res
+}
+
+#[derive(Deserialize)]
+pub struct StrengthForm {
+    #[serde(default)]
+    account: String,
+    password: Zeroizing<String>,
+}
+
+/// The strength meter's server side (the page works without it): score and reasons, in the
+/// page's language, for the password being typed. Nothing is logged or kept.
+pub async fn strength(
+    State(s): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    CheckedForm(f): CheckedForm<StrengthForm>,
+) -> Result {
+    let address = ctx.addr.to_string();
+    s.strength_by_address
+        .check(&address)
+        .map_err(AppError::Throttled)?;
+    s.strength_by_address.fail(&address);
+    let account = f.account.trim();
+    let score = policy::score(&f.password, account, "");
+    let reasons: Vec<String> = policy::check(&f.password, account, "", s.config.min_length)
+        .into_iter()
+        .map(|r| ctx.lang.reason(r))
+        .collect();
+    let body = serde_json::json!({ "score": score, "reasons": reasons });
+    Ok((
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response())
+}
+
+pub async fn style() -> Response {
+    static_file("text/css", include_str!("../static/style.css"))
+}
+
+pub async fn script() -> Response {
+    static_file("text/javascript", include_str!("../static/strength.js"))
+}
+
+fn static_file(kind: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, kind),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+pub async fn not_found() -> AppError {
+    AppError::NotFound
+}
+
+/// `type base64` of a stored line (its comment dropped).
+fn bare(line: &str) -> String {
+    line.split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn fingerprint(bare_key: &str) -> String {
+    ssh_key::PublicKey::from_openssh(bare_key)
+        .map(|k| k.fingerprint(ssh_key::HashAlg::Sha256).to_string())
+        .unwrap_or_else(|_| "?".into())
+}
+
+fn key_views(lines: &[String]) -> Vec<KeyView> {
+    let mut out: Vec<KeyView> = lines
+        .iter()
+        .map(|line| {
+            let mut parts = line.split_whitespace();
+            let algorithm = parts.next().unwrap_or_default().to_string();
+            let _key = parts.next();
+            let comment = parts.collect::<Vec<_>>().join(" ");
+            KeyView {
+                algorithm,
+                comment,
+                fingerprint: fingerprint(&bare(line)),
+                line: line.clone(),
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| a.comment.cmp(&b.comment));
+    out
+}
+
+impl AppState {
+    /// Binds as the account, under the limits: `Ok(None)` for a wrong name or password (after
+    /// the same minimum time either way), `Err(Throttled)` while blocked.
+    async fn sign_in(
+        &self,
+        ctx: &Ctx,
+        account: &str,
+        password: &str,
+    ) -> Result<Option<crate::ldap::UserSession>> {
+        let start = Instant::now();
+        let address = ctx.addr.to_string();
+        let account_key = account.to_lowercase();
+        self.by_address
+            .check(&address)
+            .map_err(AppError::Throttled)?;
+        self.by_account
+            .check(&account_key)
+            .map_err(AppError::Throttled)?;
+        let bound = if policy::valid_account_name(account) {
+            self.dir.bind_user(account, password).await
+        } else {
+            Err(DirError::BadCredentials)
+        };
+        match bound {
+            Ok(user) => {
+                self.by_address.succeed(&address);
+                self.by_account.succeed(&account_key);
+                Ok(Some(user))
+            }
+            Err(DirError::BadCredentials) => {
+                self.by_address.fail(&address);
+                self.by_account.fail(&account_key);
+                self.audit("sign-in-failed", account, ctx);
+                tokio::time::sleep_until(start + self.config.failure_floor).await;
+                Ok(None)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn session(&self, ctx: &Ctx) -> Option<(String, Zeroizing<String>)> {
+        self.sessions
+            .get(ctx.cookie(&cookie_name(self, "pic2pw_session"))?)
+    }
+
+    /// Binds again with a session's password; `None` if it no longer works (changed since).
+    async fn rebind(
+        &self,
+        account: &str,
+        password: &str,
+    ) -> Result<Option<crate::ldap::UserSession>> {
+        match self.dir.bind_user(account, password).await {
+            Ok(u) => Ok(Some(u)),
+            Err(DirError::BadCredentials) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn refusal(&self, lang: Lang, reasons: &[Reason]) -> Notice {
+        Notice::Error(reasons.iter().map(|r| lang.reason(*r)).collect())
+    }
+}

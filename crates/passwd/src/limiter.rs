@@ -1,0 +1,111 @@
+//! Rate limiting with back-off, per client address and per account name.
+//!
+//! Each key (an address, or an account name whether or not it exists) has a count of recent
+//! failures. The first `free` ones cost nothing; after that each failure doubles the wait
+//! before the next attempt (from 2 s up to 1 h). A success clears the key; keys forget after an
+//! hour of quiet. The table is bounded: past `MAX_KEYS` the quiet entries are dropped first,
+//! then the oldest.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+const FORGET_AFTER: Duration = Duration::from_secs(3600);
+const MAX_WAIT: Duration = Duration::from_secs(3600);
+const MAX_KEYS: usize = 50_000;
+
+#[derive(Debug)]
+struct Entry {
+    failures: u32,
+    blocked_until: Instant,
+    last: Instant,
+}
+
+#[derive(Debug)]
+pub struct Limiter {
+    free: u32,
+    base: Duration,
+    table: Mutex<HashMap<String, Entry>>,
+}
+
+impl Limiter {
+    pub fn new(free: u32, base: Duration) -> Self {
+        Limiter {
+            free,
+            base,
+            table: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// `Err(wait)` while the key is blocked.
+    pub fn check(&self, key: &str) -> Result<(), Duration> {
+        let now = Instant::now();
+        let table = self.table.lock().unwrap_or_else(|p| p.into_inner());
+        match table.get(key) {
+            Some(e) if e.blocked_until > now => Err(e.blocked_until - now),
+            _ => Ok(()),
+        }
+    }
+
+    /// Counts one failure (or one use, for limits on how often something may be done).
+    pub fn fail(&self, key: &str) {
+        let now = Instant::now();
+        let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
+        if table.len() >= MAX_KEYS && !table.contains_key(key) {
+            table.retain(|_, e| now.duration_since(e.last) < FORGET_AFTER && e.blocked_until > now);
+            if table.len() >= MAX_KEYS {
+                if let Some(oldest) = table
+                    .iter()
+                    .min_by_key(|(_, e)| e.last)
+                    .map(|(k, _)| k.clone())
+                {
+                    table.remove(&oldest);
+                }
+            }
+        }
+        let e = table.entry(key.to_string()).or_insert(Entry {
+            failures: 0,
+            blocked_until: now,
+            last: now,
+        });
+        if now.duration_since(e.last) >= FORGET_AFTER {
+            e.failures = 0;
+        }
+        e.failures = e.failures.saturating_add(1);
+        e.last = now;
+        if e.failures > self.free {
+            let doublings = (e.failures - self.free - 1).min(20);
+            let wait = self.base.saturating_mul(1 << doublings).min(MAX_WAIT);
+            e.blocked_until = now + wait;
+        }
+    }
+
+    /// Clears the key after a success.
+    pub fn succeed(&self, key: &str) {
+        self.table
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backs_off_after_the_free_failures_and_clears_on_success() {
+        let l = Limiter::new(2, Duration::from_secs(2));
+        l.fail("a");
+        l.fail("a");
+        assert!(l.check("a").is_ok());
+        l.fail("a");
+        let w1 = l.check("a").unwrap_err();
+        assert!(w1 <= Duration::from_secs(2) && w1 > Duration::from_secs(1));
+        l.fail("a");
+        assert!(l.check("a").unwrap_err() > Duration::from_secs(3));
+        assert!(l.check("b").is_ok());
+        l.succeed("a");
+        assert!(l.check("a").is_ok());
+    }
+}
