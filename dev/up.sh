@@ -9,6 +9,7 @@ require_root
 "$DEV_SCRIPTS/ldap.sh" start
 "$DEV_SCRIPTS/mariadb.sh" start
 "$DEV_SCRIPTS/nss.sh" start
+"$DEV_SCRIPTS/pebble.sh" start
 
 S=$SECRETS_DIR
 cat <<EOF
@@ -21,5 +22,6 @@ pic2 dev services are up (state in $PIC2_DEV_DIR, logs in $LOG_DIR):
            admin   pic2@127.0.0.1 / pic2@localhost  secret $S/mariadb-admin.secret
            mariadb --defaults-extra-file=$S/mariadb-admin.cnf
   NSS      nslcd -> LDAP as cn=nss; try: getent passwd <uid>
+  Pebble   https://127.0.0.1:14000/dir (CA $PIC2_DEV_DIR/pebble/ca.pem; validates on 127.0.0.1:5002 and :5001)
 Stop with dev/down.sh.
 EOF
