@@ -22,6 +22,11 @@ pub struct ProxyConfig {
     pub admin_addresses: Vec<Spanned<String>>,
     /// Private address of the health and Prometheus metrics endpoint.
     pub metrics_listen: Option<Spanned<String>>,
+    /// A PEM file of extra roots trusted for the ACME directory's own HTTPS (a test CA
+    /// such as Pebble's); the public roots are used when absent.
+    pub acme_ca_file: Option<Spanned<String>>,
+    /// The ACME challenge: "http-01" (default when `listen_http` is set) or "tls-alpn-01".
+    pub acme_challenge: Option<Spanned<String>>,
 }
 
 pub(crate) fn read_proxy(value: Value<'_>, sink: &mut Sink) -> Option<ProxyConfig> {
@@ -36,6 +41,8 @@ pub(crate) fn read_proxy(value: Value<'_>, sink: &mut Sink) -> Option<ProxyConfi
         state_dir: t.opt("state_dir", sink),
         admin_addresses: t.opt("admin_addresses", sink).unwrap_or_default(),
         metrics_listen: t.opt("metrics_listen", sink),
+        acme_ca_file: t.opt("acme_ca_file", sink),
+        acme_challenge: t.opt("acme_challenge", sink),
     };
     t.finish(sink);
     Some(c)

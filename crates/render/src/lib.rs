@@ -11,6 +11,7 @@ pub mod directory;
 pub mod files;
 pub mod hosts;
 pub mod ldif;
+pub mod proxy;
 
 use pic2_inventory::ValidInventory;
 
@@ -39,6 +40,10 @@ pub fn all(inv: &ValidInventory) -> Vec<RenderedFile> {
         RenderedFile {
             path: "migration/hosts".into(),
             contents: hosts::render(inv, None),
+        },
+        RenderedFile {
+            path: "proxy/routes.json".into(),
+            contents: proxy::render(inv),
         },
     ]
 }
