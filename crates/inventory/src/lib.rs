@@ -6,6 +6,7 @@
 //! problem comes back at once as [`Diagnostics`], each with a stable [`Code`], the span of the
 //! offending text and a hint; spans stay in the model so later stages can point at the file too.
 
+mod containers;
 mod diagnostic;
 pub mod layout;
 mod model;
@@ -17,6 +18,7 @@ mod source;
 mod types;
 mod validate;
 
+pub use containers::ContainersConfig;
 pub use diagnostic::{nearest, Code, Diagnostic, Diagnostics, Located, Related};
 pub use model::{
     Account, Database, DatabaseServer, Directory, Host, Inventory, MailingList, Platform, Pricing,

@@ -30,6 +30,7 @@ pub struct Inventory {
     pub pricing: Option<Pricing>,
     pub passwd: Option<crate::passwd::PasswdConfig>,
     pub proxy: Option<crate::proxy::ProxyConfig>,
+    pub containers: Option<crate::containers::ContainersConfig>,
 }
 
 #[derive(Clone, Debug)]
@@ -357,6 +358,7 @@ fn read_inventory(
     let pricing = top.opt_value("pricing");
     let passwd = top.opt_value("passwd");
     let proxy = top.opt_value("proxy");
+    let containers = top.opt_value("containers");
     let top_span = top.span;
     top.finish(sink);
 
@@ -427,6 +429,7 @@ fn read_inventory(
     let pricing = pricing.and_then(|v| read_pricing(v, sink));
     let passwd = passwd.and_then(|v| crate::passwd::read_passwd(v, sink));
     let proxy = proxy.and_then(|v| crate::proxy::read_proxy(v, sink));
+    let containers = containers.and_then(|v| crate::containers::read_containers(v, sink));
 
     Some(Inventory {
         source,
@@ -443,6 +446,7 @@ fn read_inventory(
         pricing,
         passwd,
         proxy,
+        containers,
     })
 }
 

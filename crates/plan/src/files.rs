@@ -45,7 +45,7 @@ pub(crate) fn diff(
         }
         match (want.kind, have) {
             (PathKind::Dir, None) => plan.push(create_dir(want)),
-            (PathKind::Marker, None) => plan.push(write_marker(want)),
+            (PathKind::File, None) => plan.push(write_file(want)),
             (PathKind::Credentials, None) => {} // the databases diff sets a new password and writes it
             (_, Some(meta)) => {
                 let expected = if want.kind == PathKind::Dir {
@@ -75,10 +75,10 @@ pub(crate) fn diff(
                     );
                     continue;
                 }
-                if want.kind == PathKind::Marker
+                if want.kind == PathKind::File
                     && meta.contents.as_deref() != want.contents.as_deref()
                 {
-                    plan.push(write_marker(want));
+                    plan.push(write_file(want));
                 } else if (meta.uid, meta.gid, meta.mode) != (want.uid, want.gid, want.mode) {
                     plan.push(Change {
                         system: System::Files,
@@ -201,7 +201,7 @@ fn create_dir(want: &DesiredPath) -> Change {
     }
 }
 
-fn write_marker(want: &DesiredPath) -> Change {
+fn write_file(want: &DesiredPath) -> Change {
     Change {
         system: System::Files,
         kind: Kind::Create,

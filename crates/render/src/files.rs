@@ -10,7 +10,7 @@
 //!       sites/                       NAME:NAME 0750
 //!         DOMAIN/                    NAME:NAME 0750
 //!           htdocs/                  NAME:NAME 0750   the document root
-//!           logs/                    NAME:NAME 0750
+//!           logs/                    root:NAME 0750   Apache (root) writes, the owner reads
 //!           tmp/                     NAME:NAME 0700   PHP uploads and sessions
 //! ```
 //! Group and others get nothing below the home: mpm-itk serves each site as its owner, so no
@@ -24,8 +24,8 @@ use std::path::PathBuf;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum PathKind {
     Dir,
-    /// A small file whose contents pic2 decides.
-    Marker,
+    /// A small file whose exact contents pic2 decides (home markers, runtime configuration).
+    File,
     /// Database credentials: pic2 checks it exists, `apply` writes it with the password.
     Credentials,
 }
@@ -71,7 +71,7 @@ pub fn desired(inv: &ValidInventory) -> Vec<DesiredPath> {
         out.push(dir(home.clone(), 0, 0o755));
         out.push(DesiredPath {
             path: home.join(HOME_MARKER),
-            kind: PathKind::Marker,
+            kind: PathKind::File,
             uid: 0,
             gid: 0,
             mode: 0o644,
@@ -83,7 +83,16 @@ pub fn desired(inv: &ValidInventory) -> Vec<DesiredPath> {
             let site = inv.site_dir(name, domain);
             out.push(dir(site.clone(), id, 0o750));
             out.push(dir(site.join("htdocs"), id, 0o750));
-            out.push(dir(site.join("logs"), id, 0o750));
+            // Apache opens the logs as root before it takes the owner's uid, and root has no
+            // DAC_OVERRIDE in the container: so root owns the folder, the owner reads it.
+            out.push(DesiredPath {
+                path: site.join("logs"),
+                kind: PathKind::Dir,
+                uid: 0,
+                gid: id,
+                mode: 0o750,
+                contents: None,
+            });
             out.push(dir(site.join("tmp"), id, 0o700));
         }
         for (db, _) in inv.databases.iter().filter(|(_, d)| d.owner.value == *name) {
@@ -97,6 +106,25 @@ pub fn desired(inv: &ValidInventory) -> Vec<DesiredPath> {
             });
         }
     }
+    if let Some(containers) = &inv.containers {
+        let base = containers.config_dir.value.clone();
+        out.push(dir(base.clone(), 0, 0o755));
+        out.push(dir(base.join("runtimes"), 0, 0o755));
+        for name in inv.runtimes.keys() {
+            let Some(rt_dir) = crate::runtimes::config_dir(inv, name) else {
+                continue;
+            };
+            out.push(dir(rt_dir.clone(), 0, 0o755));
+            out.push(DesiredPath {
+                path: rt_dir.join("runtime.conf"),
+                kind: PathKind::File,
+                uid: 0,
+                gid: 0,
+                mode: 0o644,
+                contents: Some(crate::runtimes::apache_conf(inv, name)),
+            });
+        }
+    }
     out
 }
 
@@ -107,7 +135,7 @@ pub fn describe(paths: &[DesiredPath]) -> String {
     for p in paths {
         let kind = match p.kind {
             PathKind::Dir => "dir ",
-            PathKind::Marker => "file",
+            PathKind::File => "file",
             PathKind::Credentials => "cred",
         };
         let _ = writeln!(

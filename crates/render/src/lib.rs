@@ -12,6 +12,7 @@ pub mod files;
 pub mod hosts;
 pub mod ldif;
 pub mod proxy;
+pub mod runtimes;
 
 use pic2_inventory::ValidInventory;
 

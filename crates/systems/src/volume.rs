@@ -20,13 +20,13 @@ use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-/// The largest marker pic2 reads; a bigger file is not a pic2 marker.
-const MARKER_MAX: u64 = 4096;
+/// The largest generated file pic2 reads back to compare; a bigger one is not pic2's.
+const MARKER_MAX: u64 = 1 << 20;
 
 pub fn observe(inv: &ValidInventory) -> Result<ObservedFiles, Error> {
     let mut out = ObservedFiles::default();
     for want in desired(inv) {
-        if let Some(meta) = lstat(&want.path, want.kind == PathKind::Marker)? {
+        if let Some(meta) = lstat(&want.path, want.kind == PathKind::File)? {
             out.paths.insert(want.path, meta);
         }
     }

@@ -1,4 +1,5 @@
-//! Accounts' uids fall inside the directory's `uid_range`, and the SSH group's gid outside it.
+//! Accounts' uids fall inside the directory's `uid_range` (its first id excepted: it is the web
+//! runtimes' idle user, which mpm-itk needs inside the range), and the SSH group's gid outside.
 
 use crate::diagnostic::{Code, Diagnostic};
 use crate::model::Inventory;
@@ -8,7 +9,7 @@ pub(crate) fn check(inv: &Inventory, out: &mut Vec<Diagnostic>) {
     let (lo, hi) = range.value;
     for (name, account) in &inv.accounts {
         let uid = account.uid.value;
-        if !(lo..=hi).contains(&uid) {
+        if !(lo + 1..=hi).contains(&uid) {
             out.push(
                 Diagnostic::new(
                     Code::UidOutOfRange,

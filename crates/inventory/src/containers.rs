@@ -1,0 +1,83 @@
+//! The `[containers]` section: pic2 runs the web runtimes on this host's Docker engine.
+//! Without it, pic2 manages no container (the runtimes are then someone else's job).
+
+use crate::diagnostic::{Code, Diagnostic};
+use crate::net::ClientHost;
+use crate::read::{Sink, Table};
+use crate::source::{Span, Spanned};
+use std::path::PathBuf;
+
+#[derive(Clone, Debug)]
+pub struct ContainersConfig {
+    pub span: Span,
+    /// Where pic2 writes the configuration it mounts into the containers (Apache vhosts).
+    pub config_dir: Spanned<PathBuf>,
+    /// The runtimes' Docker network, IPv6 (`fd00:5049:4332:1::/64`): database users are
+    /// granted from it, and it routes to the database host.
+    pub subnet6: Option<Spanned<String>>,
+    /// Memory limit of each runtime container, in MB.
+    pub memory_mb: u32,
+    /// Apache's per-site cap on simultaneous requests (mpm-itk `MaxClientsVHost`).
+    pub max_clients_per_site: u32,
+    /// The mail server PHP's mail() sends through, `host:port` (setgid helpers cannot run under
+    /// no-new-privileges, so there is no local sendmail).
+    pub smtp: Option<Spanned<String>>,
+}
+
+pub(crate) fn read_containers(
+    value: toml_span::Value<'_>,
+    sink: &mut Sink,
+) -> Option<ContainersConfig> {
+    let mut t = Table::new(value, "[containers]", sink)?;
+    let span = t.span;
+    let config_dir = t.req::<Spanned<String>>("config_dir", sink).and_then(|p| {
+        let path = PathBuf::from(&p.value);
+        if path.is_absolute() {
+            Some(Spanned::new(path, p.span))
+        } else {
+            sink.push(
+                Diagnostic::new(
+                    Code::InvalidPath,
+                    p.span,
+                    format!("`{}` is not an absolute path", p.value),
+                )
+                .label("here")
+                .hint("write a path from `/`, like \"/var/lib/pic2/config\""),
+            );
+            None
+        }
+    });
+    let subnet6 = t.opt::<Spanned<String>>("subnet6", sink).and_then(|s| {
+        match ClientHost::parse(&s.value, s.span) {
+            Ok(_) if s.value.contains(':') && s.value.contains('/') => Some(s),
+            Ok(_) => {
+                sink.push(
+                    Diagnostic::new(
+                        Code::InvalidAddress,
+                        s.span,
+                        format!("`{}` is not an IPv6 network", s.value),
+                    )
+                    .label("here")
+                    .hint("write it like \"fd00:5049:4332:1::/64\""),
+                );
+                None
+            }
+            Err(d) => {
+                sink.push(d);
+                None
+            }
+        }
+    });
+    let memory_mb = t.opt::<u32>("memory_mb", sink).unwrap_or(512);
+    let max_clients_per_site = t.opt::<u32>("max_clients_per_site", sink).unwrap_or(20);
+    let smtp = t.opt::<Spanned<String>>("smtp", sink);
+    t.finish(sink);
+    Some(ContainersConfig {
+        span,
+        config_dir: config_dir?,
+        subnet6,
+        memory_mb,
+        max_clients_per_site,
+        smtp,
+    })
+}
