@@ -6,6 +6,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 require_root
 rc=0
 "$DEV_SCRIPTS/pebble.sh" stop || rc=1
+"$DEV_SCRIPTS/browser.sh" stop || rc=1
+"$DEV_SCRIPTS/smtp.sh" stop || rc=1
 "$DEV_SCRIPTS/nss.sh" stop || rc=1
 "$DEV_SCRIPTS/mariadb.sh" stop || rc=1
 "$DEV_SCRIPTS/ldap.sh" stop || rc=1

@@ -15,6 +15,7 @@ PACKAGES=(
     nslcd libnss-ldapd              # NSS client: getent passwd resolves LDAP accounts
     chromium chromium-driver        # browser tests of pic2 passwd (dev/browser.sh)
     python3-aiosmtpd                # capturing SMTP server on loopback (dev/smtp.sh)
+    curl                            # readiness checks of the dev scripts
     openssh-client procps libc-bin  # ssh-keygen, pgrep and getent for the tests
     pebble openssl curl             # local ACME CA for the proxy tests (dev/pebble.sh)
     nginx haproxy caddy wrk nghttp2-client  # bench/proxy peers and load tools (h2load)

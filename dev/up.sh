@@ -9,6 +9,8 @@ require_root
 "$DEV_SCRIPTS/ldap.sh" start
 "$DEV_SCRIPTS/mariadb.sh" start
 "$DEV_SCRIPTS/nss.sh" start
+"$DEV_SCRIPTS/smtp.sh" start
+"$DEV_SCRIPTS/browser.sh" start
 "$DEV_SCRIPTS/pebble.sh" start
 
 S=$SECRETS_DIR
@@ -22,6 +24,8 @@ pic2 dev services are up (state in $PIC2_DEV_DIR, logs in $LOG_DIR):
            admin   pic2@127.0.0.1 / pic2@localhost  secret $S/mariadb-admin.secret
            mariadb --defaults-extra-file=$S/mariadb-admin.cnf
   NSS      nslcd -> LDAP as cn=nss; try: getent passwd <uid>
+  SMTP     127.0.0.1:${PIC2_SMTP_PORT:-2525} captures every message into $PIC2_DEV_DIR/mail/ (nothing relayed)
+  Browser  chromedriver on 127.0.0.1:${PIC2_WEBDRIVER_PORT:-9515} (headless Chromium for the passwd browser tests)
   Pebble   https://127.0.0.1:14000/dir (CA $PIC2_DEV_DIR/pebble/ca.pem; validates on 127.0.0.1:5002 and :5001)
 Stop with dev/down.sh.
 EOF
