@@ -1,0 +1,312 @@
+//! Certificates over ACME (RFC 8555) with `instant-acme`: HTTP-01 (tokens answered by the
+//! plain listener) or TLS-ALPN-01 (a challenge certificate picked by the resolver).
+//!
+//! A site is due when it has no certificate or less than `renew_before` left (or a third
+//! of its lifetime, whichever is longer). A new certificate is written (0600) and served at
+//! once. Failures back off exponentially per site (base × 2ⁿ, capped at a day), which also
+//! keeps the proxy under the CA's rate limits. The account key is kept in the state folder.
+
+use crate::tls::{acme_paths, Certs};
+use crate::Error;
+use instant_acme::{
+    Account, AccountCredentials, AuthorizationStatus, ChallengeType, Identifier, NewAccount,
+    NewOrder, OrderStatus, RetryPolicy,
+};
+use pic2_render::proxy::{RouteTls, Routes};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+#[derive(Clone, Debug)]
+pub struct AcmeOptions {
+    pub renew_before: Duration,
+    pub backoff_base: Duration,
+    pub check_interval: Duration,
+}
+
+impl Default for AcmeOptions {
+    fn default() -> Self {
+        AcmeOptions {
+            renew_before: Duration::from_secs(30 * 86400),
+            backoff_base: Duration::from_secs(60),
+            check_interval: Duration::from_secs(3600),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Backoff {
+    failures: u32,
+    next_try: Option<Instant>,
+}
+
+/// The ACME side of the proxy: HTTP-01 tokens, per-site back-off, the account.
+pub struct Acme {
+    pub tokens: Mutex<HashMap<String, String>>,
+    certs: Arc<Certs>,
+    options: AcmeOptions,
+    backoff: Mutex<HashMap<String, Backoff>>,
+    account: tokio::sync::Mutex<Option<(String, Account)>>,
+}
+
+fn acme_err(site: &str, e: impl std::fmt::Display) -> Error {
+    Error::Acme {
+        site: site.to_owned(),
+        reason: e.to_string(),
+    }
+}
+
+/// Writes a file readable by its owner only, atomically (temporary file + rename).
+pub fn write_private(path: &Path, data: &[u8]) -> Result<(), Error> {
+    let w = |source| Error::Write {
+        path: path.to_owned(),
+        source,
+    };
+    if let Some(d) = path.parent() {
+        std::fs::create_dir_all(d).map_err(w)?;
+    }
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(w)?;
+    f.write_all(data).map_err(w)?;
+    f.sync_all().map_err(w)?;
+    std::fs::rename(&tmp, path).map_err(w)
+}
+
+/// (not before, not after) of the first certificate of a PEM chain, in Unix seconds.
+pub fn validity(cert_pem: &Path) -> Option<(i64, i64)> {
+    use rustls_pki_types::pem::PemObject;
+    let der = CertificateDer::pem_file_iter(cert_pem).ok()?.next()?.ok()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).ok()?;
+    let v = cert.validity();
+    Some((v.not_before.timestamp(), v.not_after.timestamp()))
+}
+
+fn now_secs() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+impl Acme {
+    pub fn new(certs: Arc<Certs>, options: AcmeOptions) -> Self {
+        Acme {
+            tokens: Mutex::new(HashMap::new()),
+            certs,
+            options,
+            backoff: Mutex::new(HashMap::new()),
+            account: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    pub fn options(&self) -> &AcmeOptions {
+        &self.options
+    }
+
+    /// The key authorization of an HTTP-01 token being validated.
+    pub fn http01(&self, token: &str) -> Option<String> {
+        self.tokens.lock().ok()?.get(token).cloned()
+    }
+
+    /// Is this site's certificate missing or due for renewal?
+    pub fn due(&self, state_dir: &Path, site: &str) -> bool {
+        let (cert, _) = acme_paths(state_dir, site);
+        let Some((nb, na)) = validity(&cert) else {
+            return true;
+        };
+        let left = na - now_secs();
+        let before = i64::try_from(self.options.renew_before.as_secs()).unwrap_or(i64::MAX);
+        left < before.max((na - nb) / 3)
+    }
+
+    /// One pass: issues or renews every due ACME site not in back-off.
+    pub async fn run_once(&self, routes: &Routes) -> Vec<Result<String, Error>> {
+        let state = PathBuf::from(&routes.settings.state_dir);
+        let mut out = Vec::new();
+        for r in &routes.sites {
+            if r.tls != RouteTls::Acme || !self.due(&state, &r.name) {
+                continue;
+            }
+            let waiting = self
+                .backoff
+                .lock()
+                .ok()
+                .and_then(|b| b.get(&r.name).and_then(|b| b.next_try))
+                .is_some_and(|t| Instant::now() < t);
+            if waiting {
+                continue;
+            }
+            let hosts: Vec<String> = r
+                .hosts
+                .iter()
+                .map(|h| crate::table::normalize_host(h))
+                .collect();
+            let res = self.issue(routes, &state, &r.name, &hosts).await;
+            if let Ok(mut b) = self.backoff.lock() {
+                let e = b.entry(r.name.clone()).or_default();
+                match &res {
+                    Ok(()) => *e = Backoff::default(),
+                    Err(_) => {
+                        e.failures = e.failures.saturating_add(1);
+                        let factor = 1u32.checked_shl(e.failures.min(16) - 1).unwrap_or(1);
+                        let wait =
+                            (self.options.backoff_base * factor).min(Duration::from_secs(86400));
+                        e.next_try = Some(Instant::now() + wait);
+                    }
+                }
+            }
+            out.push(res.map(|()| r.name.clone()));
+        }
+        out
+    }
+
+    async fn account(&self, routes: &Routes) -> Result<Account, Error> {
+        let s = &routes.settings;
+        let mut guard = self.account.lock().await;
+        if let Some((dir, acc)) = guard.as_ref() {
+            if *dir == s.acme_directory {
+                return Ok(acc.clone());
+            }
+        }
+        let e = |x: instant_acme::Error| acme_err("(account)", x);
+        let builder = || match &s.acme_ca_file {
+            Some(ca) => Account::builder_with_root(ca).map_err(e),
+            None => Account::builder().map_err(e),
+        };
+        let digest = Sha256::digest(s.acme_directory.as_bytes());
+        let tag: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+        let path = Path::new(&s.state_dir)
+            .join("acme")
+            .join(format!("account-{tag}.json"));
+        let account = match std::fs::read(&path) {
+            Ok(bytes) => {
+                let creds: AccountCredentials = serde_json::from_slice(&bytes)
+                    .map_err(|x| acme_err("(account)", format!("{}: {x}", path.display())))?;
+                builder()?.from_credentials(creds).await.map_err(e)?
+            }
+            Err(_) => {
+                let contact = s.acme_email.as_ref().map(|m| format!("mailto:{m}"));
+                let contacts: Vec<&str> = contact.iter().map(String::as_str).collect();
+                let (acc, creds) = builder()?
+                    .create(
+                        &NewAccount {
+                            contact: &contacts,
+                            terms_of_service_agreed: true,
+                            only_return_existing: false,
+                        },
+                        s.acme_directory.clone(),
+                        None,
+                    )
+                    .await
+                    .map_err(e)?;
+                let json = serde_json::to_vec(&creds).map_err(|x| acme_err("(account)", x))?;
+                write_private(&path, &json)?;
+                acc
+            }
+        };
+        *guard = Some((s.acme_directory.clone(), account.clone()));
+        Ok(account)
+    }
+
+    async fn issue(
+        &self,
+        routes: &Routes,
+        state: &Path,
+        site: &str,
+        hosts: &[String],
+    ) -> Result<(), Error> {
+        let e = |x: instant_acme::Error| acme_err(site, x);
+        let alpn = routes.settings.acme_challenge == "tls-alpn-01";
+        let kind = if alpn {
+            ChallengeType::TlsAlpn01
+        } else {
+            ChallengeType::Http01
+        };
+        let account = self.account(routes).await?;
+        let ids: Vec<Identifier> = hosts.iter().cloned().map(Identifier::Dns).collect();
+        let mut order = account.new_order(&NewOrder::new(&ids)).await.map_err(e)?;
+        let mut tokens = Vec::new();
+        let mut names = Vec::new();
+        {
+            let mut auths = order.authorizations();
+            while let Some(a) = auths.next().await {
+                let mut a = a.map_err(e)?;
+                match a.status {
+                    AuthorizationStatus::Pending => {}
+                    AuthorizationStatus::Valid => continue,
+                    other => return Err(acme_err(site, format!("authorization is {other:?}"))),
+                }
+                let mut ch = a.challenge(kind.clone()).ok_or_else(|| {
+                    acme_err(site, format!("the CA offers no {kind:?} challenge"))
+                })?;
+                let ka = ch.key_authorization();
+                if alpn {
+                    let name = ch.identifier().to_string();
+                    let cert =
+                        alpn_cert(&name, ka.digest().as_ref()).map_err(|x| acme_err(site, x))?;
+                    self.certs.set_challenge(&name, Some(Arc::new(cert)));
+                    names.push(name);
+                } else {
+                    if let Ok(mut t) = self.tokens.lock() {
+                        t.insert(ch.token.clone(), ka.as_str().to_owned());
+                    }
+                    tokens.push(ch.token.clone());
+                }
+                ch.set_ready().await.map_err(e)?;
+            }
+        }
+        let retry = RetryPolicy::new().timeout(Duration::from_secs(60));
+        let status = order.poll_ready(&retry).await;
+        let cleanup = || {
+            if let Ok(mut t) = self.tokens.lock() {
+                for k in &tokens {
+                    t.remove(k);
+                }
+            }
+            for n in &names {
+                self.certs.set_challenge(n, None);
+            }
+        };
+        let status = match status {
+            Ok(s) => s,
+            Err(x) => {
+                cleanup();
+                return Err(e(x));
+            }
+        };
+        cleanup();
+        if status != OrderStatus::Ready {
+            return Err(acme_err(site, format!("order is {status:?}")));
+        }
+        let key_pem = order.finalize().await.map_err(e)?;
+        let chain_pem = order.poll_certificate(&retry).await.map_err(e)?;
+        let (cert_path, key_path) = acme_paths(state, site);
+        write_private(&key_path, key_pem.as_bytes())?;
+        write_private(&cert_path, chain_pem.as_bytes())?;
+        let pair = crate::tls::load_pair(&cert_path, &key_path, site)?;
+        self.certs.insert(hosts, Arc::new(pair));
+        tracing::info!(site, "certificate issued");
+        Ok(())
+    }
+}
+
+/// The self-signed TLS-ALPN-01 certificate carrying the key authorization's digest.
+fn alpn_cert(name: &str, digest: &[u8]) -> Result<rustls::sign::CertifiedKey, String> {
+    let mut params =
+        rcgen::CertificateParams::new(vec![name.to_owned()]).map_err(|e| e.to_string())?;
+    params.custom_extensions = vec![rcgen::CustomExtension::new_acme_identifier(digest)];
+    let key = rcgen::KeyPair::generate().map_err(|e| e.to_string())?;
+    let cert = params.self_signed(&key).map_err(|e| e.to_string())?;
+    let der = PrivateKeyDer::Pkcs8(key.serialize_der().into());
+    crate::tls::pair_from_der(vec![cert.der().clone()], &der).map_err(|e| e.to_string())
+}

@@ -1,0 +1,49 @@
+//! The proxy's errors: each names the file, address or site it is about.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the routes file {path} is not valid: {source}")]
+    Routes {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("invalid {what} {value:?}: {reason}")]
+    Invalid {
+        what: &'static str,
+        value: String,
+        reason: String,
+    },
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("certificate of {site}: {reason}")]
+    Cert { site: String, reason: String },
+    #[error("TLS set-up: {0}")]
+    Tls(#[from] rustls::Error),
+    #[error("ACME for {site}: {reason}")]
+    Acme { site: String, reason: String },
+}
+
+impl Error {
+    pub(crate) fn invalid(what: &'static str, value: &str, reason: impl ToString) -> Self {
+        Error::Invalid {
+            what,
+            value: value.to_owned(),
+            reason: reason.to_string(),
+        }
+    }
+}

@@ -1,0 +1,343 @@
+//! One request: host → site, redirects, maintenance, limits, forwarding headers, the
+//! backend call (keep-alive pool), WebSocket upgrades, and the access log line.
+
+use crate::pages;
+use crate::server::Shared;
+use crate::table::{normalize_host, HostEntry};
+use bytes::Bytes;
+use http_body_util::{combinators::BoxBody, BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use hyper::{Request, Response, StatusCode, Uri, Version};
+use hyper_util::rt::TokioIo;
+use pic2_render::proxy::RouteTls;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Instant;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub type Body = BoxBody<Bytes, BoxError>;
+
+/// What the connection knows about its client.
+#[derive(Clone, Copy, Debug)]
+pub struct Client {
+    pub addr: SocketAddr,
+    pub tls: bool,
+}
+
+fn full(s: impl Into<Bytes>) -> Body {
+    Full::new(s.into()).map_err(|never| match never {}).boxed()
+}
+
+fn page(status: StatusCode, html: String) -> Response<Body> {
+    let mut r = Response::new(full(html));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+fn redirect(location: &str) -> Response<Body> {
+    let mut r = Response::new(full(Bytes::new()));
+    *r.status_mut() = StatusCode::PERMANENT_REDIRECT;
+    if let Ok(v) = HeaderValue::from_str(location) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    r
+}
+
+const HOP: [HeaderName; 7] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+const FORWARDING: [HeaderName; 6] = [
+    header::FORWARDED,
+    HeaderName::from_static("x-forwarded-for"),
+    HeaderName::from_static("x-forwarded-proto"),
+    HeaderName::from_static("x-forwarded-host"),
+    HeaderName::from_static("x-forwarded-port"),
+    HeaderName::from_static("x-real-ip"),
+];
+
+/// Removes hop-by-hop headers, including those the Connection header names.
+fn strip_hop(h: &mut HeaderMap) {
+    let named: Vec<HeaderName> = h
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for n in named.iter().chain(HOP.iter()) {
+        h.remove(n);
+    }
+}
+
+fn wants_upgrade(h: &HeaderMap) -> Option<HeaderValue> {
+    let conn_upgrade = h
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    if conn_upgrade {
+        h.get(header::UPGRADE).cloned()
+    } else {
+        None
+    }
+}
+
+/// Framing shapes used for request smuggling that hyper's parser lets through.
+fn smuggling(req: &Request<Incoming>) -> bool {
+    let h = req.headers();
+    let cl = h.get_all(header::CONTENT_LENGTH).iter().count();
+    let te: Vec<&HeaderValue> = h.get_all(header::TRANSFER_ENCODING).iter().collect();
+    if cl > 1 || (cl > 0 && !te.is_empty()) || te.len() > 1 {
+        return true;
+    }
+    // Only a plain "chunked" is accepted (no lists, no odd spacing or case tricks).
+    te.first().is_some_and(|v| v.as_bytes() != b"chunked")
+}
+
+fn is_body_limit(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if err.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}
+
+/// Handles one request end to end (never fails: errors become pages).
+pub async fn handle(
+    shared: Arc<Shared>,
+    client: Client,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, std::convert::Infallible> {
+    let start = Instant::now();
+    let method = req.method().clone();
+    let path = req
+        .uri()
+        .path_and_query()
+        .map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned());
+    let raw_host = req
+        .uri()
+        .authority()
+        .map(|a| a.as_str().to_owned())
+        .or_else(|| {
+            req.headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_owned)
+        });
+    let host = raw_host.as_deref().map(normalize_host).unwrap_or_default();
+    let table = shared.table.load_full();
+    let entry = table.hosts.get(&host).cloned();
+    let resp = route(&shared, client, req, &host, entry.as_ref(), &table).await;
+    let status = resp.status().as_u16();
+    let elapsed = start.elapsed();
+    match &entry {
+        Some(e) => e.site.metrics.observe(status, elapsed),
+        None if status == 404 => {
+            shared.global.unknown_host.fetch_add(1, Relaxed);
+        }
+        None => {}
+    }
+    shared.access_log(client.addr, &host, method.as_str(), &path, status, elapsed);
+    Ok(resp)
+}
+
+async fn route(
+    shared: &Arc<Shared>,
+    client: Client,
+    req: Request<Incoming>,
+    host: &str,
+    entry: Option<&HostEntry>,
+    table: &crate::table::Table,
+) -> Response<Body> {
+    if smuggling(&req) {
+        shared.global.bad_requests.fetch_add(1, Relaxed);
+        let mut r = page(StatusCode::BAD_REQUEST, pages::bad_request());
+        r.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return r;
+    }
+    let path = req.uri().path();
+    if !client.tls {
+        if let Some(token) = path.strip_prefix("/.well-known/acme-challenge/") {
+            if let Some(ka) = shared.acme.http01(token) {
+                let mut r = Response::new(full(ka));
+                r.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/octet-stream"),
+                );
+                return r;
+            }
+        }
+    }
+    let Some(entry) = entry else {
+        return page(StatusCode::NOT_FOUND, pages::not_found());
+    };
+    let site = &entry.site;
+    let pq = req
+        .uri()
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_owned();
+    let https_port = shared.https_public_port;
+    let to_https = !client.tls && site.tls != RouteTls::None && https_port.is_some();
+    if entry.redirect_to.is_some() || to_https {
+        let target = entry.redirect_to.as_deref().unwrap_or(host);
+        let (scheme, port) = if client.tls || to_https {
+            ("https", https_port)
+        } else {
+            ("http", shared.http_public_port)
+        };
+        let port = port
+            .filter(|p| *p != if scheme == "https" { 443 } else { 80 })
+            .map_or(String::new(), |p| format!(":{p}"));
+        return redirect(&format!("{scheme}://{target}{port}{pq}"));
+    }
+    if shared.maintenance.load().contains(&site.name) && !table.is_admin(client.addr.ip()) {
+        let mut r = page(StatusCode::SERVICE_UNAVAILABLE, pages::maintenance());
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("600"));
+        return r;
+    }
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > site.max_body) {
+        let mut r = page(StatusCode::PAYLOAD_TOO_LARGE, pages::too_large());
+        r.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return r;
+    }
+    let mut resp = forward(shared, client, req, host, &site.backend, site.max_body, &pq).await;
+    if client.tls && site.hsts {
+        resp.headers_mut().insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        );
+    }
+    resp
+}
+
+async fn forward(
+    shared: &Arc<Shared>,
+    client: Client,
+    mut req: Request<Incoming>,
+    host: &str,
+    backend: &str,
+    max_body: u64,
+    pq: &str,
+) -> Response<Body> {
+    let upgrade = if req.version() == Version::HTTP_11 {
+        wants_upgrade(req.headers())
+    } else {
+        None
+    };
+    let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
+    let (parts, body) = req.into_parts();
+    let Ok(uri) = format!("http://{backend}{pq}").parse::<Uri>() else {
+        return page(StatusCode::BAD_GATEWAY, pages::bad_gateway());
+    };
+    let mut headers = parts.headers;
+    strip_hop(&mut headers);
+    for n in &FORWARDING {
+        headers.remove(n);
+    }
+    let ip = client.addr.ip();
+    let proto = if client.tls { "https" } else { "http" };
+    let for_ = match ip {
+        std::net::IpAddr::V4(a) => a.to_string(),
+        std::net::IpAddr::V6(a) => format!("\"[{a}]\""),
+    };
+    let set = |h: &mut HeaderMap, n: HeaderName, v: String| {
+        if let Ok(v) = HeaderValue::from_str(&v) {
+            h.insert(n, v);
+        }
+    };
+    set(
+        &mut headers,
+        HeaderName::from_static("x-forwarded-for"),
+        ip.to_string(),
+    );
+    set(
+        &mut headers,
+        HeaderName::from_static("x-forwarded-proto"),
+        proto.to_owned(),
+    );
+    set(
+        &mut headers,
+        HeaderName::from_static("x-forwarded-host"),
+        host.to_owned(),
+    );
+    set(
+        &mut headers,
+        header::FORWARDED,
+        format!("for={for_};proto={proto};host={host}"),
+    );
+    set(&mut headers, header::HOST, host.to_owned());
+    if let Some(u) = &upgrade {
+        headers.insert(header::UPGRADE, u.clone());
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+    let body: Body = Limited::new(body, usize::try_from(max_body).unwrap_or(usize::MAX))
+        .map_err(|e| -> BoxError { e })
+        .boxed();
+    let mut out = Request::new(body);
+    *out.method_mut() = parts.method;
+    *out.uri_mut() = uri;
+    *out.version_mut() = Version::HTTP_11;
+    *out.headers_mut() = headers;
+
+    let sent =
+        tokio::time::timeout(shared.options.backend_timeout, shared.client.request(out)).await;
+    let mut resp = match sent {
+        Err(_) => return page(StatusCode::GATEWAY_TIMEOUT, pages::gateway_timeout()),
+        Ok(Err(e)) => {
+            if is_body_limit(&e) {
+                return page(StatusCode::PAYLOAD_TOO_LARGE, pages::too_large());
+            }
+            tracing::debug!(backend, error = %e, "backend request failed");
+            return page(StatusCode::BAD_GATEWAY, pages::bad_gateway());
+        }
+        Ok(Ok(r)) => r,
+    };
+    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+        if let Some(client_up) = client_upgrade {
+            let backend_up = hyper::upgrade::on(&mut resp);
+            let shared = Arc::clone(shared);
+            tokio::spawn(async move {
+                if let (Ok(a), Ok(b)) = (client_up.await, backend_up.await) {
+                    shared.global.websockets_open.fetch_add(1, Relaxed);
+                    let _ =
+                        tokio::io::copy_bidirectional(&mut TokioIo::new(a), &mut TokioIo::new(b))
+                            .await;
+                    shared.global.websockets_open.fetch_sub(1, Relaxed);
+                }
+            });
+            let (parts, _) = resp.into_parts();
+            return Response::from_parts(parts, full(Bytes::new()));
+        }
+    }
+    let (mut parts, body) = resp.into_parts();
+    strip_hop(&mut parts.headers);
+    Response::from_parts(parts, body.map_err(|e| -> BoxError { Box::new(e) }).boxed())
+}

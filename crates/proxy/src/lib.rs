@@ -1,0 +1,26 @@
+//! `pic2 proxy`: the platform's reverse proxy, on hyper + rustls + tokio.
+//!
+//! It reads one file, the routes that `pic2 render` writes (`pic2_render::proxy::Routes`),
+//! compiles it into a [`table::Table`] (host → site, redirects, limits) held behind an
+//! `ArcSwap`, and serves HTTP/1.1 and HTTP/2 on a plain and a TLS listener ([`server`]).
+//! Each request is routed by [`http::handle`]; TLS certificates come from files or from the
+//! ACME CA ([`acme`]) and are picked by SNI ([`tls::Certs`]). A reload (SIGHUP, or a change
+//! of the routes or certificate files seen by the poller) swaps the table and the
+//! certificates and touches no connection, so requests in flight and WebSockets carry on.
+//! Maintenance switches are files under the state folder ([`maintenance`]), read by the same
+//! poller: no reload needed. Metrics and health are served on a private address
+//! ([`metrics`]).
+
+pub mod acme;
+mod error;
+pub mod http;
+pub mod maintenance;
+pub mod metrics;
+pub mod net;
+mod pages;
+pub mod server;
+pub mod table;
+pub mod tls;
+
+pub use error::Error;
+pub use server::{run, Options, Proxy};

@@ -1,0 +1,181 @@
+//! Prometheus metrics (requests by site and status class, a latency histogram per site,
+//! connections, reloads, certificates) and the health endpoint, on a private address.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+/// Upper bounds of the latency histogram, in seconds.
+pub const BUCKETS: [f64; 11] = [
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
+
+#[derive(Debug, Default)]
+pub struct SiteMetrics {
+    /// Requests by status class: 1xx … 5xx.
+    pub status: [AtomicU64; 5],
+    buckets: [AtomicU64; BUCKETS.len()],
+    count: AtomicU64,
+    sum_micros: AtomicU64,
+}
+
+impl SiteMetrics {
+    pub fn observe(&self, status: u16, elapsed: Duration) {
+        let class = usize::from(status / 100).saturating_sub(1);
+        if let Some(c) = self.status.get(class) {
+            c.fetch_add(1, Relaxed);
+        }
+        let secs = elapsed.as_secs_f64();
+        if let Some(i) = BUCKETS.iter().position(|b| secs <= *b) {
+            if let Some(b) = self.buckets.get(i) {
+                b.fetch_add(1, Relaxed);
+            }
+        }
+        self.count.fetch_add(1, Relaxed);
+        self.sum_micros.fetch_add(
+            u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+            Relaxed,
+        );
+    }
+}
+
+/// Counters that belong to no site.
+#[derive(Debug, Default)]
+pub struct Global {
+    pub unknown_host: AtomicU64,
+    pub bad_requests: AtomicU64,
+    pub connections_open: AtomicU64,
+    pub connections_total: AtomicU64,
+    pub tls_handshake_failures: AtomicU64,
+    pub reloads: AtomicU64,
+    pub reload_failures: AtomicU64,
+    pub certificates_issued: AtomicU64,
+    pub certificate_failures: AtomicU64,
+    pub websockets_open: AtomicU64,
+    pub access_log_dropped: AtomicU64,
+}
+
+fn label(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
+/// The Prometheus text exposition of everything.
+pub fn render(global: &Global, sites: &[std::sync::Arc<crate::table::Site>]) -> String {
+    let mut o = String::new();
+    let g = |o: &mut String, name: &str, kind: &str, help: &str, v: &AtomicU64| {
+        let _ = writeln!(
+            o,
+            "# HELP pic2_proxy_{name} {help}\n# TYPE pic2_proxy_{name} {kind}\npic2_proxy_{name} {}",
+            v.load(Relaxed)
+        );
+    };
+    g(
+        &mut o,
+        "unknown_host_total",
+        "counter",
+        "Requests for a name no site serves.",
+        &global.unknown_host,
+    );
+    g(
+        &mut o,
+        "bad_requests_total",
+        "counter",
+        "Requests refused as malformed.",
+        &global.bad_requests,
+    );
+    g(
+        &mut o,
+        "connections_open",
+        "gauge",
+        "Client connections open.",
+        &global.connections_open,
+    );
+    g(
+        &mut o,
+        "connections_total",
+        "counter",
+        "Client connections accepted.",
+        &global.connections_total,
+    );
+    g(
+        &mut o,
+        "tls_handshake_failures_total",
+        "counter",
+        "TLS handshakes that failed or timed out.",
+        &global.tls_handshake_failures,
+    );
+    g(
+        &mut o,
+        "reloads_total",
+        "counter",
+        "Successful reloads.",
+        &global.reloads,
+    );
+    g(
+        &mut o,
+        "reload_failures_total",
+        "counter",
+        "Reloads refused (the previous routes stay).",
+        &global.reload_failures,
+    );
+    g(
+        &mut o,
+        "certificates_issued_total",
+        "counter",
+        "Certificates obtained over ACME.",
+        &global.certificates_issued,
+    );
+    g(
+        &mut o,
+        "certificate_failures_total",
+        "counter",
+        "Failed ACME attempts.",
+        &global.certificate_failures,
+    );
+    g(
+        &mut o,
+        "websockets_open",
+        "gauge",
+        "Upgraded connections (WebSockets) open.",
+        &global.websockets_open,
+    );
+    g(
+        &mut o,
+        "access_log_dropped_total",
+        "counter",
+        "Access log lines dropped (writer behind).",
+        &global.access_log_dropped,
+    );
+    o.push_str("# HELP pic2_proxy_requests_total Requests by site and status class.\n# TYPE pic2_proxy_requests_total counter\n");
+    for s in sites {
+        for (i, c) in s.metrics.status.iter().enumerate() {
+            let _ = writeln!(
+                o,
+                "pic2_proxy_requests_total{{site=\"{}\",code=\"{}xx\"}} {}",
+                label(&s.name),
+                i + 1,
+                c.load(Relaxed)
+            );
+        }
+    }
+    o.push_str("# HELP pic2_proxy_request_duration_seconds Time to the response head, by site.\n# TYPE pic2_proxy_request_duration_seconds histogram\n");
+    for s in sites {
+        let m = &s.metrics;
+        let name = label(&s.name);
+        let mut acc = 0;
+        for (b, c) in BUCKETS.iter().zip(m.buckets.iter()) {
+            acc += c.load(Relaxed);
+            let _ = writeln!(
+                o,
+                "pic2_proxy_request_duration_seconds_bucket{{site=\"{name}\",le=\"{b}\"}} {acc}"
+            );
+        }
+        let count = m.count.load(Relaxed);
+        let _ = writeln!(
+            o,
+            "pic2_proxy_request_duration_seconds_bucket{{site=\"{name}\",le=\"+Inf\"}} {count}\npic2_proxy_request_duration_seconds_sum{{site=\"{name}\"}} {}\npic2_proxy_request_duration_seconds_count{{site=\"{name}\"}} {count}",
+            m.sum_micros.load(Relaxed) as f64 / 1e6
+        );
+    }
+    o
+}

@@ -1,0 +1,63 @@
+//! The proxy's own pages, in French and English: unknown site, backend down, maintenance.
+
+const STYLE: &str = "body{font-family:sans-serif;max-width:40em;margin:4em auto;padding:0 1em;color:#222}h1{font-size:1.4em}p{line-height:1.5}";
+
+fn page(title_fr: &str, title_en: &str, fr: &str, en: &str) -> String {
+    format!(
+        "<!doctype html>\n<html lang=\"fr\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\"><title>{title_fr} — {title_en}</title><style>{STYLE}</style></head>\n<body><h1>{title_fr}</h1><p>{fr}</p><h1 lang=\"en\">{title_en}</h1><p lang=\"en\">{en}</p></body></html>\n"
+    )
+}
+
+pub fn not_found() -> String {
+    page(
+        "Site inconnu",
+        "Unknown site",
+        "Aucun site n’est hébergé sous ce nom ici. Vérifiez l’adresse.",
+        "No site is hosted under this name here. Please check the address.",
+    )
+}
+
+pub fn bad_gateway() -> String {
+    page(
+        "Site momentanément indisponible",
+        "Site temporarily unavailable",
+        "Le serveur de ce site ne répond pas. Réessayez dans quelques minutes.",
+        "This site’s server is not answering. Please try again in a few minutes.",
+    )
+}
+
+pub fn gateway_timeout() -> String {
+    page(
+        "Le site met trop de temps à répondre",
+        "The site took too long to answer",
+        "Le serveur de ce site n’a pas répondu à temps. Réessayez plus tard.",
+        "This site’s server did not answer in time. Please try again later.",
+    )
+}
+
+pub fn maintenance() -> String {
+    page(
+        "Site en maintenance",
+        "Site under maintenance",
+        "Ce site est en cours de maintenance et revient très bientôt. Merci de votre patience.",
+        "This site is being maintained and will be back very soon. Thank you for your patience.",
+    )
+}
+
+pub fn bad_request() -> String {
+    page(
+        "Requête invalide",
+        "Bad request",
+        "Le serveur n’a pas compris cette requête.",
+        "The server could not understand this request.",
+    )
+}
+
+pub fn too_large() -> String {
+    page(
+        "Envoi trop volumineux",
+        "Upload too large",
+        "Le contenu envoyé dépasse la taille permise pour ce site.",
+        "What was sent is larger than this site accepts.",
+    )
+}

@@ -1,0 +1,576 @@
+//! Listeners, connections, reload, the poller (routes, certificates, maintenance), the ACME
+//! loop, the metrics listener, and graceful shutdown.
+
+use crate::acme::{Acme, AcmeOptions};
+use crate::http::{handle, Body, Client};
+use crate::metrics::Global;
+use crate::table::{read_routes, Table};
+use crate::tls::Certs;
+use crate::Error;
+use arc_swap::ArcSwap;
+use hyper::service::service_fn;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use std::collections::HashSet;
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch, Notify};
+use tokio::task::JoinSet;
+
+/// Everything the daemon takes besides its routes file.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub routes: PathBuf,
+    /// Override the routes' listeners (tests use "127.0.0.1:0"); `Some("")` disables one.
+    pub listen_http: Option<String>,
+    pub listen_https: Option<String>,
+    pub listen_metrics: Option<String>,
+    /// The public ports used in redirects when they differ from the bound ones.
+    pub public_http_port: Option<u16>,
+    pub public_https_port: Option<u16>,
+    /// Time to read a request head, and to wait for the next one on an idle connection.
+    pub header_read_timeout: Duration,
+    pub tls_handshake_timeout: Duration,
+    /// Time for a backend to send its response head.
+    pub backend_timeout: Duration,
+    /// Largest request head in bytes (beyond: 431).
+    pub max_header_bytes: usize,
+    /// Default body limit (a site's `max_body_mb` wins), in bytes.
+    pub default_max_body: u64,
+    pub max_connections: usize,
+    /// "-" for standard output, a path, or None.
+    pub access_log: Option<PathBuf>,
+    /// How often routes, certificates and maintenance switches are looked at.
+    pub poll_interval: Duration,
+    pub acme: AcmeOptions,
+    pub shutdown_grace: Duration,
+}
+
+impl Options {
+    pub fn new(routes: impl Into<PathBuf>) -> Self {
+        Options {
+            routes: routes.into(),
+            listen_http: None,
+            listen_https: None,
+            listen_metrics: None,
+            public_http_port: None,
+            public_https_port: None,
+            header_read_timeout: Duration::from_secs(15),
+            tls_handshake_timeout: Duration::from_secs(10),
+            backend_timeout: Duration::from_secs(60),
+            max_header_bytes: 16 * 1024,
+            default_max_body: 64 * 1024 * 1024,
+            max_connections: 20_000,
+            access_log: None,
+            poll_interval: Duration::from_secs(1),
+            acme: AcmeOptions::default(),
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The files watched for a reload, with their (modified, length) when last seen.
+type Fingerprint = Vec<(PathBuf, Option<(SystemTime, u64)>)>;
+
+/// State shared by every connection.
+pub struct Shared {
+    pub options: Options,
+    pub table: ArcSwap<Table>,
+    pub maintenance: ArcSwap<HashSet<String>>,
+    pub certs: Arc<Certs>,
+    pub acme: Acme,
+    pub global: Global,
+    pub client: hyper_util::client::legacy::Client<HttpConnector, Body>,
+    pub http_public_port: Option<u16>,
+    pub https_public_port: Option<u16>,
+    log: Option<mpsc::Sender<String>>,
+    fingerprint: Mutex<Fingerprint>,
+    acme_wake: Notify,
+}
+
+fn json_str(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
+}
+
+impl Shared {
+    pub fn access_log(
+        &self,
+        client: SocketAddr,
+        host: &str,
+        method: &str,
+        path: &str,
+        status: u16,
+        elapsed: Duration,
+    ) {
+        let Some(tx) = &self.log else { return };
+        let ts = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        let line = format!(
+            "{{\"ts\":{ts:.3},\"client\":\"{}\",\"host\":{},\"method\":{},\"path\":{},\"status\":{status},\"ms\":{:.3}}}\n",
+            client.ip(),
+            json_str(host),
+            json_str(method),
+            json_str(path),
+            elapsed.as_secs_f64() * 1000.0
+        );
+        if tx.try_send(line).is_err() {
+            self.global.access_log_dropped.fetch_add(1, Relaxed);
+        }
+    }
+
+    fn fingerprint_of(&self, table: &Table) -> Fingerprint {
+        let mut files = vec![self.options.routes.clone()];
+        files.extend(crate::tls::watched_files(&table.routes));
+        files
+            .into_iter()
+            .map(|p| {
+                let m = std::fs::metadata(&p)
+                    .ok()
+                    .and_then(|m| Some((m.modified().ok()?, m.len())));
+                (p, m)
+            })
+            .collect()
+    }
+
+    /// Re-reads the routes and every certificate; on error the previous ones stay.
+    pub fn reload(&self) -> Result<(), Error> {
+        let res = (|| {
+            let routes = read_routes(&self.options.routes)?;
+            let old = self.table.load_full();
+            let table = Table::build(routes, Some(&old), self.options.default_max_body)?;
+            let (certs, errors) = crate::tls::load_all(&table.routes);
+            for e in errors {
+                tracing::warn!("{e}");
+            }
+            self.certs.replace_all(certs);
+            let fp = self.fingerprint_of(&table);
+            self.table.store(Arc::new(table));
+            if let Ok(mut f) = self.fingerprint.lock() {
+                *f = fp;
+            }
+            Ok(())
+        })();
+        match &res {
+            Ok(()) => {
+                self.global.reloads.fetch_add(1, Relaxed);
+                self.acme_wake.notify_one();
+            }
+            Err(e) => {
+                self.global.reload_failures.fetch_add(1, Relaxed);
+                tracing::error!("reload refused, previous routes kept: {e}");
+            }
+        }
+        res
+    }
+
+    fn poll(&self) {
+        let table = self.table.load_full();
+        let fp = self.fingerprint_of(&table);
+        let changed = self.fingerprint.lock().map(|f| *f != fp).unwrap_or(false);
+        if changed {
+            if let Ok(mut f) = self.fingerprint.lock() {
+                *f = fp; // a broken file is not retried until it changes again
+            }
+            let _ = self.reload();
+        }
+        let m = crate::maintenance::read(Path::new(&table.routes.settings.state_dir));
+        if **self.maintenance.load() != m {
+            self.maintenance.store(Arc::new(m));
+        }
+    }
+}
+
+fn pick(over: &Option<String>, routes: &Option<String>) -> Option<String> {
+    over.clone()
+        .or_else(|| routes.clone())
+        .filter(|s| !s.is_empty())
+}
+
+async fn bind(addr: &str) -> Result<TcpListener, Error> {
+    let sa: SocketAddr = addr
+        .parse()
+        .map_err(|e| Error::invalid("listen address", addr, e))?;
+    let sock = if sa.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    };
+    let b = |source| Error::Bind {
+        addr: addr.to_owned(),
+        source,
+    };
+    let sock = sock.map_err(b)?;
+    sock.set_reuseaddr(true).map_err(b)?;
+    sock.bind(sa).map_err(b)?;
+    sock.listen(4096).map_err(b)
+}
+
+/// A running proxy: its bound addresses, and handles to reload and stop it.
+pub struct Proxy {
+    pub shared: Arc<Shared>,
+    pub http_addr: Option<SocketAddr>,
+    pub https_addr: Option<SocketAddr>,
+    pub metrics_addr: Option<SocketAddr>,
+    stop: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+}
+
+impl Proxy {
+    /// Reads the routes, loads the certificates, binds the listeners and starts serving.
+    pub async fn start(options: Options) -> Result<Proxy, Error> {
+        let routes = read_routes(&options.routes)?;
+        let table = Table::build(routes, None, options.default_max_body)?;
+        let settings = table.routes.settings.clone();
+        let http_l = match pick(&options.listen_http, &settings.listen_http) {
+            Some(a) => Some(bind(&a).await?),
+            None => None,
+        };
+        let https_l = match pick(&options.listen_https, &settings.listen_https) {
+            Some(a) => Some(bind(&a).await?),
+            None => None,
+        };
+        let metrics_l = match pick(&options.listen_metrics, &settings.metrics_listen) {
+            Some(a) => Some(bind(&a).await?),
+            None => None,
+        };
+        let http_addr = http_l.as_ref().and_then(|l| l.local_addr().ok());
+        let https_addr = https_l.as_ref().and_then(|l| l.local_addr().ok());
+        let metrics_addr = metrics_l.as_ref().and_then(|l| l.local_addr().ok());
+
+        let certs = Arc::new(Certs::default());
+        let (loaded, errors) = crate::tls::load_all(&table.routes);
+        for e in errors {
+            tracing::warn!("{e}");
+        }
+        certs.replace_all(loaded);
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(Duration::from_secs(5)));
+        let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(512)
+            .pool_timer(TokioTimer::new())
+            .build(connector);
+        let mut tasks = JoinSet::new();
+        let log = match &options.access_log {
+            None => None,
+            Some(path) => {
+                let (tx, rx) = mpsc::channel(65_536);
+                let path = path.clone();
+                tasks.spawn(write_log(path, rx));
+                Some(tx)
+            }
+        };
+        let state_dir = PathBuf::from(&settings.state_dir);
+        let shared = Arc::new(Shared {
+            acme: Acme::new(Arc::clone(&certs), options.acme.clone()),
+            http_public_port: options.public_http_port.or(http_addr.map(|a| a.port())),
+            https_public_port: options.public_https_port.or(https_addr.map(|a| a.port())),
+            maintenance: ArcSwap::from_pointee(crate::maintenance::read(&state_dir)),
+            table: ArcSwap::from_pointee(table),
+            certs: Arc::clone(&certs),
+            global: Global::default(),
+            client,
+            log,
+            fingerprint: Mutex::new(Vec::new()),
+            acme_wake: Notify::new(),
+            options,
+        });
+        {
+            let t = shared.table.load_full();
+            let fp = shared.fingerprint_of(&t);
+            if let Ok(mut f) = shared.fingerprint.lock() {
+                *f = fp;
+            }
+        }
+        let (stop, stop_rx) = watch::channel(false);
+        let tls = Arc::new(crate::tls::server_config(certs)?);
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+        if let Some(l) = http_l {
+            tasks.spawn(accept_loop(l, None, Arc::clone(&shared), stop_rx.clone()));
+        }
+        if let Some(l) = https_l {
+            tasks.spawn(accept_loop(
+                l,
+                Some(acceptor),
+                Arc::clone(&shared),
+                stop_rx.clone(),
+            ));
+        }
+        if let Some(l) = metrics_l {
+            tasks.spawn(metrics_loop(l, Arc::clone(&shared), stop_rx.clone()));
+        }
+        tasks.spawn(poll_loop(Arc::clone(&shared), stop_rx.clone()));
+        tasks.spawn(acme_loop(Arc::clone(&shared), stop_rx));
+        Ok(Proxy {
+            shared,
+            http_addr,
+            https_addr,
+            metrics_addr,
+            stop,
+            tasks,
+        })
+    }
+
+    pub fn reload(&self) -> Result<(), Error> {
+        self.shared.reload()
+    }
+
+    /// Stops accepting, lets requests in flight finish (up to the grace period), then ends.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        let grace = self.shared.options.shutdown_grace + Duration::from_secs(1);
+        let _ = tokio::time::timeout(grace, async {
+            while self.tasks.join_next().await.is_some() {}
+        })
+        .await;
+        self.tasks.abort_all();
+    }
+}
+
+async fn write_log(path: PathBuf, mut rx: mpsc::Receiver<String>) {
+    let mut out: Box<dyn std::io::Write + Send> = if path.as_os_str() == "-" {
+        Box::new(std::io::stdout())
+    } else {
+        match std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+        {
+            Ok(f) => Box::new(f),
+            Err(e) => {
+                tracing::error!("access log {}: {e}", path.display());
+                return;
+            }
+        }
+    };
+    let mut buf = String::new();
+    while let Some(line) = rx.recv().await {
+        buf.push_str(&line);
+        while buf.len() < 64 * 1024 {
+            match rx.try_recv() {
+                Ok(l) => buf.push_str(&l),
+                Err(_) => break,
+            }
+        }
+        let _ = out.write_all(buf.as_bytes());
+        let _ = out.flush();
+        buf.clear();
+    }
+}
+
+async fn poll_loop(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(shared.options.poll_interval) => {}
+            _ = stop.changed() => return,
+        }
+        let s = Arc::clone(&shared);
+        let _ = tokio::task::spawn_blocking(move || s.poll()).await;
+    }
+}
+
+async fn acme_loop(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    loop {
+        let table = shared.table.load_full();
+        for res in shared.acme.run_once(&table.routes).await {
+            match res {
+                Ok(site) => {
+                    shared.global.certificates_issued.fetch_add(1, Relaxed);
+                    tracing::info!(site, "certificate obtained");
+                }
+                Err(e) => {
+                    shared.global.certificate_failures.fetch_add(1, Relaxed);
+                    tracing::warn!("{e}");
+                }
+            }
+        }
+        let interval = shared
+            .acme
+            .options()
+            .check_interval
+            .min(shared.acme.options().backoff_base);
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = shared.acme_wake.notified() => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let graceful = GracefulShutdown::new();
+    let limit = Arc::new(tokio::sync::Semaphore::new(shared.options.max_connections));
+    loop {
+        let (stream, addr) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!("accept: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stop.changed() => break,
+        };
+        let Ok(permit) = Arc::clone(&limit).try_acquire_owned() else {
+            drop(stream); // over the connection limit
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let shared = Arc::clone(&shared);
+        let tls = tls.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            shared.global.connections_total.fetch_add(1, Relaxed);
+            shared.global.connections_open.fetch_add(1, Relaxed);
+            serve(stream, addr, tls, &shared, watcher).await;
+            shared.global.connections_open.fetch_sub(1, Relaxed);
+            drop(permit);
+        });
+    }
+    drop(listener);
+    let grace = shared.options.shutdown_grace;
+    let _ = tokio::time::timeout(grace, graceful.shutdown()).await;
+}
+
+fn builder(shared: &Shared) -> hyper_util::server::conn::auto::Builder<TokioExecutor> {
+    let mut b = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    b.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(shared.options.header_read_timeout)
+        .max_buf_size(shared.options.max_header_bytes.max(8192))
+        .max_headers(100);
+    b.http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(shared.options.max_header_bytes).unwrap_or(u32::MAX))
+        .max_concurrent_streams(256)
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(Duration::from_secs(10));
+    b
+}
+
+async fn serve(
+    stream: tokio::net::TcpStream,
+    addr: SocketAddr,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    shared: &Arc<Shared>,
+    watcher: hyper_util::server::graceful::Watcher,
+) {
+    let b = builder(shared);
+    match tls {
+        None => {
+            let client = Client { addr, tls: false };
+            let s = Arc::clone(shared);
+            let svc = service_fn(move |req| handle(Arc::clone(&s), client, req));
+            let conn = b.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+            let _ = watcher.watch(conn).await;
+        }
+        Some(acceptor) => {
+            let hs = tokio::time::timeout(
+                shared.options.tls_handshake_timeout,
+                acceptor.accept(stream),
+            )
+            .await;
+            let Ok(Ok(tls_stream)) = hs else {
+                shared.global.tls_handshake_failures.fetch_add(1, Relaxed);
+                return;
+            };
+            let alpn = tls_stream.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
+            if alpn.as_deref() == Some(crate::tls::ACME_TLS_ALPN) {
+                return; // a TLS-ALPN-01 validation: the handshake was the answer
+            }
+            let client = Client { addr, tls: true };
+            let s = Arc::clone(shared);
+            let svc = service_fn(move |req| handle(Arc::clone(&s), client, req));
+            let io = TokioIo::new(tls_stream);
+            if alpn.as_deref() == Some(b"h2") {
+                let b = b.http2_only();
+                let conn = b.serve_connection_with_upgrades(io, svc);
+                let _ = watcher.watch(conn).await;
+            } else {
+                let conn = b.serve_connection_with_upgrades(io, svc);
+                let _ = watcher.watch(conn).await;
+            }
+        }
+    }
+}
+
+async fn metrics_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    loop {
+        let (stream, _) = tokio::select! {
+            r = listener.accept() => match r { Ok(x) => x, Err(_) => continue },
+            _ = stop.changed() => return,
+        };
+        let shared = Arc::clone(&shared);
+        tokio::spawn(async move {
+            let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                let shared = Arc::clone(&shared);
+                async move {
+                    let (status, body) = match req.uri().path() {
+                        "/health" => (200, "ok\n".to_owned()),
+                        "/metrics" => {
+                            let t = shared.table.load_full();
+                            (200, crate::metrics::render(&shared.global, &t.sites))
+                        }
+                        _ => (404, "not found\n".to_owned()),
+                    };
+                    let mut r =
+                        hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from(body)));
+                    *r.status_mut() = hyper::StatusCode::from_u16(status).unwrap_or_default();
+                    Ok::<_, std::convert::Infallible>(r)
+                }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
+        });
+    }
+}
+
+/// The daemon: serves until SIGTERM or SIGINT (graceful), reloads on SIGHUP.
+pub async fn run(options: Options) -> Result<(), Error> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let proxy = Proxy::start(options).await?;
+    tracing::info!(
+        http = ?proxy.http_addr,
+        https = ?proxy.https_addr,
+        metrics = ?proxy.metrics_addr,
+        "pic2 proxy serving"
+    );
+    let sig = |k| {
+        signal(k).map_err(|source| Error::Bind {
+            addr: "signal handler".into(),
+            source,
+        })
+    };
+    let mut hup = sig(SignalKind::hangup())?;
+    let mut term = sig(SignalKind::terminate())?;
+    let mut int = sig(SignalKind::interrupt())?;
+    loop {
+        tokio::select! {
+            _ = hup.recv() => {
+                if proxy.reload().is_ok() {
+                    tracing::info!("reloaded");
+                }
+            }
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+    proxy.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,162 @@
+//! The compiled routes: host name → site, with each name's redirect, and the settings.
+
+use crate::metrics::SiteMetrics;
+use crate::net::Net;
+use crate::Error;
+use pic2_render::proxy::{RedirectTo, RouteTls, Routes};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+/// One site as the request path needs it.
+#[derive(Debug)]
+pub struct Site {
+    pub name: String,
+    /// `host:port` of the backend.
+    pub backend: String,
+    pub tls: RouteTls,
+    pub hsts: bool,
+    /// Largest request body in bytes.
+    pub max_body: u64,
+    pub metrics: Arc<SiteMetrics>,
+}
+
+/// What a host name leads to.
+#[derive(Clone, Debug)]
+pub struct HostEntry {
+    pub site: Arc<Site>,
+    /// The name this one is redirected to (www ↔ apex), if any.
+    pub redirect_to: Option<Arc<str>>,
+}
+
+#[derive(Debug)]
+pub struct Table {
+    pub hosts: HashMap<String, HostEntry>,
+    pub sites: Vec<Arc<Site>>,
+    pub admin: Vec<Net>,
+    pub routes: Routes,
+}
+
+/// Reads and parses the routes file.
+pub fn read_routes(path: &Path) -> Result<Routes, Error> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|source| Error::Routes {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Lower-cases a host name and drops a trailing dot and a port.
+pub fn normalize_host(raw: &str) -> String {
+    let h = if raw.starts_with('[') {
+        raw.split_once(']')
+            .map_or(raw, |(h, _)| h)
+            .trim_start_matches('[')
+    } else {
+        raw.rsplit_once(':').map_or(raw, |(h, _)| h)
+    };
+    h.trim_end_matches('.').to_ascii_lowercase()
+}
+
+impl Table {
+    /// Compiles routes; the metrics of sites already known to `previous` carry over.
+    pub fn build(
+        routes: Routes,
+        previous: Option<&Table>,
+        default_max_body: u64,
+    ) -> Result<Table, Error> {
+        if routes.version != 1 {
+            return Err(Error::invalid(
+                "routes version",
+                &routes.version.to_string(),
+                "this proxy reads version 1",
+            ));
+        }
+        let admin = routes
+            .settings
+            .admin_addresses
+            .iter()
+            .map(|a| Net::parse(a))
+            .collect::<Result<Vec<_>, _>>()?;
+        let old: HashMap<&str, &Arc<SiteMetrics>> = previous
+            .map(|p| {
+                p.sites
+                    .iter()
+                    .map(|s| (s.name.as_str(), &s.metrics))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut hosts = HashMap::new();
+        let mut sites = Vec::with_capacity(routes.sites.len());
+        for r in &routes.sites {
+            let site = Arc::new(Site {
+                name: r.name.clone(),
+                backend: r.backend.clone(),
+                tls: r.tls.clone(),
+                hsts: r.hsts,
+                max_body: r
+                    .max_body_mb
+                    .map_or(default_max_body, |mb| u64::from(mb) * 1024 * 1024),
+                metrics: old
+                    .get(r.name.as_str())
+                    .map_or_else(|| Arc::new(SiteMetrics::default()), |m| Arc::clone(m)),
+            });
+            let names: Vec<String> = r.hosts.iter().map(|h| normalize_host(h)).collect();
+            for h in &names {
+                let target = match r.redirect {
+                    Some(RedirectTo::Www) if !h.starts_with("www.") => {
+                        Some(format!("www.{h}")).filter(|t| names.contains(t))
+                    }
+                    Some(RedirectTo::Apex) => h
+                        .strip_prefix("www.")
+                        .map(str::to_owned)
+                        .filter(|t| names.contains(t)),
+                    _ => None,
+                };
+                let entry = HostEntry {
+                    site: Arc::clone(&site),
+                    redirect_to: target.map(Arc::from),
+                };
+                if hosts.insert(h.clone(), entry).is_some() {
+                    return Err(Error::invalid("routes", h, "this name is served twice"));
+                }
+            }
+            sites.push(site);
+        }
+        Ok(Table {
+            hosts,
+            sites,
+            admin,
+            routes,
+        })
+    }
+
+    pub fn is_admin(&self, ip: std::net::IpAddr) -> bool {
+        self.admin.iter().any(|n| n.contains(ip))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn hosts_are_normalised() {
+        assert_eq!(normalize_host("Example.ORG:8443"), "example.org");
+        assert_eq!(normalize_host("example.org."), "example.org");
+        assert_eq!(normalize_host("[::1]:80"), "::1");
+    }
+
+    #[test]
+    fn the_demo_routes_compile_with_redirects() {
+        let text = r#"{"version":1,"sites":[{"name":"a.test","hosts":["a.test","www.a.test"],
+            "backend":"127.0.0.1:1","tls":{"mode":"none"},"redirect":"www"}]}"#;
+        let t = Table::build(serde_json::from_str(text).unwrap(), None, 1).unwrap();
+        assert_eq!(t.hosts["a.test"].redirect_to.as_deref(), Some("www.a.test"));
+        assert!(t.hosts["www.a.test"].redirect_to.is_none());
+    }
+}

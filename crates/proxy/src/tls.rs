@@ -1,0 +1,164 @@
+//! Certificates by SNI: a map swapped whole on reload or issuance, plus the TLS-ALPN-01
+//! challenge certificates while an ACME validation runs.
+
+use crate::Error;
+use arc_swap::ArcSwap;
+use pic2_render::proxy::RouteTls;
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// The ALPN protocol of TLS-ALPN-01 validations (RFC 8737).
+pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
+
+#[derive(Debug, Default)]
+pub struct Certs {
+    by_name: ArcSwap<HashMap<String, Arc<CertifiedKey>>>,
+    challenges: Mutex<HashMap<String, Arc<CertifiedKey>>>,
+}
+
+impl Certs {
+    pub fn replace_all(&self, map: HashMap<String, Arc<CertifiedKey>>) {
+        self.by_name.store(Arc::new(map));
+    }
+
+    /// Serves `key` for `names` from now on (a certificate just issued or renewed).
+    pub fn insert(&self, names: &[String], key: Arc<CertifiedKey>) {
+        self.by_name.rcu(|old| {
+            let mut m = HashMap::clone(old);
+            for n in names {
+                m.insert(n.clone(), Arc::clone(&key));
+            }
+            m
+        });
+    }
+
+    pub fn get(&self, name: &str) -> Option<Arc<CertifiedKey>> {
+        self.by_name.load().get(name).cloned()
+    }
+
+    pub fn set_challenge(&self, name: &str, key: Option<Arc<CertifiedKey>>) {
+        if let Ok(mut c) = self.challenges.lock() {
+            match key {
+                Some(k) => c.insert(name.to_owned(), k),
+                None => c.remove(name),
+            };
+        }
+    }
+}
+
+impl ResolvesServerCert for Certs {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let sni = hello.server_name()?.to_ascii_lowercase();
+        let acme = hello
+            .alpn()
+            .is_some_and(|mut protos| protos.any(|p| p == ACME_TLS_ALPN));
+        if acme {
+            return self.challenges.lock().ok()?.get(&sni).cloned();
+        }
+        self.by_name.load().get(&sni).cloned()
+    }
+}
+
+/// Reads a PEM chain and key into a signing key rustls can serve.
+pub fn load_pair(cert: &Path, key: &Path, site: &str) -> Result<CertifiedKey, Error> {
+    let bad = |reason: String| Error::Cert {
+        site: site.to_owned(),
+        reason,
+    };
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| bad(format!("{}: {e}", cert.display())))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| bad(format!("{}: {e}", cert.display())))?;
+    if chain.is_empty() {
+        return Err(bad(format!("{}: no certificate in it", cert.display())));
+    }
+    let key =
+        PrivateKeyDer::from_pem_file(key).map_err(|e| bad(format!("{}: {e}", key.display())))?;
+    pair_from_der(chain, &key).map_err(|e| bad(e.to_string()))
+}
+
+pub fn pair_from_der(
+    chain: Vec<CertificateDer<'static>>,
+    key: &PrivateKeyDer<'_>,
+) -> Result<CertifiedKey, rustls::Error> {
+    let signer = rustls::crypto::ring::sign::any_supported_type(key)?;
+    Ok(CertifiedKey::new(chain, signer))
+}
+
+/// Where the ACME certificate of a site is kept.
+pub fn acme_paths(state_dir: &Path, site: &str) -> (PathBuf, PathBuf) {
+    let d = state_dir.join("certs").join(site);
+    (d.join("fullchain.pem"), d.join("key.pem"))
+}
+
+/// The files whose change triggers a reload: every site's certificate and key.
+pub fn watched_files(routes: &pic2_render::proxy::Routes) -> Vec<PathBuf> {
+    let state = Path::new(&routes.settings.state_dir);
+    let mut v = Vec::new();
+    for r in &routes.sites {
+        match &r.tls {
+            RouteTls::Files { cert, key } => {
+                v.push(PathBuf::from(cert));
+                v.push(PathBuf::from(key));
+            }
+            RouteTls::Acme => {
+                let (c, k) = acme_paths(state, &r.name);
+                v.push(c);
+                v.push(k);
+            }
+            RouteTls::None => {}
+        }
+    }
+    v
+}
+
+/// Loads every certificate the routes name. A site whose files are missing or broken is
+/// reported and left out (an ACME site without a certificate yet is normal).
+pub fn load_all(
+    routes: &pic2_render::proxy::Routes,
+) -> (HashMap<String, Arc<CertifiedKey>>, Vec<Error>) {
+    let state = Path::new(&routes.settings.state_dir);
+    let mut map = HashMap::new();
+    let mut errors = Vec::new();
+    for r in &routes.sites {
+        let pair = match &r.tls {
+            RouteTls::None => continue,
+            RouteTls::Files { cert, key } => load_pair(Path::new(cert), Path::new(key), &r.name),
+            RouteTls::Acme => {
+                let (c, k) = acme_paths(state, &r.name);
+                if !c.exists() {
+                    continue;
+                }
+                load_pair(&c, &k, &r.name)
+            }
+        };
+        match pair {
+            Ok(p) => {
+                let p = Arc::new(p);
+                for h in &r.hosts {
+                    map.insert(crate::table::normalize_host(h), Arc::clone(&p));
+                }
+            }
+            Err(e) => errors.push(e),
+        }
+    }
+    (map, errors)
+}
+
+/// The server configuration: certificates by SNI, HTTP/2 and HTTP/1.1 by ALPN, and the
+/// ACME TLS-ALPN-01 protocol.
+pub fn server_config(certs: Arc<Certs>) -> Result<rustls::ServerConfig, Error> {
+    let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_no_client_auth()
+    .with_cert_resolver(certs);
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec(), ACME_TLS_ALPN.to_vec()];
+    Ok(cfg)
+}
