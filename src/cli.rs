@@ -72,6 +72,13 @@ pub enum Command {
         #[arg(long, value_name = "ADDR:PORT")]
         listen: Option<std::net::SocketAddr>,
     },
+    /// Serve the reverse proxy from the routes rendered from the inventory (or --routes).
+    Proxy(ProxyArgs),
+    /// Manage one site.
+    Site {
+        #[command(subcommand)]
+        command: SiteCommand,
+    },
     /// Print the inventory's JSON Schema, for editors.
     Schema,
     /// Print shell completions.
@@ -100,4 +107,37 @@ pub enum AccountCommand {
         #[arg(long)]
         stdin: bool,
     },
+}
+
+#[derive(Args, Clone)]
+pub struct ProxyArgs {
+    /// Serve this routes file (as `pic2 render` writes it) instead of rendering the
+    /// inventory's into `<state_dir>/routes.json`.
+    #[arg(long, value_name = "FILE")]
+    pub routes: Option<PathBuf>,
+    /// Listen for HTTP here instead of `[proxy] listen_http`.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub listen_http: Option<String>,
+    /// Listen for HTTPS here instead of `[proxy] listen_https`.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub listen_https: Option<String>,
+    /// Write the access log (JSON lines) here; `-` for standard output.
+    #[arg(long, value_name = "FILE")]
+    pub access_log: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+pub enum SiteCommand {
+    /// Put a site in maintenance (503 + bilingual page; admin addresses still pass) or back.
+    Maintenance {
+        state: OnOff,
+        /// The site's domain (or one of its aliases).
+        domain: String,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum OnOff {
+    On,
+    Off,
 }

@@ -5,6 +5,8 @@ mod apply;
 mod inspect;
 mod passwd;
 mod plan;
+mod proxy;
+mod site;
 
 use crate::cli::{Cli, Command};
 use crate::output::Out;
@@ -37,6 +39,8 @@ pub fn run(cli: Cli, out: &Out) -> anyhow::Result<Outcome> {
                 Command::Apply { plan, yes } => apply::run(&inv, plan, yes, out),
                 Command::Account { command } => account::run(&inv, command, out),
                 Command::Passwd { listen } => passwd::run(&inv, listen),
+                Command::Proxy(args) => proxy::run(&inv, args),
+                Command::Site { command } => site::run(&inv, command, out),
                 Command::Schema | Command::Completions { .. } => Ok(Outcome::Ok),
             }
         }

@@ -23,4 +23,4 @@ pub mod table;
 pub mod tls;
 
 pub use error::Error;
-pub use server::{run, Options, Proxy};
+pub use server::{run, serve, Options, Proxy};

@@ -436,7 +436,7 @@ async fn accept_loop(
         tokio::spawn(async move {
             shared.global.connections_total.fetch_add(1, Relaxed);
             shared.global.connections_open.fetch_add(1, Relaxed);
-            serve(stream, addr, tls, &shared, watcher).await;
+            serve_conn(stream, addr, tls, &shared, watcher).await;
             shared.global.connections_open.fetch_sub(1, Relaxed);
             drop(permit);
         });
@@ -462,7 +462,7 @@ fn builder(shared: &Shared) -> hyper_util::server::conn::auto::Builder<TokioExec
     b
 }
 
-async fn serve(
+async fn serve_conn(
     stream: tokio::net::TcpStream,
     addr: SocketAddr,
     tls: Option<tokio_rustls::TlsAcceptor>,
@@ -573,4 +573,20 @@ pub async fn run(options: Options) -> Result<(), Error> {
     tracing::info!("shutting down: finishing requests in flight");
     proxy.shutdown().await;
     Ok(())
+}
+
+/// [`run`] on its own runtime, with logs on standard error (`RUST_LOG`-free: info level).
+pub fn serve(options: Options) -> Result<(), Error> {
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|source| Error::Bind {
+            addr: "tokio runtime".into(),
+            source,
+        })?;
+    rt.block_on(run(options))
 }

@@ -1,0 +1,30 @@
+//! `pic2 proxy`: renders the routes (unless given) and serves them (logic in pic2-proxy).
+
+use crate::cli::ProxyArgs;
+use crate::Outcome;
+use anyhow::Context;
+use pic2_inventory::ValidInventory;
+use std::path::PathBuf;
+
+pub fn run(inv: &ValidInventory, args: ProxyArgs) -> anyhow::Result<Outcome> {
+    let routes = match args.routes {
+        Some(p) => p,
+        None => {
+            let r = pic2_render::proxy::routes(inv);
+            let path = PathBuf::from(&r.settings.state_dir).join("routes.json");
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("cannot create {}", dir.display()))?;
+            }
+            std::fs::write(&path, pic2_render::proxy::render(inv))
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            path
+        }
+    };
+    let mut options = pic2_proxy::Options::new(routes);
+    options.listen_http = args.listen_http;
+    options.listen_https = args.listen_https;
+    options.access_log = args.access_log;
+    pic2_proxy::serve(options).context("pic2 proxy stopped on an error")?;
+    Ok(Outcome::Ok)
+}
