@@ -75,6 +75,7 @@ pub fn show(inv: &ValidInventory, plan: &Plan, stats: &[ObserveStats], args: Pla
                 System::Directory => format!("{} search", s.round_trips),
                 System::Databases => format!("{} queries", s.round_trips),
                 System::Files => "walk".to_string(),
+                System::Containers => format!("{} lists", s.round_trips),
             };
             format!(
                 "{} {} objects ({how}, {:.2} s)",

@@ -1,6 +1,8 @@
 //! The plan's vocabulary: typed operations, changes, conflicts, held-back deletions.
 
 use pic2_inventory::ClientHost;
+use pic2_render::containers::{DesiredContainer, DesiredNetwork};
+use pic2_render::runtimes::ImageContext;
 use std::path::PathBuf;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
@@ -9,16 +11,23 @@ pub enum System {
     Directory,
     Files,
     Databases,
+    Containers,
 }
 
 impl System {
-    pub const ALL: [System; 3] = [System::Directory, System::Files, System::Databases];
+    pub const ALL: [System; 4] = [
+        System::Directory,
+        System::Files,
+        System::Databases,
+        System::Containers,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             System::Directory => "directory",
             System::Files => "files",
             System::Databases => "databases",
+            System::Containers => "containers",
         }
     }
 }
@@ -45,6 +54,12 @@ pub enum Phase {
     Databases,
     DatabaseUsers,
     Grants,
+    Images,
+    Networks,
+    Containers,
+    /// Graceful reloads, once the new configuration is written.
+    Reloads,
+    ContainerDeletes,
     /// Users go before their database.
     DatabaseUserDeletes,
     DatabaseDeletes,
@@ -128,6 +143,30 @@ pub enum Op {
         host: String,
     },
     DropDatabase {
+        name: String,
+    },
+    BuildImage {
+        image: ImageContext,
+    },
+    CreateNetwork {
+        network: DesiredNetwork,
+    },
+    /// Creates and starts.
+    CreateContainer {
+        container: DesiredContainer,
+    },
+    /// Stops and removes the old one, then creates and starts the new one.
+    ReplaceContainer {
+        container: DesiredContainer,
+    },
+    StartContainer {
+        name: String,
+    },
+    /// `apache2ctl graceful` inside: checks the configuration, keeps in-flight requests.
+    ReloadRuntime {
+        name: String,
+    },
+    RemoveContainer {
         name: String,
     },
 }

@@ -8,6 +8,7 @@
 //! applying a plan performs exactly its changes, and planning again afterwards finds none.
 
 mod change;
+mod containers;
 mod databases;
 mod directory;
 mod files;
@@ -15,8 +16,8 @@ mod observed;
 
 pub use change::{Change, Conflict, CredentialsTarget, Held, Kind, Op, Phase, Plan, System};
 pub use observed::{
-    FileKind, FileMeta, Observed, ObservedDatabases, ObservedDirectory, ObservedEntry,
-    ObservedFiles,
+    FileKind, FileMeta, Observed, ObservedContainer, ObservedContainers, ObservedDatabases,
+    ObservedDirectory, ObservedEntry, ObservedFiles,
 };
 
 use pic2_inventory::ValidInventory;
@@ -43,6 +44,7 @@ pub fn plan(inv: &ValidInventory, observed: &Observed, options: Options) -> Plan
         options,
         &mut plan,
     );
+    containers::diff(inv, &observed.containers, options, &mut plan);
     plan.sort();
     plan
 }

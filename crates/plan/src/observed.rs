@@ -9,6 +9,26 @@ pub struct Observed {
     pub directory: ObservedDirectory,
     pub databases: ObservedDatabases,
     pub files: ObservedFiles,
+    pub containers: ObservedContainers,
+}
+
+/// What the Docker engine runs that may concern pic2 (names starting with `pic2-`).
+#[derive(Clone, Debug, Default)]
+pub struct ObservedContainers {
+    /// Network name → labels.
+    pub networks: BTreeMap<String, BTreeMap<String, String>>,
+    /// Image tags present.
+    pub images: BTreeSet<String>,
+    pub containers: BTreeMap<String, ObservedContainer>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct ObservedContainer {
+    pub labels: BTreeMap<String, String>,
+    pub image: String,
+    pub running: bool,
+    /// Docker's word for it: running, exited, created, …
+    pub state: String,
 }
 
 /// One LDAP entry: attribute names lowercased, values as read.

@@ -5,6 +5,7 @@
 //! (LDIF, SQL, the testers' hosts block, the cost report). The planner compares the same
 //! desired state with what it observes, so what `pic2 render` shows is what `pic2 apply` makes.
 
+pub mod containers;
 pub mod cost;
 pub mod databases;
 pub mod directory;

@@ -16,7 +16,7 @@ pub const CONTAINER_PORT: u16 = 8080;
 pub const CONFIG_MOUNT: &str = "/etc/pic2";
 
 /// A Docker build context: the Dockerfile and the files it copies.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct ImageContext {
     /// `pic2/runtime-php8.2:<hash>`: content-addressed, so the tag says whether to rebuild.
     pub tag: String,
@@ -118,13 +118,17 @@ pub fn apache_conf(inv: &ValidInventory, runtime: &Ident) -> String {
          LimitUIDRange {lo} {hi}\n\
          LimitGIDRange {lo} {hi}\n\
          \n\
-         # Names no site claims, and the health check.\n\
+         # Names no site claims get a 404; /health answers the container's health check.\n\
          <VirtualHost *:{CONTAINER_PORT}>\n    \
          ServerName pic2-default\n    \
          DocumentRoot /var/www/pic2\n    \
          <Directory /var/www/pic2>\n        \
+         Options None\n        \
+         AllowOverride None\n        \
          Require all granted\n    \
-         </Directory>\n\
+         </Directory>\n    \
+         RewriteEngine On\n    \
+         RewriteRule !^/health$ - [R=404,L]\n\
          </VirtualHost>\n",
         platform = inv.platform.name,
     );

@@ -109,5 +109,19 @@ fn run(op: &Op, s: &mut Systems) -> Result<(), Error> {
         } => s.databases.grant_all(database, user, host),
         Op::DropUser { user, host } => s.databases.drop_user(user, host),
         Op::DropDatabase { name } => s.databases.drop_database(name),
+        Op::BuildImage { image } => engine(s)?.build_image(image),
+        Op::CreateNetwork { network } => engine(s)?.create_network(network),
+        Op::CreateContainer { container } => engine(s)?.create_container(container),
+        Op::ReplaceContainer { container } => engine(s)?.replace_container(container),
+        Op::StartContainer { name } => engine(s)?.start_container(name),
+        Op::ReloadRuntime { name } => engine(s)?.reload_runtime(name),
+        Op::RemoveContainer { name } => engine(s)?.remove_container(name),
     }
+}
+
+fn engine(s: &Systems) -> Result<&crate::Engine, Error> {
+    s.docker.as_ref().ok_or_else(|| Error::Docker {
+        what: "changing containers".into(),
+        message: "not connected to the Docker engine".into(),
+    })
 }

@@ -26,6 +26,8 @@ pub enum Error {
         #[source]
         source: Box<mysql::Error>,
     },
+    #[error("Docker: {what} failed: {message}")]
+    Docker { what: String, message: String },
     #[error("{}: {message}", path.display())]
     Io { path: PathBuf, message: String },
     #[error("secret file {}: {reason}", path.display())]
@@ -63,6 +65,7 @@ impl Error {
             Error::LdapConnect { .. } => Some("check [directory] url and that slapd runs (dev: `dev/up.sh`)"),
             Error::LdapBind { .. } => Some("check [directory] admin_dn and the password in admin_password_file"),
             Error::SqlConnect { .. } => Some("check [database] url, admin_user and admin_password_file, and that MariaDB runs (dev: `dev/up.sh`)"),
+            Error::Docker { .. } => Some("is the Docker engine running? (dev: `dev/docker.sh start`)"),
             Error::Secret { .. } => Some("write the password alone in the file, owned by root, mode 0600 (`chmod 600 FILE`)"),
             Error::Locked { .. } => Some("if no pic2 is running, the lock is released automatically: retry"),
             _ => None,

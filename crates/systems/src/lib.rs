@@ -7,6 +7,7 @@
 
 mod apply;
 mod credentials;
+mod docker;
 mod error;
 mod ldap;
 mod lock;
@@ -15,6 +16,7 @@ pub mod secret;
 mod volume;
 
 pub use apply::{apply, ApplyEvent};
+pub use docker::Engine;
 pub use error::Error;
 pub use ldap::{set_password, Directory};
 pub use lock::Lock;
@@ -39,6 +41,8 @@ pub struct ObserveStats {
 pub struct Systems {
     pub directory: Directory,
     pub databases: Databases,
+    /// Only when the inventory has `[containers]`.
+    pub docker: Option<Engine>,
 }
 
 impl Systems {
@@ -47,6 +51,11 @@ impl Systems {
         Ok(Systems {
             directory: Directory::connect(inv)?,
             databases: Databases::connect(inv)?,
+            docker: inv
+                .containers
+                .as_ref()
+                .map(|_| Engine::connect())
+                .transpose()?,
         })
     }
 }
@@ -81,11 +90,28 @@ pub fn observe(
         elapsed: t.elapsed(),
         objects: files.paths.len(),
     });
+    let containers = match &systems.docker {
+        Some(engine) => {
+            let t = Instant::now();
+            let (containers, trips) = engine.observe()?;
+            stats.push(ObserveStats {
+                system: System::Containers,
+                round_trips: trips,
+                elapsed: t.elapsed(),
+                objects: containers.containers.len()
+                    + containers.images.len()
+                    + containers.networks.len(),
+            });
+            containers
+        }
+        None => Default::default(),
+    };
     Ok((
         Observed {
             directory,
             databases,
             files,
+            containers,
         },
         stats,
     ))

@@ -1,0 +1,328 @@
+//! Docker diff: the network, the runtime images and containers.
+//!
+//! Containers are pic2's when they carry the label `org.pic2.platform` with this platform's
+//! name. A container whose specification label differs is replaced (a new image, a new port);
+//! one whose vhost configuration changes in this plan is reloaded gracefully instead, so a site
+//! added or moved costs the other sites nothing.
+
+use crate::change::{Change, Kind, Op, Phase, Plan, System};
+use crate::observed::ObservedContainers;
+use crate::Options;
+use pic2_inventory::ValidInventory;
+use pic2_render::containers::{desired, LABEL_PLATFORM, LABEL_SPEC};
+use std::collections::BTreeSet;
+
+pub(crate) fn diff(
+    inv: &ValidInventory,
+    observed: &ObservedContainers,
+    options: Options,
+    plan: &mut Plan,
+) {
+    let Some(want) = desired(inv) else { return };
+    let platform = inv.platform.name.as_str();
+    let ours = |labels: &std::collections::BTreeMap<String, String>| {
+        labels.get(LABEL_PLATFORM).map(String::as_str) == Some(platform)
+    };
+
+    match observed.networks.get(&want.network.name) {
+        None => plan.push(Change {
+            system: System::Containers,
+            kind: Kind::Create,
+            phase: Phase::Networks,
+            subject: want.network.name.clone(),
+            summary: format!(
+                "create network {}{}",
+                want.network.name,
+                want.network
+                    .subnet6
+                    .as_ref()
+                    .map(|s| format!(" (IPv6 {s})"))
+                    .unwrap_or_default()
+            ),
+            details: vec![],
+            destructive: false,
+            op: Op::CreateNetwork {
+                network: want.network.clone(),
+            },
+        }),
+        Some(labels) if !ours(labels) => {
+            plan.conflict(
+                System::Containers,
+                &want.network.name,
+                "a Docker network of that name exists and pic2 does not manage it",
+                "remove or rename that network (docker network rm)",
+            );
+            return;
+        }
+        Some(_) => {}
+    }
+
+    for image in &want.images {
+        if !observed.images.contains(&image.tag) {
+            plan.push(Change {
+                system: System::Containers,
+                kind: Kind::Create,
+                phase: Phase::Images,
+                subject: image.tag.clone(),
+                summary: format!("build image {}", image.tag),
+                details: image
+                    .files
+                    .iter()
+                    .filter(|(n, _, _)| n == "Dockerfile")
+                    .flat_map(|(_, text, _)| text.lines().map(|l| format!("+ {l}")))
+                    .collect(),
+                destructive: false,
+                op: Op::BuildImage {
+                    image: image.clone(),
+                },
+            });
+        }
+    }
+
+    let changed_configs: BTreeSet<String> = plan
+        .changes
+        .iter()
+        .filter_map(|c| match &c.op {
+            Op::WriteFile { path, .. } => Some(path.display().to_string()),
+            _ => None,
+        })
+        .collect();
+    let wanted: BTreeSet<&str> = want.containers.iter().map(|c| c.name.as_str()).collect();
+    for c in &want.containers {
+        let change = |kind, summary: String, details: Vec<String>, op| Change {
+            system: System::Containers,
+            kind,
+            phase: Phase::Containers,
+            subject: c.name.clone(),
+            summary,
+            details,
+            destructive: false,
+            op,
+        };
+        match observed.containers.get(&c.name) {
+            None => plan.push(change(
+                Kind::Create,
+                format!(
+                    "create and start container {} ({} on 127.0.0.1:{})",
+                    c.name, c.image, c.port
+                ),
+                vec![],
+                Op::CreateContainer {
+                    container: c.clone(),
+                },
+            )),
+            Some(actual) if !ours(&actual.labels) => plan.conflict(
+                System::Containers,
+                &c.name,
+                "a container of that name exists and pic2 does not manage it",
+                "remove or rename that container (docker rm)",
+            ),
+            Some(actual) if actual.labels.get(LABEL_SPEC) != c.labels.get(LABEL_SPEC) => {
+                let why = if actual.image != c.image {
+                    format!("image {} → {}", actual.image, c.image)
+                } else {
+                    "its settings changed".to_string()
+                };
+                plan.push(change(
+                    Kind::Update,
+                    format!(
+                        "restart container {} with a new specification ({why})",
+                        c.name
+                    ),
+                    vec![
+                        format!("- image: {}", actual.image),
+                        format!("+ image: {}", c.image),
+                    ],
+                    Op::ReplaceContainer {
+                        container: c.clone(),
+                    },
+                ));
+            }
+            Some(actual) if !actual.running => plan.push(change(
+                Kind::Update,
+                format!("start container {} (it is {})", c.name, actual.state),
+                vec![],
+                Op::StartContainer {
+                    name: c.name.clone(),
+                },
+            )),
+            Some(_) if changed_configs.contains(&c.config_file) => {
+                let mut reload = change(
+                    Kind::Update,
+                    format!("reload Apache in {} gracefully (its sites changed)", c.name),
+                    vec![],
+                    Op::ReloadRuntime {
+                        name: c.name.clone(),
+                    },
+                );
+                reload.phase = Phase::Reloads;
+                plan.push(reload);
+            }
+            Some(_) => {}
+        }
+    }
+    for (name, actual) in &observed.containers {
+        if !ours(&actual.labels) || wanted.contains(name.as_str()) {
+            continue;
+        }
+        if options.prune {
+            plan.push(Change {
+                system: System::Containers,
+                kind: Kind::Delete,
+                phase: Phase::ContainerDeletes,
+                subject: name.clone(),
+                summary: format!("stop and remove container {name}"),
+                details: vec![],
+                destructive: true,
+                op: Op::RemoveContainer { name: name.clone() },
+            });
+        } else {
+            plan.hold(System::Containers, name.clone(), "--prune");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::observed::{Observed, ObservedContainer};
+    use crate::plan;
+    use crate::tests::{applied_databases, applied_files, demo};
+
+    fn applied() -> (ValidInventory, Observed) {
+        let inv = demo();
+        let mut o = Observed {
+            files: applied_files(&inv),
+            databases: applied_databases(&inv),
+            ..Default::default()
+        };
+        let want = desired(&inv).unwrap();
+        o.containers
+            .networks
+            .insert(want.network.name.clone(), want.network.labels.clone());
+        o.containers
+            .images
+            .extend(want.images.iter().map(|i| i.tag.clone()));
+        for c in &want.containers {
+            o.containers.containers.insert(
+                c.name.clone(),
+                ObservedContainer {
+                    labels: c.labels.clone(),
+                    image: c.image.clone(),
+                    running: true,
+                    state: "running".into(),
+                },
+            );
+        }
+        (inv, o)
+    }
+
+    fn docker(p: &crate::Plan) -> Vec<String> {
+        p.changes
+            .iter()
+            .filter(|c| c.system == System::Containers)
+            .map(|c| c.summary.clone())
+            .collect()
+    }
+
+    #[test]
+    fn nothing_running_gets_network_images_and_containers_in_order() {
+        let inv = demo();
+        let p = plan(&inv, &Observed::default(), Options::default());
+        let phases: Vec<Phase> = p
+            .changes
+            .iter()
+            .filter(|c| c.system == System::Containers)
+            .map(|c| c.phase)
+            .collect();
+        assert_eq!(
+            phases,
+            vec![
+                Phase::Images,
+                Phase::Images,
+                Phase::Networks,
+                Phase::Containers,
+                Phase::Containers
+            ]
+        );
+        let last_files = p
+            .changes
+            .iter()
+            .rposition(|c| c.system == System::Files)
+            .unwrap();
+        let first_docker = p
+            .changes
+            .iter()
+            .position(|c| c.system == System::Containers)
+            .unwrap();
+        assert!(
+            last_files < first_docker,
+            "configuration is written before the containers start"
+        );
+    }
+
+    #[test]
+    fn applied_needs_nothing_and_a_site_change_reloads_only_its_runtime() {
+        let (inv, mut o) = applied();
+        assert!(docker(&plan(&inv, &o, Options::default())).is_empty());
+        // The itk84 configuration on disk is an older one: a reload, not a restart.
+        let conf = o
+            .files
+            .paths
+            .keys()
+            .find(|p| p.ends_with("itk84/runtime.conf"))
+            .unwrap()
+            .clone();
+        o.files.paths.get_mut(&conf).unwrap().contents = Some("old".into());
+        assert_eq!(
+            docker(&plan(&inv, &o, Options::default())),
+            vec!["reload Apache in pic2-demo-itk84 gracefully (its sites changed)"]
+        );
+    }
+
+    #[test]
+    fn a_new_image_replaces_the_container_and_strangers_conflict() {
+        let (inv, mut o) = applied();
+        let c = o.containers.containers.get_mut("pic2-demo-itk82").unwrap();
+        c.labels.insert(LABEL_SPEC.into(), "old".into());
+        c.image = "pic2/runtime-php8.2:old".into();
+        let p = plan(&inv, &o, Options::default());
+        assert_eq!(docker(&p).len(), 1);
+        assert!(matches!(
+            p.changes
+                .iter()
+                .find(|c| c.system == System::Containers)
+                .unwrap()
+                .op,
+            Op::ReplaceContainer { .. }
+        ));
+        o.containers
+            .containers
+            .get_mut("pic2-demo-itk84")
+            .unwrap()
+            .labels
+            .clear();
+        let p = plan(&inv, &o, Options::default());
+        assert_eq!(p.conflicts.len(), 1);
+    }
+
+    #[test]
+    fn removed_runtimes_are_held_without_prune() {
+        let (inv, mut o) = applied();
+        let mut old = o.containers.containers["pic2-demo-itk82"].clone();
+        old.labels
+            .insert(pic2_render::containers::LABEL_RUNTIME.into(), "gone".into());
+        o.containers.containers.insert("pic2-demo-gone".into(), old);
+        let p = plan(&inv, &o, Options::default());
+        assert_eq!(p.held.len(), 1);
+        let p = plan(
+            &inv,
+            &o,
+            Options {
+                prune: true,
+                drop_data: false,
+            },
+        );
+        assert_eq!(docker(&p), vec!["stop and remove container pic2-demo-gone"]);
+    }
+}

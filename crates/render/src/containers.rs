@@ -1,0 +1,161 @@
+//! The Docker objects an inventory with `[containers]` calls for: one network, one image per
+//! distinct runtime Dockerfile, one container per runtime.
+//!
+//! Each container is confined as measured in DESIGN.md: every capability dropped but the four
+//! mpm-itk needs (SETUID, SETGID to take the site owner's ids; DAC_READ_SEARCH so root can
+//! reach owner-only folders to open logs and check paths; SYS_NICE, asked for by mpm-itk in the
+//! same call) and KILL (so `docker stop` ends the children at once); `no-new-privileges`, without
+//! which mpm-itk's seccomp filter — the one enforcing LimitUIDRange — is silently not installed;
+//! a read-only root file system; its port published on 127.0.0.1 only, for the proxy.
+
+use crate::runtimes::{self, ImageContext, CONFIG_MOUNT, CONTAINER_PORT};
+use pic2_inventory::ValidInventory;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+
+/// The labels that mark what pic2 owns on the Docker engine.
+pub const LABEL_PLATFORM: &str = "org.pic2.platform";
+pub const LABEL_RUNTIME: &str = "org.pic2.runtime";
+/// A hash of the container's whole specification: a different one means "recreate".
+pub const LABEL_SPEC: &str = "org.pic2.spec";
+
+pub const CAPABILITIES: &[&str] = &["SETUID", "SETGID", "DAC_READ_SEARCH", "SYS_NICE", "KILL"];
+/// Writable places Apache needs, as memory file systems over the read-only root.
+pub const TMPFS: &[&str] = &["/run", "/tmp", "/var/lock", "/var/log/apache2"];
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct DesiredNetwork {
+    pub name: String,
+    pub subnet6: Option<String>,
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Mount {
+    pub source: String,
+    pub target: String,
+    pub read_only: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct DesiredContainer {
+    pub name: String,
+    pub runtime: String,
+    pub image: String,
+    pub network: String,
+    /// Host port on 127.0.0.1 → `CONTAINER_PORT`.
+    pub port: u16,
+    pub env: Vec<(String, String)>,
+    pub mounts: Vec<Mount>,
+    pub memory_mb: u32,
+    pub labels: BTreeMap<String, String>,
+    /// The runtime's configuration file on the host: a change means a graceful reload.
+    pub config_file: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DesiredContainers {
+    pub network: DesiredNetwork,
+    pub images: Vec<ImageContext>,
+    pub containers: Vec<DesiredContainer>,
+}
+
+pub fn network_name(inv: &ValidInventory) -> String {
+    format!("pic2-{}", inv.platform.name)
+}
+
+pub fn container_name(inv: &ValidInventory, runtime: &str) -> String {
+    format!("pic2-{}-{runtime}", inv.platform.name)
+}
+
+/// `None` when the inventory has no `[containers]`: pic2 then manages no container.
+pub fn desired(inv: &ValidInventory) -> Option<DesiredContainers> {
+    let config = inv.containers.as_ref()?;
+    let platform = inv.platform.name.to_string();
+    let network = DesiredNetwork {
+        name: network_name(inv),
+        subnet6: config.subnet6.as_ref().map(|s| s.value.clone()),
+        labels: BTreeMap::from([(LABEL_PLATFORM.to_string(), platform.clone())]),
+    };
+    let mut images: Vec<ImageContext> = Vec::new();
+    let mut containers = Vec::new();
+    let (idle, _) = inv.directory.uid_range.value;
+    let data_dir = inv.platform.data_dir.value.display().to_string();
+    for (name, runtime) in &inv.runtimes {
+        let image = runtimes::image(runtime);
+        let (Some(port), Some(conf_dir)) =
+            (inv.runtime_port(name), runtimes::config_dir(inv, name))
+        else {
+            continue;
+        };
+        let mut c = DesiredContainer {
+            name: container_name(inv, name.as_str()),
+            runtime: name.to_string(),
+            image: image.tag.clone(),
+            network: network.name.clone(),
+            port,
+            env: vec![
+                ("PIC2_IDLE_UID".into(), idle.to_string()),
+                ("PIC2_IDLE_GID".into(), idle.to_string()),
+            ],
+            mounts: vec![
+                // The data volume at the same path as on the host, so paths agree everywhere.
+                Mount {
+                    source: data_dir.clone(),
+                    target: data_dir.clone(),
+                    read_only: false,
+                },
+                Mount {
+                    source: conf_dir.display().to_string(),
+                    target: CONFIG_MOUNT.into(),
+                    read_only: true,
+                },
+            ],
+            memory_mb: config.memory_mb,
+            labels: BTreeMap::from([
+                (LABEL_PLATFORM.to_string(), platform.clone()),
+                (LABEL_RUNTIME.to_string(), name.to_string()),
+            ]),
+            config_file: conf_dir.join("runtime.conf").display().to_string(),
+        };
+        let spec = spec_hash(&c);
+        c.labels.insert(LABEL_SPEC.into(), spec);
+        containers.push(c);
+        if !images.iter().any(|i| i.tag == image.tag) {
+            images.push(image);
+        }
+    }
+    Some(DesiredContainers {
+        network,
+        images,
+        containers,
+    })
+}
+
+/// Everything that, changed, needs a new container (not the vhosts: those reload).
+fn spec_hash(c: &DesiredContainer) -> String {
+    let text = serde_json::to_string(&(c, CAPABILITIES, TMPFS, CONTAINER_PORT)).unwrap_or_default();
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_containers_section_no_containers() {
+        assert!(desired(&crate::tests::document()).is_some());
+        let demo = crate::tests::demo();
+        let d = desired(&demo).unwrap();
+        assert_eq!(d.containers.len(), 2);
+        assert_eq!(d.images.len(), 2, "two PHP versions, two images");
+        let c = &d.containers[0];
+        assert_eq!(c.name, "pic2-demo-itk82");
+        assert_eq!(c.port, 8100);
+        assert!(c.labels.contains_key(LABEL_SPEC));
+    }
+}
