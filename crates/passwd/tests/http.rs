@@ -7,7 +7,10 @@ use axum::http::{header, Request, StatusCode};
 #[tokio::test]
 async fn pages_follow_accept_language_and_the_switch() {
     let mut c = Client::new(config());
-    let req = Request::get("/").header(header::ACCEPT_LANGUAGE, "en-GB,en;q=0.9").body(Body::empty()).unwrap();
+    let req = Request::get("/")
+        .header(header::ACCEPT_LANGUAGE, "en-GB,en;q=0.9")
+        .body(Body::empty())
+        .unwrap();
     let en = c.send(req).await;
     assert_eq!(en.status, StatusCode::OK);
     assert!(en.body.contains("<html lang=\"en\">"), "{}", en.body);
@@ -23,7 +26,11 @@ async fn pages_follow_accept_language_and_the_switch() {
         .unwrap();
     assert!(c.send(req).await.body.contains("Mot de passe actuel"));
     // no header, no cookie: French
-    assert!(Client::new(config()).get("/forgot").await.body.contains("Mot de passe oublié"));
+    assert!(Client::new(config())
+        .get("/forgot")
+        .await
+        .body
+        .contains("Mot de passe oublié"));
 }
 
 #[tokio::test]
@@ -31,9 +38,20 @@ async fn every_answer_has_the_security_headers() {
     let mut c = Client::new(config());
     for path in ["/", "/password", "/forgot", "/reset", "/keys", "/nowhere"] {
         let r = c.get(path).await;
-        let h = |n: &str| r.headers.get(n).map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
-        assert!(h("content-security-policy").contains("frame-ancestors 'none'"), "{path}");
-        assert!(h("content-security-policy").contains("default-src 'none'"), "{path}");
+        let h = |n: &str| {
+            r.headers
+                .get(n)
+                .map(|v| v.to_str().unwrap().to_string())
+                .unwrap_or_default()
+        };
+        assert!(
+            h("content-security-policy").contains("frame-ancestors 'none'"),
+            "{path}"
+        );
+        assert!(
+            h("content-security-policy").contains("default-src 'none'"),
+            "{path}"
+        );
         assert_eq!(h("referrer-policy"), "no-referrer", "{path}");
         assert_eq!(h("x-frame-options"), "DENY", "{path}");
         assert_eq!(h("x-content-type-options"), "nosniff", "{path}");
@@ -41,7 +59,10 @@ async fn every_answer_has_the_security_headers() {
     }
     let r = c.get("/nowhere").await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
-    assert!(r.body.contains("Cette page n'existe pas") || r.body.contains("Cette page n&#39;existe pas"));
+    assert!(
+        r.body.contains("Cette page n'existe pas")
+            || r.body.contains("Cette page n&#39;existe pas")
+    );
 }
 
 #[tokio::test]
@@ -50,16 +71,33 @@ async fn cookies_are_http_only_and_secure_over_https() {
     cfg.public_url = "https://motdepasse.example".into();
     let mut c = Client::new(cfg);
     let r = c.get("/").await;
-    let raw: Vec<&str> = r.headers.get_all(header::SET_COOKIE).iter().map(|v| v.to_str().unwrap()).collect();
-    assert!(raw.iter().any(|c| c.starts_with("__Host-pic2pw_csrf=")), "{raw:?}");
-    assert!(raw.iter().all(|c| c.contains("HttpOnly") && c.contains("Secure") && c.contains("Path=/")), "{raw:?}");
+    let raw: Vec<&str> = r
+        .headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    assert!(
+        raw.iter().any(|c| c.starts_with("__Host-pic2pw_csrf=")),
+        "{raw:?}"
+    );
+    assert!(
+        raw.iter()
+            .all(|c| c.contains("HttpOnly") && c.contains("Secure") && c.contains("Path=/")),
+        "{raw:?}"
+    );
     assert!(r.headers.get("strict-transport-security").is_some());
 }
 
 #[tokio::test]
 async fn forms_without_the_right_csrf_value_are_rejected() {
     let mut c = Client::new(config());
-    let fields = [("account", "velobs"), ("current", "x"), ("new", "y"), ("again", "y")];
+    let fields = [
+        ("account", "velobs"),
+        ("current", "x"),
+        ("new", "y"),
+        ("again", "y"),
+    ];
     // no cookie at all
     let r = c.post_raw("/password", "whatever", &fields).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
@@ -70,7 +108,8 @@ async fn forms_without_the_right_csrf_value_are_rejected() {
     assert!(r.body.contains("Rechargez la page"));
     // the right value from another origin
     let csrf = c.get("/password").await.csrf_field();
-    let body = serde_urlencoded::to_string([("csrf", csrf.as_str()), ("account", "velobs")]).unwrap();
+    let body =
+        serde_urlencoded::to_string([("csrf", csrf.as_str()), ("account", "velobs")]).unwrap();
     let req = Request::post("/forgot")
         .header(header::COOKIE, c.jar.join("; "))
         .header(header::ORIGIN, "https://evil.example")
@@ -79,8 +118,20 @@ async fn forms_without_the_right_csrf_value_are_rejected() {
         .unwrap();
     assert_eq!(c.send(req).await.status, StatusCode::FORBIDDEN);
     // every form-handling route checks it
-    for path in ["/forgot", "/reset", "/keys/signin", "/keys/add", "/keys/remove", "/keys/signout", "/strength"] {
-        assert_eq!(c.post_raw(path, "forged", &[]).await.status, StatusCode::FORBIDDEN, "{path}");
+    for path in [
+        "/forgot",
+        "/reset",
+        "/keys/signin",
+        "/keys/add",
+        "/keys/remove",
+        "/keys/signout",
+        "/strength",
+    ] {
+        assert_eq!(
+            c.post_raw(path, "forged", &[]).await.status,
+            StatusCode::FORBIDDEN,
+            "{path}"
+        );
     }
 }
 
@@ -88,20 +139,47 @@ async fn forms_without_the_right_csrf_value_are_rejected() {
 async fn the_strength_endpoint_explains_in_the_page_language() {
     let mut c = Client::new(config());
     c.get("/password?lang=en").await;
-    let r = c.post("/password", "/strength", &[("account", "velobs"), ("password", "velobs2024")]).await;
+    let r = c
+        .post(
+            "/password",
+            "/strength",
+            &[("account", "velobs"), ("password", "velobs2024")],
+        )
+        .await;
     let j: serde_json::Value = serde_json::from_str(&r.body).unwrap();
     let reasons = j["reasons"].as_array().unwrap();
-    assert!(reasons.iter().any(|r| r.as_str().unwrap().contains("at least 12")), "{j}");
-    assert!(reasons.iter().any(|r| r.as_str().unwrap().contains("account name")), "{j}");
-    let r = c.post("/password", "/strength", &[("password", "plume tartine girafe orage")]).await;
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.as_str().unwrap().contains("at least 12")),
+        "{j}"
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.as_str().unwrap().contains("account name")),
+        "{j}"
+    );
+    let r = c
+        .post(
+            "/password",
+            "/strength",
+            &[("password", "plume tartine girafe orage")],
+        )
+        .await;
     let j: serde_json::Value = serde_json::from_str(&r.body).unwrap();
-    assert!(j["score"].as_u64().unwrap() >= 3 && j["reasons"].as_array().unwrap().is_empty(), "{j}");
+    assert!(
+        j["score"].as_u64().unwrap() >= 3 && j["reasons"].as_array().unwrap().is_empty(),
+        "{j}"
+    );
 }
 
 #[tokio::test]
 async fn a_reset_page_without_a_valid_link_says_so() {
     let mut c = Client::new(config());
-    let r = c.get("/reset?token=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA").await;
+    let r = c
+        .get("/reset?token=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")
+        .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     assert_eq!(r.headers.get(header::LOCATION).unwrap(), "/reset");
     let r = c.get("/reset").await;

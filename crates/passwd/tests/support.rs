@@ -16,7 +16,8 @@ pub const BASE: &str = "dc=pic2,dc=test";
 pub const LDAP_URL: &str = "ldap://127.0.0.1:3389";
 
 pub fn dev_dir() -> PathBuf {
-    std::env::var_os("PIC2_DEV_DIR").map_or_else(|| PathBuf::from("/var/lib/pic2-dev"), PathBuf::from)
+    std::env::var_os("PIC2_DEV_DIR")
+        .map_or_else(|| PathBuf::from("/var/lib/pic2-dev"), PathBuf::from)
 }
 
 /// Fails (never skips) when a dev service does not answer.
@@ -54,10 +55,18 @@ pub fn config() -> Config {
     }
 }
 
+/// Runs ldap3's sync API on a thread of its own (it cannot block inside the test's runtime).
+fn blocking<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|s| s.spawn(f).join().unwrap())
+}
+
 fn admin() -> LdapConn {
     let secret = pic2_systems::secret::read(&dev_dir().join("secrets/ldap-admin.secret")).unwrap();
     let mut ldap = LdapConn::new(LDAP_URL).unwrap();
-    ldap.simple_bind(&format!("cn=admin,{BASE}"), &secret).unwrap().success().unwrap();
+    ldap.simple_bind(&format!("cn=admin,{BASE}"), &secret)
+        .unwrap()
+        .success()
+        .unwrap();
     ldap
 }
 
@@ -72,20 +81,38 @@ pub struct TestAccount {
 impl TestAccount {
     pub fn new(full_name: &str, password: &str) -> TestAccount {
         require_ldap();
+        blocking(|| Self::create(full_name, password))
+    }
+
+    fn create(full_name: &str, password: &str) -> TestAccount {
         let name = format!("pw-test-{:08x}", rand::random::<u32>());
         let dn = format!("uid={name},ou=people,{BASE}");
         let mail = format!("{name}@pic2.test");
         let mut ldap = admin();
         let ou = ldap.add(
             &format!("ou=people,{BASE}"),
-            vec![("objectClass", HashSet::from(["organizationalUnit"])), ("ou", HashSet::from(["people"]))],
+            vec![
+                ("objectClass", HashSet::from(["organizationalUnit"])),
+                ("ou", HashSet::from(["people"])),
+            ],
         );
-        assert!(matches!(ou.map(|r| r.rc), Ok(0 | 68)), "cannot create ou=people");
+        assert!(
+            matches!(ou.map(|r| r.rc), Ok(0 | 68)),
+            "cannot create ou=people"
+        );
         let uid = (60_000 + rand::random::<u32>() % 5_000).to_string();
         ldap.add(
             &dn,
             vec![
-                ("objectClass", HashSet::from(["inetOrgPerson", "posixAccount", "shadowAccount", "ldapPublicKey"])),
+                (
+                    "objectClass",
+                    HashSet::from([
+                        "inetOrgPerson",
+                        "posixAccount",
+                        "shadowAccount",
+                        "ldapPublicKey",
+                    ]),
+                ),
                 ("uid", HashSet::from([name.as_str()])),
                 ("cn", HashSet::from([full_name])),
                 ("sn", HashSet::from([full_name])),
@@ -98,23 +125,38 @@ impl TestAccount {
         .unwrap()
         .success()
         .unwrap();
-        ldap.extended(ldap3::exop::PasswordModify { user_id: Some(&dn), old_pass: None, new_pass: Some(password) })
-            .unwrap()
-            .success()
-            .unwrap();
+        ldap.extended(ldap3::exop::PasswordModify {
+            user_id: Some(&dn),
+            old_pass: None,
+            new_pass: Some(password),
+        })
+        .unwrap()
+        .success()
+        .unwrap();
         TestAccount { name, dn, mail }
     }
 
     /// Whether a simple bind with this password works.
     pub fn binds_with(&self, password: &str) -> bool {
-        let mut ldap = LdapConn::new(LDAP_URL).unwrap();
-        ldap.simple_bind(&self.dn, password).unwrap().rc == 0
+        blocking(|| {
+            let mut ldap = LdapConn::new(LDAP_URL).unwrap();
+            ldap.simple_bind(&self.dn, password).unwrap().rc == 0
+        })
     }
 
     pub fn keys(&self) -> Vec<String> {
+        blocking(|| self.keys_now())
+    }
+
+    fn keys_now(&self) -> Vec<String> {
         let mut ldap = admin();
         let (entries, _) = ldap
-            .search(&self.dn, ldap3::Scope::Base, "(objectClass=*)", vec!["sshPublicKey"])
+            .search(
+                &self.dn,
+                ldap3::Scope::Base,
+                "(objectClass=*)",
+                vec!["sshPublicKey"],
+            )
             .unwrap()
             .success()
             .unwrap();
@@ -123,19 +165,28 @@ impl TestAccount {
     }
 
     pub fn set_keys(&self, keys: &[&str]) {
-        let mut ldap = admin();
-        ldap.modify(&self.dn, vec![Mod::Replace("sshPublicKey", keys.iter().copied().collect())])
+        blocking(|| {
+            let mut ldap = admin();
+            ldap.modify(
+                &self.dn,
+                vec![Mod::Replace("sshPublicKey", keys.iter().copied().collect())],
+            )
             .unwrap()
             .success()
             .unwrap();
+        })
     }
 }
 
 impl Drop for TestAccount {
     fn drop(&mut self) {
-        if let Ok(mut ldap) = std::panic::catch_unwind(admin) {
-            let _ = ldap.delete(&self.dn);
-        }
+        let dn = self.dn.clone();
+        let _ = std::thread::spawn(move || {
+            if let Ok(mut ldap) = std::panic::catch_unwind(admin) {
+                let _ = ldap.delete(&dn);
+            }
+        })
+        .join();
     }
 }
 
@@ -146,7 +197,10 @@ pub fn random_ed25519(comment: &str) -> String {
     blob.extend_from_slice(b"ssh-ed25519");
     blob.extend_from_slice(&32u32.to_be_bytes());
     blob.extend_from_slice(&rand::random::<[u8; 32]>());
-    format!("ssh-ed25519 {} {comment}", base64::engine::general_purpose::STANDARD.encode(blob))
+    format!(
+        "ssh-ed25519 {} {comment}",
+        base64::engine::general_purpose::STANDARD.encode(blob)
+    )
 }
 
 /// A response, read whole.
@@ -169,7 +223,10 @@ impl Reply {
     }
 
     pub fn csrf_field(&self) -> String {
-        let at = self.body.find("name=\"csrf\" value=\"").expect("a form with a csrf field");
+        let at = self
+            .body
+            .find("name=\"csrf\" value=\"")
+            .expect("a form with a csrf field");
         let rest = &self.body[at + 19..];
         rest[..rest.find('"').unwrap()].to_string()
     }
@@ -183,15 +240,26 @@ pub struct Client {
 
 impl Client {
     pub fn new(config: Config) -> Client {
-        Client { state: AppState::new(config), jar: Vec::new() }
+        Client {
+            state: AppState::new(config),
+            jar: Vec::new(),
+        }
     }
 
     pub async fn send(&mut self, req: Request<Body>) -> Reply {
-        let res = pic2_passwd::app(self.state.clone()).oneshot(req).await.unwrap();
+        let res = pic2_passwd::app(self.state.clone())
+            .oneshot(req)
+            .await
+            .unwrap();
         let status = res.status();
         let headers = res.headers().clone();
-        let body = String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
-        let reply = Reply { status, headers, body };
+        let body = String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec())
+            .unwrap();
+        let reply = Reply {
+            status,
+            headers,
+            body,
+        };
         for c in reply.cookies() {
             let name = c.split('=').next().unwrap().to_string();
             self.jar.retain(|j| !j.starts_with(&format!("{name}=")));
@@ -211,7 +279,10 @@ impl Client {
     }
 
     pub async fn get(&mut self, uri: &str) -> Reply {
-        let req = self.with_cookies(Request::get(uri)).body(Body::empty()).unwrap();
+        let req = self
+            .with_cookies(Request::get(uri))
+            .body(Body::empty())
+            .unwrap();
         self.send(req).await
     }
 
@@ -235,12 +306,16 @@ impl Client {
 }
 
 /// The first message to `to` captured after `since`, decoded (waits up to 10 s).
-pub fn wait_mail(to: &str, since: SystemTime) -> String {
+pub async fn wait_mail(to: &str, since: SystemTime) -> String {
     require_smtp();
     let dir = dev_dir().join("mail");
     for _ in 0..100 {
         let mut found: Vec<(SystemTime, PathBuf)> = std::fs::read_dir(&dir)
-            .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect::<Vec<_>>())
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .map(|e| e.path())
+                    .collect::<Vec<_>>()
+            })
             .unwrap_or_default()
             .into_iter()
             .filter(|p| p.extension().is_some_and(|e| e == "eml"))
@@ -254,7 +329,7 @@ pub fn wait_mail(to: &str, since: SystemTime) -> String {
                 return decode_mail(&raw);
             }
         }
-        std::thread::sleep(Duration::from_millis(100));
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("no mail to {to} reached {} within 10 s", dir.display());
 }
@@ -266,7 +341,12 @@ fn decode_mail(raw: &str) -> String {
     let lower = head.to_lowercase();
     let decoded = if lower.contains("content-transfer-encoding: base64") {
         let compact: String = body.split_whitespace().collect();
-        String::from_utf8(base64::engine::general_purpose::STANDARD.decode(compact).unwrap()).unwrap()
+        String::from_utf8(
+            base64::engine::general_purpose::STANDARD
+                .decode(compact)
+                .unwrap(),
+        )
+        .unwrap()
     } else if lower.contains("content-transfer-encoding: quoted-printable") {
         let joined = body.replace("=\n", "");
         let bytes = joined.as_bytes();
@@ -290,7 +370,9 @@ fn decode_mail(raw: &str) -> String {
 
 /// The reset link in a mail.
 pub fn reset_link(mail: &str) -> String {
-    let at = mail.find("/reset?token=").expect("a reset link in the mail");
+    let at = mail
+        .find("/reset?token=")
+        .expect("a reset link in the mail");
     let start = mail[..at].rfind("http").unwrap();
     mail[start..].split_whitespace().next().unwrap().to_string()
 }
