@@ -12,6 +12,7 @@ require_root
 "$DEV_SCRIPTS/smtp.sh" start
 "$DEV_SCRIPTS/browser.sh" start
 "$DEV_SCRIPTS/pebble.sh" start
+"$DEV_SCRIPTS/docker.sh" start     # the engine and the debootstrapped base images (cached)
 
 S=$SECRETS_DIR
 cat <<EOF

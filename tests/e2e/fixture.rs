@@ -50,6 +50,24 @@ impl Platform {
         p
     }
 
+    /// Ports on 127.0.0.1 for this platform's runtime containers: 18000 + 10 × (a hash of the
+    /// id) + i, so tests running at once do not collide.
+    pub fn port(&self, i: u16) -> u16 {
+        let h = self
+            .id
+            .bytes()
+            .fold(7u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
+        18000 + 10 * (h % 200) as u16 + i
+    }
+
+    /// The `[containers]` section for this platform.
+    pub fn containers_section(&self) -> String {
+        format!(
+            "\n[containers]\nconfig_dir = \"{}\"\nmemory_mb = 192\n",
+            self.dir.path().join("config").display()
+        )
+    }
+
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
     }
@@ -97,11 +115,13 @@ clients = ["127.0.0.1"]
 [runtimes.php82]
 php = "8.2"
 base_image = "local/debian:bookworm"
+port = {port}
 "#,
             id = self.id,
             data = self.data_dir().display(),
             base = self.base_dn,
             dev = dev.display(),
+            port = self.port(0),
         );
         std::fs::write(&self.config, head + &body.replace("{id}", &self.id)).unwrap();
     }
@@ -186,6 +206,27 @@ base_image = "local/debian:bookworm"
     }
 
     fn clean(&self) {
+        // Containers and network of this platform (named pic2-t-{id}…).
+        let prefix = format!("pic2-t-{}", self.id);
+        let out = Command::new("docker")
+            .args(["ps", "-aq", "--filter", &format!("name=^{prefix}-")])
+            .output();
+        if let Ok(out) = out {
+            let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
+                .split_whitespace()
+                .map(String::from)
+                .collect();
+            if !ids.is_empty() {
+                let _ = Command::new("docker")
+                    .args(["rm", "-f"])
+                    .args(&ids)
+                    .output();
+            }
+            let _ = Command::new("docker")
+                .args(["network", "rm", &prefix])
+                .stderr(Stdio::null())
+                .output();
+        }
         let mut ldap = self.ldap();
         let ldap3::SearchResult(rs, res) = ldap
             .search(
@@ -281,4 +322,41 @@ pub fn ssh_key(comment: &str) -> String {
         .unwrap()
         .trim()
         .to_string()
+}
+
+/// A plain HTTP/1.0 GET to 127.0.0.1:port with a Host header: (status, body).
+pub fn http_get(port: u16, host: &str, path: &str) -> std::io::Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n")?;
+    let mut raw = String::new();
+    s.read_to_string(&mut raw)?;
+    let status = raw
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = raw
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+/// Waits (bounded) until `host` answers 200 on `port`.
+pub fn wait_http(port: u16, host: &str) -> String {
+    for _ in 0..100 {
+        if let Ok((200, body)) = http_get(port, host, "/") {
+            return body;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("{host} on 127.0.0.1:{port} did not answer 200 within 10 s");
+}
+
+/// Writes a file into a site's document root, owned by its owner, as an SFTP upload would.
+pub fn put(path: &Path, text: &str, uid: u32) {
+    std::fs::write(path, text).unwrap();
+    std::os::unix::fs::chown(path, Some(uid), Some(uid)).unwrap();
 }

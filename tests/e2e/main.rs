@@ -14,3 +14,4 @@ mod fixture;
 mod apply;
 mod faults;
 mod nss;
+mod runtimes;

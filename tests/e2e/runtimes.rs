@@ -1,0 +1,249 @@
+//! The web runtimes on the real Docker engine: Apache mpm-itk per PHP version, every site as
+//! its owner, sites isolated from each other, no request as root or a system user, and
+//! configuration changes reloaded without a failed request.
+
+use crate::fixture::{http_get, put, wait_http, Platform};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+fn body(p: &Platform, sites: &str) -> String {
+    format!(
+        r#"
+[runtimes.php84]
+php = "8.4"
+base_image = "local/debian:trixie"
+port = {port84}
+
+[accounts.{{id}}a]
+uid = 20001
+full_name = "A"
+email = "a@{{id}}.test"
+
+[accounts.{{id}}b]
+uid = 20002
+full_name = "B"
+email = "b@{{id}}.test"
+{sites}{containers}"#,
+        port84 = p.port(1),
+        containers = p.containers_section()
+    )
+}
+
+const SITES: &str = r#"
+[sites."a.{id}.test"]
+owner = "{id}a"
+runtime = "php82"
+aliases = ["www.a.{id}.test"]
+
+[sites."b.{id}.test"]
+owner = "{id}b"
+runtime = "php84"
+"#;
+
+fn docker_inspect(name: &str, format: &str) -> String {
+    let out = Command::new("docker")
+        .args(["inspect", "-f", format, name])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "docker inspect {name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn engine_answers() {
+    let ok = Command::new("docker")
+        .arg("info")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    assert!(
+        ok,
+        "the Docker engine does not answer: run `dev/docker.sh start` (dev/up.sh does)"
+    );
+}
+
+#[test]
+fn each_site_runs_as_its_owner_on_its_php_version_and_cannot_read_the_others() {
+    engine_answers();
+    let p = Platform::new("rt");
+    p.write(&body(&p, SITES));
+    let plan = p.expect(&["plan", "--detail"], 2);
+    assert!(
+        plan.contains("create and start container pic2-t-rt-php82"),
+        "{plan}"
+    );
+    p.apply(&[]);
+    p.assert_converged();
+
+    let a_root = p.home("rta").join("sites/a.rt.test/htdocs");
+    let b_root = p.home("rtb").join("sites/b.rt.test/htdocs");
+    put(&b_root.join("secret.txt"), "b's secret", 20002);
+    let probe = format!(
+        "<?php echo PHP_VERSION, ' ', posix_geteuid(), ' ', posix_getegid(), '|';\n\
+         echo @file_get_contents('{b}/secret.txt') === false ? 'php-denied' : 'LEAK', '|';\n\
+         echo trim(shell_exec('cat {b}/secret.txt 2>&1'));",
+        b = b_root.display()
+    );
+    put(&a_root.join("index.php"), &probe, 20001);
+    put(
+        &b_root.join("index.php"),
+        "<?php echo PHP_VERSION, ' ', posix_geteuid();",
+        20002,
+    );
+
+    let a = wait_http(p.port(0), "a.rt.test");
+    let parts: Vec<&str> = a.split('|').collect();
+    assert!(
+        parts[0].starts_with("8.2.") && parts[0].ends_with(" 20001 20001"),
+        "{a}"
+    );
+    assert_eq!(parts[1], "php-denied", "open_basedir keeps PHP in its site");
+    assert!(
+        parts[2].contains("Permission denied"),
+        "and the file system keeps out a shell: {a}"
+    );
+    assert_eq!(wait_http(p.port(0), "www.a.rt.test"), a, "aliases");
+    let b = wait_http(p.port(1), "b.rt.test");
+    assert!(b.starts_with("8.4.") && b.ends_with(" 20002"), "{b}");
+    assert_eq!(
+        http_get(p.port(0), "b.rt.test", "/").unwrap().0,
+        404,
+        "a site answers only on its runtime"
+    );
+
+    // The confinement DESIGN.md measured.
+    let c = "pic2-t-rt-php82";
+    assert_eq!(docker_inspect(c, "{{.HostConfig.CapDrop}}"), "[ALL]");
+    assert_eq!(
+        docker_inspect(c, "{{.HostConfig.CapAdd}}"),
+        "[SETUID SETGID DAC_READ_SEARCH SYS_NICE KILL]"
+    );
+    assert_eq!(
+        docker_inspect(c, "{{.HostConfig.SecurityOpt}}"),
+        "[no-new-privileges]"
+    );
+    assert_eq!(docker_inspect(c, "{{.HostConfig.ReadonlyRootfs}}"), "true");
+    assert!(
+        docker_inspect(c, "{{json .HostConfig.PortBindings}}").contains(r#""HostIp":"127.0.0.1""#)
+    );
+    assert_eq!(
+        docker_inspect(c, "{{.Config.Labels}}").contains("org.pic2.platform:t-rt"),
+        true
+    );
+}
+
+#[test]
+fn a_vhost_pointed_at_a_system_uid_is_refused() {
+    engine_answers();
+    let p = Platform::new("sysuid");
+    p.write(&body(&p, SITES));
+    p.apply(&[]);
+    let conf = p.dir.path().join("config/runtimes/php82/zz-test.conf");
+    std::fs::write(&conf, "<VirtualHost *:8080>\n  ServerName rogue.test\n  DocumentRoot /var/www/pic2\n  AssignUserID #33 #33\n</VirtualHost>\n").unwrap();
+    let out = Command::new("docker")
+        .args(["exec", "pic2-t-sysuid-php82", "apache2ctl", "graceful"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut status = 0;
+    for _ in 0..50 {
+        status = http_get(p.port(0), "rogue.test", "/health")
+            .map(|r| r.0)
+            .unwrap_or(0);
+        if status == 500 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(
+        status, 500,
+        "mpm-itk's LimitUIDRange refuses uid 33 (www-data)"
+    );
+    assert_eq!(
+        http_get(p.port(0), "pic2-default", "/health").unwrap().0,
+        200,
+        "the idle user is in range"
+    );
+}
+
+#[test]
+fn moving_and_adding_sites_reloads_without_a_failed_request() {
+    engine_answers();
+    let p = Platform::new("reload");
+    p.write(&body(&p, SITES));
+    p.apply(&[]);
+    put(
+        &p.home("reloadb")
+            .join("sites/b.reload.test/htdocs/index.php"),
+        "<?php echo 'b';",
+        20002,
+    );
+    put(
+        &p.home("reloada")
+            .join("sites/a.reload.test/htdocs/index.php"),
+        "<?php echo PHP_VERSION;",
+        20001,
+    );
+    wait_http(p.port(1), "b.reload.test");
+    wait_http(p.port(0), "a.reload.test");
+
+    // a moves to php84, c is added on php84: both runtimes reload while b is under load.
+    let moved = SITES.replacen("runtime = \"php82\"", "runtime = \"php84\"", 1)
+        + "\n[sites.\"c.{id}.test\"]\nowner = \"{id}b\"\nruntime = \"php84\"\n";
+    p.write(&body(&p, &moved));
+    let plan = p.expect(&["plan", "--detail"], 2);
+    assert!(
+        plan.contains("reload Apache in pic2-t-reload-php82")
+            && plan.contains("reload Apache in pic2-t-reload-php84"),
+        "{plan}"
+    );
+    assert!(!plan.contains("restart container"), "{plan}");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let port = p.port(1);
+    let load = {
+        let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
+        std::thread::spawn(move || {
+            let started = std::time::Instant::now();
+            // Bounded: at most 20,000 requests or 60 s.
+            for _ in 0..20_000 {
+                if stop.load(Ordering::Relaxed) || started.elapsed().as_secs() > 60 {
+                    break;
+                }
+                match http_get(port, "b.reload.test", "/") {
+                    Ok((200, body)) if body == "b" => ok.fetch_add(1, Ordering::Relaxed),
+                    _ => failed.fetch_add(1, Ordering::Relaxed),
+                };
+            }
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    p.apply(&[]);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    stop.store(true, Ordering::Relaxed);
+    load.join().unwrap();
+    assert!(ok.load(Ordering::Relaxed) > 50, "the load ran");
+    assert_eq!(
+        failed.load(Ordering::Relaxed),
+        0,
+        "no failed request during the reloads"
+    );
+
+    let a = wait_http(p.port(1), "a.reload.test");
+    assert!(a.starts_with("8.4."), "a moved to PHP 8.4: {a}");
+    assert_eq!(
+        http_get(p.port(0), "a.reload.test", "/").unwrap().0,
+        404,
+        "and left PHP 8.2"
+    );
+    p.assert_converged();
+}
