@@ -1,0 +1,542 @@
+//! End-to-end tests of `pic2 proxy` on loopback: a real backend, real sockets, real TLS,
+//! and Pebble (dev/pebble.sh) for ACME.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use pic2_proxy::{Options, Proxy};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// A backend on port 0: answers with the request it saw (method, path, selected headers,
+/// body length), echoes bytes after a WebSocket-style upgrade, counts requests.
+struct Backend {
+    addr: SocketAddr,
+    hits: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+async fn backend_on(listener: TcpListener) -> Backend {
+    let addr = listener.local_addr().unwrap();
+    let hits = Arc::new(AtomicUsize::new(0));
+    let h = Arc::clone(&hits);
+    let task = tokio::spawn(async move {
+        // connections live in this set: aborting the backend drops them all
+        let mut conns = tokio::task::JoinSet::new();
+        loop {
+            let Ok((s, _)) = listener.accept().await else { return };
+            let h = Arc::clone(&h);
+            conns.spawn(async move {
+                let svc = service_fn(move |mut req: Request<hyper::body::Incoming>| {
+                    h.fetch_add(1, Ordering::SeqCst);
+                    async move {
+                        if req.headers().contains_key("upgrade") {
+                            let up = hyper::upgrade::on(&mut req);
+                            tokio::spawn(async move {
+                                let mut io = TokioIo::new(up.await.unwrap());
+                                let mut buf = [0u8; 1024];
+                                loop {
+                                    let n = io.read(&mut buf).await.unwrap_or(0);
+                                    if n == 0 || io.write_all(&buf[..n]).await.is_err() {
+                                        return;
+                                    }
+                                }
+                            });
+                            return Ok::<_, hyper::Error>(
+                                Response::builder()
+                                    .status(101)
+                                    .header("connection", "upgrade")
+                                    .header("upgrade", "websocket")
+                                    .body(Full::new(Bytes::new()))
+                                    .unwrap(),
+                            );
+                        }
+                        let mut text = format!("{} {}\n", req.method(), req.uri());
+                        for n in ["host", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded", "x-real-ip"] {
+                            for v in req.headers().get_all(n) {
+                                text.push_str(&format!("{n}: {}\n", v.to_str().unwrap()));
+                            }
+                        }
+                        let body = req.into_body().collect().await?.to_bytes();
+                        text.push_str(&format!("body: {}\n", body.len()));
+                        if text.contains("/big") {
+                            text.push_str(&"x".repeat(100 * 1024));
+                        }
+                        if text.contains("/slow") {
+                            tokio::time::sleep(Duration::from_secs(3)).await;
+                        }
+                        Ok(Response::new(Full::new(Bytes::from(text))))
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(s), svc)
+                    .with_upgrades()
+                    .await;
+            });
+        }
+    });
+    Backend { addr, hits, task }
+}
+
+async fn backend() -> Backend {
+    backend_on(TcpListener::bind("127.0.0.1:0").await.unwrap()).await
+}
+
+struct Env {
+    dir: tempfile::TempDir,
+    routes: PathBuf,
+}
+
+fn site(name: &str, hosts: &[&str], backend: SocketAddr, tls: serde_json::Value) -> serde_json::Value {
+    serde_json::json!({"name": name, "hosts": hosts, "backend": backend.to_string(), "tls": tls})
+}
+
+fn write_routes(env: &Env, settings: serde_json::Value, sites: Vec<serde_json::Value>) {
+    let mut settings = settings;
+    settings["state_dir"] = env.dir.path().join("state").to_str().unwrap().into();
+    let v = serde_json::json!({"version": 1, "settings": settings, "sites": sites});
+    let tmp = env.routes.with_extension("tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
+    std::fs::rename(&tmp, &env.routes).unwrap();
+}
+
+fn env() -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let routes = dir.path().join("routes.json");
+    Env { dir, routes }
+}
+
+fn options(env: &Env) -> Options {
+    let mut o = Options::new(&env.routes);
+    o.listen_http = Some("127.0.0.1:0".into());
+    o.listen_https = Some("127.0.0.1:0".into());
+    o.listen_metrics = Some("127.0.0.1:0".into());
+    o.poll_interval = Duration::from_millis(100);
+    o.header_read_timeout = Duration::from_secs(2);
+    o.backend_timeout = Duration::from_secs(2);
+    o.shutdown_grace = Duration::from_secs(2);
+    o
+}
+
+/// Sends raw bytes, returns everything the server sent until it closed (or 5 s).
+async fn raw(addr: SocketAddr, req: &[u8]) -> String {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(req).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+async fn get(addr: SocketAddr, host: &str, path: &str, extra: &str) -> String {
+    raw(addr, format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n{extra}Connection: close\r\n\r\n").as_bytes()).await
+}
+
+fn status(resp: &str) -> u16 {
+    resp.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
+}
+
+async fn basic() -> (Env, Backend, Proxy) {
+    let b = backend().await;
+    let e = env();
+    write_routes(
+        &e,
+        serde_json::json!({"admin_addresses": ["127.0.0.2"]}),
+        vec![
+            site("a.test", &["a.test", "www.a.test", "alias.test"], b.addr, serde_json::json!({"mode":"none"})),
+            {
+                let mut s = site("b.test", &["b.test", "www.b.test"], b.addr, serde_json::json!({"mode":"none"}));
+                s["redirect"] = "apex".into();
+                s["max_body_mb"] = 1.into();
+                s
+            },
+        ],
+    );
+    let p = Proxy::start(options(&e)).await.unwrap();
+    (e, b, p)
+}
+
+#[tokio::test]
+async fn routing_aliases_404_and_forwarded_headers() {
+    let (_e, b, p) = basic().await;
+    let http = p.http_addr.unwrap();
+    for host in ["a.test", "www.a.test", "alias.test", "A.TEST.:80"] {
+        let r = get(http, host, "/x?y=1", "").await;
+        assert_eq!(status(&r), 200, "{host}: {r}");
+        assert!(r.contains("GET /x?y=1"), "{r}");
+    }
+    // the client's own forwarding headers are replaced, never passed on
+    let r = get(http, "a.test", "/", "X-Forwarded-For: 6.6.6.6\r\nForwarded: for=6.6.6.6\r\nX-Real-IP: 6.6.6.6\r\nX-Forwarded-Proto: https\r\n").await;
+    assert!(!r.contains("6.6.6.6"), "{r}");
+    assert!(r.contains("x-forwarded-for: 127.0.0.1\n"), "{r}");
+    assert!(r.contains("x-forwarded-proto: http\n"), "{r}");
+    assert!(r.contains("x-forwarded-host: a.test\n"), "{r}");
+    assert!(r.contains("forwarded: for=127.0.0.1;proto=http;host=a.test\n"), "{r}");
+    let r = get(http, "nobody.test", "/", "").await;
+    assert_eq!(status(&r), 404);
+    assert!(r.contains("Site inconnu") && r.contains("Unknown site"), "{r}");
+    // a request without Host is refused
+    let r = raw(http, b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n").await;
+    assert_eq!(status(&r), 404, "{r}");
+    drop(b);
+    p.shutdown().await;
+}
+
+#[tokio::test]
+async fn www_apex_and_https_redirects() {
+    let (_e, _b, p) = basic().await;
+    let r = get(p.http_addr.unwrap(), "www.b.test", "/p?q", "").await;
+    assert_eq!(status(&r), 308, "{r}");
+    let port = p.http_addr.unwrap().port();
+    assert!(r.contains(&format!("location: http://b.test:{port}/p?q")), "{r}");
+    p.shutdown().await;
+
+    // a TLS site on plain HTTP goes to https
+    let b = backend().await;
+    let e = env();
+    let (cert, key) = self_signed(&e, "t.test");
+    write_routes(&e, serde_json::json!({}), vec![site("t.test", &["t.test", "www.t.test"], b.addr, serde_json::json!({"mode":"files","cert":cert,"key":key}))]);
+    let mut o = options(&e);
+    o.public_https_port = Some(443);
+    let p = Proxy::start(o).await.unwrap();
+    let r = get(p.http_addr.unwrap(), "www.t.test", "/a", "").await;
+    assert_eq!(status(&r), 308, "{r}");
+    assert!(r.contains("location: https://www.t.test/a"), "{r}");
+    p.shutdown().await;
+}
+
+fn self_signed(e: &Env, name: &str) -> (String, String) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let params = rcgen::CertificateParams::new(vec![name.to_owned(), format!("www.{name}")]).unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    let c = e.dir.path().join(format!("{name}.crt"));
+    let k = e.dir.path().join(format!("{name}.key"));
+    std::fs::write(&c, cert.pem()).unwrap();
+    std::fs::write(&k, key.serialize_pem()).unwrap();
+    (c.to_str().unwrap().into(), k.to_str().unwrap().into())
+}
+
+/// Connects over TLS with SNI `name`, trusting `roots` (PEM files); returns the peer
+/// certificate (DER) and the negotiated ALPN, and the HTTP response to GET /.
+async fn tls_get(addr: SocketAddr, name: &str, roots: &[&Path], alpn: &[&[u8]]) -> (Vec<u8>, Option<Vec<u8>>, u16, String) {
+    use rustls_pki_types::pem::PemObject;
+    let mut store = rustls::RootCertStore::empty();
+    for r in roots {
+        for c in rustls_pki_types::CertificateDer::pem_file_iter(r).unwrap() {
+            store.add(c.unwrap()).unwrap();
+        }
+    }
+    let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(store)
+        .with_no_client_auth();
+    cfg.alpn_protocols = alpn.iter().map(|a| a.to_vec()).collect();
+    let conn = tokio_rustls::TlsConnector::from(Arc::new(cfg));
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let tls = conn
+        .connect(rustls_pki_types::ServerName::try_from(name.to_owned()).unwrap(), tcp)
+        .await
+        .unwrap();
+    let (_, c) = tls.get_ref();
+    let cert = c.peer_certificates().unwrap()[0].to_vec();
+    let proto = c.alpn_protocol().map(<[u8]>::to_vec);
+    let req = Request::builder().uri(format!("https://{name}/")).header("host", name).body(Full::new(Bytes::new())).unwrap();
+    let (st, body) = if proto.as_deref() == Some(b"h2") {
+        let (mut s, c) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls)).await.unwrap();
+        tokio::spawn(c);
+        let r = s.send_request(req).await.unwrap();
+        let st = r.status().as_u16();
+        (st, String::from_utf8_lossy(&r.into_body().collect().await.unwrap().to_bytes()).into_owned())
+    } else {
+        let (mut s, c) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await.unwrap();
+        tokio::spawn(c);
+        let mut req = req;
+        *req.uri_mut() = "/".parse().unwrap();
+        let r = s.send_request(req).await.unwrap();
+        let st = r.status().as_u16();
+        (st, String::from_utf8_lossy(&r.into_body().collect().await.unwrap().to_bytes()).into_owned())
+    };
+    (cert, proto, st, body)
+}
+
+#[tokio::test]
+async fn tls_by_sni_http2_hsts_and_certificate_file_change() {
+    let b = backend().await;
+    let e = env();
+    let (c1, k1) = self_signed(&e, "one.test");
+    let (c2, k2) = self_signed(&e, "two.test");
+    let mut two = site("two.test", &["two.test"], b.addr, serde_json::json!({"mode":"files","cert":c2,"key":k2}));
+    two["hsts"] = true.into();
+    write_routes(&e, serde_json::json!({}), vec![site("one.test", &["one.test"], b.addr, serde_json::json!({"mode":"files","cert":c1,"key":k1})), two]);
+    let p = Proxy::start(options(&e)).await.unwrap();
+    let https = p.https_addr.unwrap();
+    let (cert1, proto, st, body) = tls_get(https, "one.test", &[Path::new(&c1)], &[b"h2", b"http/1.1"]).await;
+    assert_eq!((proto.as_deref(), st), (Some(&b"h2"[..]), 200));
+    assert!(body.contains("x-forwarded-proto: https"), "{body}");
+    let (cert2, proto, st, _) = tls_get(https, "two.test", &[Path::new(&c2)], &[b"http/1.1"]).await;
+    assert_eq!((proto.as_deref(), st), (Some(&b"http/1.1"[..]), 200));
+    assert_ne!(cert1, cert2);
+    // a new certificate written in place is served without restart
+    let (c3, k3) = self_signed(&e, "three.test");
+    let params = rcgen::CertificateParams::new(vec!["one.test".to_owned()]).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let new = params.self_signed(&key).unwrap();
+    let _ = (c3, k3);
+    std::fs::write(&k1, key.serialize_pem()).unwrap();
+    std::fs::write(&c1, new.pem()).unwrap();
+    let mut served = Vec::new();
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        served = tls_get(https, "one.test", &[Path::new(&c1)], &[b"http/1.1"]).await.0;
+        if served == new.der().to_vec() {
+            break;
+        }
+    }
+    assert_eq!(served, new.der().to_vec());
+    p.shutdown().await;
+}
+
+#[tokio::test]
+async fn backend_down_then_back() {
+    let b = backend().await;
+    let addr = b.addr;
+    let e = env();
+    write_routes(&e, serde_json::json!({}), vec![site("a.test", &["a.test"], addr, serde_json::json!({"mode":"none"}))]);
+    let p = Proxy::start(options(&e)).await.unwrap();
+    let http = p.http_addr.unwrap();
+    assert_eq!(status(&get(http, "a.test", "/", "").await), 200);
+    b.task.abort();
+    let _ = b.task.await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let r = get(http, "a.test", "/", "").await;
+    assert_eq!(status(&r), 502, "{r}");
+    assert!(r.contains("indisponible") && r.contains("unavailable"));
+    let again = backend_on(TcpListener::bind(addr).await.unwrap()).await;
+    assert_eq!(status(&get(http, "a.test", "/", "").await), 200);
+    // a backend slower than the backend timeout: 504
+    let r = get(http, "a.test", "/slow", "").await;
+    assert_eq!(status(&r), 504, "{r}");
+    drop(again);
+    p.shutdown().await;
+}
+
+#[tokio::test]
+async fn limits_431_413_and_slow_clients() {
+    let (_e, b, p) = basic().await;
+    let http = p.http_addr.unwrap();
+    let big = format!("X-Big: {}\r\n", "a".repeat(20 * 1024));
+    let r = get(http, "a.test", "/", &big).await;
+    assert_eq!(status(&r), 431, "{r}");
+    // b.test accepts 1 MB: a declared larger body is refused before the backend
+    let hits = b.hits.load(Ordering::SeqCst);
+    let r = raw(http, b"POST / HTTP/1.1\r\nHost: b.test\r\nContent-Length: 2000000\r\n\r\n").await;
+    assert_eq!(status(&r), 413, "{r}");
+    assert_eq!(b.hits.load(Ordering::SeqCst), hits);
+    // a chunked body that grows past it too
+    let mut req = b"POST / HTTP/1.1\r\nHost: b.test\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n".to_vec();
+    let chunk = vec![b'z'; 64 * 1024];
+    for _ in 0..20 {
+        req.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        req.extend_from_slice(&chunk);
+        req.extend_from_slice(b"\r\n");
+    }
+    req.extend_from_slice(b"0\r\n\r\n");
+    let r = raw(http, &req).await;
+    assert_eq!(status(&r), 413, "{}", &r[..r.len().min(300)]);
+    // a small body passes
+    let r = raw(http, b"POST / HTTP/1.1\r\nHost: b.test\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello").await;
+    assert!(r.contains("body: 5"), "{r}");
+    // slowloris: 50 clients dribbling headers do not slow a normal client, and are cut off
+    let mut slow = Vec::new();
+    for _ in 0..50 {
+        let mut s = TcpStream::connect(http).await.unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\nX-A: ").await.unwrap();
+        slow.push(s);
+    }
+    let t = std::time::Instant::now();
+    assert_eq!(status(&get(http, "a.test", "/", "").await), 200);
+    assert!(t.elapsed() < Duration::from_secs(1));
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    for mut s in slow {
+        let mut buf = Vec::new();
+        let n = tokio::time::timeout(Duration::from_secs(2), s.read_to_end(&mut buf)).await;
+        assert!(n.is_ok(), "a slow client was not cut off by the header timeout");
+    }
+    // an idle keep-alive connection is closed after the same timeout
+    let mut s = TcpStream::connect(http).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n").await.unwrap();
+    let mut buf = Vec::new();
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await;
+    assert!(n.is_ok(), "an idle connection stayed open");
+    p.shutdown().await;
+}
+
+#[tokio::test]
+async fn request_smuggling_shapes_are_rejected() {
+    let (_e, b, p) = basic().await;
+    let http = p.http_addr.unwrap();
+    let smuggled = "GET /smuggled HTTP/1.1\r\nHost: a.test\r\n\r\n";
+    let shapes: Vec<String> = vec![
+        // two different Content-Lengths
+        format!("POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length: 0\r\nContent-Length: {}\r\n\r\n{smuggled}", smuggled.len()),
+        // obfuscated Transfer-Encoding
+        format!("POST / HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: xchunked\r\n\r\n0\r\n\r\n{smuggled}"),
+        format!("POST / HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding : chunked\r\n\r\n0\r\n\r\n{smuggled}"),
+        format!("POST / HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n{smuggled}"),
+        format!("POST / HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: identity\r\n\r\n0\r\n\r\n{smuggled}"),
+        format!("POST / HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: \"chunked\"\r\n\r\n0\r\n\r\n{smuggled}"),
+        // bad chunk sizes
+        format!("POST / HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n{smuggled}"),
+        format!("POST / HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcdef\r\n0\r\n\r\n{smuggled}"),
+        // Transfer-Encoding in HTTP/1.0
+        format!("POST / HTTP/1.0\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n{smuggled}"),
+    ];
+    for s in &shapes {
+        let r = raw(http, s.as_bytes()).await;
+        assert!(!r.contains("/smuggled"), "smuggled through:\n{s}\n---\n{r}");
+        assert!(r.is_empty() || status(&r) == 400 || status(&r) == 502, "{s}\n---\n{r}");
+    }
+    // Content-Length with Transfer-Encoding: the body is read as chunked (the length is
+    // dropped), the connection is closed after the answer, and nothing is smuggled.
+    let s = format!("POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n{smuggled}");
+    let r = raw(http, s.as_bytes()).await;
+    assert!(!r.contains("/smuggled"), "{r}");
+    assert_eq!(r.matches("HTTP/1.1 ").count(), 1, "{r}");
+    drop(b);
+    p.shutdown().await;
+}
+
+#[tokio::test]
+async fn maintenance_mode_without_reload() {
+    let (e, _b, p) = basic().await;
+    let http = p.http_addr.unwrap();
+    let state = e.dir.path().join("state");
+    let reloads = p.shared.global.reloads.load(Ordering::SeqCst);
+    pic2_proxy::maintenance::set(&state, "a.test", true).unwrap();
+    let mut r = String::new();
+    for _ in 0..30 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        r = get(http, "www.a.test", "/", "").await;
+        if status(&r) == 503 {
+            break;
+        }
+    }
+    assert_eq!(status(&r), 503, "{r}");
+    assert!(r.to_ascii_lowercase().contains("retry-after: 600"), "{r}");
+    assert!(r.contains("Site en maintenance") && r.contains("Site under maintenance"));
+    // other sites are untouched; an admin address still passes
+    assert_eq!(status(&get(http, "b.test", "/", "").await), 200);
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+    let mut s = sock.connect(http).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    assert_eq!(status(&out), 200, "{out}");
+    pic2_proxy::maintenance::set(&state, "a.test", false).unwrap();
+    for _ in 0..30 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        r = get(http, "a.test", "/", "").await;
+        if status(&r) == 200 {
+            break;
+        }
+    }
+    assert_eq!(status(&r), 200);
+    assert_eq!(p.shared.global.reloads.load(Ordering::SeqCst), reloads, "no reload happened");
+    p.shutdown().await;
+}
+
+#[tokio::test]
+async fn reloads_under_load_fail_no_request_and_keep_websockets() {
+    let (e, b, p) = basic().await;
+    let http = p.http_addr.unwrap();
+    // a WebSocket-style upgraded connection opened before the reloads
+    let mut ws = TcpStream::connect(http).await.unwrap();
+    ws.write_all(b"GET /ws HTTP/1.1\r\nHost: a.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n").await.unwrap();
+    let mut head = vec![0u8; 1024];
+    let n = ws.read(&mut head).await.unwrap();
+    assert!(String::from_utf8_lossy(&head[..n]).starts_with("HTTP/1.1 101"), "{}", String::from_utf8_lossy(&head[..n]));
+    ws.write_all(b"ping-1").await.unwrap();
+    let mut buf = [0u8; 6];
+    ws.read_exact(&mut buf).await.unwrap();
+    assert_eq!(&buf, b"ping-1");
+
+    // 8 keep-alive clients for the duration of 30 reloads (bounded in count and time)
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut clients = Vec::new();
+    for _ in 0..8 {
+        let stop = Arc::clone(&stop);
+        clients.push(tokio::spawn(async move {
+            let (mut ok, mut bad) = (0u32, 0u32);
+            let tcp = TcpStream::connect(http).await.unwrap();
+            let (mut s, c) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await.unwrap();
+            tokio::spawn(c);
+            for _ in 0..100_000 {
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let req = Request::builder().uri("/").header("host", "a.test").body(Full::new(Bytes::new())).unwrap();
+                match s.send_request(req).await {
+                    Ok(r) if r.status() == 200 => {
+                        let _ = r.into_body().collect().await;
+                        ok += 1
+                    }
+                    _ => bad += 1,
+                }
+            }
+            (ok, bad)
+        }));
+    }
+    for i in 0..30 {
+        let extra = site(&format!("n{i}.test"), &[&format!("n{i}.test")], b.addr, serde_json::json!({"mode":"none"}));
+        write_routes(&e, serde_json::json!({"admin_addresses": ["127.0.0.2"]}), vec![
+            site("a.test", &["a.test", "www.a.test", "alias.test"], b.addr, serde_json::json!({"mode":"none"})),
+            extra,
+        ]);
+        p.reload().unwrap();
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    stop.store(true, Ordering::SeqCst);
+    let (mut ok, mut bad) = (0, 0);
+    for c in clients {
+        let (o, b) = c.await.unwrap();
+        ok += o;
+        bad += b;
+    }
+    assert_eq!(bad, 0, "{bad} failed requests during reloads ({ok} ok)");
+    assert!(ok > 0);
+    assert_eq!(status(&get(http, "n29.test", "/", "").await), 200);
+    // the upgraded connection is still there
+    ws.write_all(b"ping-2").await.unwrap();
+    ws.read_exact(&mut buf).await.unwrap();
+    assert_eq!(&buf, b"ping-2");
+    // a broken routes file is refused and the old routes stay
+    std::fs::write(&e.routes, b"{ not json").unwrap();
+    assert!(p.reload().is_err());
+    assert_eq!(status(&get(http, "a.test", "/", "").await), 200);
+    p.shutdown().await;
+}
+
+#[tokio::test]
+async fn metrics_and_health() {
+    let (_e, _b, p) = basic().await;
+    let http = p.http_addr.unwrap();
+    assert_eq!(status(&get(http, "a.test", "/", "").await), 200);
+    assert_eq!(status(&get(http, "zzz.test", "/", "").await), 404);
+    let m = p.metrics_addr.unwrap();
+    let r = get(m, "x", "/health", "").await;
+    assert!(r.ends_with("ok\n"), "{r}");
+    let r = get(m, "x", "/metrics", "").await;
+    assert!(r.contains("pic2_proxy_requests_total{site=\"a.test\",code=\"2xx\"} 1"), "{r}");
+    assert!(r.contains("pic2_proxy_unknown_host_total 1"), "{r}");
+    assert!(r.contains("pic2_proxy_request_duration_seconds_count{site=\"a.test\"} 1"), "{r}");
+    p.shutdown().await;
+}
