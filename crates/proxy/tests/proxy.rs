@@ -1,6 +1,11 @@
 //! End-to-end tests of `pic2 proxy` on loopback: a real backend, real sockets, real TLS,
 //! and Pebble (dev/pebble.sh) for ACME.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -32,7 +37,9 @@ async fn backend_on(listener: TcpListener) -> Backend {
         // connections live in this set: aborting the backend drops them all
         let mut conns = tokio::task::JoinSet::new();
         loop {
-            let Ok((s, _)) = listener.accept().await else { return };
+            let Ok((s, _)) = listener.accept().await else {
+                return;
+            };
             let h = Arc::clone(&h);
             conns.spawn(async move {
                 let svc = service_fn(move |mut req: Request<hyper::body::Incoming>| {
@@ -60,7 +67,14 @@ async fn backend_on(listener: TcpListener) -> Backend {
                             );
                         }
                         let mut text = format!("{} {}\n", req.method(), req.uri());
-                        for n in ["host", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded", "x-real-ip"] {
+                        for n in [
+                            "host",
+                            "x-forwarded-for",
+                            "x-forwarded-proto",
+                            "x-forwarded-host",
+                            "forwarded",
+                            "x-real-ip",
+                        ] {
                             for v in req.headers().get_all(n) {
                                 text.push_str(&format!("{n}: {}\n", v.to_str().unwrap()));
                             }
@@ -95,7 +109,12 @@ struct Env {
     routes: PathBuf,
 }
 
-fn site(name: &str, hosts: &[&str], backend: SocketAddr, tls: serde_json::Value) -> serde_json::Value {
+fn site(
+    name: &str,
+    hosts: &[&str],
+    backend: SocketAddr,
+    tls: serde_json::Value,
+) -> serde_json::Value {
     serde_json::json!({"name": name, "hosts": hosts, "backend": backend.to_string(), "tls": tls})
 }
 
@@ -136,11 +155,19 @@ async fn raw(addr: SocketAddr, req: &[u8]) -> String {
 }
 
 async fn get(addr: SocketAddr, host: &str, path: &str, extra: &str) -> String {
-    raw(addr, format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n{extra}Connection: close\r\n\r\n").as_bytes()).await
+    raw(
+        addr,
+        format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n{extra}Connection: close\r\n\r\n")
+            .as_bytes(),
+    )
+    .await
 }
 
 fn status(resp: &str) -> u16 {
-    resp.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
+    resp.split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
 }
 
 async fn basic() -> (Env, Backend, Proxy) {
@@ -150,9 +177,19 @@ async fn basic() -> (Env, Backend, Proxy) {
         &e,
         serde_json::json!({"admin_addresses": ["127.0.0.2"]}),
         vec![
-            site("a.test", &["a.test", "www.a.test", "alias.test"], b.addr, serde_json::json!({"mode":"none"})),
+            site(
+                "a.test",
+                &["a.test", "www.a.test", "alias.test"],
+                b.addr,
+                serde_json::json!({"mode":"none"}),
+            ),
             {
-                let mut s = site("b.test", &["b.test", "www.b.test"], b.addr, serde_json::json!({"mode":"none"}));
+                let mut s = site(
+                    "b.test",
+                    &["b.test", "www.b.test"],
+                    b.addr,
+                    serde_json::json!({"mode":"none"}),
+                );
                 s["redirect"] = "apex".into();
                 s["max_body_mb"] = 1.into();
                 s
@@ -178,10 +215,16 @@ async fn routing_aliases_404_and_forwarded_headers() {
     assert!(r.contains("x-forwarded-for: 127.0.0.1\n"), "{r}");
     assert!(r.contains("x-forwarded-proto: http\n"), "{r}");
     assert!(r.contains("x-forwarded-host: a.test\n"), "{r}");
-    assert!(r.contains("forwarded: for=127.0.0.1;proto=http;host=a.test\n"), "{r}");
+    assert!(
+        r.contains("forwarded: for=127.0.0.1;proto=http;host=a.test\n"),
+        "{r}"
+    );
     let r = get(http, "nobody.test", "/", "").await;
     assert_eq!(status(&r), 404);
-    assert!(r.contains("Site inconnu") && r.contains("Unknown site"), "{r}");
+    assert!(
+        r.contains("Site inconnu") && r.contains("Unknown site"),
+        "{r}"
+    );
     // a request without Host is refused
     let r = raw(http, b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n").await;
     assert_eq!(status(&r), 404, "{r}");
@@ -195,14 +238,26 @@ async fn www_apex_and_https_redirects() {
     let r = get(p.http_addr.unwrap(), "www.b.test", "/p?q", "").await;
     assert_eq!(status(&r), 308, "{r}");
     let port = p.http_addr.unwrap().port();
-    assert!(r.contains(&format!("location: http://b.test:{port}/p?q")), "{r}");
+    assert!(
+        r.contains(&format!("location: http://b.test:{port}/p?q")),
+        "{r}"
+    );
     p.shutdown().await;
 
     // a TLS site on plain HTTP goes to https
     let b = backend().await;
     let e = env();
     let (cert, key) = self_signed(&e, "t.test");
-    write_routes(&e, serde_json::json!({}), vec![site("t.test", &["t.test", "www.t.test"], b.addr, serde_json::json!({"mode":"files","cert":cert,"key":key}))]);
+    write_routes(
+        &e,
+        serde_json::json!({}),
+        vec![site(
+            "t.test",
+            &["t.test", "www.t.test"],
+            b.addr,
+            serde_json::json!({"mode":"files","cert":cert,"key":key}),
+        )],
+    );
     let mut o = options(&e);
     o.public_https_port = Some(443);
     let p = Proxy::start(o).await.unwrap();
@@ -214,7 +269,8 @@ async fn www_apex_and_https_redirects() {
 
 fn self_signed(e: &Env, name: &str) -> (String, String) {
     let key = rcgen::KeyPair::generate().unwrap();
-    let params = rcgen::CertificateParams::new(vec![name.to_owned(), format!("www.{name}")]).unwrap();
+    let params =
+        rcgen::CertificateParams::new(vec![name.to_owned(), format!("www.{name}")]).unwrap();
     let cert = params.self_signed(&key).unwrap();
     let c = e.dir.path().join(format!("{name}.crt"));
     let k = e.dir.path().join(format!("{name}.key"));
@@ -225,7 +281,12 @@ fn self_signed(e: &Env, name: &str) -> (String, String) {
 
 /// Connects over TLS with SNI `name`, trusting `roots` (PEM files); returns the peer
 /// certificate (DER) and the negotiated ALPN, and the HTTP response to GET /.
-async fn tls_get(addr: SocketAddr, name: &str, roots: &[&Path], alpn: &[&[u8]]) -> (Vec<u8>, Option<Vec<u8>>, u16, String) {
+async fn tls_get(
+    addr: SocketAddr,
+    name: &str,
+    roots: &[&Path],
+    alpn: &[&[u8]],
+) -> (Vec<u8>, Option<Vec<u8>>, u16, String) {
     use rustls_pki_types::pem::PemObject;
     let mut store = rustls::RootCertStore::empty();
     for r in roots {
@@ -233,36 +294,58 @@ async fn tls_get(addr: SocketAddr, name: &str, roots: &[&Path], alpn: &[&[u8]]) 
             store.add(c.unwrap()).unwrap();
         }
     }
-    let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(store)
-        .with_no_client_auth();
+    let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(store)
+    .with_no_client_auth();
     cfg.alpn_protocols = alpn.iter().map(|a| a.to_vec()).collect();
     let conn = tokio_rustls::TlsConnector::from(Arc::new(cfg));
     let tcp = TcpStream::connect(addr).await.unwrap();
     let tls = conn
-        .connect(rustls_pki_types::ServerName::try_from(name.to_owned()).unwrap(), tcp)
+        .connect(
+            rustls_pki_types::ServerName::try_from(name.to_owned()).unwrap(),
+            tcp,
+        )
         .await
         .unwrap();
     let (_, c) = tls.get_ref();
     let cert = c.peer_certificates().unwrap()[0].to_vec();
     let proto = c.alpn_protocol().map(<[u8]>::to_vec);
-    let req = Request::builder().uri(format!("https://{name}/")).header("host", name).body(Full::new(Bytes::new())).unwrap();
+    let req = Request::builder()
+        .uri(format!("https://{name}/"))
+        .header("host", name)
+        .body(Full::new(Bytes::new()))
+        .unwrap();
     let (st, body) = if proto.as_deref() == Some(b"h2") {
-        let (mut s, c) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls)).await.unwrap();
+        let (mut s, c) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+                .await
+                .unwrap();
         tokio::spawn(c);
         let r = s.send_request(req).await.unwrap();
         let st = r.status().as_u16();
-        (st, String::from_utf8_lossy(&r.into_body().collect().await.unwrap().to_bytes()).into_owned())
+        (
+            st,
+            String::from_utf8_lossy(&r.into_body().collect().await.unwrap().to_bytes())
+                .into_owned(),
+        )
     } else {
-        let (mut s, c) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await.unwrap();
+        let (mut s, c) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .unwrap();
         tokio::spawn(c);
         let mut req = req;
         *req.uri_mut() = "/".parse().unwrap();
         let r = s.send_request(req).await.unwrap();
         let st = r.status().as_u16();
-        (st, String::from_utf8_lossy(&r.into_body().collect().await.unwrap().to_bytes()).into_owned())
+        (
+            st,
+            String::from_utf8_lossy(&r.into_body().collect().await.unwrap().to_bytes())
+                .into_owned(),
+        )
     };
     (cert, proto, st, body)
 }
@@ -273,12 +356,30 @@ async fn tls_by_sni_http2_hsts_and_certificate_file_change() {
     let e = env();
     let (c1, k1) = self_signed(&e, "one.test");
     let (c2, k2) = self_signed(&e, "two.test");
-    let mut two = site("two.test", &["two.test"], b.addr, serde_json::json!({"mode":"files","cert":c2,"key":k2}));
+    let mut two = site(
+        "two.test",
+        &["two.test"],
+        b.addr,
+        serde_json::json!({"mode":"files","cert":c2,"key":k2}),
+    );
     two["hsts"] = true.into();
-    write_routes(&e, serde_json::json!({}), vec![site("one.test", &["one.test"], b.addr, serde_json::json!({"mode":"files","cert":c1,"key":k1})), two]);
+    write_routes(
+        &e,
+        serde_json::json!({}),
+        vec![
+            site(
+                "one.test",
+                &["one.test"],
+                b.addr,
+                serde_json::json!({"mode":"files","cert":c1,"key":k1}),
+            ),
+            two,
+        ],
+    );
     let p = Proxy::start(options(&e)).await.unwrap();
     let https = p.https_addr.unwrap();
-    let (cert1, proto, st, body) = tls_get(https, "one.test", &[Path::new(&c1)], &[b"h2", b"http/1.1"]).await;
+    let (cert1, proto, st, body) =
+        tls_get(https, "one.test", &[Path::new(&c1)], &[b"h2", b"http/1.1"]).await;
     assert_eq!((proto.as_deref(), st), (Some(&b"h2"[..]), 200));
     assert!(body.contains("x-forwarded-proto: https"), "{body}");
     let (cert2, proto, st, _) = tls_get(https, "two.test", &[Path::new(&c2)], &[b"http/1.1"]).await;
@@ -295,7 +396,9 @@ async fn tls_by_sni_http2_hsts_and_certificate_file_change() {
     let mut served = Vec::new();
     for _ in 0..50 {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        served = tls_get(https, "one.test", &[Path::new(&c1)], &[b"http/1.1"]).await.0;
+        served = tls_get(https, "one.test", &[Path::new(&c1)], &[b"http/1.1"])
+            .await
+            .0;
         if served == new.der().to_vec() {
             break;
         }
@@ -309,7 +412,16 @@ async fn backend_down_then_back() {
     let b = backend().await;
     let addr = b.addr;
     let e = env();
-    write_routes(&e, serde_json::json!({}), vec![site("a.test", &["a.test"], addr, serde_json::json!({"mode":"none"}))]);
+    write_routes(
+        &e,
+        serde_json::json!({}),
+        vec![site(
+            "a.test",
+            &["a.test"],
+            addr,
+            serde_json::json!({"mode":"none"}),
+        )],
+    );
     let p = Proxy::start(options(&e)).await.unwrap();
     let http = p.http_addr.unwrap();
     assert_eq!(status(&get(http, "a.test", "/", "").await), 200);
@@ -337,7 +449,11 @@ async fn limits_431_413_and_slow_clients() {
     assert_eq!(status(&r), 431, "{r}");
     // b.test accepts 1 MB: a declared larger body is refused before the backend
     let hits = b.hits.load(Ordering::SeqCst);
-    let r = raw(http, b"POST / HTTP/1.1\r\nHost: b.test\r\nContent-Length: 2000000\r\n\r\n").await;
+    let r = raw(
+        http,
+        b"POST / HTTP/1.1\r\nHost: b.test\r\nContent-Length: 2000000\r\n\r\n",
+    )
+    .await;
     assert_eq!(status(&r), 413, "{r}");
     assert_eq!(b.hits.load(Ordering::SeqCst), hits);
     // a chunked body that grows past it too
@@ -352,13 +468,19 @@ async fn limits_431_413_and_slow_clients() {
     let r = raw(http, &req).await;
     assert_eq!(status(&r), 413, "{}", &r[..r.len().min(300)]);
     // a small body passes
-    let r = raw(http, b"POST / HTTP/1.1\r\nHost: b.test\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello").await;
+    let r = raw(
+        http,
+        b"POST / HTTP/1.1\r\nHost: b.test\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello",
+    )
+    .await;
     assert!(r.contains("body: 5"), "{r}");
     // slowloris: 50 clients dribbling headers do not slow a normal client, and are cut off
     let mut slow = Vec::new();
     for _ in 0..50 {
         let mut s = TcpStream::connect(http).await.unwrap();
-        s.write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\nX-A: ").await.unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\nX-A: ")
+            .await
+            .unwrap();
         slow.push(s);
     }
     let t = std::time::Instant::now();
@@ -368,11 +490,16 @@ async fn limits_431_413_and_slow_clients() {
     for mut s in slow {
         let mut buf = Vec::new();
         let n = tokio::time::timeout(Duration::from_secs(2), s.read_to_end(&mut buf)).await;
-        assert!(n.is_ok(), "a slow client was not cut off by the header timeout");
+        assert!(
+            n.is_ok(),
+            "a slow client was not cut off by the header timeout"
+        );
     }
     // an idle keep-alive connection is closed after the same timeout
     let mut s = TcpStream::connect(http).await.unwrap();
-    s.write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n").await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        .await
+        .unwrap();
     let mut buf = Vec::new();
     let n = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await;
     assert!(n.is_ok(), "an idle connection stayed open");
@@ -402,7 +529,10 @@ async fn request_smuggling_shapes_are_rejected() {
     for s in &shapes {
         let r = raw(http, s.as_bytes()).await;
         assert!(!r.contains("/smuggled"), "smuggled through:\n{s}\n---\n{r}");
-        assert!(r.is_empty() || status(&r) == 400 || status(&r) == 502, "{s}\n---\n{r}");
+        assert!(
+            r.is_empty() || status(&r) == 400 || status(&r) == 502,
+            "{s}\n---\n{r}"
+        );
     }
     // Content-Length with Transfer-Encoding: the body is read as chunked (the length is
     // dropped), the connection is closed after the answer, and nothing is smuggled.
@@ -437,7 +567,9 @@ async fn maintenance_mode_without_reload() {
     let sock = tokio::net::TcpSocket::new_v4().unwrap();
     sock.bind("127.0.0.2:0".parse().unwrap()).unwrap();
     let mut s = sock.connect(http).await.unwrap();
-    s.write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n").await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).await.unwrap();
     assert_eq!(status(&out), 200, "{out}");
@@ -450,7 +582,11 @@ async fn maintenance_mode_without_reload() {
         }
     }
     assert_eq!(status(&r), 200);
-    assert_eq!(p.shared.global.reloads.load(Ordering::SeqCst), reloads, "no reload happened");
+    assert_eq!(
+        p.shared.global.reloads.load(Ordering::SeqCst),
+        reloads,
+        "no reload happened"
+    );
     p.shutdown().await;
 }
 
@@ -463,7 +599,11 @@ async fn reloads_under_load_fail_no_request_and_keep_websockets() {
     ws.write_all(b"GET /ws HTTP/1.1\r\nHost: a.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n").await.unwrap();
     let mut head = vec![0u8; 1024];
     let n = ws.read(&mut head).await.unwrap();
-    assert!(String::from_utf8_lossy(&head[..n]).starts_with("HTTP/1.1 101"), "{}", String::from_utf8_lossy(&head[..n]));
+    assert!(
+        String::from_utf8_lossy(&head[..n]).starts_with("HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head[..n])
+    );
     ws.write_all(b"ping-1").await.unwrap();
     let mut buf = [0u8; 6];
     ws.read_exact(&mut buf).await.unwrap();
@@ -477,13 +617,19 @@ async fn reloads_under_load_fail_no_request_and_keep_websockets() {
         clients.push(tokio::spawn(async move {
             let (mut ok, mut bad) = (0u32, 0u32);
             let tcp = TcpStream::connect(http).await.unwrap();
-            let (mut s, c) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await.unwrap();
+            let (mut s, c) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+                .await
+                .unwrap();
             tokio::spawn(c);
             for _ in 0..100_000 {
                 if stop.load(Ordering::SeqCst) {
                     break;
                 }
-                let req = Request::builder().uri("/").header("host", "a.test").body(Full::new(Bytes::new())).unwrap();
+                let req = Request::builder()
+                    .uri("/")
+                    .header("host", "a.test")
+                    .body(Full::new(Bytes::new()))
+                    .unwrap();
                 match s.send_request(req).await {
                     Ok(r) if r.status() == 200 => {
                         let _ = r.into_body().collect().await;
@@ -496,11 +642,25 @@ async fn reloads_under_load_fail_no_request_and_keep_websockets() {
         }));
     }
     for i in 0..30 {
-        let extra = site(&format!("n{i}.test"), &[&format!("n{i}.test")], b.addr, serde_json::json!({"mode":"none"}));
-        write_routes(&e, serde_json::json!({"admin_addresses": ["127.0.0.2"]}), vec![
-            site("a.test", &["a.test", "www.a.test", "alias.test"], b.addr, serde_json::json!({"mode":"none"})),
-            extra,
-        ]);
+        let extra = site(
+            &format!("n{i}.test"),
+            &[&format!("n{i}.test")],
+            b.addr,
+            serde_json::json!({"mode":"none"}),
+        );
+        write_routes(
+            &e,
+            serde_json::json!({"admin_addresses": ["127.0.0.2"]}),
+            vec![
+                site(
+                    "a.test",
+                    &["a.test", "www.a.test", "alias.test"],
+                    b.addr,
+                    serde_json::json!({"mode":"none"}),
+                ),
+                extra,
+            ],
+        );
         p.reload().unwrap();
         tokio::time::sleep(Duration::from_millis(30)).await;
     }
@@ -535,8 +695,14 @@ async fn metrics_and_health() {
     let r = get(m, "x", "/health", "").await;
     assert!(r.ends_with("ok\n"), "{r}");
     let r = get(m, "x", "/metrics", "").await;
-    assert!(r.contains("pic2_proxy_requests_total{site=\"a.test\",code=\"2xx\"} 1"), "{r}");
+    assert!(
+        r.contains("pic2_proxy_requests_total{site=\"a.test\",code=\"2xx\"} 1"),
+        "{r}"
+    );
     assert!(r.contains("pic2_proxy_unknown_host_total 1"), "{r}");
-    assert!(r.contains("pic2_proxy_request_duration_seconds_count{site=\"a.test\"} 1"), "{r}");
+    assert!(
+        r.contains("pic2_proxy_request_duration_seconds_count{site=\"a.test\"} 1"),
+        "{r}"
+    );
     p.shutdown().await;
 }

@@ -1,0 +1,182 @@
+//! ACME issuance and renewal against the dev Pebble (start it with `dev/pebble.sh start`):
+//! HTTP-01 on 127.0.0.1:5002, then TLS-ALPN-01 on 127.0.0.1:5001 (the ports Pebble's
+//! validation uses), certificates stored 0600 and renewed while served, no restart.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use pic2_proxy::{Options, Proxy};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpStream;
+
+const CA: &str = "/var/lib/pic2-dev/pebble/ca.pem";
+
+fn pebble_roots(dir: &Path) -> PathBuf {
+    let out = dir.join("pebble-roots.pem");
+    let ok = std::process::Command::new("curl")
+        .args(["-fsS", "--max-time", "5", "--cacert", CA, "-o"])
+        .arg(&out)
+        .arg("https://127.0.0.1:15000/roots/0")
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(
+        ok,
+        "Pebble is not answering on https://127.0.0.1:15000 (CA {CA}): start it with `dev/pebble.sh start` (or dev/up.sh)"
+    );
+    out
+}
+
+async fn served_cert(addr: std::net::SocketAddr, name: &str, roots: &Path) -> Option<Vec<u8>> {
+    use rustls_pki_types::pem::PemObject;
+    let mut store = rustls::RootCertStore::empty();
+    for c in rustls_pki_types::CertificateDer::pem_file_iter(roots).unwrap() {
+        store.add(c.unwrap()).unwrap();
+    }
+    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(store)
+    .with_no_client_auth();
+    let tcp = TcpStream::connect(addr).await.ok()?;
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+        .connect(
+            rustls_pki_types::ServerName::try_from(name.to_owned()).unwrap(),
+            tcp,
+        )
+        .await
+        .ok()?;
+    Some(tls.get_ref().1.peer_certificates()?[0].to_vec())
+}
+
+fn mode(p: &Path) -> u32 {
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+async fn issue_and_renew(challenge: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let roots = pebble_roots(dir.path());
+    let state = dir.path().join("state");
+    let n = std::process::id();
+    let name = format!("{}-{n}.acme.test", challenge.replace('-', ""));
+    let alias = format!("www.{name}");
+    let routes = serde_json::json!({"version": 1, "settings": {
+        "acme_directory": "https://127.0.0.1:14000/dir", "acme_ca_file": CA,
+        "acme_challenge": challenge, "acme_email": "admins@pic2.test",
+        "state_dir": state.to_str().unwrap()},
+        "sites": [{"name": name, "hosts": [name, alias], "backend": "127.0.0.1:9", "tls": {"mode": "acme"}}]});
+    let rpath = dir.path().join("routes.json");
+    std::fs::write(&rpath, serde_json::to_vec(&routes).unwrap()).unwrap();
+    let mut o = Options::new(&rpath);
+    // Pebble validates HTTP-01 on :5002 and TLS-ALPN-01 on :5001
+    o.listen_http = Some(
+        if challenge == "http-01" {
+            "127.0.0.1:5002"
+        } else {
+            "127.0.0.1:0"
+        }
+        .into(),
+    );
+    o.listen_https = Some(
+        if challenge == "tls-alpn-01" {
+            "127.0.0.1:5001"
+        } else {
+            "127.0.0.1:0"
+        }
+        .into(),
+    );
+    o.listen_metrics = Some(String::new());
+    o.acme.check_interval = Duration::from_millis(500);
+    o.acme.backoff_base = Duration::from_millis(500);
+    let p = Proxy::start(o).await.unwrap();
+    let https = p.https_addr.unwrap();
+    let mut first = None;
+    for _ in 0..120 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        if let Some(c) = served_cert(https, &alias, &roots).await {
+            first = Some(c);
+            break;
+        }
+    }
+    let first = first.unwrap_or_else(|| panic!("no certificate from Pebble over {challenge} in 30 s (see /var/lib/pic2-dev/log/pebble.log)"));
+    let site_dir = state.join("certs").join(&name);
+    assert_eq!(mode(&site_dir.join("key.pem")), 0o600);
+    assert_eq!(mode(&site_dir.join("fullchain.pem")), 0o600);
+    let accounts: Vec<_> = std::fs::read_dir(state.join("acme"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(accounts.len(), 1);
+    assert_eq!(mode(&accounts[0]), 0o600);
+    assert_eq!(
+        p.shared
+            .global
+            .certificate_failures
+            .load(std::sync::atomic::Ordering::SeqCst),
+        0
+    );
+    p.shutdown().await;
+
+    // renewal: a proxy that wants 100 years of validity renews at once, keeps the account,
+    // and serves the new certificate without a restart
+    let mut o = Options::new(&rpath);
+    o.listen_http = Some(
+        if challenge == "http-01" {
+            "127.0.0.1:5002"
+        } else {
+            "127.0.0.1:0"
+        }
+        .into(),
+    );
+    o.listen_https = Some(
+        if challenge == "tls-alpn-01" {
+            "127.0.0.1:5001"
+        } else {
+            "127.0.0.1:0"
+        }
+        .into(),
+    );
+    o.listen_metrics = Some(String::new());
+    o.acme.check_interval = Duration::from_secs(3600);
+    o.acme.backoff_base = Duration::from_secs(3600);
+    o.acme.renew_before = Duration::from_secs(100 * 365 * 86400);
+    let p = Proxy::start(o).await.unwrap();
+    let https = p.https_addr.unwrap();
+    assert_eq!(
+        served_cert(https, &name, &roots).await.as_ref(),
+        Some(&first),
+        "the stored certificate is served at start"
+    );
+    let mut renewed = None;
+    for _ in 0..120 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        match served_cert(https, &name, &roots).await {
+            Some(c) if c != first => {
+                renewed = Some(c);
+                break;
+            }
+            _ => {}
+        }
+    }
+    assert!(renewed.is_some(), "the renewed certificate was not served");
+    let accounts_after: Vec<_> = std::fs::read_dir(state.join("acme"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(accounts_after, accounts, "the account key is kept");
+    p.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acme_http01_and_tls_alpn01_issue_and_renew_against_pebble() {
+    issue_and_renew("http-01").await;
+    issue_and_renew("tls-alpn-01").await;
+}
