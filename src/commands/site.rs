@@ -16,13 +16,20 @@ pub fn run(inv: &ValidInventory, command: SiteCommand, out: &Out) -> anyhow::Res
         .iter()
         .find(|r| r.hosts.iter().any(|h| *h == wanted))
     else {
-        bail!("no site or alias named {domain} in {}", inv.source.path().display());
+        bail!(
+            "no site or alias named {domain} in {}",
+            inv.source.path().display()
+        );
     };
     let on = state == OnOff::On;
     let dir = Path::new(&routes.settings.state_dir);
     pic2_proxy::maintenance::set(dir, &site.name, on)
         .with_context(|| format!("cannot switch maintenance of {}", site.name))?;
-    let word = if on { out.yellow("on") } else { out.green("off") };
+    let word = if on {
+        out.yellow("on")
+    } else {
+        out.green("off")
+    };
     println!(
         "maintenance {word} for {} (the running proxy sees it within a second)",
         site.name
