@@ -39,7 +39,7 @@ impl Page<'_> {
                     a.skip href="#main" { (t.skip) }
                     header {
                         a.brand href="/" {
-                            span.logo aria-hidden="true" { "🔑" }
+                            span.logo aria-hidden="true" { "•••" }
                             (t.title)
                         }
                         nav aria-label=(t.switch_label) {

@@ -210,19 +210,21 @@ impl<T: DeserializeOwned + Send> FromRequest<AppState> for CheckedForm<T> {
             .cloned()
             .ok_or(AppError::Csrf)?;
         let had_cookie = ctx.cookie(&cookie_name(state, "pic2pw_csrf")).is_some();
-        let origin_ok = match req
+        // Browsers send `Origin: null` for form posts under `Referrer-Policy: no-referrer`;
+        // `Sec-Fetch-Site`, which pages cannot forge, then says where the post came from.
+        let origin = req
             .headers()
             .get(header::ORIGIN)
-            .and_then(|o| o.to_str().ok())
-        {
+            .and_then(|v| v.to_str().ok());
+        let origin_ok = match origin {
+            Some("null") | None => true,
             Some(origin) => origin == state.config.public_origin(),
-            None => !matches!(
-                req.headers()
-                    .get("sec-fetch-site")
-                    .and_then(|v| v.to_str().ok()),
-                Some("cross-site" | "same-site")
-            ),
         };
+        let fetch_site = req
+            .headers()
+            .get("sec-fetch-site")
+            .and_then(|v| v.to_str().ok());
+        let site_ok = !matches!(fetch_site, Some("cross-site" | "same-site"));
         let bytes = axum::body::to_bytes(req.into_body(), 64 * 1024)
             .await
             .map_err(|_| AppError::BadRequest)?;
@@ -232,7 +234,7 @@ impl<T: DeserializeOwned + Send> FromRequest<AppState> for CheckedForm<T> {
             .as_bytes()
             .ct_eq(ctx.csrf_field.as_bytes())
             .into();
-        if !(had_cookie && origin_ok && matches) {
+        if !(had_cookie && origin_ok && site_ok && matches) {
             return Err(AppError::Csrf);
         }
         serde_urlencoded::from_bytes(&bytes)
