@@ -20,6 +20,8 @@ ADMIN_DN=cn=admin,$SUFFIX
 NSS_DN=cn=nss,$SUFFIX
 LDAP_PORT=${PIC2_LDAP_PORT:-3389}
 LDAP_URL=ldap://127.0.0.1:$LDAP_PORT/
+# Also on the database host's address, for the containers (see ensure_db_host_address).
+LDAP_URL6="ldap://[$DB_HOST6]:$LDAP_PORT/"
 LDAP_DIR=$PIC2_DEV_DIR/ldap
 CONF_DIR=$LDAP_DIR/slapd.d
 DATA_DIR=$LDAP_DIR/data
@@ -255,9 +257,15 @@ do_start() {
     ensure_secret "$ADMIN_SECRET"
     ensure_secret "$NSS_SECRET"
     ensure_config
+    ensure_db_host_address
 
     local pid
     pid=$(slapd_pid || true)
+    if [[ -n $pid ]] && ! listening_on "$DB_HOST6" "$LDAP_PORT"; then
+        log "slapd does not listen on [$DB_HOST6]:$LDAP_PORT yet: restarting it"
+        do_stop
+        pid=
+    fi
     if [[ -n $pid ]] && ! admin_answers; then
         # running but not answering (yet?): give it a moment, then restart it
         if ! wait_for "slapd (pid $pid) to answer" 5 admin_answers; then
@@ -268,8 +276,8 @@ do_start() {
     fi
     if [[ -z $pid ]]; then
         rm -f "$PIDFILE" "$LDAPI_SOCK" "$RUN_DIR/slapd.args"
-        log "starting slapd on $LDAP_URL and $LDAPI_URL"
-        daemonize "$LOGFILE" slapd -d "$DEBUG_LEVEL" -F "$CONF_DIR" -h "$LDAP_URL $LDAPI_URL" \
+        log "starting slapd on $LDAP_URL, $LDAP_URL6 and $LDAPI_URL"
+        daemonize "$LOGFILE" slapd -d "$DEBUG_LEVEL" -F "$CONF_DIR" -h "$LDAP_URL $LDAP_URL6 $LDAPI_URL" \
             -u "$SLAPD_USER" -g "$SLAPD_GROUP"
         local i
         for ((i = 0; i < 100; i++)); do

@@ -268,3 +268,22 @@ urlencode() {
     done
     printf '%s' "$out"
 }
+
+# ---------------------------------------------------------------- the database host's address
+
+# The address the web runtimes (containers) reach slapd and MariaDB on, as they would reach
+# the separate pic2 host in production. It is a second address of the loopback interface (this
+# sandbox's kernel has no dummy interfaces), so the services listen on it next to 127.0.0.1,
+# containers reach it through their bridge, and MariaDB sees each container's own address.
+DB_HOST6=${PIC2_DB_HOST6:-fd00:5049:4332::2}
+
+ensure_db_host_address() {
+    if ! ip -6 addr show dev lo | grep -q "$DB_HOST6/128"; then
+        ip -6 addr add "$DB_HOST6/128" dev lo || die "cannot add $DB_HOST6 to the loopback interface"
+    fi
+}
+
+# listening_on ADDR PORT: whether some process listens on [ADDR]:PORT.
+listening_on() {
+    ss -H -ltn "src [$1]:$2" 2>/dev/null | grep -q .
+}

@@ -97,7 +97,13 @@ do_start() {
     ensure_secret "$SECRET"
 
     local pid
+    ensure_db_host_address
     pid=$(mariadbd_pid || true)
+    if [[ -n $pid ]] && ! listening_on "$DB_HOST6" "$DB_PORT"; then
+        log "mariadbd does not listen on [$DB_HOST6]:$DB_PORT yet: restarting it"
+        do_stop
+        pid=
+    fi
     if [[ -n $pid ]] && ! pings; then
         if ! wait_for "mariadbd (pid $pid) to answer" 10 pings; then
             log "mariadbd pid $pid does not answer: restarting it"
@@ -108,9 +114,9 @@ do_start() {
     if [[ -z $pid ]]; then
         ensure_datadir
         rm -f "$PIDFILE" "$SOCKET" "$SOCKET.lock"
-        log "starting mariadbd on 127.0.0.1:$DB_PORT and $SOCKET"
+        log "starting mariadbd on 127.0.0.1:$DB_PORT, [$DB_HOST6]:$DB_PORT and $SOCKET"
         daemonize "$LOGFILE" mariadbd --no-defaults --datadir="$DATA_DIR" --socket="$SOCKET" \
-            --port="$DB_PORT" --bind-address=127.0.0.1 --skip-name-resolve \
+            --port="$DB_PORT" --bind-address="127.0.0.1,$DB_HOST6" --skip-name-resolve \
             --pid-file="$PIDFILE" --user="$DB_USER" --log-error="$LOGFILE"
         local i
         for ((i = 0; i < 300; i++)); do

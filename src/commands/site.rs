@@ -11,11 +11,7 @@ pub fn run(inv: &ValidInventory, command: SiteCommand, out: &Out) -> anyhow::Res
     let SiteCommand::Maintenance { state, domain } = command;
     let wanted = domain.trim_end_matches('.').to_ascii_lowercase();
     let routes = pic2_render::proxy::routes(inv);
-    let Some(site) = routes
-        .sites
-        .iter()
-        .find(|r| r.hosts.iter().any(|h| *h == wanted))
-    else {
+    let Some(site) = routes.sites.iter().find(|r| r.hosts.contains(&wanted)) else {
         bail!(
             "no site or alias named {domain} in {}",
             inv.source.path().display()

@@ -60,11 +60,18 @@ impl Platform {
         18000 + 10 * (h % 200) as u16 + i
     }
 
+    /// This platform's container network: one /64 per platform, its last group non-zero.
+    /// The database grants use its MariaDB pattern.
+    pub fn subnet6(&self) -> String {
+        format!("fd00:5049:4332:{:x}::/64", self.port(0))
+    }
+
     /// The `[containers]` section for this platform.
     pub fn containers_section(&self) -> String {
         format!(
-            "\n[containers]\nconfig_dir = \"{}\"\nmemory_mb = 192\n",
-            self.dir.path().join("config").display()
+            "\n[containers]\nconfig_dir = \"{}\"\nsubnet6 = \"{}\"\nmemory_mb = 192\n",
+            self.dir.path().join("config").display(),
+            self.subnet6()
         )
     }
 
@@ -110,7 +117,9 @@ ssh_group_gid = 19999
 url = "mysql://127.0.0.1:3307"
 admin_user = "pic2"
 admin_password_file = "{dev}/secrets/mariadb-admin.secret"
-clients = ["127.0.0.1"]
+# From the host (tests) and from this platform's containers.
+clients = ["127.0.0.1", "fd00:5049:4332::2", "{subnet_pattern}"]
+site_host = "fd00:5049:4332::2"
 
 [runtimes.php82]
 php = "8.2"
@@ -122,6 +131,7 @@ port = {port}
             base = self.base_dn,
             dev = dev.display(),
             port = self.port(0),
+            subnet_pattern = self.subnet6(),
         );
         std::fs::write(&self.config, head + &body.replace("{id}", &self.id)).unwrap();
     }

@@ -35,10 +35,18 @@ const SITES: &str = r#"
 owner = "{id}a"
 runtime = "php82"
 aliases = ["www.a.{id}.test"]
+databases = ["{id}_a"]
 
 [sites."b.{id}.test"]
 owner = "{id}b"
 runtime = "php84"
+databases = ["{id}_b"]
+
+[databases.{id}_a]
+owner = "{id}a"
+
+[databases.{id}_b]
+owner = "{id}b"
 "#;
 
 fn docker_inspect(name: &str, format: &str) -> String {
@@ -115,6 +123,35 @@ fn each_site_runs_as_its_owner_on_its_php_version_and_cannot_read_the_others() {
         "a site answers only on its runtime"
     );
 
+    // The database, on the other host's address, with the generated credentials; the other
+    // site's database is refused.
+    let cred = std::fs::read_to_string(p.home("rta").join("private/mariadb-rt_a.cnf")).unwrap();
+    let get = |k: &str| {
+        cred.lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}=")))
+            .unwrap()
+            .to_string()
+    };
+    let db_probe = format!(
+        "<?php mysqli_report(MYSQLI_REPORT_ERROR | MYSQLI_REPORT_STRICT);\n\
+         $m = new mysqli('[{host}]', '{user}', '{pw}', '{db}', {port});\n\
+         $m->query('CREATE TABLE IF NOT EXISTS t (x INT)'); $m->query('INSERT INTO t VALUES (42)');\n\
+         echo $m->query('SELECT CURRENT_USER(), SUM(x) FROM t')->fetch_row()[1], '|';\n\
+         try {{ $m->select_db('rt_b'); echo 'LEAK'; }} catch (mysqli_sql_exception $e) {{ echo 'refused'; }}",
+        host = get("host"),
+        user = get("user"),
+        pw = get("password"),
+        db = get("database"),
+        port = get("port"),
+    );
+    put(&a_root.join("db.php"), &db_probe, 20001);
+    let (status, db) = http_get(p.port(0), "a.rt.test", "/db.php").unwrap();
+    assert_eq!(
+        (status, db.as_str()),
+        (200, "42|refused"),
+        "a site reaches its database, only its own"
+    );
+
     // The confinement DESIGN.md measured.
     let c = "pic2-t-rt-php82";
     assert_eq!(docker_inspect(c, "{{.HostConfig.CapDrop}}"), "[ALL]");
@@ -130,10 +167,7 @@ fn each_site_runs_as_its_owner_on_its_php_version_and_cannot_read_the_others() {
     assert!(
         docker_inspect(c, "{{json .HostConfig.PortBindings}}").contains(r#""HostIp":"127.0.0.1""#)
     );
-    assert_eq!(
-        docker_inspect(c, "{{.Config.Labels}}").contains("org.pic2.platform:t-rt"),
-        true
-    );
+    assert!(docker_inspect(c, "{{.Config.Labels}}").contains("org.pic2.platform:t-rt"));
 }
 
 #[test]

@@ -212,6 +212,9 @@ pub struct DatabaseServer {
     /// Where the sites connect from; database users are granted from these only.
     /// Default: the address of every web host.
     pub clients: Vec<Spanned<ClientHost>>,
+    /// The address the sites reach the server on, written in their credentials files, when it
+    /// differs from the host in `url` (e.g. pic2 administers over a tunnel). Default: `url`'s.
+    pub site_host: Option<Spanned<std::net::IpAddr>>,
 }
 
 #[derive(Clone, Debug)]
@@ -684,12 +687,19 @@ fn read_database(value: Value<'_>, sink: &mut Sink) -> Option<DatabaseServer> {
     let admin_user = t.req::<Spanned<String>>("admin_user", sink);
     let admin_password_file = abs_path(&mut t, "admin_password_file", sink);
     let clients = t.opt::<Vec<Spanned<ClientHost>>>("clients", sink);
+    let site_host = t.opt::<Spanned<String>>("site_host", sink).and_then(|s| {
+        parse_ip(&s.value, s.span)
+            .map(|ip| Spanned::new(ip, s.span))
+            .map_err(|d| sink.push(d))
+            .ok()
+    });
     t.finish(sink);
     Some(DatabaseServer {
         url: url?,
         admin_user: admin_user?,
         admin_password_file: admin_password_file?,
         clients: clients.unwrap_or_default(),
+        site_host,
     })
 }
 

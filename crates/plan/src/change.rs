@@ -131,6 +131,8 @@ pub enum Op {
         create_on: Vec<ClientHost>,
         all_hosts: Vec<ClientHost>,
         new_password: bool,
+        /// Rewrite the file with the password it holds (its other settings changed).
+        rewrite: bool,
         credentials: CredentialsTarget,
     },
     Grant {

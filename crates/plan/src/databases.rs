@@ -40,10 +40,26 @@ pub(crate) fn diff(
             uid: db.owner_uid,
             gid: db.owner_uid,
             database: name.to_string(),
-            server_host: server.host.clone(),
+            server_host: inv
+                .database
+                .site_host
+                .as_ref()
+                .map_or_else(|| server.host.clone(), |h| h.value.to_string()),
             server_port: server.port,
         };
-        let has_credentials = files.paths.contains_key(&db.credentials);
+        let on_disk = files.paths.get(&db.credentials);
+        let has_credentials = on_disk.is_some();
+        // The file's settings other than the password (read with it blanked by the observer).
+        let stale_credentials = on_disk.is_some_and(|m| {
+            m.contents.as_deref()
+                != Some(&pic2_render::databases::credentials_text(
+                    name,
+                    &credentials.path,
+                    &credentials.server_host,
+                    credentials.server_port,
+                    "",
+                ))
+        });
         match observed.databases.get(name) {
             None => {
                 if !users.is_empty() {
@@ -52,7 +68,7 @@ pub(crate) fn diff(
                     continue;
                 }
                 plan.push(create_database(db));
-                plan.push(ensure_user(db, db.hosts.clone(), true, credentials));
+                plan.push(ensure_user(db, db.hosts.clone(), Password::New, credentials));
                 for host in &db.hosts {
                     plan.push(grant(name, host));
                 }
@@ -72,8 +88,13 @@ pub(crate) fn diff(
                         });
                     }
                     let missing: Vec<ClientHost> = db.hosts.iter().filter(|h| !users.contains(h.as_str())).cloned().collect();
-                    if !missing.is_empty() || !has_credentials {
-                        plan.push(ensure_user(db, missing, !has_credentials, credentials));
+                    let password = match (has_credentials, stale_credentials) {
+                        (false, _) => Password::New,
+                        (true, true) => Password::Rewrite,
+                        (true, false) => Password::Keep,
+                    };
+                    if !missing.is_empty() || password != Password::Keep {
+                        plan.push(ensure_user(db, missing, password, credentials));
                     }
                     for host in &db.hosts {
                         let key = (name.to_string(), name.to_string(), host.as_str().to_string());
@@ -136,12 +157,24 @@ fn create_database(db: &DesiredDatabase) -> Change {
     }
 }
 
+/// What becomes of a database user's password.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Password {
+    /// A fresh one, set everywhere and written to the (missing) credentials file.
+    New,
+    /// The one in the credentials file.
+    Keep,
+    /// The one in the file, which is rewritten: its other settings (host, port) changed.
+    Rewrite,
+}
+
 fn ensure_user(
     db: &DesiredDatabase,
     create_on: Vec<ClientHost>,
-    new_password: bool,
+    password: Password,
     credentials: CredentialsTarget,
 ) -> Change {
+    let new_password = password == Password::New;
     let name = db.name.as_str();
     let hosts: Vec<&str> = create_on.iter().map(|h| h.as_str()).collect();
     let mut parts = Vec::new();
@@ -151,6 +184,11 @@ fn ensure_user(
     if new_password {
         parts.push(format!(
             "set a new password, written to {}",
+            credentials.path.display()
+        ));
+    } else if password == Password::Rewrite {
+        parts.push(format!(
+            "rewrite {} (same password, new settings)",
             credentials.path.display()
         ));
     } else {
@@ -179,6 +217,7 @@ fn ensure_user(
             create_on,
             all_hosts: db.hosts.clone(),
             new_password,
+            rewrite: password == Password::Rewrite,
             credentials,
         },
     }
@@ -264,8 +303,8 @@ mod tests {
                 (Phase::Databases, "velobs".into()),
                 (Phase::DatabaseUsers, "arto".into()),
                 (Phase::DatabaseUsers, "velobs".into()),
-                (Phase::Grants, "arto@127.0.0.1".into()),
-                (Phase::Grants, "velobs@127.0.0.1".into()),
+                (Phase::Grants, "arto@fd00:5049:4332:1:%".into()),
+                (Phase::Grants, "velobs@fd00:5049:4332:1:%".into()),
             ]
         );
     }

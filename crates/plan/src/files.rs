@@ -171,7 +171,12 @@ fn foreign_home(home: &Path, observed: &ObservedFiles, platform: &str) -> Option
         Some(Some(other)) => Some(format!("this home belongs to the pic2 platform `{other}`")),
         Some(None) => Some(format!("the marker {HOME_MARKER} is not pic2's")),
         None => {
-            let empty = observed.listings.get(home).is_some_and(|l| l.is_empty());
+            // Empty, or holding only the temporary file of a marker being written: what an
+            // apply killed at that moment leaves.
+            let empty = observed
+                .listings
+                .get(home)
+                .is_some_and(|l| l.iter().all(|n| n.ends_with(crate::TEMP_SUFFIX)));
             (!empty).then(|| format!("the folder exists, is not empty, and has no {HOME_MARKER} marker: pic2 did not create it"))
         }
     }
@@ -321,6 +326,14 @@ mod tests {
         );
         // but an empty one (an interrupted apply) is taken over
         o.files.listings.insert(home.clone(), vec![]);
+        let p = plan(&inv, &o, Options::default());
+        assert!(p.conflicts.is_empty());
+        // and so is one holding only the temporary file of a marker being written (found by
+        // the interrupted-apply end-to-end test)
+        o.files.listings.insert(
+            home.clone(),
+            vec![format!(".{HOME_MARKER}{}", crate::TEMP_SUFFIX)],
+        );
         let p = plan(&inv, &o, Options::default());
         assert!(p.conflicts.is_empty());
     }

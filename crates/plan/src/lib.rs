@@ -22,6 +22,9 @@ pub use observed::{
 
 use pic2_inventory::ValidInventory;
 
+/// The suffix of the temporary files pic2 writes before renaming them into place.
+pub const TEMP_SUFFIX: &str = ".pic2-tmp";
+
 /// What the user allowed beyond creating and updating.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Options {
@@ -92,7 +95,28 @@ mod tests {
 
     pub fn applied_files(inv: &ValidInventory) -> ObservedFiles {
         let mut o = ObservedFiles::default();
+        let url = &inv.database.url.value;
+        let host = inv
+            .database
+            .site_host
+            .as_ref()
+            .map_or_else(|| url.host.clone(), |h| h.value.to_string());
         for d in pic2_render::files::desired(inv) {
+            let contents = match d.kind {
+                PathKind::Credentials => {
+                    let db = d
+                        .path
+                        .file_stem()
+                        .unwrap()
+                        .to_string_lossy()
+                        .trim_start_matches("mariadb-")
+                        .to_string();
+                    Some(pic2_render::databases::credentials_text(
+                        &db, &d.path, &host, url.port, "",
+                    ))
+                }
+                _ => d.contents.clone(),
+            };
             let kind = if d.kind == PathKind::Dir {
                 FileKind::Dir
             } else {
@@ -105,7 +129,7 @@ mod tests {
                     uid: d.uid,
                     gid: d.gid,
                     mode: d.mode,
-                    contents: d.contents.clone(),
+                    contents,
                 },
             );
         }

@@ -50,6 +50,47 @@ pub fn desired(inv: &ValidInventory) -> Vec<DesiredDatabase> {
         .collect()
 }
 
+/// The owner's MariaDB option file (`mariadb --defaults-extra-file=…`), which also documents
+/// the settings to copy into a site's configuration. `password` empty gives the text pic2
+/// compares with what is on disk (the password line blanked on both sides).
+pub fn credentials_text(
+    database: &str,
+    path: &std::path::Path,
+    host: &str,
+    port: u16,
+    password: &str,
+) -> String {
+    format!(
+        "# The credentials of the database `{database}`, written by pic2. Only you can read this file.\n\
+         # Use them in your site's configuration (for PHP, put an IPv6 host in brackets), or:\n\
+         #   mariadb --defaults-extra-file={path}\n\
+         [client]\n\
+         user={database}\n\
+         password={password}\n\
+         host={host}\n\
+         port={port}\n\
+         database={database}\n",
+        path = path.display(),
+    )
+}
+
+/// The text of a credentials file with its password blanked.
+pub fn redact_credentials(text: &str) -> String {
+    text.lines()
+        .map(|l| {
+            if l.starts_with("password=") {
+                "password="
+            } else {
+                l
+            }
+        })
+        .fold(String::new(), |mut out, l| {
+            out.push_str(l);
+            out.push('\n');
+            out
+        })
+}
+
 /// A string literal for MariaDB: quotes and backslashes escaped.
 pub fn quote(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);

@@ -73,6 +73,7 @@ fn run(op: &Op, s: &mut Systems) -> Result<(), Error> {
             create_on,
             all_hosts,
             new_password,
+            rewrite,
             credentials,
         } => {
             // The password is set on the server first and written last: if anything stops in
@@ -92,6 +93,8 @@ fn run(op: &Op, s: &mut Systems) -> Result<(), Error> {
                 for host in all_hosts.iter().filter(|h| !create_on.contains(h)) {
                     s.databases.set_user_password(user, host, &password)?;
                 }
+            }
+            if *new_password || *rewrite {
                 volume::write_file(
                     &credentials.path,
                     credentials.uid,

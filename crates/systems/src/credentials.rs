@@ -8,23 +8,14 @@ pub fn generate_password() -> String {
     Alphanumeric.sample_string(&mut rand::rng(), 32)
 }
 
-/// The option file (`mariadb --defaults-extra-file=…`), which also documents the settings to
-/// copy into a site's configuration.
+/// The option file, with the password.
 pub fn file_contents(target: &CredentialsTarget, password: &str) -> String {
-    format!(
-        "# The credentials of the database `{db}`, written by pic2. Only you can read this file.\n\
-         # Use them in your site's configuration (for PHP, put an IPv6 host in brackets), or:\n\
-         #   mariadb --defaults-extra-file={path}\n\
-         [client]\n\
-         user={db}\n\
-         password={password}\n\
-         host={host}\n\
-         port={port}\n\
-         database={db}\n",
-        db = target.database,
-        path = target.path.display(),
-        host = target.server_host,
-        port = target.server_port,
+    pic2_render::databases::credentials_text(
+        &target.database,
+        &target.path,
+        &target.server_host,
+        target.server_port,
+        password,
     )
 }
 

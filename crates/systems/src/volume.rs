@@ -26,7 +26,14 @@ const MARKER_MAX: u64 = 1 << 20;
 pub fn observe(inv: &ValidInventory) -> Result<ObservedFiles, Error> {
     let mut out = ObservedFiles::default();
     for want in desired(inv) {
-        if let Some(meta) = lstat(&want.path, want.kind == PathKind::File)? {
+        let read = matches!(want.kind, PathKind::File | PathKind::Credentials);
+        if let Some(mut meta) = lstat(&want.path, read)? {
+            if want.kind == PathKind::Credentials {
+                // Only the settings are compared: the password never leaves this function.
+                meta.contents = meta
+                    .contents
+                    .map(|c| pic2_render::databases::redact_credentials(&c));
+            }
             out.paths.insert(want.path, meta);
         }
     }
@@ -175,7 +182,11 @@ pub fn set_owner_mode(path: &Path, uid: u32, gid: u32, mode: u32) -> Result<(), 
 /// byte is written, synced, then renamed over the target.
 pub fn write_file(path: &Path, uid: u32, gid: u32, mode: u32, contents: &str) -> Result<(), Error> {
     let (parent, name) = parent_and_name(path)?;
-    let tmp = PathBuf::from(format!(".{}.pic2-tmp", name.to_string_lossy()));
+    let tmp = PathBuf::from(format!(
+        ".{}{}",
+        name.to_string_lossy(),
+        pic2_plan::TEMP_SUFFIX
+    ));
     let _ = unlinkat(&parent, &tmp, AtFlags::empty());
     let fd = openat2(
         &parent,
