@@ -235,8 +235,8 @@ fn moving_and_adding_sites_reloads_without_a_failed_request() {
     p.write(&body(&p, &moved));
     let plan = p.expect(&["plan", "--detail"], 2);
     assert!(
-        plan.contains("reload Apache in pic2-t-reload-php82")
-            && plan.contains("reload Apache in pic2-t-reload-php84"),
+        plan.contains("reload pic2-t-reload-php82 gracefully")
+            && plan.contains("reload pic2-t-reload-php84 gracefully"),
         "{plan}"
     );
     assert!(!plan.contains("restart container"), "{plan}");

@@ -164,9 +164,11 @@ pub enum Op {
     StartContainer {
         name: String,
     },
-    /// `apache2ctl graceful` inside: checks the configuration, keeps in-flight requests.
-    ReloadRuntime {
+    /// Runs the container's graceful reload command (`apache2ctl graceful` for a runtime:
+    /// checks the configuration, keeps in-flight requests).
+    Reload {
         name: String,
+        command: Vec<String>,
     },
     RemoveContainer {
         name: String,

@@ -103,8 +103,15 @@ pub(crate) fn diff(
             None => plan.push(change(
                 Kind::Create,
                 format!(
-                    "create and start container {} ({} on 127.0.0.1:{})",
-                    c.name, c.image, c.port
+                    "create and start container {} ({}: {} on {})",
+                    c.name,
+                    c.role,
+                    c.image,
+                    c.ports
+                        .iter()
+                        .map(|p| format!("{}:{}", p.host_ip, p.host_port))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
                 vec![],
                 Op::CreateContainer {
@@ -146,13 +153,17 @@ pub(crate) fn diff(
                     name: c.name.clone(),
                 },
             )),
-            Some(_) if changed_configs.contains(&c.config_file) => {
+            Some(_)
+                if !c.reload.is_empty()
+                    && c.config_files.iter().any(|f| changed_configs.contains(f)) =>
+            {
                 let mut reload = change(
                     Kind::Update,
-                    format!("reload Apache in {} gracefully (its sites changed)", c.name),
+                    format!("reload {} gracefully (its configuration changed)", c.name),
                     vec![],
-                    Op::ReloadRuntime {
+                    Op::Reload {
                         name: c.name.clone(),
+                        command: c.reload.clone(),
                     },
                 );
                 reload.phase = Phase::Reloads;
@@ -276,7 +287,7 @@ mod tests {
         o.files.paths.get_mut(&conf).unwrap().contents = Some("old".into());
         assert_eq!(
             docker(&plan(&inv, &o, Options::default())),
-            vec!["reload Apache in pic2-demo-itk84 gracefully (its sites changed)"]
+            vec!["reload pic2-demo-itk84 gracefully (its configuration changed)"]
         );
     }
 

@@ -37,20 +37,37 @@ pub struct Mount {
     pub read_only: bool,
 }
 
+/// A published port: `host_ip:host_port` → the container's `container_port`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct PortMap {
+    pub host_ip: String,
+    pub host_port: u16,
+    pub container_port: u16,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct DesiredContainer {
     pub name: String,
-    pub runtime: String,
+    /// What it runs, for people: `runtime itk82`, `sftp`, `phpmyadmin`.
+    pub role: String,
     pub image: String,
     pub network: String,
-    /// Host port on 127.0.0.1 → `CONTAINER_PORT`.
-    pub port: u16,
+    pub ports: Vec<PortMap>,
     pub env: Vec<(String, String)>,
     pub mounts: Vec<Mount>,
     pub memory_mb: u32,
     pub labels: BTreeMap<String, String>,
-    /// The runtime's configuration file on the host: a change means a graceful reload.
-    pub config_file: String,
+    /// Added to `--cap-drop ALL`.
+    pub capabilities: Vec<String>,
+    pub read_only: bool,
+    /// Writable memory file systems over a read-only root.
+    pub tmpfs: Vec<String>,
+    /// The health check command (`CMD` form); empty for none.
+    pub healthcheck: Vec<String>,
+    /// Configuration files on the host whose change calls for `reload` rather than a restart.
+    pub config_files: Vec<String>,
+    /// The graceful reload command, run inside.
+    pub reload: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -90,10 +107,14 @@ pub fn desired(inv: &ValidInventory) -> Option<DesiredContainers> {
         };
         let mut c = DesiredContainer {
             name: container_name(inv, name.as_str()),
-            runtime: name.to_string(),
+            role: format!("runtime {name}"),
             image: image.tag.clone(),
             network: network.name.clone(),
-            port,
+            ports: vec![PortMap {
+                host_ip: "127.0.0.1".into(),
+                host_port: port,
+                container_port: CONTAINER_PORT,
+            }],
             env: vec![
                 ("PIC2_IDLE_UID".into(), idle.to_string()),
                 ("PIC2_IDLE_GID".into(), idle.to_string()),
@@ -116,10 +137,26 @@ pub fn desired(inv: &ValidInventory) -> Option<DesiredContainers> {
                 (LABEL_PLATFORM.to_string(), platform.clone()),
                 (LABEL_RUNTIME.to_string(), name.to_string()),
             ]),
-            config_file: conf_dir.join("runtime.conf").display().to_string(),
+            capabilities: CAPABILITIES.iter().map(|c| c.to_string()).collect(),
+            read_only: true,
+            tmpfs: TMPFS.iter().map(|t| t.to_string()).collect(),
+            healthcheck: [
+                "curl",
+                "-fsS",
+                "-o",
+                "/dev/null",
+                "-H",
+                "Host: pic2-default",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .chain([format!("http://127.0.0.1:{CONTAINER_PORT}/health")])
+            .collect(),
+            config_files: vec![conf_dir.join("runtime.conf").display().to_string()],
+            // Checks the configuration first: a broken one is refused, the running one serves on.
+            reload: vec!["apache2ctl".into(), "graceful".into()],
         };
-        let spec = spec_hash(&c);
-        c.labels.insert(LABEL_SPEC.into(), spec);
+        seal(&mut c);
         containers.push(c);
         if !images.iter().any(|i| i.tag == image.tag) {
             images.push(image);
@@ -132,9 +169,16 @@ pub fn desired(inv: &ValidInventory) -> Option<DesiredContainers> {
     })
 }
 
-/// Everything that, changed, needs a new container (not the vhosts: those reload).
+/// Labels the container with a hash of its whole specification: everything that, changed,
+/// needs a new container (not its configuration files: those reload).
+pub fn seal(c: &mut DesiredContainer) {
+    c.labels.remove(LABEL_SPEC);
+    let spec = spec_hash(c);
+    c.labels.insert(LABEL_SPEC.into(), spec);
+}
+
 fn spec_hash(c: &DesiredContainer) -> String {
-    let text = serde_json::to_string(&(c, CAPABILITIES, TMPFS, CONTAINER_PORT)).unwrap_or_default();
+    let text = serde_json::to_string(c).unwrap_or_default();
     Sha256::digest(text.as_bytes())
         .iter()
         .take(8)
@@ -155,7 +199,7 @@ mod tests {
         assert_eq!(d.images.len(), 2, "two PHP versions, two images");
         let c = &d.containers[0];
         assert_eq!(c.name, "pic2-demo-itk82");
-        assert_eq!(c.port, 8100);
+        assert_eq!(c.ports[0].host_port, 8100);
         assert!(c.labels.contains_key(LABEL_SPEC));
     }
 }

@@ -117,7 +117,7 @@ fn run(op: &Op, s: &mut Systems) -> Result<(), Error> {
         Op::CreateContainer { container } => engine(s)?.create_container(container),
         Op::ReplaceContainer { container } => engine(s)?.replace_container(container),
         Op::StartContainer { name } => engine(s)?.start_container(name),
-        Op::ReloadRuntime { name } => engine(s)?.reload_runtime(name),
+        Op::Reload { name, command } => engine(s)?.reload(name, command),
         Op::RemoveContainer { name } => engine(s)?.remove_container(name),
     }
 }

@@ -17,8 +17,8 @@ use bollard::query_parameters::{
 use bollard::Docker;
 use futures_util::StreamExt;
 use pic2_plan::{ObservedContainer, ObservedContainers};
-use pic2_render::containers::{DesiredContainer, DesiredNetwork, CAPABILITIES, TMPFS};
-use pic2_render::runtimes::{ImageContext, CONTAINER_PORT};
+use pic2_render::containers::{DesiredContainer, DesiredNetwork, PortMap};
+use pic2_render::runtimes::ImageContext;
 use std::collections::HashMap;
 
 pub struct Engine {
@@ -183,7 +183,18 @@ impl Engine {
     }
 
     pub fn create_container(&self, c: &DesiredContainer) -> Result<(), Error> {
-        let port = format!("{CONTAINER_PORT}/tcp");
+        let key = |p: &PortMap| format!("{}/tcp", p.container_port);
+        let mut port_bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
+        for p in &c.ports {
+            port_bindings
+                .entry(key(p))
+                .or_default()
+                .get_or_insert_with(Vec::new)
+                .push(PortBinding {
+                    host_ip: Some(p.host_ip.clone()),
+                    host_port: Some(p.host_port.to_string()),
+                });
+        }
         let host = HostConfig {
             binds: Some(
                 c.mounts
@@ -198,21 +209,15 @@ impl Engine {
                     })
                     .collect(),
             ),
-            port_bindings: Some(HashMap::from([(
-                port.clone(),
-                Some(vec![PortBinding {
-                    host_ip: Some("127.0.0.1".into()),
-                    host_port: Some(c.port.to_string()),
-                }]),
-            )])),
+            port_bindings: Some(port_bindings),
             cap_drop: Some(vec!["ALL".into()]),
-            cap_add: Some(CAPABILITIES.iter().map(|s| s.to_string()).collect()),
+            cap_add: Some(c.capabilities.clone()),
             security_opt: Some(vec!["no-new-privileges".into()]),
-            readonly_rootfs: Some(true),
+            readonly_rootfs: Some(c.read_only),
             tmpfs: Some(
-                TMPFS
+                c.tmpfs
                     .iter()
-                    .map(|p| (p.to_string(), "rw,nosuid,nodev,size=64m".to_string()))
+                    .map(|p| (p.clone(), "rw,nosuid,nodev,size=64m".to_string()))
                     .collect(),
             ),
             memory: Some(i64::from(c.memory_mb) * 1024 * 1024),
@@ -223,28 +228,24 @@ impl Engine {
             network_mode: Some(c.network.clone()),
             ..Default::default()
         };
+        let healthcheck = (!c.healthcheck.is_empty()).then(|| HealthConfig {
+            test: Some(
+                std::iter::once("CMD".to_string())
+                    .chain(c.healthcheck.iter().cloned())
+                    .collect(),
+            ),
+            interval: Some(30_000_000_000),
+            timeout: Some(5_000_000_000),
+            retries: Some(3),
+            start_period: Some(5_000_000_000),
+            ..Default::default()
+        });
         let body = ContainerCreateBody {
             image: Some(c.image.clone()),
             env: Some(c.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
             labels: Some(c.labels.clone().into_iter().collect()),
-            exposed_ports: Some(HashMap::from([(port, HashMap::new())])),
-            healthcheck: Some(HealthConfig {
-                test: Some(vec![
-                    "CMD".into(),
-                    "curl".into(),
-                    "-fsS".into(),
-                    "-o".into(),
-                    "/dev/null".into(),
-                    "-H".into(),
-                    "Host: pic2-default".into(),
-                    format!("http://127.0.0.1:{CONTAINER_PORT}/health"),
-                ]),
-                interval: Some(30_000_000_000),
-                timeout: Some(5_000_000_000),
-                retries: Some(3),
-                start_period: Some(5_000_000_000),
-                ..Default::default()
-            }),
+            exposed_ports: Some(c.ports.iter().map(|p| (key(p), HashMap::new())).collect()),
+            healthcheck,
             host_config: Some(host),
             ..Default::default()
         };
@@ -301,15 +302,15 @@ impl Engine {
             .map_err(err(format!("starting container {name}")))
     }
 
-    /// `apache2ctl graceful`: checks the configuration first (a broken one is refused and the
-    /// running Apache keeps serving), then lets in-flight requests finish.
-    pub fn reload_runtime(&self, name: &str) -> Result<(), Error> {
-        let (code, output) = self.exec(name, &["apache2ctl", "graceful"])?;
+    /// Runs a container's graceful reload command; a non-zero exit is an error with its output.
+    pub fn reload(&self, name: &str, command: &[String]) -> Result<(), Error> {
+        let args: Vec<&str> = command.iter().map(String::as_str).collect();
+        let (code, output) = self.exec(name, &args)?;
         if code == 0 {
             Ok(())
         } else {
             Err(Error::Docker {
-                what: format!("reloading Apache in {name}"),
+                what: format!("reloading {name} (`{}`)", args.join(" ")),
                 message: format!("exit code {code}: {}", output.trim()),
             })
         }
