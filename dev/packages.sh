@@ -16,7 +16,7 @@ PACKAGES=(
     chromium chromium-driver        # browser tests of pic2 passwd (dev/browser.sh)
     python3-aiosmtpd                # capturing SMTP server on loopback (dev/smtp.sh)
     curl                            # readiness checks of the dev scripts
-    openssh-client procps libc-bin  # ssh-keygen, pgrep and getent for the tests
+    openssh-client sshpass procps libc-bin  # ssh, sftp, ssh-keygen, pgrep and getent for the tests
     pebble openssl curl             # local ACME CA for the proxy tests (dev/pebble.sh)
     nginx haproxy caddy wrk nghttp2-client  # bench/proxy peers and load tools (h2load)
     cmake                           # the Pingora prototype (libz-ng-sys)

@@ -22,6 +22,11 @@ pub struct ContainersConfig {
     /// The mail server PHP's mail() sends through, `host:port` (setgid helpers cannot run under
     /// no-new-privileges, so there is no local sendmail).
     pub smtp: Option<Spanned<String>>,
+    /// Where the SFTP/SSH container is published (`127.0.0.1:2222`; `[::]:22` in production).
+    /// Without it, no SFTP/SSH container. Needs `[directory] service_dn`.
+    pub sftp_listen: Option<Spanned<std::net::SocketAddr>>,
+    /// The base image of the SFTP/SSH container (OpenSSH ≥ 9.8 for per-source penalties).
+    pub sftp_base_image: String,
 }
 
 pub(crate) fn read_containers(
@@ -71,6 +76,26 @@ pub(crate) fn read_containers(
     let memory_mb = t.opt::<u32>("memory_mb", sink).unwrap_or(512);
     let max_clients_per_site = t.opt::<u32>("max_clients_per_site", sink).unwrap_or(20);
     let smtp = t.opt::<Spanned<String>>("smtp", sink);
+    let sftp_listen =
+        t.opt::<Spanned<String>>("sftp_listen", sink)
+            .and_then(|l| match l.value.parse() {
+                Ok(a) => Some(Spanned::new(a, l.span)),
+                Err(_) => {
+                    sink.push(
+                        Diagnostic::new(
+                            Code::InvalidAddress,
+                            l.span,
+                            format!("`{}` is not an address:port", l.value),
+                        )
+                        .label("here")
+                        .hint("write it like \"127.0.0.1:2222\" or \"[::]:22\""),
+                    );
+                    None
+                }
+            });
+    let sftp_base_image = t
+        .opt::<String>("sftp_base_image", sink)
+        .unwrap_or_else(|| "local/debian:trixie".into());
     t.finish(sink);
     Some(ContainersConfig {
         span,
@@ -79,5 +104,7 @@ pub(crate) fn read_containers(
         memory_mb,
         max_clients_per_site,
         smtp,
+        sftp_listen,
+        sftp_base_image,
     })
 }

@@ -103,6 +103,13 @@ pub struct Directory {
     pub uid_range: Spanned<(u32, u32)>,
     /// The group whose members get a shell over SSH; everyone else is chrooted to SFTP.
     pub ssh_group_gid: Spanned<u32>,
+    /// A read-only DN for the NSS client and the SSH key lookup of the SFTP/SSH container: it
+    /// reads accounts, groups and keys, never a password.
+    pub service_dn: Option<Spanned<Dn>>,
+    pub service_password_file: Option<Spanned<PathBuf>>,
+    /// How the containers reach the directory, when not by `url` (pic2 may administer it over
+    /// loopback or a tunnel). Default: `url`.
+    pub container_url: Option<Spanned<ServerUrl>>,
 }
 
 impl Directory {
@@ -662,6 +669,18 @@ fn read_directory(value: Value<'_>, sink: &mut Sink) -> Option<Directory> {
         }
     });
     let ssh_group_gid = t.opt::<Spanned<u32>>("ssh_group_gid", sink);
+    let service_dn = t.opt::<Spanned<Dn>>("service_dn", sink);
+    let service_password_file = t
+        .opt::<Spanned<AbsPath>>("service_password_file", sink)
+        .map(|s| Spanned::new(s.value.0, s.span));
+    let container_url = t
+        .opt::<Spanned<String>>("container_url", sink)
+        .and_then(|s| {
+            ServerUrl::parse(&s.value, s.span, &[("ldap", 389), ("ldaps", 636)])
+                .map(|u| Spanned::new(u, s.span))
+                .map_err(|d| sink.push(d))
+                .ok()
+        });
     t.finish(sink);
     let uid_range = uid_range?;
     let ssh_group_gid = ssh_group_gid
@@ -673,6 +692,9 @@ fn read_directory(value: Value<'_>, sink: &mut Sink) -> Option<Directory> {
         admin_password_file: admin_password_file?,
         uid_range,
         ssh_group_gid,
+        service_dn,
+        service_password_file,
+        container_url,
     })
 }
 

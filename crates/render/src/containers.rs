@@ -162,11 +162,100 @@ pub fn desired(inv: &ValidInventory) -> Option<DesiredContainers> {
             images.push(image);
         }
     }
+    if let Some(sftp) = sftp_container(inv, &network.name) {
+        images.extend(crate::sftp::image(inv));
+        containers.push(sftp);
+    }
     Some(DesiredContainers {
         network,
         images,
         containers,
     })
+}
+
+/// The SFTP/SSH container, when `[containers] sftp_listen` is set: OpenSSH needs SETUID and
+/// SETGID (to become the user), SYS_CHROOT (the SFTP chroot), CHOWN and AUDIT_WRITE (terminal
+/// sessions of SSH accounts), KILL (a clean stop).
+fn sftp_container(inv: &ValidInventory, network: &str) -> Option<DesiredContainer> {
+    let config = inv.containers.as_ref()?;
+    let listen = config.sftp_listen.as_ref()?;
+    let image = crate::sftp::image(inv)?;
+    let secret = inv.directory.service_password_file.as_ref()?;
+    let data_dir = inv.platform.data_dir.value.display().to_string();
+    let mut c = DesiredContainer {
+        name: container_name(inv, "sftp"),
+        role: "SFTP/SSH".into(),
+        image: image.tag,
+        network: network.to_string(),
+        ports: vec![PortMap {
+            host_ip: listen.value.ip().to_string(),
+            host_port: listen.value.port(),
+            container_port: crate::sftp::CONTAINER_PORT,
+        }],
+        // sshd and nslcd read their settings once: a change of them is a new container.
+        env: vec![("PIC2_CONFIG_HASH".into(), {
+            let text = [
+                crate::sftp::sshd_config(inv),
+                crate::sftp::nslcd_conf(inv),
+                crate::sftp::keys_env(inv),
+            ]
+            .concat();
+            Sha256::digest(text.as_bytes())
+                .iter()
+                .take(8)
+                .map(|b| format!("{b:02x}"))
+                .collect()
+        })],
+        mounts: vec![
+            Mount {
+                source: data_dir.clone(),
+                target: data_dir,
+                read_only: false,
+            },
+            Mount {
+                source: crate::sftp::config_dir(inv)?.display().to_string(),
+                target: CONFIG_MOUNT.into(),
+                read_only: true,
+            },
+            Mount {
+                source: crate::sftp::host_keys_dir(inv)?.display().to_string(),
+                target: crate::sftp::HOST_KEYS.into(),
+                read_only: false,
+            },
+            Mount {
+                source: secret.value.display().to_string(),
+                target: crate::sftp::SECRET.into(),
+                read_only: true,
+            },
+        ],
+        memory_mb: 128,
+        labels: BTreeMap::from([(LABEL_PLATFORM.to_string(), inv.platform.name.to_string())]),
+        capabilities: [
+            "SETUID",
+            "SETGID",
+            "SYS_CHROOT",
+            "CHOWN",
+            "AUDIT_WRITE",
+            "KILL",
+        ]
+        .iter()
+        .map(|c| c.to_string())
+        .collect(),
+        read_only: true,
+        tmpfs: vec!["/run".into(), "/tmp".into()],
+        healthcheck: vec![
+            "ssh-keyscan".into(),
+            "-T".into(),
+            "3".into(),
+            "-p".into(),
+            crate::sftp::CONTAINER_PORT.to_string(),
+            "127.0.0.1".into(),
+        ],
+        config_files: vec![],
+        reload: vec![],
+    };
+    seal(&mut c);
+    Some(c)
 }
 
 /// Labels the container with a hash of its whole specification: everything that, changed,
@@ -195,8 +284,8 @@ mod tests {
         assert!(desired(&crate::tests::document()).is_some());
         let demo = crate::tests::demo();
         let d = desired(&demo).unwrap();
-        assert_eq!(d.containers.len(), 2);
-        assert_eq!(d.images.len(), 2, "two PHP versions, two images");
+        assert_eq!(d.containers.len(), 3, "two runtimes and SFTP");
+        assert_eq!(d.images.len(), 3, "two PHP versions and SFTP");
         let c = &d.containers[0];
         assert_eq!(c.name, "pic2-demo-itk82");
         assert_eq!(c.ports[0].host_port, 8100);

@@ -124,6 +124,27 @@ pub fn desired(inv: &ValidInventory) -> Vec<DesiredPath> {
                 contents: Some(crate::runtimes::apache_conf(inv, name)),
             });
         }
+        if let (Some(sftp), Some(keys)) = (
+            crate::sftp::config_dir(inv),
+            crate::sftp::host_keys_dir(inv),
+        ) {
+            if containers.sftp_listen.is_some() {
+                out.push(dir(sftp.clone(), 0, 0o755));
+                let file = |name: &str, contents: String| DesiredPath {
+                    path: sftp.join(name),
+                    kind: PathKind::File,
+                    uid: 0,
+                    gid: 0,
+                    mode: 0o644,
+                    contents: Some(contents),
+                };
+                out.push(file("sshd_config", crate::sftp::sshd_config(inv)));
+                out.push(file("nslcd.conf", crate::sftp::nslcd_conf(inv)));
+                out.push(file("keys.env", crate::sftp::keys_env(inv)));
+                // The host keys: secret, kept across rebuilds, made by the container itself.
+                out.push(dir(keys, 0, 0o700));
+            }
+        }
     }
     out
 }

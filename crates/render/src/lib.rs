@@ -14,6 +14,7 @@ pub mod hosts;
 pub mod ldif;
 pub mod proxy;
 pub mod runtimes;
+pub mod sftp;
 
 use pic2_inventory::ValidInventory;
 

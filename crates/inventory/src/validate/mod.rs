@@ -12,6 +12,7 @@ mod host_roles;
 mod redirects;
 mod references;
 mod runtime_ports;
+mod sftp;
 mod ssh_keys;
 mod uid_range;
 mod unique_domains;
@@ -30,4 +31,5 @@ pub(crate) const RULES: &[Rule] = &[
     ssh_keys::check,
     redirects::check,
     runtime_ports::check,
+    sftp::check,
 ];
