@@ -47,6 +47,7 @@ impl Platform {
         };
         p.clean();
         std::fs::create_dir_all(p.lock_dir()).unwrap();
+        std::fs::create_dir_all("/var/lib/pic2-tests").unwrap();
         p
     }
 
@@ -75,8 +76,19 @@ impl Platform {
         )
     }
 
+    /// The `[containers]` section with the SFTP/SSH container on 127.0.0.1:`port(2)`.
+    pub fn containers_section_with_sftp(&self) -> String {
+        format!(
+            "{}sftp_listen = \"127.0.0.1:{}\"\n",
+            self.containers_section(),
+            self.port(2)
+        )
+    }
+
+    /// The data volume: outside /tmp, because OpenSSH's chroot wants every component of the
+    /// path root-owned and not writable by others (and /tmp is 1777).
     pub fn data_dir(&self) -> PathBuf {
-        self.dir.path().join("data")
+        PathBuf::from("/var/lib/pic2-tests").join(format!("t-{}", self.id))
     }
 
     fn lock_dir(&self) -> PathBuf {
@@ -112,6 +124,9 @@ admin_dn = "cn=admin,{SUFFIX}"
 admin_password_file = "{dev}/secrets/ldap-admin.secret"
 uid_range = [20000, 29999]
 ssh_group_gid = 19999
+service_dn = "cn=nss,{SUFFIX}"
+service_password_file = "{dev}/secrets/ldap-nss.secret"
+container_url = "ldap://[fd00:5049:4332::2]:3389"
 
 [database]
 url = "mysql://127.0.0.1:3307"
@@ -216,6 +231,7 @@ port = {port}
     }
 
     fn clean(&self) {
+        let _ = std::fs::remove_dir_all(self.data_dir());
         // Containers and network of this platform (named pic2-t-{id}…).
         let prefix = format!("pic2-t-{}", self.id);
         let out = Command::new("docker")

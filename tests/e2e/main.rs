@@ -15,3 +15,4 @@ mod apply;
 mod faults;
 mod nss;
 mod runtimes;
+mod sftp;

@@ -138,10 +138,19 @@ fn open_nofollow(path: &Path, flags: OFlags) -> Result<OwnedFd, Error> {
         ResolveFlags::NO_SYMLINKS,
     )
     .map_err(|e| {
-        Error::io(
-            path,
-            format!("{e} (pic2 never follows symbolic links on the data volume)"),
-        )
+        if e == rustix::io::Errno::LOOP {
+            Error::io(
+                path,
+                "a symbolic link is on the path: pic2 never follows links on the data volume",
+            )
+        } else if e == rustix::io::Errno::NOENT {
+            Error::io(
+                path,
+                "no such file or folder (pic2 creates the data folder, not its parents)",
+            )
+        } else {
+            Error::io(path, e)
+        }
     })
 }
 
