@@ -170,9 +170,15 @@ floor_write() {
         -f "$render/directory/entries.ldif" >/dev/null || die "floor ldapadd failed"
     ldap=$(since "$t")
 
+    # The rendered SQL goes database by database (CREATE DATABASE, CREATE USER, GRANT); run
+    # as it is, MariaDB takes about twice as long as with each kind of statement together,
+    # which is also the order pic2 applies. The floor is the faster of the two.
+    local sql_file="$render/databases/grouped.sql"
+    { grep '^CREATE DATABASE' "$render/databases/databases.sql"
+      grep '^CREATE USER' "$render/databases/databases.sql"
+      grep '^GRANT' "$render/databases/databases.sql"; } >"$sql_file"
     t=$(now)
-    mariadb --defaults-extra-file="$MARIADB_CNF" <"$render/databases/databases.sql" \
-        || die "floor SQL failed"
+    mariadb --defaults-extra-file="$MARIADB_CNF" <"$sql_file" || die "floor SQL failed"
     sql=$(since "$t")
 
     t=$(now)
