@@ -281,3 +281,77 @@ fn moving_and_adding_sites_reloads_without_a_failed_request() {
     );
     p.assert_converged();
 }
+
+/// `curl` with a cookie jar, for phpMyAdmin's login form (the password comes from a file).
+fn curl(jar: &std::path::Path, args: &[&str]) -> String {
+    let out = Command::new("curl")
+        .args(["-s", "-c"])
+        .arg(jar)
+        .arg("-b")
+        .arg(jar)
+        .args(args)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn phpmyadmin_shows_a_site_user_its_own_database_only() {
+    engine_answers();
+    let p = Platform::new("pma");
+    let body = body(&p, SITES).replace(
+        "[containers]",
+        &format!(
+            "[services]\nphpmyadmin = \"pma.{{id}}.test\"\n\n[containers]\nphpmyadmin_port = {}",
+            p.port(3)
+        ),
+    );
+    p.write(&body);
+    p.apply(&[]);
+    p.assert_converged();
+    let base = format!("http://127.0.0.1:{}/", p.port(3));
+    let dir = tempfile::tempdir().unwrap();
+    let jar = dir.path().join("cookies");
+    let mut login_page = String::new();
+    for _ in 0..100 {
+        login_page = curl(&jar, &[&base]);
+        if login_page.contains("name=\"token\"") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let token = login_page
+        .split("name=\"token\" value=\"")
+        .nth(1)
+        .and_then(|t| t.split('"').next())
+        .expect("a login form");
+    let cred = std::fs::read_to_string(p.home("pmaa").join("private/mariadb-pma_a.cnf")).unwrap();
+    let password = cred
+        .lines()
+        .find_map(|l| l.strip_prefix("password="))
+        .unwrap();
+    let pw_file = dir.path().join("pw");
+    std::fs::write(&pw_file, password).unwrap();
+    let login = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-c"])
+        .arg(&jar)
+        .arg("-b")
+        .arg(&jar)
+        .args(["--data-urlencode", "pma_username=pma_a"])
+        .arg("--data-urlencode")
+        .arg(format!("pma_password@{}", pw_file.display()))
+        .args([
+            "--data",
+            &format!("server=1&token={token}"),
+            &format!("{base}index.php?route=/"),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&login.stdout), "302", "logged in");
+    let databases = curl(&jar, &[&format!("{base}index.php?route=/server/databases")]);
+    assert!(databases.contains("pma_a"), "its database is listed");
+    assert!(
+        !databases.contains("pma_b"),
+        "the other site's database is not"
+    );
+}

@@ -27,6 +27,9 @@ pub struct ContainersConfig {
     pub sftp_listen: Option<Spanned<std::net::SocketAddr>>,
     /// The base image of the SFTP/SSH container (OpenSSH ≥ 9.8 for per-source penalties).
     pub sftp_base_image: String,
+    /// The port on 127.0.0.1 of the phpMyAdmin container (run when `[services] phpmyadmin`
+    /// names its domain), for the proxy.
+    pub phpmyadmin_port: u16,
 }
 
 pub(crate) fn read_containers(
@@ -96,6 +99,7 @@ pub(crate) fn read_containers(
     let sftp_base_image = t
         .opt::<String>("sftp_base_image", sink)
         .unwrap_or_else(|| "local/debian:trixie".into());
+    let phpmyadmin_port = t.opt::<u16>("phpmyadmin_port", sink).unwrap_or(8180);
     t.finish(sink);
     Some(ContainersConfig {
         span,
@@ -106,5 +110,6 @@ pub(crate) fn read_containers(
         smtp,
         sftp_listen,
         sftp_base_image,
+        phpmyadmin_port,
     })
 }

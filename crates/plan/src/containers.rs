@@ -246,16 +246,16 @@ mod tests {
             .filter(|c| c.system == System::Containers)
             .map(|c| c.phase)
             .collect();
-        assert_eq!(
-            phases,
-            vec![
-                Phase::Images,
-                Phase::Images,
-                Phase::Networks,
-                Phase::Containers,
-                Phase::Containers
-            ]
-        );
+        // Two PHP images, SFTP and phpMyAdmin; then the network; then four containers.
+        let expected: Vec<Phase> = [
+            (Phase::Images, 4),
+            (Phase::Networks, 1),
+            (Phase::Containers, 4),
+        ]
+        .iter()
+        .flat_map(|(phase, n)| std::iter::repeat_n(*phase, *n))
+        .collect();
+        assert_eq!(phases, expected);
         let last_files = p
             .changes
             .iter()

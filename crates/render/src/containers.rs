@@ -60,7 +60,8 @@ pub struct DesiredContainer {
     /// Added to `--cap-drop ALL`.
     pub capabilities: Vec<String>,
     pub read_only: bool,
-    /// Writable memory file systems over a read-only root.
+    /// Writable memory file systems over a read-only root: a path, optionally followed by
+    /// `:` and mount options (`/var/lib/x:uid=33,gid=33,mode=0750`).
     pub tmpfs: Vec<String>,
     /// The health check command (`CMD` form); empty for none.
     pub healthcheck: Vec<String>,
@@ -166,6 +167,10 @@ pub fn desired(inv: &ValidInventory) -> Option<DesiredContainers> {
         images.extend(crate::sftp::image(inv));
         containers.push(sftp);
     }
+    if let Some(pma) = phpmyadmin_container(inv, &network.name) {
+        images.extend(crate::phpmyadmin::image(inv));
+        containers.push(pma);
+    }
     Some(DesiredContainers {
         network,
         images,
@@ -258,6 +263,68 @@ fn sftp_container(inv: &ValidInventory, network: &str) -> Option<DesiredContaine
     Some(c)
 }
 
+/// phpMyAdmin, when `[services] phpmyadmin` names its domain: Apache drops to www-data (SETUID,
+/// SETGID), the start script hands it its temporary folder (CHOWN), KILL for a clean stop.
+fn phpmyadmin_container(inv: &ValidInventory, network: &str) -> Option<DesiredContainer> {
+    let config = inv.containers.as_ref()?;
+    let image = crate::phpmyadmin::image(inv)?;
+    let conf_dir = crate::phpmyadmin::config_dir(inv)?;
+    let mut c = DesiredContainer {
+        name: container_name(inv, "phpmyadmin"),
+        role: "phpMyAdmin".into(),
+        image: image.tag,
+        network: network.to_string(),
+        ports: vec![PortMap {
+            host_ip: "127.0.0.1".into(),
+            host_port: config.phpmyadmin_port,
+            container_port: crate::phpmyadmin::CONTAINER_PORT,
+        }],
+        env: vec![],
+        mounts: vec![
+            Mount {
+                source: conf_dir.display().to_string(),
+                target: CONFIG_MOUNT.into(),
+                read_only: true,
+            },
+            Mount {
+                source: conf_dir.join("pic2.php").display().to_string(),
+                target: crate::phpmyadmin::SETTINGS_MOUNT.into(),
+                read_only: true,
+            },
+        ],
+        memory_mb: 128,
+        labels: BTreeMap::from([(LABEL_PLATFORM.to_string(), inv.platform.name.to_string())]),
+        capabilities: ["SETUID", "SETGID", "CHOWN", "KILL"]
+            .iter()
+            .map(|c| c.to_string())
+            .collect(),
+        read_only: true,
+        tmpfs: vec![
+            "/run".into(),
+            "/tmp".into(),
+            "/var/lock".into(),
+            "/var/log/apache2".into(),
+            "/var/lib/phpmyadmin/tmp:uid=33,gid=33,mode=0750".into(),
+            "/var/lib/php/sessions:uid=33,gid=33,mode=0700".into(),
+            "/var/lib/phpmyadmin/secret".into(),
+        ],
+        healthcheck: vec![
+            "curl".into(),
+            "-fsS".into(),
+            "-o".into(),
+            "/dev/null".into(),
+            format!("http://127.0.0.1:{}/", crate::phpmyadmin::CONTAINER_PORT),
+        ],
+        config_files: vec![
+            conf_dir.join("phpmyadmin.conf").display().to_string(),
+            conf_dir.join("pic2.php").display().to_string(),
+        ],
+        reload: vec!["apache2ctl".into(), "graceful".into()],
+    };
+    seal(&mut c);
+    Some(c)
+}
+
 /// Labels the container with a hash of its whole specification: everything that, changed,
 /// needs a new container (not its configuration files: those reload).
 pub fn seal(c: &mut DesiredContainer) {
@@ -284,8 +351,8 @@ mod tests {
         assert!(desired(&crate::tests::document()).is_some());
         let demo = crate::tests::demo();
         let d = desired(&demo).unwrap();
-        assert_eq!(d.containers.len(), 3, "two runtimes and SFTP");
-        assert_eq!(d.images.len(), 3, "two PHP versions and SFTP");
+        assert_eq!(d.containers.len(), 4, "two runtimes, SFTP, phpMyAdmin");
+        assert_eq!(d.images.len(), 4, "two PHP versions, SFTP, phpMyAdmin");
         let c = &d.containers[0];
         assert_eq!(c.name, "pic2-demo-itk82");
         assert_eq!(c.ports[0].host_port, 8100);

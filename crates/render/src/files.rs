@@ -145,6 +145,25 @@ pub fn desired(inv: &ValidInventory) -> Vec<DesiredPath> {
                 out.push(dir(keys, 0, 0o700));
             }
         }
+        if let (Some(pma), Some(_)) = (
+            crate::phpmyadmin::config_dir(inv),
+            inv.services.phpmyadmin.as_ref(),
+        ) {
+            out.push(dir(pma.clone(), 0, 0o755));
+            for (name, contents) in [
+                ("phpmyadmin.conf", crate::phpmyadmin::apache_conf(inv)),
+                ("pic2.php", crate::phpmyadmin::config_php(inv)),
+            ] {
+                out.push(DesiredPath {
+                    path: pma.join(name),
+                    kind: PathKind::File,
+                    uid: 0,
+                    gid: 0,
+                    mode: 0o644,
+                    contents: Some(contents),
+                });
+            }
+        }
     }
     out
 }

@@ -12,6 +12,7 @@ pub mod directory;
 pub mod files;
 pub mod hosts;
 pub mod ldif;
+pub mod phpmyadmin;
 pub mod proxy;
 pub mod runtimes;
 pub mod sftp;

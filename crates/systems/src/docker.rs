@@ -217,7 +217,13 @@ impl Engine {
             tmpfs: Some(
                 c.tmpfs
                     .iter()
-                    .map(|p| (p.clone(), "rw,nosuid,nodev,size=64m".to_string()))
+                    .map(|t| match t.split_once(':') {
+                        Some((path, extra)) => (
+                            path.to_string(),
+                            format!("rw,nosuid,nodev,size=64m,{extra}"),
+                        ),
+                        None => (t.clone(), "rw,nosuid,nodev,size=64m".to_string()),
+                    })
                     .collect(),
             ),
             memory: Some(i64::from(c.memory_mb) * 1024 * 1024),
