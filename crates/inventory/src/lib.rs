@@ -30,6 +30,7 @@ pub use proxy::ProxyConfig;
 pub use source::{LineCol, SourceFile, Span, Spanned};
 pub use types::{Access, AccountName, DbName, Dn, Domain, Email, Ident, PhpVersion, SshKey};
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// The JSON Schema of `pic2.toml`, for editors (`pic2 schema`).
@@ -37,12 +38,67 @@ pub const JSON_SCHEMA: &str = include_str!("pic2.schema.json");
 
 /// An inventory that passed every rule. Only [`load`] makes one.
 #[derive(Clone, Debug)]
-pub struct ValidInventory(Inventory);
+pub struct ValidInventory {
+    inventory: Inventory,
+    /// Each account's sites and databases, indexed once: the renderers ask per account, and a
+    /// scan per account would make a 10,000-account plan quadratic.
+    sites_by_owner: BTreeMap<AccountName, Vec<Domain>>,
+    databases_by_owner: BTreeMap<AccountName, Vec<DbName>>,
+}
 
 impl std::ops::Deref for ValidInventory {
     type Target = Inventory;
     fn deref(&self) -> &Inventory {
-        &self.0
+        &self.inventory
+    }
+}
+
+impl ValidInventory {
+    fn new(inventory: Inventory) -> Self {
+        let mut sites_by_owner: BTreeMap<AccountName, Vec<Domain>> = BTreeMap::new();
+        for (domain, site) in &inventory.sites {
+            sites_by_owner
+                .entry(site.owner.value.clone())
+                .or_default()
+                .push(domain.clone());
+        }
+        let mut databases_by_owner: BTreeMap<AccountName, Vec<DbName>> = BTreeMap::new();
+        for (name, db) in &inventory.databases {
+            databases_by_owner
+                .entry(db.owner.value.clone())
+                .or_default()
+                .push(name.clone());
+        }
+        ValidInventory {
+            inventory,
+            sites_by_owner,
+            databases_by_owner,
+        }
+    }
+
+    /// The sites an account owns, in domain order.
+    pub fn sites_of<'a>(
+        &'a self,
+        account: &AccountName,
+    ) -> impl Iterator<Item = (&'a Domain, &'a Site)> + 'a {
+        let domains = self
+            .sites_by_owner
+            .get(account)
+            .map_or(&[][..], Vec::as_slice);
+        domains
+            .iter()
+            .filter_map(|d| self.inventory.sites.get_key_value(d))
+    }
+
+    /// The databases an account owns, in name order.
+    pub fn databases_of<'a>(
+        &'a self,
+        account: &AccountName,
+    ) -> impl Iterator<Item = &'a DbName> + 'a {
+        self.databases_by_owner
+            .get(account)
+            .map_or(&[][..], Vec::as_slice)
+            .iter()
     }
 }
 
@@ -69,7 +125,7 @@ pub fn load(
     found.retain(|d| !d.follows_from(&read.broken));
     diagnostics.extend(found);
     if diagnostics.is_empty() {
-        Ok(ValidInventory(inventory))
+        Ok(ValidInventory::new(inventory))
     } else {
         diagnostics.sort_by_key(|d| d.span.start);
         Err(Diagnostics {

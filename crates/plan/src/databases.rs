@@ -9,7 +9,7 @@ use crate::observed::{ObservedDatabases, ObservedFiles};
 use crate::Options;
 use pic2_inventory::{ClientHost, ValidInventory};
 use pic2_render::databases::{desired, mark, DesiredDatabase};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// The platform a database comment names, if it is a pic2 comment.
 fn comment_platform(comment: &str) -> Option<&str> {
@@ -26,15 +26,19 @@ pub(crate) fn diff(
     let platform = inv.platform.name.as_str();
     let desired = desired(inv);
     let server = &inv.database.url.value;
+    // Every user's hosts, grouped once (a scan per database would be quadratic).
+    let mut hosts_of: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for (user, host) in &observed.users {
+        hosts_of
+            .entry(user.as_str())
+            .or_default()
+            .insert(host.as_str());
+    }
+    let no_hosts = BTreeSet::new();
 
     for db in &desired {
         let name = db.name.as_str();
-        let users: BTreeSet<&str> = observed
-            .users
-            .iter()
-            .filter(|(u, _)| u == name)
-            .map(|(_, h)| h.as_str())
-            .collect();
+        let users: &BTreeSet<&str> = hosts_of.get(name).unwrap_or(&no_hosts);
         let credentials = CredentialsTarget {
             path: db.credentials.clone(),
             uid: db.owner_uid,
@@ -121,7 +125,7 @@ pub(crate) fn diff(
         {
             continue;
         }
-        for (_, host) in observed.users.iter().filter(|(u, _)| u == name) {
+        for host in hosts_of.get(name.as_str()).unwrap_or(&no_hosts) {
             drop_user(name, host, options, plan);
         }
         if options.prune && options.drop_data {

@@ -79,7 +79,7 @@ pub fn desired(inv: &ValidInventory) -> Vec<DesiredPath> {
         });
         out.push(dir(inv.private_dir(name), id, 0o700));
         out.push(dir(inv.sites_dir(name), id, 0o750));
-        for (domain, _) in inv.sites.iter().filter(|(_, s)| s.owner.value == *name) {
+        for (domain, _) in inv.sites_of(name) {
             let site = inv.site_dir(name, domain);
             out.push(dir(site.clone(), id, 0o750));
             out.push(dir(site.join("htdocs"), id, 0o750));
@@ -95,7 +95,7 @@ pub fn desired(inv: &ValidInventory) -> Vec<DesiredPath> {
             });
             out.push(dir(site.join("tmp"), id, 0o700));
         }
-        for (db, _) in inv.databases.iter().filter(|(_, d)| d.owner.value == *name) {
+        for db in inv.databases_of(name) {
             out.push(DesiredPath {
                 path: inv.credentials_file(name, db),
                 kind: PathKind::Credentials,
