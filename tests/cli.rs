@@ -154,3 +154,38 @@ fn check_json_lists_located_diagnostics() {
     assert_eq!(codes, vec!["duplicate-uid", "unknown-runtime"]);
     assert_eq!(json["diagnostics"][1]["hint"], "did you mean `itk84`?");
 }
+
+#[test]
+fn render_writes_the_compose_file_and_image_contexts() {
+    let dir = tempfile::tempdir().unwrap();
+    stdout(&[
+        "-c",
+        "examples/demo.toml",
+        "render",
+        "--out",
+        dir.path().to_str().unwrap(),
+    ]);
+    let compose = std::fs::read_to_string(dir.path().join("containers/compose.yaml")).unwrap();
+    for service in [
+        "pic2-demo-itk82:",
+        "pic2-demo-itk84:",
+        "pic2-demo-sftp:",
+        "pic2-demo-phpmyadmin:",
+    ] {
+        assert!(compose.contains(service), "{service} in {compose}");
+    }
+    assert!(compose.contains("security_opt: [\"no-new-privileges\"]"));
+    let entrypoint = dir.path().join("images/pic2-sftp/entrypoint");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&entrypoint).unwrap().permissions(),
+    );
+    assert_eq!(
+        mode & 0o777,
+        0o755,
+        "scripts stay executable for `docker compose build`"
+    );
+    assert!(dir
+        .path()
+        .join("config/runtimes/itk82/runtime.conf")
+        .is_file());
+}

@@ -40,6 +40,9 @@ pub fn render(inv: &ValidInventory, dir: &Path, out: &Out) -> anyhow::Result<Out
         }
         std::fs::write(&path, &f.contents)
             .with_context(|| format!("cannot write {}", path.display()))?;
+        let mode = std::os::unix::fs::PermissionsExt::from_mode(f.mode);
+        std::fs::set_permissions(&path, mode)
+            .with_context(|| format!("cannot set the mode of {}", path.display()))?;
     }
     if out.json {
         let list: Vec<_> = files

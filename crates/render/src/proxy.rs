@@ -150,6 +150,18 @@ pub fn routes(inv: &ValidInventory) -> Routes {
             max_body_mb: Some(1),
         });
     }
+    // phpMyAdmin, when its container runs (`[containers]` and `[services] phpmyadmin`).
+    if let (Some(domain), Some(containers)) = (&inv.services.phpmyadmin, &inv.containers) {
+        sites.push(Route {
+            name: domain.value.to_string(),
+            hosts: vec![domain.value.to_string()],
+            backend: format!("127.0.0.1:{}", containers.phpmyadmin_port),
+            tls: RouteTls::Acme,
+            redirect: None,
+            hsts: true,
+            max_body_mb: Some(64),
+        });
+    }
     sites.sort_by(|a, b| a.name.cmp(&b.name));
     Routes {
         version: 1,
