@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # dev/demo.sh: bring up the platform's main job on the demo inventory, on this machine.
 #
-# Starts the dev services (slapd, MariaDB, NSS client), builds pic2, shows the plan for
-# examples/demo.toml, applies it, shows that a second apply changes nothing, then prints
-# how to look at what was created. Idempotent.
+# Starts the dev services (slapd, MariaDB, the NSS client, the Docker engine with its base
+# images), builds pic2, applies examples/demo.toml — accounts, databases, homes, both web
+# runtimes, SFTP/SSH and phpMyAdmin —, shows that a second apply changes nothing, then prints
+# how to reach each. Idempotent.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 require_root
 cd "$REPO_ROOT"
@@ -22,6 +23,23 @@ printf '\n==> pic2 apply --yes\n'
 printf '\n==> pic2 apply --yes, again: nothing to do\n'
 "$PIC2" apply --yes
 
+# Something to look at: a page per site (left alone once its owner has uploaded one), and a
+# password for the SFTP-only account amap, kept in a root-only file (never printed).
+DATA=$PIC2_DEV_DIR/data/home
+for site in velobs/velobs.test arto/arto.test amap/amap.test; do
+    owner=${site%%/*}
+    page=$DATA/$owner/sites/${site#*/}/htdocs/index.php
+    if [[ ! -e $page ]]; then
+        printf '<?php printf("%%s: PHP %%s, running as uid %%d\\n", $_SERVER["HTTP_HOST"], PHP_VERSION, posix_geteuid());\n' >"$page"
+        chown "$(stat -c %u "$(dirname "$page")"):$(stat -c %g "$(dirname "$page")")" "$page"
+    fi
+done
+AMAP_PASSWORD=$SECRETS_DIR/demo-amap.password
+if [[ ! -s $AMAP_PASSWORD ]]; then
+    (umask 077; head -c 24 /dev/urandom | base64 | tr -d '/+=' >"$AMAP_PASSWORD")
+fi
+"$PIC2" account set-password amap --stdin <"$AMAP_PASSWORD" >/dev/null
+
 S=$SECRETS_DIR
 cat <<EOF
 
@@ -35,6 +53,16 @@ The demo platform is applied. Look at it:
     su -s /bin/sh velobs -c 'mariadb --defaults-extra-file=$PIC2_DEV_DIR/data/home/velobs/private/mariadb-velobs.cnf'
   Homes and sites:
     ls -lR $PIC2_DEV_DIR/data/home
+  The web runtimes (Apache mpm-itk; PHP 8.2 on 127.0.0.1:8100, PHP 8.4 on 127.0.0.1:8101):
+    curl -H 'Host: velobs.test' http://127.0.0.1:8100/
+    curl -H 'Host: arto.test' http://127.0.0.1:8101/
+    curl -H 'Host: amap.test' http://127.0.0.1:8101/
+  SFTP/SSH (127.0.0.1:2222; amap is SFTP-only, its password is in $AMAP_PASSWORD):
+    sshpass -f $AMAP_PASSWORD sftp -P 2222 -o StrictHostKeyChecking=no amap@127.0.0.1
+  phpMyAdmin (a site's database user, credentials in its home's private/mariadb-*.cnf):
+    http://127.0.0.1:8180/
+  Containers:
+    docker ps --filter label=org.pic2.platform=demo
   More:
     $PIC2 plan --detail        # what would change (exit 0 nothing, 2 changes)
     $PIC2 cost                 # the monthly cost of the hosts
