@@ -355,3 +355,104 @@ fn phpmyadmin_shows_a_site_user_its_own_database_only() {
         "the other site's database is not"
     );
 }
+
+#[test]
+fn wordpress_from_debians_package_installs_and_serves_a_post() {
+    engine_answers();
+    let source = std::path::Path::new("/usr/share/wordpress");
+    assert!(
+        source.join("wp-settings.php").is_file(),
+        "Debian's wordpress package is missing: run `dev/packages.sh`"
+    );
+    assert!(
+        source.join("wp-content/themes/twentytwentyone").is_dir(),
+        "Debian's wordpress-theme-twentytwentyone is missing: run `dev/packages.sh`"
+    );
+    let p = Platform::new("wp");
+    p.write(&body(&p, SITES));
+    p.apply(&[]);
+    // The owner uploads WordPress (the package's files, links resolved) and its configuration.
+    let root = p.home("wpa").join("sites/a.wp.test/htdocs");
+    let copied = Command::new("cp")
+        .arg("-rL")
+        .arg(format!("{}/.", source.display()))
+        .arg(&root)
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    let cred = std::fs::read_to_string(p.home("wpa").join("private/mariadb-wp_a.cnf")).unwrap();
+    let get = |k: &str| {
+        cred.lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}=")))
+            .unwrap()
+            .to_string()
+    };
+    let salt = |i: usize| format!("pic2-test-salt-{i}-{}", get("password"));
+    let config = format!(
+        "<?php\n\
+         define('DB_NAME', '{db}');\ndefine('DB_USER', '{user}');\ndefine('DB_PASSWORD', '{pw}');\n\
+         define('DB_HOST', '[{host}]:{port}');\ndefine('DB_CHARSET', 'utf8mb4');\ndefine('DB_COLLATE', '');\n\
+         define('AUTH_KEY', '{s0}'); define('SECURE_AUTH_KEY', '{s1}'); define('LOGGED_IN_KEY', '{s2}'); define('NONCE_KEY', '{s3}');\n\
+         define('AUTH_SALT', '{s4}'); define('SECURE_AUTH_SALT', '{s5}'); define('LOGGED_IN_SALT', '{s6}'); define('NONCE_SALT', '{s7}');\n\
+         define('FS_METHOD', 'direct');\ndefine('WP_DEFAULT_THEME', 'twentytwentyone');\n$table_prefix = 'wp_';\n\
+         if (!defined('ABSPATH')) define('ABSPATH', __DIR__ . '/');\nrequire_once ABSPATH . 'wp-settings.php';\n",
+        db = get("database"),
+        user = get("user"),
+        pw = get("password"),
+        host = get("host"),
+        port = get("port"),
+        s0 = salt(0), s1 = salt(1), s2 = salt(2), s3 = salt(3), s4 = salt(4), s5 = salt(5), s6 = salt(6), s7 = salt(7),
+    );
+    std::fs::write(root.join("wp-config.php"), config).unwrap();
+    let owned = Command::new("chown")
+        .args(["-R", "20001:20001"])
+        .arg(&root)
+        .status()
+        .unwrap();
+    assert!(owned.success());
+
+    // The install form, as a person would submit it.
+    let url = format!("http://127.0.0.1:{}/wp-admin/install.php?step=2", p.port(0));
+    let install = Command::new("curl")
+        .args([
+            "-s",
+            "-H",
+            "Host: a.wp.test",
+            "--data-urlencode",
+            "weblog_title=Association A",
+            "--data-urlencode",
+            "user_name=admin_a",
+        ])
+        .args([
+            "--data-urlencode",
+            "admin_password=a rather long admin passphrase",
+            "--data-urlencode",
+            "admin_password2=a rather long admin passphrase",
+        ])
+        .args([
+            "--data-urlencode",
+            "pw_weak=1",
+            "--data-urlencode",
+            "admin_email=a@wp.test",
+            "--data-urlencode",
+            "blog_public=0",
+            "--data-urlencode",
+            "Submit=Install WordPress",
+            &url,
+        ])
+        .output()
+        .unwrap();
+    let page = String::from_utf8_lossy(&install.stdout);
+    assert!(
+        page.contains("WordPress has been installed"),
+        "install page: {}",
+        &page[..page.len().min(2000)]
+    );
+    let (status, post) = crate::fixture::http_get(p.port(0), "a.wp.test", "/?p=1").unwrap();
+    assert_eq!(status, 200);
+    assert!(
+        post.contains("Hello world!"),
+        "the first post is served: {}",
+        &post[..post.len().min(3000)]
+    );
+}
