@@ -99,7 +99,8 @@ def main() -> None:
         f'base_dn = "ou={platform},{SUFFIX}"',
         f'admin_dn = "cn=admin,{SUFFIX}"',
         f'admin_password_file = "{DEV}/secrets/ldap-admin.secret"',
-        f"uid_range = [{first}, {first + n - 1}]",
+        # The range's first id is the web runtimes' idle user: accounts start one above it.
+        f"uid_range = [{first - 1}, {first + n - 1}]",
         "",
         "[database]",
         'url = "mysql://127.0.0.1:3307"',
