@@ -20,6 +20,8 @@ fn secret(name: &str) -> String {
 
 pub const SUFFIX: &str = "dc=pic2,dc=test";
 
+static IMAGE_BUILDS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 pub struct Platform {
     /// Short, unique per test: used in names, DNs and database prefixes.
     pub id: String,
@@ -182,6 +184,13 @@ port = {port}
     pub fn apply(&self, extra: &[&str]) -> String {
         let mut args = vec!["apply", "--yes"];
         args.extend_from_slice(extra);
+        // Applies that may build images go one at a time: on a fresh machine the tests would
+        // otherwise all build the same images at once (each sees them missing).
+        let _guard = if std::fs::read_to_string(&self.config).unwrap_or_default().contains("[containers]") {
+            Some(IMAGE_BUILDS.lock().unwrap_or_else(|e| e.into_inner()))
+        } else {
+            None
+        };
         self.expect(&args, 0)
     }
 
