@@ -60,36 +60,70 @@ impl Systems {
     }
 }
 
+fn joined<T>(r: std::thread::Result<Result<T, Error>>) -> Result<T, Error> {
+    r.unwrap_or_else(|_| {
+        Err(Error::Io {
+            path: "observe".into(),
+            message: "an observer thread panicked".into(),
+        })
+    })
+}
+
 /// Reads the actual state of every system.
 pub fn observe(
     inv: &ValidInventory,
     systems: &mut Systems,
 ) -> Result<(Observed, Vec<ObserveStats>), Error> {
-    let mut stats = Vec::new();
-    let t = Instant::now();
-    let (directory, trips) = systems.directory.observe(inv)?;
-    stats.push(ObserveStats {
-        system: System::Directory,
-        round_trips: trips,
-        elapsed: t.elapsed(),
-        objects: directory.entries.len(),
+    // The three reads wait on different things (slapd, MariaDB, the disk): run them at once.
+    let timed = |system, f: &mut dyn FnMut() -> Result<(u32, usize), Error>| {
+        let t = Instant::now();
+        f().map(|(round_trips, objects)| ObserveStats {
+            system,
+            round_trips,
+            elapsed: t.elapsed(),
+            objects,
+        })
+    };
+    let (directory, databases, files) = std::thread::scope(|scope| {
+        let Systems {
+            directory,
+            databases,
+            ..
+        } = systems;
+        let ldap = scope.spawn(move || {
+            let mut out = None;
+            let stats = timed(System::Directory, &mut || {
+                let (d, trips) = directory.observe(inv)?;
+                let n = d.entries.len();
+                out = Some(d);
+                Ok((trips, n))
+            });
+            stats.map(|s| (out.unwrap_or_default(), s))
+        });
+        let sql = scope.spawn(move || {
+            let mut out = None;
+            let stats = timed(System::Databases, &mut || {
+                let (d, trips) = databases.observe()?;
+                let n = d.databases.len() + d.users.len();
+                out = Some(d);
+                Ok((trips, n))
+            });
+            stats.map(|s| (out.unwrap_or_default(), s))
+        });
+        let mut out = None;
+        let files = timed(System::Files, &mut || {
+            let f = volume::observe(inv)?;
+            let n = f.paths.len();
+            out = Some(f);
+            Ok((0, n))
+        })
+        .map(|s| (out.unwrap_or_default(), s));
+        (joined(ldap.join()), joined(sql.join()), files)
     });
-    let t = Instant::now();
-    let (databases, trips) = systems.databases.observe()?;
-    stats.push(ObserveStats {
-        system: System::Databases,
-        round_trips: trips,
-        elapsed: t.elapsed(),
-        objects: databases.databases.len() + databases.users.len(),
-    });
-    let t = Instant::now();
-    let files = volume::observe(inv)?;
-    stats.push(ObserveStats {
-        system: System::Files,
-        round_trips: 0,
-        elapsed: t.elapsed(),
-        objects: files.paths.len(),
-    });
+    let (directory, directory_stats) = directory?;
+    let (databases, databases_stats) = databases?;
+    let (files, files_stats) = files?;
+    let mut stats = vec![directory_stats, databases_stats, files_stats];
     let containers = match &systems.docker {
         Some(engine) => {
             let t = Instant::now();
