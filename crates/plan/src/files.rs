@@ -10,7 +10,7 @@ use crate::Options;
 use pic2_inventory::layout::HOME_MARKER;
 use pic2_inventory::ValidInventory;
 use pic2_render::files::{desired, DesiredPath, PathKind};
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::path::Path;
 
 /// The platform named by a home marker's text.
@@ -109,7 +109,7 @@ pub(crate) fn diff(
         }
     }
 
-    let wanted: BTreeSet<&Path> = desired.iter().map(|d| d.path.as_path()).collect();
+    let wanted: HashSet<&Path> = desired.iter().map(|d| d.path.as_path()).collect();
     let prune = |path: std::path::PathBuf, plan: &mut Plan| {
         if options.prune && options.drop_data {
             plan.push(Change {

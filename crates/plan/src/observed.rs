@@ -1,7 +1,7 @@
 //! What the systems hold, as read by the observers. Plain data, filled in by `pic2-systems`
 //! (or by hand in tests).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 
 #[derive(Clone, Debug, Default)]
@@ -94,7 +94,7 @@ pub struct FileMeta {
 #[derive(Clone, Debug, Default)]
 pub struct ObservedFiles {
     /// Each path pic2 looked at that exists (looked up without following links).
-    pub paths: BTreeMap<PathBuf, FileMeta>,
+    pub paths: HashMap<PathBuf, FileMeta>,
     /// The entry names of the folders pic2 lists (the homes folder, each account's sites).
     pub listings: BTreeMap<PathBuf, Vec<String>>,
 }

@@ -71,8 +71,8 @@ pub fn observe(inv: &ValidInventory) -> Result<ObservedFiles, Error> {
 /// password blanked, so the password never leaves this module.
 fn stat_all(
     wanted: &[pic2_render::files::DesiredPath],
-) -> Result<std::collections::BTreeMap<PathBuf, FileMeta>, Error> {
-    let mut out = std::collections::BTreeMap::new();
+) -> Result<std::collections::HashMap<PathBuf, FileMeta>, Error> {
+    let mut out = std::collections::HashMap::with_capacity(wanted.len());
     for want in wanted {
         let read = matches!(want.kind, PathKind::File | PathKind::Credentials);
         if let Some(mut meta) = lstat(&want.path, read)? {
