@@ -50,7 +50,7 @@ The demo platform is applied. Look at it:
     getent passwd velobs arto amap          # real POSIX accounts, through nslcd
   Databases, users and grants:
     mariadb --defaults-extra-file=$S/mariadb-admin.cnf -e "SHOW DATABASES; SELECT User, Host FROM mysql.user"
-    su -s /bin/sh velobs -c 'mariadb --defaults-extra-file=$PIC2_DEV_DIR/data/home/velobs/private/mariadb-velobs.cnf'
+    # the sites' users are granted from the runtimes' network only: use phpMyAdmin, below
   Homes and sites:
     ls -lR $PIC2_DEV_DIR/data/home
   The web runtimes (Apache mpm-itk; PHP 8.2 on 127.0.0.1:8100, PHP 8.4 on 127.0.0.1:8101):
