@@ -186,7 +186,10 @@ port = {port}
         args.extend_from_slice(extra);
         // Applies that may build images go one at a time: on a fresh machine the tests would
         // otherwise all build the same images at once (each sees them missing).
-        let _guard = if std::fs::read_to_string(&self.config).unwrap_or_default().contains("[containers]") {
+        let _guard = if std::fs::read_to_string(&self.config)
+            .unwrap_or_default()
+            .contains("[containers]")
+        {
             Some(IMAGE_BUILDS.lock().unwrap_or_else(|e| e.into_inner()))
         } else {
             None
