@@ -4,7 +4,6 @@
 
 use crate::runtimes::ImageContext;
 use pic2_inventory::ValidInventory;
-use sha2::{Digest, Sha256};
 use std::path::PathBuf;
 
 pub const CONTAINER_PORT: u16 = 8080;
@@ -45,22 +44,13 @@ pub fn image(inv: &ValidInventory) -> Option<ImageContext> {
          EXPOSE 8080\n\
          CMD [\"/usr/local/sbin/pic2-entrypoint\"]\n"
         .to_string();
-    let mut h = Sha256::new();
-    h.update(dockerfile.as_bytes());
-    h.update(ENTRYPOINT.as_bytes());
-    let hash: String = h
-        .finalize()
-        .iter()
-        .take(6)
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    Some(ImageContext {
-        tag: format!("pic2/phpmyadmin:{hash}"),
-        files: vec![
+    Some(ImageContext::new(
+        "phpmyadmin",
+        vec![
             ("Dockerfile".into(), dockerfile, 0o644),
             ("entrypoint".into(), ENTRYPOINT.into(), 0o755),
         ],
-    })
+    ))
 }
 
 pub fn apache_conf(inv: &ValidInventory) -> String {

@@ -67,24 +67,35 @@ export APACHE_RUN_USER=\"#${PIC2_IDLE_UID:?}\" APACHE_RUN_GROUP=\"#${PIC2_IDLE_G
 mkdir -p /run/apache2/socks \"$APACHE_LOCK_DIR\" \"$APACHE_LOG_DIR\"\n\
 exec /usr/sbin/apache2 -DFOREGROUND\n";
 
+impl ImageContext {
+    /// A context named `pic2/<name>`, tagged with a hash of its files' contents (in order):
+    /// the same files, the same tag, no rebuild.
+    pub fn new(name: &str, files: Vec<(String, String, u32)>) -> Self {
+        let mut h = Sha256::new();
+        for (_, contents, _) in &files {
+            h.update(contents.as_bytes());
+        }
+        let hash: String = h
+            .finalize()
+            .iter()
+            .take(6)
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        ImageContext {
+            tag: format!("pic2/{name}:{hash}"),
+            files,
+        }
+    }
+}
+
 pub fn image(runtime: &Runtime) -> ImageContext {
-    let dockerfile = dockerfile(runtime);
-    let mut h = Sha256::new();
-    h.update(dockerfile.as_bytes());
-    h.update(ENTRYPOINT.as_bytes());
-    let hash: String = h
-        .finalize()
-        .iter()
-        .take(6)
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    ImageContext {
-        tag: format!("pic2/runtime-php{}:{hash}", runtime.php.as_str()),
-        files: vec![
-            ("Dockerfile".into(), dockerfile, 0o644),
+    ImageContext::new(
+        &format!("runtime-php{}", runtime.php.as_str()),
+        vec![
+            ("Dockerfile".into(), dockerfile(runtime), 0o644),
             ("entrypoint".into(), ENTRYPOINT.into(), 0o755),
         ],
-    }
+    )
 }
 
 /// Where a runtime's configuration lives on the host.

@@ -5,7 +5,6 @@
 
 use crate::runtimes::ImageContext;
 use pic2_inventory::ValidInventory;
-use sha2::{Digest, Sha256};
 use std::path::PathBuf;
 
 /// The port sshd listens on inside the container (unprivileged: no NET_BIND_SERVICE).
@@ -87,24 +86,14 @@ pub fn image(inv: &ValidInventory) -> Option<ImageContext> {
          EXPOSE {CONTAINER_PORT}\n\
          CMD [\"/usr/local/sbin/pic2-sftp-entrypoint\"]\n"
     );
-    let mut h = Sha256::new();
-    h.update(dockerfile.as_bytes());
-    h.update(ENTRYPOINT.as_bytes());
-    h.update(AUTHORIZED_KEYS.as_bytes());
-    let hash: String = h
-        .finalize()
-        .iter()
-        .take(6)
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    Some(ImageContext {
-        tag: format!("pic2/sftp:{hash}"),
-        files: vec![
+    Some(ImageContext::new(
+        "sftp",
+        vec![
             ("Dockerfile".into(), dockerfile, 0o644),
             ("entrypoint".into(), ENTRYPOINT.into(), 0o755),
             ("authorized-keys".into(), AUTHORIZED_KEYS.into(), 0o755),
         ],
-    })
+    ))
 }
 
 fn directory_url(inv: &ValidInventory) -> String {
