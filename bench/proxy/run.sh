@@ -1,20 +1,30 @@
 #!/usr/bin/env bash
-# bench/proxy/run.sh: pic2 proxy against nginx, HAProxy and Caddy (Debian's), same backend,
-# same run. Prints req/s, p50, p99 and RSS per proxy and pic2's ratio to each; then pic2 with
-# 10 vs 10,000 routes, and errors during 100 reloads under load. Prints, never asserts.
+# bench/proxy/run.sh: pic2 proxy against nginx, HAProxy and Caddy (Debian's), one backend,
+# same Host, same run. Each peer is checked with curl first (200, full body, HTTP/1.1 on the
+# plain port, HTTP/2 over TLS on the TLS port); a peer that fails the check is not measured.
+# Prints req/s, p50, p99, errors (wrk: socket errors + status >= 400 + short bodies, so a 3xx
+# counts too; h2load: every request without a 2xx), backend connections opened (upstream
+# keep-alive shows as a handful), RSS, and pic2's ratio to each peer; a row with errors is
+# marked INVALID and left out of the ratios. Then pic2 with 10 vs 10,000 routes (alternated,
+# twice each, median), and errors during 100 reloads under load. Prints, never asserts.
 #
 #   bench/proxy/run.sh            (DURATION=5 CONNS=64 to change the load)
+#   PINGORA_BIN=/tmp/pingora-spike/target/release/pingora-spike bench/proxy/run.sh
+#       adds a Pingora prototype as a fifth peer: started as `$PINGORA_BIN CERT KEY`, it must
+#       serve bench.test on 127.0.0.1:18085 (plain) and :18445 (TLS, h2); see README.md
 #
-# All traffic on 127.0.0.1, ports 18080-18099 and 18443-18449; every loop is bounded.
+# All traffic on 127.0.0.1, ports 18080-18099 and 18441-18449; every loop is bounded.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 DUR=${DURATION:-5}
 CONNS=${CONNS:-64}
 W=$(mktemp -d /tmp/pic2-bench-proxy.XXXXXX)
+chmod 755 "$W" # nginx's workers (nobody) read the files and the temp folders
 PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$W"; }
+cleanup() { [[ -z ${PINGORA_PID:-} ]] || kill -INT "$PINGORA_PID" 2>/dev/null || true # Pingora: INT = fast stop
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$W"; }
 trap cleanup EXIT
-for c in nginx haproxy caddy wrk h2load openssl curl; do
+for c in nginx haproxy caddy wrk h2load openssl curl python3; do
     command -v "$c" >/dev/null || { echo "missing $c: run dev/packages.sh" >&2; exit 1; }
 done
 PIC2="$ROOT/target/release/examples/serve"
@@ -24,42 +34,53 @@ cargo build -q --release -p pic2-proxy --example serve --manifest-path "$ROOT/Ca
 python3 -c 'import sys; [open(sys.argv[1] + "/" + n, "w").write("x" * s) for n, s in (("1k", 1024), ("100k", 102400))]' "$W"
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=bench.test \
     -addext subjectAltName=DNS:bench.test -keyout "$W/key.pem" -out "$W/cert.pem" 2>/dev/null
+chmod 644 "$W/key.pem" # a throwaway key; Caddy reads it as root, nginx's master too
 cat "$W/cert.pem" "$W/key.pem" >"$W/both.pem"
 
 wait_port() { for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$1/" && return 0; sleep 0.1; done; echo "port $1 not up" >&2; return 1; }
+wait_tls() { for _ in $(seq 100); do curl -sk -o /dev/null --resolve "bench.test:$1:127.0.0.1" "https://bench.test:$1/" && return 0; sleep 0.1; done; echo "port $1 not up" >&2; return 1; }
 
-# the backend: nginx serving the two files, 1 worker
+# the backend: nginx serving the two files, 1 worker; /status counts its accepted connections
+mkdir -p "$W/tmp"
+NGINX_TEMPS="client_body_temp_path $W/tmp/body; proxy_temp_path $W/tmp/proxy; fastcgi_temp_path $W/tmp/fcgi; uwsgi_temp_path $W/tmp/uwsgi; scgi_temp_path $W/tmp/scgi;"
 cat >"$W/backend.conf" <<EOC
 worker_processes 1; pid $W/backend.pid; error_log $W/backend.err; daemon off;
 events { worker_connections 4096; }
-http { access_log off; keepalive_requests 100000;
-  server { listen 127.0.0.1:18080; root $W; location / { } } }
+http { access_log off; keepalive_requests 1000000; keepalive_timeout 120s; $NGINX_TEMPS
+  server { listen 127.0.0.1:18080; root $W; location / { } location = /status { stub_status; } } }
 EOC
 nginx -c "$W/backend.conf" -p "$W" & PIDS+=($!)
 wait_port 18080
+be_accepts() { curl -s http://127.0.0.1:18080/status | awk '/^ *[0-9]+ +[0-9]+ +[0-9]+/ {print $1; exit}'; }
 
-# nginx as proxy (upstream keep-alive), 1 worker like the others' default footprint
+# Every proxy: both cores (nginx 2 workers, HAProxy 2 threads, Caddy/Go and pic2/tokio one
+# thread per core), upstream keep-alive, X-Forwarded-For, no access log, HTTP/1.1 on the plain
+# port, TLS (same certificate, ALPN h2) on the TLS port.
 cat >"$W/nginx.conf" <<EOC
-worker_processes 1; pid $W/nginx.pid; error_log $W/nginx.err; daemon off;
+worker_processes 2; pid $W/nginx.pid; error_log $W/nginx.err; daemon off;
 events { worker_connections 4096; }
-http { access_log off; keepalive_requests 100000;
-  upstream be { server 127.0.0.1:18080; keepalive 256; }
+http { access_log off; keepalive_requests 1000000; $NGINX_TEMPS
+  upstream be { server 127.0.0.1:18080; keepalive 512; keepalive_requests 1000000; }
   server { listen 127.0.0.1:18082; listen 127.0.0.1:18442 ssl http2; server_name bench.test;
     ssl_certificate $W/cert.pem; ssl_certificate_key $W/key.pem;
     location / { proxy_pass http://be; proxy_http_version 1.1; proxy_set_header Connection "";
-      proxy_set_header Host \$host; proxy_set_header X-Forwarded-For \$remote_addr; } } }
+      proxy_set_header Host \$host; proxy_set_header X-Forwarded-For \$remote_addr;
+      proxy_set_header X-Forwarded-Proto \$scheme; } } }
 EOC
-nginx -c "$W/nginx.conf" -p "$W" & PIDS+=($!)
+nginx -c "$W/nginx.conf" -p "$W" & NGINX_PID=$!
+PIDS+=($NGINX_PID)
 
 cat >"$W/haproxy.cfg" <<EOC
 global
-  maxconn 4096
+  maxconn 8192
   nbthread 2
 defaults
   mode http
   timeout connect 5s
   timeout client 30s
   timeout server 30s
+  timeout http-keep-alive 30s
+  option http-keep-alive
   option forwardfor
   http-reuse always
 frontend f
@@ -69,46 +90,79 @@ frontend f
 backend b
   server s1 127.0.0.1:18080
 EOC
-haproxy -f "$W/haproxy.cfg" -db & PIDS+=($!)
+haproxy -f "$W/haproxy.cfg" -db >"$W/haproxy.log" 2>&1 & HAPROXY_PID=$!
+PIDS+=($HAPROXY_PID)
 
+# Caddy 2.6 (Debian): no admin endpoint, no automatic HTTPS, the certificate from files.
 cat >"$W/Caddyfile" <<EOC
 {
-  admin off
-  auto_https off
-  servers { protocols h1 h2 }
+	admin off
+	auto_https off
+	storage file_system $W/caddy
+	servers {
+		protocols h1 h2
+	}
 }
-http://bench.test:18084, http://127.0.0.1:18084 {
-  reverse_proxy 127.0.0.1:18080
+http://:18084 {
+	bind 127.0.0.1
+	reverse_proxy 127.0.0.1:18080 {
+		transport http {
+			keepalive 120s
+			keepalive_idle_conns 512
+			keepalive_idle_conns_per_host 512
+		}
+	}
 }
 https://bench.test:18444 {
-  tls $W/cert.pem $W/key.pem
-  reverse_proxy 127.0.0.1:18080
+	bind 127.0.0.1
+	tls $W/cert.pem $W/key.pem
+	reverse_proxy 127.0.0.1:18080 {
+		transport http {
+			keepalive 120s
+			keepalive_idle_conns 512
+			keepalive_idle_conns_per_host 512
+		}
+	}
 }
 EOC
-XDG_DATA_HOME=$W XDG_CONFIG_HOME=$W caddy run --config "$W/Caddyfile" --adapter caddyfile >"$W/caddy.log" 2>&1 & PIDS+=($!)
+caddy validate --config "$W/Caddyfile" --adapter caddyfile >"$W/caddy-validate.log" 2>&1 ||
+    { echo "caddy validate failed:" >&2; tail -5 "$W/caddy-validate.log" >&2; }
+HOME=$W XDG_DATA_HOME=$W XDG_CONFIG_HOME=$W caddy run --config "$W/Caddyfile" --adapter caddyfile >"$W/caddy.log" 2>&1 & CADDY_PID=$!
+PIDS+=($CADDY_PID)
 
-routes() { # routes N FILE: N sites, bench.test among them
-    python3 - "$1" "$2" "$W" <<'EOP'
+PEERS=(pic2 nginx haproxy caddy)
+if [[ -n ${PINGORA_BIN:-} ]]; then
+    "$PINGORA_BIN" "$W/cert.pem" "$W/key.pem" >"$W/pingora.log" 2>&1 & PINGORA_PID=$!
+    PIDS+=($PINGORA_PID)
+    PEERS+=(pingora)
+fi
+
+routes() { # routes N TLS FILE: N sites, bench.test among them; TLS=files: bench.test over TLS only
+    python3 - "$1" "$2" "$3" "$W" <<'EOP'
 import json, sys
-n, out, w = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-sites = [{"name": "bench.test", "hosts": ["bench.test", "127.0.0.1"], "backend": "127.0.0.1:18080",
-          "tls": {"mode": "files", "cert": w + "/cert.pem", "key": w + "/key.pem"}}]
+n, tls, out, w = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+t = {"mode": "files", "cert": w + "/cert.pem", "key": w + "/key.pem"} if tls == "files" else {"mode": "none"}
+sites = [{"name": "bench.test", "hosts": ["bench.test"], "backend": "127.0.0.1:18080", "tls": t}]
 sites += [{"name": f"s{i}.test", "hosts": [f"s{i}.test", f"www.s{i}.test"], "backend": "127.0.0.1:18080",
            "tls": {"mode": "none"}} for i in range(n - 1)]
-json.dump({"version": 1, "settings": {"listen_http": "127.0.0.1:18081", "listen_https": "127.0.0.1:18441",
+http, https = ("127.0.0.1:18081", None) if tls == "none" else (None, "127.0.0.1:18441")
+json.dump({"version": 1, "settings": {"listen_http": http, "listen_https": https,
            "state_dir": w + "/state", "metrics_listen": None}, "sites": sites}, open(out, "w"))
 EOP
 }
-start_pic2() { # start_pic2 N
-    routes "$1" "$W/routes.json"
-    "$PIC2" "$W/routes.json" 2>"$W/pic2.log" & PIC2_PID=$!
+# pic2 sends plain HTTP to https for a site with a certificate (as it must in production), so
+# the plain-HTTP rows run an instance whose bench.test has no TLS, the h2 row one with TLS only.
+PIC2_PID=
+start_pic2() { # start_pic2 N none|files
+    routes "$1" "$2" "$W/routes.json"
+    "$PIC2" "$W/routes.json" 2>>"$W/pic2.log" & PIC2_PID=$!
     PIDS+=($PIC2_PID)
-    wait_port 18081
+    if [[ $2 == none ]]; then wait_port 18081; else wait_tls 18441; fi
 }
-stop_pic2() { kill "$PIC2_PID"; wait "$PIC2_PID" 2>/dev/null || true; }
-start_pic2 10
-wait_port 18082; wait_port 18083
-for _ in $(seq 50); do curl -s -o /dev/null -H 'Host: bench.test' http://127.0.0.1:18084/1k && break; sleep 0.1; done
+stop_pic2() { [[ -n $PIC2_PID ]] && { kill "$PIC2_PID" 2>/dev/null; wait "$PIC2_PID" 2>/dev/null || true; PIC2_PID=; }; }
+
+wait_port 18082; wait_port 18083; wait_port 18084 || { echo "caddy log:" >&2; tail -5 "$W/caddy.log" >&2; }
+[[ -z ${PINGORA_PID:-} ]] || wait_port 18085 || true
 
 rss_of() { # total RSS (MB) of a process and its children
     local pids; pids=$(pgrep -P "$1" 2>/dev/null || true)
@@ -116,55 +170,132 @@ rss_of() { # total RSS (MB) of a process and its children
     for p in "$1" $pids; do kb=$((kb + $(awk '/VmRSS/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0))); done
     awk -v k="$kb" 'BEGIN {printf "%.1f", k/1024}'
 }
-wrk_run() { # wrk_run PORT PATH -> "reqs p50ms p99ms errors"
-    wrk -t2 -c"$CONNS" -d"${DUR}s" --latency -H 'Host: bench.test' "http://127.0.0.1:$1$2" >"$W/wrk.out" 2>&1 || true
-    awk '/Requests\/sec/ {r=$2} /^ +50%/ {p50=$2} /^ +99%/ {p99=$2}
-         /Non-2xx/ {e+=$NF} /Socket errors/ {gsub(",","");e+=$4+$6+$8+$10}
-         END {printf "%s %s %s %d\n", r, p50, p99, e}' "$W/wrk.out"
+
+# wrk's own summary, exact: requests, bytes, every error class, latency percentiles (µs)
+cat >"$W/count.lua" <<'EOL'
+done = function(s, lat, req)
+  local e = s.errors
+  io.write(string.format("RESULT %d %d %d %d %.0f %.0f\n", s.requests, s.bytes,
+    e.connect + e.read + e.write + e.timeout, e.status, lat:percentile(50), lat:percentile(99)))
+  io.write(string.format("DURATION %d\n", s.duration))
+end
+EOL
+wrk_run() { # wrk_run PORT PATH BODYBYTES [SECONDS] -> "req/s p50ms p99ms errors"
+    wrk -t2 -c"$CONNS" -d"${4:-$DUR}s" --latency -s "$W/count.lua" -H 'Host: bench.test' \
+        "http://127.0.0.1:$1$2" >"$W/wrk.out" 2>&1 || true
+    awk -v body="$3" '/^RESULT/ {n=$2; b=$3; sock=$4; st=$5; p50=$6; p99=$7} /^DURATION/ {d=$2}
+        END { short = (n > 0 && b / n < body) ? n : 0   # answers smaller than the file: not it
+              if (d > 0) printf "%.0f %.2f %.2f %d\n", n * 1e6 / d, p50 / 1000, p99 / 1000, sock + st + short
+              else print "0 - - 1" }' "$W/wrk.out"
 }
-ms() { awk -v v="$1" 'BEGIN { if (v ~ /us$/) {sub("us","",v); print v/1000} else if (v ~ /ms$/) {sub("ms","",v); print v+0} else if (v ~ /s$/) {sub("s","",v); print v*1000} else print v }'; }
-h2_run() { # h2_run PORT -> "reqs p50ms(mean) p99(max)"
-    h2load -n $((20000 * DUR / 5)) -c 32 -m 10 --connect-to=127.0.0.1:"$1" "https://bench.test:$1/1k" >"$W/h2.out" 2>&1 || true
-    awk '/finished in/ {r=$(NF-2)} /^time for request:/ {mean=$6; max=$5} /^requests:/ {e=$10+$12}
-         END {printf "%s %s %s %d\n", r, mean, max, e}' "$W/h2.out"
+h2_run() { # h2_run PORT -> "req/s p50ms p99ms errors"
+    rm -f "$W/h2.log"
+    local n=$((20000 * DUR)) # a count, not -D: h2load 1.52's duration mode under-loads and cuts streams
+    h2load -n "$n" -c 32 -m 10 -t 1 --connect-to=127.0.0.1:"$1" --log-file="$W/h2.log" \
+        "https://bench.test:$1/1k" >"$W/h2.out" 2>&1 || true
+    grep -qi 'application protocol: h2' "$W/h2.out" || { echo "0 - - $n"; return; }
+    local rps ok
+    rps=$(awk '/^finished in/ {print $4}' "$W/h2.out")
+    ok=$(awk '/^status codes:/ {print $3}' "$W/h2.out")
+    sort -n -k3,3 "$W/h2.log" | awk -v n="${n:-1}" -v ok="${ok:-0}" -v rps="${rps:-0}" \
+        '{ t[NR] = $3 } END { if (NR == 0) { print "0 - - " n; exit }
+          printf "%.0f %.2f %.2f %d\n", rps, t[int(NR * 0.50) + 1] / 1000, t[int(NR * 0.99)] / 1000, n - ok }'
 }
 
-declare -A PORT=([pic2]=18081 [nginx]=18082 [haproxy]=18083 [caddy]=18084)
-declare -A TLSPORT=([pic2]=18441 [nginx]=18442 [haproxy]=18443 [caddy]=18444)
-pid_of() { case $1 in pic2) echo "$PIC2_PID" ;; nginx) cat "$W/nginx.pid" ;; haproxy) pgrep -n -x haproxy ;; caddy) pgrep -n -x caddy ;; esac; }
+declare -A PORT=([pic2]=18081 [nginx]=18082 [haproxy]=18083 [caddy]=18084 [pingora]=18085)
+declare -A TLSPORT=([pic2]=18441 [nginx]=18442 [haproxy]=18443 [caddy]=18444 [pingora]=18445)
+pid_of() { case $1 in pic2) echo "$PIC2_PID" ;; nginx) echo "$NGINX_PID" ;; haproxy) echo "$HAPROXY_PID" ;; caddy) echo "$CADDY_PID" ;; pingora) echo "$PINGORA_PID" ;; esac; }
 
-printf '\nbench/proxy: %s s per run, %s connections, 2 wrk threads; backend nginx on 127.0.0.1:18080\n\n' "$DUR" "$CONNS"
-printf '%-8s %-22s %10s %9s %9s %6s %8s\n' proxy test req/s p50_ms p99_ms errors rss_MB
-declare -A RPS
-for p in pic2 nginx haproxy caddy; do
-    for body in 1k 100k; do
-        read -r r p50 p99 e < <(wrk_run "${PORT[$p]}" "/$body")
-        RPS[$p.$body]=$r
-        printf '%-8s %-22s %10s %9s %9s %6s %8s\n' "$p" "wrk h1 $body" "$r" "$(ms "$p50")" "$(ms "$p99")" "$e" "$(rss_of "$(pid_of "$p")")"
-    done
-    read -r r mean max e < <(h2_run "${TLSPORT[$p]}")
-    RPS[$p.h2]=$r
-    printf '%-8s %-22s %10s %9s %9s %6s %8s\n' "$p" "h2load h2/TLS 1k" "$r" "mean $mean" "max $max" "$e" "$(rss_of "$(pid_of "$p")")"
-done
-printf '\npic2 req/s ratio to each peer (>1: pic2 faster)\n'
-for p in nginx haproxy caddy; do
+check() { # check PEER: 200 + the whole file over HTTP/1.1 (plain) and HTTP/2 (TLS)
+    local a b
+    a=$(curl -s -o /dev/null -w '%{http_code} %{size_download} %{http_version}' -H 'Host: bench.test' \
+        "http://127.0.0.1:${PORT[$1]}/100k" || true)
+    b=$(curl -s -o /dev/null -w '%{http_code} %{size_download} %{http_version}' --http2 --cacert "$W/cert.pem" \
+        --resolve "bench.test:${TLSPORT[$1]}:127.0.0.1" "https://bench.test:${TLSPORT[$1]}/1k" || true)
+    printf '  check %-8s plain: %-16s tls: %s\n' "$1" "$a" "$b" >&2
+    [[ $a == "200 102400 1.1" && $b == "200 1024 2" ]]
+}
+
+printf '\nbench/proxy: %s s per run, %s connections, wrk 2 threads; h2load 32 connections x 10 streams; backend nginx on 127.0.0.1:18080\n' "$DUR" "$CONNS"
+printf 'caddy %s, nginx %s, %s\n\n' "$(caddy version | cut -d' ' -f1)" "$(nginx -v 2>&1 | cut -d/ -f2)" "$(haproxy -v | head -1 | cut -d' ' -f1-3)"
+ROW='%-8s %-18s %10s %8s %8s %7s %8s %7s %s\n'
+declare -A RPS P99 VALID ROWS
+for p in "${PEERS[@]}"; do
+    # pic2's check runs on each of its two instances
+    if [[ $p == pic2 ]]; then
+        start_pic2 10 files; b=$(curl -s -o /dev/null -w '%{http_code} %{size_download} %{http_version}' --http2 \
+            --cacert "$W/cert.pem" --resolve bench.test:18441:127.0.0.1 https://bench.test:18441/1k || true); stop_pic2
+        start_pic2 10 none; a=$(curl -s -o /dev/null -w '%{http_code} %{size_download} %{http_version}' \
+            -H 'Host: bench.test' http://127.0.0.1:18081/100k || true)
+        printf '  check %-8s plain: %-16s tls: %s\n' pic2 "$a" "$b" >&2
+        ok=$([[ $a == "200 102400 1.1" && $b == "200 1024 2" ]] && echo 1 || echo 0)
+    else
+        ok=$(check "$p" && echo 1 || echo 0)
+    fi
     for t in 1k 100k h2; do
-        printf '  vs %-8s %-5s %s\n' "$p" "$t" "$(awk -v a="${RPS[pic2.$t]}" -v b="${RPS[$p.$t]}" 'BEGIN { if (b > 0) printf "%.2f", a/b; else print "n/a" }')"
+        if [[ $ok != 1 ]]; then ROWS[$p.$t]=$(printf "$ROW" "$p" "$t" - - - - - - "INVALID: failed the curl check"); VALID[$p.$t]=0; continue; fi
+        if [[ $t == h2 && $p == pic2 ]]; then stop_pic2; start_pic2 10 files; fi
+        before=$(be_accepts)
+        case $t in
+        1k) read -r r p50 p99 e < <(wrk_run "${PORT[$p]}" /1k 1024); name="wrk h1 1k" ;;
+        100k) read -r r p50 p99 e < <(wrk_run "${PORT[$p]}" /100k 102400); name="wrk h1 100k" ;;
+        h2) read -r r p50 p99 e < <(h2_run "${TLSPORT[$p]}"); name="h2load h2/TLS 1k" ;;
+        esac
+        conns=$(($(be_accepts) - before - 1))
+        RPS[$p.$t]=$r; P99[$p.$t]=$p99
+        VALID[$p.$t]=$([[ $e == 0 ]] && echo 1 || echo 0)
+        ROWS[$p.$t]=$(printf "$ROW" "$p" "$name" "$r" "$p50" "$p99" "$e" "$conns" "$(rss_of "$(pid_of "$p")")" \
+            "$([[ $e == 0 ]] || echo INVALID)")
+    done
+    [[ $p == pic2 ]] && stop_pic2
+done
+printf "$ROW" proxy test req/s p50_ms p99_ms errors be_conns rss_MB ""
+for t in 1k 100k h2; do for p in "${PEERS[@]}"; do printf '%s\n' "${ROWS[$p.$t]}"; done; done
+printf '\npic2 ratio to each peer: req/s (>1: pic2 faster), p99 (<1: pic2 lower)\n'
+for t in 1k 100k h2; do
+    for p in "${PEERS[@]:1}"; do
+        if [[ ${VALID[pic2.$t]} == 1 && ${VALID[$p.$t]} == 1 ]]; then
+            printf '  %-5s vs %-8s req/s %s  p99 %s\n' "$t" "$p" \
+                "$(awk -v a="${RPS[pic2.$t]}" -v b="${RPS[$p.$t]}" 'BEGIN { if (b > 0) printf "%.2f", a/b; else print "n/a" }')" \
+                "$(awk -v a="${P99[pic2.$t]}" -v b="${P99[$p.$t]}" 'BEGIN { if (b > 0) printf "%.2f", a/b; else print "n/a" }')"
+        else
+            printf '  %-5s vs %-8s n/a (a row is invalid)\n' "$t" "$p"
+        fi
     done
 done
 
-stop_pic2
-start_pic2 10000
-read -r r10k _ _ _ < <(wrk_run 18081 /1k)
-printf '\npic2 with 10,000 routes: %s req/s; ratio to 10 routes: %s\n' "$r10k" \
-    "$(awk -v a="$r10k" -v b="${RPS[pic2.1k]}" 'BEGIN { if (b > 0) printf "%.3f", a/b }')"
+# 10 vs 10,000 routes: alternated, twice each, the median (of two: their mean)
+declare -A RR=()
+for round in 1 2; do
+    for n in 10 10000; do
+        start_pic2 "$n" none
+        read -r r _ _ e < <(wrk_run 18081 /1k 1024)
+        stop_pic2
+        RR[$n.$round]=$r
+        printf '  routes %5s, round %s: %s req/s, %s errors\n' "$n" "$round" "$r" "$e"
+    done
+done
+med() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.0f", (a + b) / 2 }'; }
+m10=$(med "${RR[10.1]}" "${RR[10.2]}"); m10k=$(med "${RR[10000.1]}" "${RR[10000.2]}")
+printf 'pic2 with 10,000 routes: %s req/s, with 10: %s req/s; ratio %s\n' "$m10k" "$m10" \
+    "$(awk -v a="$m10k" -v b="$m10" 'BEGIN { if (b > 0) printf "%.3f", a/b }')"
 
-# 100 reloads (SIGHUP) under load
-wrk -t2 -c"$CONNS" -d"$((DUR + 6))s" -H 'Host: bench.test' http://127.0.0.1:18081/1k >"$W/wrk-reload.out" 2>&1 &
+# 100 reloads (SIGHUP) under load, 10,000 routes
+start_pic2 10000 none
+: >"$W/pic2.log"
+RELOAD_START=$(date +%s.%N)
+wrk -t2 -c"$CONNS" -d"$((DUR + 12))s" --latency -s "$W/count.lua" -H 'Host: bench.test' \
+    http://127.0.0.1:18081/1k >"$W/wrk.out" 2>&1 &
 WRK=$!
 sleep 1
-for _ in $(seq 100); do kill -HUP "$PIC2_PID"; sleep 0.05; done
+for i in $(seq 100); do # one SIGHUP at a time, the next once pic2 has logged this reload
+    kill -HUP "$PIC2_PID"
+    for _ in $(seq 100); do (($(grep -c reloaded "$W/pic2.log" || true) >= i)) && break; sleep 0.01; done
+done
+RELOAD_END=$(date +%s.%N)
 wait "$WRK" || true
-awk '/Requests\/sec/ {r=$2} /Non-2xx/ {e+=$NF} /Socket errors/ {gsub(",","");e+=$4+$6+$8+$10}
-     END {printf "100 SIGHUP reloads under load (10,000 routes): %s req/s, %d errors\n", r, e}' "$W/wrk-reload.out"
-grep -c reloaded "$W/pic2.log" | xargs printf '  reloads logged by pic2: %s\n'
+awk '/^RESULT/ {n=$2; b=$3; e=$4+$5; short=(n > 0 && b / n < 1024) ? n : 0} /^DURATION/ {d=$2}
+     END {printf "100 SIGHUP reloads under load (10,000 routes): %d requests, %.0f req/s, %d errors\n", n, n*1e6/d, e+short}' "$W/wrk.out"
+printf '  reloads done by pic2: %s, in %.1f s (wrk ran %s s)\n' "$(grep -c reloaded "$W/pic2.log" || true)" \
+    "$(awk -v a="$RELOAD_START" -v b="$RELOAD_END" 'BEGIN {print b - a - 1}')" "$((DUR + 12))"
+stop_pic2
