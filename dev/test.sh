@@ -24,4 +24,14 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 
 step "tests (cargo test --workspace)"
 # INSTA_UPDATE=no: a golden file that differs fails the run instead of being rewritten.
-INSTA_UPDATE=no cargo test --workspace --no-fail-fast
+LOG=$(mktemp /tmp/pic2-test.XXXXXX)
+trap 'rm -f "$LOG"' EXIT
+set +e
+INSTA_UPDATE=no cargo test --workspace --no-fail-fast 2>&1 | tee "$LOG"
+status=${PIPESTATUS[0]}
+set -e
+# One closing line for the whole suite (cargo prints one per test binary, the last of which is
+# usually an empty doc-test run).
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "\ntests: %d passed, %d failed\n", p, f }' "$LOG"
+exit "$status"
