@@ -261,11 +261,12 @@ do_start() {
 
     local pid
     pid=$(slapd_pid || true)
-    if [[ -n $pid ]] && ! listening_on "$DB_HOST6" "$LDAP_PORT"; then
-        log "slapd does not listen on [$DB_HOST6]:$LDAP_PORT yet: restarting it"
+    if [[ -n $pid ]] && ! { in_db_host_pid "$pid" && db_host_listens "$LDAP_PORT"; }; then
+        log "slapd does not run on the database host [$DB_HOST6]:$LDAP_PORT yet: restarting it there"
         do_stop
         pid=
     fi
+    [[ -z $pid ]] || ensure_forward ldap "$LDAP_PORT"
     if [[ -n $pid ]] && ! admin_answers; then
         # running but not answering (yet?): give it a moment, then restart it
         if ! wait_for "slapd (pid $pid) to answer" 5 admin_answers; then
@@ -276,9 +277,11 @@ do_start() {
     fi
     if [[ -z $pid ]]; then
         rm -f "$PIDFILE" "$LDAPI_SOCK" "$RUN_DIR/slapd.args"
-        log "starting slapd on $LDAP_URL, $LDAP_URL6 and $LDAPI_URL"
-        daemonize "$LOGFILE" slapd -d "$DEBUG_LEVEL" -F "$CONF_DIR" -h "$LDAP_URL $LDAP_URL6 $LDAPI_URL" \
+        log "starting slapd on the database host, $LDAP_URL6 and $LDAPI_URL (and $LDAP_URL through a forwarder)"
+        # `ip netns exec` execs: $DAEMON_PID is slapd's.
+        daemonize "$LOGFILE" ip netns exec "$DB_NETNS" slapd -d "$DEBUG_LEVEL" -F "$CONF_DIR" -h "$LDAP_URL6 $LDAPI_URL" \
             -u "$SLAPD_USER" -g "$SLAPD_GROUP"
+        ensure_forward ldap "$LDAP_PORT"
         local i
         for ((i = 0; i < 100; i++)); do
             alive "$DAEMON_PID" || die_with_log "slapd exited during start-up" "$LOGFILE"
@@ -293,6 +296,7 @@ do_start() {
 }
 
 do_stop() {
+    stop_forward ldap
     local pid
     pid=$(slapd_pid || true)
     if [[ -n $pid ]]; then

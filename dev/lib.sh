@@ -269,21 +269,73 @@ urlencode() {
     printf '%s' "$out"
 }
 
-# ---------------------------------------------------------------- the database host's address
+# ---------------------------------------------------------------- the database host
 
-# The address the web runtimes (containers) reach slapd and MariaDB on, as they would reach
-# the separate pic2 host in production. It is a second address of the loopback interface (this
-# sandbox's kernel has no dummy interfaces), so the services listen on it next to 127.0.0.1,
-# containers reach it through their bridge, and MariaDB sees each container's own address.
+# pic2 — the host of slapd and MariaDB in the source document — is a network namespace of its
+# own, reached over IPv6 through a veth pair, as in production: this machine is
+# fd00:5049:4332::1, the database host fd00:5049:4332::2. Containers reach it through their
+# bridge and this machine's routing, so MariaDB sees each container's own address. For the
+# tools and tests that talk to 127.0.0.1:3389 and :3307, a forwarder (socat) on this machine's
+# loopback passes their connections on; the servers see them coming from fd00:5049:4332::1.
 DB_HOST6=${PIC2_DB_HOST6:-fd00:5049:4332::2}
+DB_HOST_SIDE6=${PIC2_DB_HOST_SIDE6:-fd00:5049:4332::1}
+DB_NETNS=pic2db
+
+in_db_host() { ip netns exec "$DB_NETNS" "$@"; }
 
 ensure_db_host_address() {
-    if ! ip -6 addr show dev lo | grep -q "$DB_HOST6/128"; then
-        ip -6 addr add "$DB_HOST6/128" dev lo || die "cannot add $DB_HOST6 to the loopback interface"
+    # An older version of these scripts put the address on the loopback: take it back.
+    ip -6 addr del "$DB_HOST6/128" dev lo 2>/dev/null || true
+    ip netns list 2>/dev/null | grep -qw "$DB_NETNS" || ip netns add "$DB_NETNS" ||
+        die "cannot create the network namespace $DB_NETNS"
+    if ! in_db_host ip link show pic2n >/dev/null 2>&1; then
+        ip link del pic2h 2>/dev/null || true
+        ip link add pic2h type veth peer name pic2n netns "$DB_NETNS" ||
+            die "cannot create the veth pair pic2h/pic2n"
     fi
+    ip link set pic2h up
+    ip -6 addr show dev pic2h | grep -q "$DB_HOST_SIDE6/64" ||
+        ip -6 addr add "$DB_HOST_SIDE6/64" dev pic2h nodad
+    in_db_host ip link set lo up
+    in_db_host ip link set pic2n up
+    in_db_host ip -6 addr show dev pic2n | grep -q "$DB_HOST6/64" ||
+        in_db_host ip -6 addr add "$DB_HOST6/64" dev pic2n nodad
+    # Back to the containers' networks (fd00:5049:4332:N::/64) through this machine.
+    in_db_host ip -6 route replace default via "$DB_HOST_SIDE6" dev pic2n
+    sysctl -qw net.ipv6.conf.all.forwarding=1
 }
 
-# listening_on ADDR PORT: whether some process listens on [ADDR]:PORT.
-listening_on() {
-    ss -H -ltn "src [$1]:$2" 2>/dev/null | grep -q .
+# db_host_listens PORT: whether something in the namespace listens on [DB_HOST6]:PORT.
+db_host_listens() {
+    in_db_host ss -H -ltn "src [$DB_HOST6]:$1" 2>/dev/null | grep -q .
+}
+
+# in_db_host_pid PID: whether the process runs in the database host's namespace.
+in_db_host_pid() {
+    [[ $(ip netns identify "$1" 2>/dev/null) == "$DB_NETNS" ]]
+}
+
+# ensure_forward NAME PORT: 127.0.0.1:PORT on this machine → [DB_HOST6]:PORT.
+ensure_forward() {
+    local name=$1 port=$2 pidfile=$RUN_DIR/forward-$1.pid
+    if [[ -f $pidfile ]] && kill -0 "$(cat "$pidfile")" 2>/dev/null &&
+        ss -H -ltn "src 127.0.0.1:$port" | grep -q .; then
+        return 0
+    fi
+    [[ -f $pidfile ]] && kill "$(cat "$pidfile")" 2>/dev/null || true
+    need_cmd socat
+    daemonize "$LOG_DIR/forward-$name.log" socat "TCP4-LISTEN:$port,bind=127.0.0.1,reuseaddr,fork" "TCP6:[$DB_HOST6]:$port"
+    echo "$DAEMON_PID" >"$pidfile"
+    local i
+    for ((i = 0; i < 50; i++)); do
+        ss -H -ltn "src 127.0.0.1:$port" | grep -q . && return 0
+        sleep 0.1
+    done
+    die_with_log "the forwarder 127.0.0.1:$port → [$DB_HOST6]:$port did not start" "$LOG_DIR/forward-$name.log"
+}
+
+stop_forward() {
+    local pidfile=$RUN_DIR/forward-$1.pid
+    [[ -f $pidfile ]] && kill "$(cat "$pidfile")" 2>/dev/null || true
+    rm -f "$pidfile"
 }

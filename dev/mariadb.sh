@@ -69,7 +69,8 @@ ensure_admin_user() {
     pw=$(cat "$SECRET")
     [[ $pw =~ ^[0-9a-f]+$ ]] || die "$SECRET must hold hex digits only (delete it to regenerate)"
     local host sql=''
-    for host in 127.0.0.1 localhost; do
+    # localhost: the socket; the database host's peer address: TCP through the forwarder.
+    for host in "$DB_HOST_SIDE6" localhost; do
         sql+="CREATE USER IF NOT EXISTS '$ADMIN_USER'@'$host' IDENTIFIED BY '$pw';
 ALTER USER '$ADMIN_USER'@'$host' IDENTIFIED BY '$pw';
 GRANT ALL PRIVILEGES ON *.* TO '$ADMIN_USER'@'$host' WITH GRANT OPTION;
@@ -99,8 +100,8 @@ do_start() {
     local pid
     ensure_db_host_address
     pid=$(mariadbd_pid || true)
-    if [[ -n $pid ]] && ! listening_on "$DB_HOST6" "$DB_PORT"; then
-        log "mariadbd does not listen on [$DB_HOST6]:$DB_PORT yet: restarting it"
+    if [[ -n $pid ]] && ! { in_db_host_pid "$pid" && db_host_listens "$DB_PORT"; }; then
+        log "mariadbd does not run on the database host [$DB_HOST6]:$DB_PORT yet: restarting it there"
         do_stop
         pid=
     fi
@@ -114,9 +115,9 @@ do_start() {
     if [[ -z $pid ]]; then
         ensure_datadir
         rm -f "$PIDFILE" "$SOCKET" "$SOCKET.lock"
-        log "starting mariadbd on 127.0.0.1:$DB_PORT, [$DB_HOST6]:$DB_PORT and $SOCKET"
-        daemonize "$LOGFILE" mariadbd --no-defaults --datadir="$DATA_DIR" --socket="$SOCKET" \
-            --port="$DB_PORT" --bind-address="127.0.0.1,$DB_HOST6" --skip-name-resolve \
+        log "starting mariadbd on the database host, [$DB_HOST6]:$DB_PORT and $SOCKET (and 127.0.0.1:$DB_PORT through a forwarder)"
+        daemonize "$LOGFILE" ip netns exec "$DB_NETNS" mariadbd --no-defaults --datadir="$DATA_DIR" --socket="$SOCKET" \
+            --port="$DB_PORT" --bind-address="$DB_HOST6" --skip-name-resolve \
             --pid-file="$PIDFILE" --user="$DB_USER" --log-error="$LOGFILE"
         local i
         for ((i = 0; i < 300; i++)); do
@@ -126,10 +127,12 @@ do_start() {
         done
         pings || die_with_log "mariadbd (pid $DAEMON_PID) did not answer on $SOCKET within 30 s" "$LOGFILE"
     fi
+    ensure_forward mariadb "$DB_PORT"
     admin_works || ensure_admin_user
 }
 
 do_stop() {
+    stop_forward mariadb
     local pid
     pid=$(mariadbd_pid || true)
     if [[ -n $pid ]]; then

@@ -17,6 +17,7 @@ PACKAGES=(
     python3-aiosmtpd                # capturing SMTP server on loopback (dev/smtp.sh)
     curl                            # readiness checks of the dev scripts
     openssh-client sshpass procps libc-bin  # ssh, sftp, ssh-keygen, pgrep and getent for the tests
+    iproute2 socat                  # the database host's namespace, and its forwarders on 127.0.0.1
     wordpress wordpress-theme-twentytwentyone   # installed on a runtime by an end-to-end test
     pebble openssl curl             # local ACME CA for the proxy tests (dev/pebble.sh)
     nginx haproxy caddy wrk nghttp2-client  # bench/proxy peers and load tools (h2load)

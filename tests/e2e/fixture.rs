@@ -134,8 +134,9 @@ container_url = "ldap://[fd00:5049:4332::2]:3389"
 url = "mysql://127.0.0.1:3307"
 admin_user = "pic2"
 admin_password_file = "{dev}/secrets/mariadb-admin.secret"
-# From the host (tests) and from this platform's containers.
-clients = ["127.0.0.1", "fd00:5049:4332::2", "{subnet_pattern}"]
+# From this machine (the tests; it is fd00:5049:4332::1 to the database host, see dev/lib.sh)
+# and from this platform's containers.
+clients = ["fd00:5049:4332::1", "{subnet_pattern}"]
 site_host = "fd00:5049:4332::2"
 
 [runtimes.php82]
