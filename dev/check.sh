@@ -92,7 +92,7 @@ ok "user reads its own entry (not its userPassword), not others"
 
 out=$(mariadb --defaults-extra-file="$SECRETS_DIR/mariadb-admin.cnf" --batch --skip-column-names \
     -e 'select current_user()') || fail "mariadb with mariadb-admin.cnf"
-[[ $out == pic2@127.0.0.1 ]] || fail "mariadb current_user() is '$out'"
+[[ $out == pic2@fd00:5049:4332::1 ]] || fail "mariadb current_user() is '$out'"
 ok "mariadb --defaults-extra-file=mariadb-admin.cnf: current_user() = $out"
 grants=$(mariadb --defaults-extra-file="$SECRETS_DIR/mariadb-admin.cnf" --batch --skip-column-names \
     -e 'show grants')

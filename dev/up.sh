@@ -17,12 +17,13 @@ require_root
 S=$SECRETS_DIR
 cat <<EOF
 pic2 dev services are up (state in $PIC2_DEV_DIR, logs in $LOG_DIR):
-  LDAP     ldap://127.0.0.1:${PIC2_LDAP_PORT:-3389}/  (and ldapi socket $RUN_DIR/ldapi), suffix dc=pic2,dc=test
+  DB host  network namespace pic2db at [fd00:5049:4332::2] (this machine is fd00:5049:4332::1)
+  LDAP     ldap://127.0.0.1:${PIC2_LDAP_PORT:-3389}/ (forwarded) and ldap://[fd00:5049:4332::2]:${PIC2_LDAP_PORT:-3389}/, ldapi socket $RUN_DIR/ldapi, suffix dc=pic2,dc=test
            admin   cn=admin,dc=pic2,dc=test  secret $S/ldap-admin.secret
            service cn=nss,dc=pic2,dc=test    secret $S/ldap-nss.secret (read-only, no userPassword)
            ldapsearch -x -H ldap://127.0.0.1:${PIC2_LDAP_PORT:-3389} -D cn=admin,dc=pic2,dc=test -y $S/ldap-admin.secret -b dc=pic2,dc=test -o ldif-wrap=no
   MariaDB  127.0.0.1:${PIC2_MARIADB_PORT:-3307}  (socket $RUN_DIR/mariadb.sock; root: socket auth only)
-           admin   pic2@127.0.0.1 / pic2@localhost  secret $S/mariadb-admin.secret
+           admin   pic2@fd00:5049:4332::1 (through the forwarder) / pic2@localhost  secret $S/mariadb-admin.secret
            mariadb --defaults-extra-file=$S/mariadb-admin.cnf
   NSS      nslcd -> LDAP as cn=nss; try: getent passwd <uid>
   SMTP     127.0.0.1:${PIC2_SMTP_PORT:-2525} captures every message into $PIC2_DEV_DIR/mail/ (nothing relayed)
