@@ -489,7 +489,7 @@ fn read_map<K: Ord, V>(
     let Some(table) = Table::new(value, format!("[{section}]"), sink) else {
         return out;
     };
-    for (key, value) in table.entries(sink) {
+    for (key, value) in table.entries() {
         let name = format!("[{section}.{}]", quote_key(&key.value));
         let parsed = parse_key(&key.value, key.span)
             .map_err(|d| sink.push(d))

@@ -242,8 +242,7 @@ impl<'de> Table<'de> {
     }
 
     /// The sub-tables of a table of tables (`[accounts.X]`), with each key's span.
-    pub fn entries(self, sink: &mut Sink) -> Vec<(Spanned<String>, Value<'de>)> {
-        let _ = sink;
+    pub fn entries(self) -> Vec<(Spanned<String>, Value<'de>)> {
         self.table
             .into_iter()
             .map(|(k, v)| (Spanned::new(k.name.into_owned(), k.span.into()), v))

@@ -50,7 +50,7 @@ impl Directory {
 
     /// Every entry under the base DN that pic2 may care about, in one search. A size limit
     /// (result code 4) is an error, never a short answer: the admin DN must be unlimited.
-    pub fn observe(&mut self, _inv: &ValidInventory) -> Result<(ObservedDirectory, u32), Error> {
+    pub fn observe(&mut self) -> Result<(ObservedDirectory, u32), Error> {
         let filter = format!("(|(objectClass=posixAccount)(objectClass=posixGroup)(objectClass={MARK_CLASS})(objectClass=organizationalUnit))");
         let result = self
             .conn

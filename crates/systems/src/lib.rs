@@ -93,7 +93,7 @@ pub fn observe(
         let ldap = scope.spawn(move || {
             let mut out = None;
             let stats = timed(System::Directory, &mut || {
-                let (d, trips) = directory.observe(inv)?;
+                let (d, trips) = directory.observe()?;
                 let n = d.entries.len();
                 out = Some(d);
                 Ok((trips, n))
