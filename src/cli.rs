@@ -4,7 +4,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(name = "pic2", version, about = "Plans and applies a small host's platform (OpenLDAP, MariaDB, the data volume) from one inventory", long_about = None)]
+#[command(name = "pic2", version, about = "Plans and applies a small host's platform (OpenLDAP, MariaDB, the data volume, Docker) from one inventory", long_about = None)]
 pub struct Cli {
     /// The inventory.
     #[arg(
@@ -37,7 +37,7 @@ pub enum Color {
 pub enum Command {
     /// Check the inventory and report every problem with its line and column.
     Check,
-    /// Write every generated file (LDIF, SQL, layout, hosts block) into a folder for review.
+    /// Write every generated file (LDIF, SQL, layout, hosts block, routes, container configuration, compose) for review.
     Render {
         /// The folder to write into (created if missing).
         #[arg(long, value_name = "DIR")]
