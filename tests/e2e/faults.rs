@@ -147,3 +147,20 @@ fn apply_refuses_to_run_unconfirmed_without_a_terminal() {
     assert!(out.contains("run `pic2 apply --yes`"), "{out}");
     assert!(p.entry(&p.base_dn).is_none(), "nothing applied");
 }
+
+#[test]
+fn unreachable_database_server_is_named() {
+    let p = Platform::new("nodb");
+    p.write(BODY);
+    let text = std::fs::read_to_string(&p.config)
+        .unwrap()
+        .replace("mysql://127.0.0.1:3307", "mysql://127.0.0.1:9");
+    std::fs::write(&p.config, text).unwrap();
+    let (code, out) = stderr_of(&p, &["plan"]);
+    assert_eq!(code, Some(1));
+    assert!(
+        out.contains("cannot reach MariaDB at mysql://127.0.0.1:9"),
+        "{out}"
+    );
+    assert!(out.contains("hint:"), "{out}");
+}
