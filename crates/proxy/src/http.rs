@@ -98,7 +98,9 @@ fn wants_upgrade(h: &HeaderMap) -> Option<HeaderValue> {
     }
 }
 
-/// Framing shapes used for request smuggling that hyper's parser lets through.
+/// Framing shapes used for request smuggling that hyper's parser lets through. On HTTP/1
+/// Content-Length with Transfer-Encoding never gets here (hyper drops the length before the
+/// service sees the head): the connection's framing guard ([`crate::guard`]) refuses it.
 fn smuggling(req: &Request<Incoming>) -> bool {
     let h = req.headers();
     let cl = h.get_all(header::CONTENT_LENGTH).iter().count();

@@ -3,7 +3,8 @@
 //! It reads one file, the routes that `pic2 render` writes (`pic2_render::proxy::Routes`),
 //! compiles it into a [`table::Table`] (host → site, redirects, limits) held behind an
 //! `ArcSwap`, and serves HTTP/1.1 and HTTP/2 on a plain and a TLS listener ([`server`]).
-//! Each request is routed by [`http::handle`]; TLS certificates come from files or from the
+//! HTTP/1 connections pass through a framing guard ([`guard`]) that refuses smuggling
+//! shapes with 400 before hyper tidies them. Each request is routed by [`http::handle`]; TLS certificates come from files or from the
 //! ACME CA ([`acme`]) and are picked by SNI ([`tls::Certs`]). A reload (SIGHUP, or a change
 //! of the routes or certificate files seen by the poller) swaps the table and the
 //! certificates and touches no connection, so requests in flight and WebSockets carry on.
@@ -13,6 +14,7 @@
 
 pub mod acme;
 mod error;
+pub mod guard;
 pub mod http;
 pub mod maintenance;
 pub mod metrics;

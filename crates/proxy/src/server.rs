@@ -2,6 +2,7 @@
 //! loop, the metrics listener, and graceful shutdown.
 
 use crate::acme::{Acme, AcmeOptions};
+use crate::guard::{Framing, Guarded};
 use crate::http::{handle, Body, Client};
 use crate::metrics::Global;
 use crate::table::{read_routes, Table};
@@ -452,7 +453,7 @@ fn builder(shared: &Shared) -> hyper_util::server::conn::auto::Builder<TokioExec
         .timer(TokioTimer::new())
         .header_read_timeout(shared.options.header_read_timeout)
         .max_buf_size(shared.options.max_header_bytes.max(8192))
-        .max_headers(100);
+        .max_headers(MAX_HEADERS);
     b.http2()
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(shared.options.max_header_bytes).unwrap_or(u32::MAX))
@@ -461,6 +462,18 @@ fn builder(shared: &Shared) -> hyper_util::server::conn::auto::Builder<TokioExec
         .keep_alive_timeout(Duration::from_secs(10));
     b
 }
+
+/// An HTTP/1 connection's stream behind the framing guard (smuggling shapes refused, 400).
+fn guard<S>(stream: S, shared: &Arc<Shared>) -> Guarded<S> {
+    let limit = shared.options.max_header_bytes.max(8192);
+    let s = Arc::clone(shared);
+    let on_refuse = Box::new(move || {
+        s.global.bad_requests.fetch_add(1, Relaxed);
+    });
+    Guarded::new(stream, Framing::new(limit, MAX_HEADERS), on_refuse)
+}
+
+const MAX_HEADERS: usize = 100;
 
 async fn serve_conn(
     stream: tokio::net::TcpStream,
@@ -475,7 +488,7 @@ async fn serve_conn(
             let client = Client { addr, tls: false };
             let s = Arc::clone(shared);
             let svc = service_fn(move |req| handle(Arc::clone(&s), client, req));
-            let conn = b.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+            let conn = b.serve_connection_with_upgrades(TokioIo::new(guard(stream, shared)), svc);
             let _ = watcher.watch(conn).await;
         }
         Some(acceptor) => {
@@ -495,12 +508,12 @@ async fn serve_conn(
             let client = Client { addr, tls: true };
             let s = Arc::clone(shared);
             let svc = service_fn(move |req| handle(Arc::clone(&s), client, req));
-            let io = TokioIo::new(tls_stream);
             if alpn.as_deref() == Some(b"h2") {
                 let b = b.http2_only();
-                let conn = b.serve_connection_with_upgrades(io, svc);
+                let conn = b.serve_connection_with_upgrades(TokioIo::new(tls_stream), svc);
                 let _ = watcher.watch(conn).await;
             } else {
+                let io = TokioIo::new(guard(tls_stream, shared));
                 let conn = b.serve_connection_with_upgrades(io, svc);
                 let _ = watcher.watch(conn).await;
             }

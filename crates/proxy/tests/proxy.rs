@@ -534,12 +534,36 @@ async fn request_smuggling_shapes_are_rejected() {
             "{s}\n---\n{r}"
         );
     }
-    // Content-Length with Transfer-Encoding: the body is read as chunked (the length is
-    // dropped), the connection is closed after the answer, and nothing is smuggled.
-    let s = format!("POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n{smuggled}");
-    let r = raw(http, s.as_bytes()).await;
-    assert!(!r.contains("/smuggled"), "{r}");
-    assert_eq!(r.matches("HTTP/1.1 ").count(), 1, "{r}");
+    // Content-Length with Transfer-Encoding (either order), and two equal Content-Lengths:
+    // 400, closed, the backend never called, also as the second request of a connection
+    let hits = b.hits.load(Ordering::SeqCst);
+    let bad_before = p.shared.global.bad_requests.load(Ordering::SeqCst);
+    let refused = [
+        format!("POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n{smuggled}"),
+        format!("POST / HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n{smuggled}"),
+        format!("POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello{smuggled}"),
+    ];
+    for s in &refused {
+        let r = raw(http, s.as_bytes()).await;
+        assert_eq!(status(&r), 400, "{s}\n---\n{r}");
+        assert_eq!(r.matches("HTTP/1.1 ").count(), 1, "{r}");
+        assert!(!r.contains("/smuggled"), "{r}");
+    }
+    assert_eq!(
+        b.hits.load(Ordering::SeqCst),
+        hits,
+        "the backend was called"
+    );
+    let second = format!("GET / HTTP/1.1\r\nHost: a.test\r\n\r\n{}", refused[0]);
+    let r = raw(http, second.as_bytes()).await;
+    assert_eq!(status(&r), 200, "{r}");
+    assert_eq!(r.matches("HTTP/1.1 ").count(), 2, "{r}");
+    assert!(r.contains("HTTP/1.1 400"), "{r}");
+    assert_eq!(b.hits.load(Ordering::SeqCst), hits + 1);
+    assert_eq!(
+        p.shared.global.bad_requests.load(Ordering::SeqCst),
+        bad_before + 4
+    );
     drop(b);
     p.shutdown().await;
 }

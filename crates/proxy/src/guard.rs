@@ -1,0 +1,404 @@
+//! The HTTP/1 framing guard: follows the request heads of one HTTP/1 connection as its bytes
+//! go to hyper, and refuses the smuggling shapes hyper would otherwise tidy up silently
+//! (Content-Length with Transfer-Encoding: hyper drops the length and reads chunked), plus two
+//! Content-Lengths, a non-digit length and any Transfer-Encoding but a single `chunked`.
+//!
+//! Nothing is buffered: bytes pass through as they come and a copy of the current head is
+//! kept (up to the head limit). A refused head has its final line feed replaced by a NUL,
+//! followed by an empty line (hyper looks for one before parsing again) and then the end of
+//! the stream: hyper's own parser fails on that head, answers 400 and closes, and the request
+//! never reaches the service. The guard knows where the next head starts
+//! after a head without body or with a Content-Length; after a chunked body, an upgrade or
+//! CONNECT, the HTTP/2 preface, or a head it cannot parse, it steps aside for the rest of the
+//! connection (hyper still reads Content-Length with Transfer-Encoding as chunked and closes
+//! the connection after that request, so nothing is smuggled there either).
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Reading a head (its bytes so far are in `head`).
+    Head,
+    /// Inside a Content-Length body: bytes left.
+    Body(u64),
+    /// No longer following the framing.
+    Aside,
+    /// A head was refused: nothing more is delivered.
+    Refused,
+}
+
+/// The framing follower, independent of any I/O.
+#[derive(Debug)]
+pub struct Framing {
+    mode: Mode,
+    head: Vec<u8>,
+    limit: usize,
+    max_headers: usize,
+}
+
+/// What a complete head means for the bytes that follow it.
+enum Verdict {
+    Refuse,
+    Next(Mode),
+}
+
+fn check(head: &[u8], max_headers: usize) -> Verdict {
+    let mut headers = vec![httparse::EMPTY_HEADER; max_headers];
+    let mut req = httparse::Request::new(&mut headers);
+    match req.parse(head) {
+        Ok(httparse::Status::Complete(_)) => {}
+        // hyper parses the same bytes and refuses them itself
+        _ => return Verdict::Next(Mode::Aside),
+    }
+    let method = req.method.unwrap_or("");
+    if method == "PRI" || method == "CONNECT" {
+        return Verdict::Next(Mode::Aside);
+    }
+    let mut lengths = req
+        .headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("content-length"));
+    let mut codings = req
+        .headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("transfer-encoding"));
+    let length = lengths.next();
+    let coding = codings.next();
+    if lengths.next().is_some() || codings.next().is_some() {
+        return Verdict::Refuse;
+    }
+    let upgrade = req
+        .headers
+        .iter()
+        .any(|h| h.name.eq_ignore_ascii_case("upgrade"));
+    match (length, coding) {
+        (Some(_), Some(_)) => Verdict::Refuse,
+        (None, Some(te)) if !te.value.eq_ignore_ascii_case(b"chunked") => Verdict::Refuse,
+        (None, Some(_)) => Verdict::Next(Mode::Aside),
+        (Some(cl), None) => {
+            let digits = !cl.value.is_empty() && cl.value.iter().all(u8::is_ascii_digit);
+            let n = std::str::from_utf8(cl.value)
+                .ok()
+                .and_then(|s| s.parse::<u64>().ok());
+            match n {
+                Some(n) if digits => Verdict::Next(if upgrade {
+                    Mode::Aside
+                } else if n == 0 {
+                    Mode::Head
+                } else {
+                    Mode::Body(n)
+                }),
+                _ => Verdict::Refuse,
+            }
+        }
+        (None, None) => Verdict::Next(if upgrade { Mode::Aside } else { Mode::Head }),
+    }
+}
+
+impl Framing {
+    /// `limit`: the largest head kept (beyond it, hyper refuses the head with 431).
+    pub fn new(limit: usize, max_headers: usize) -> Self {
+        Framing {
+            mode: Mode::Head,
+            head: Vec::new(),
+            limit,
+            max_headers,
+        }
+    }
+
+    /// True once a head was refused.
+    pub fn refused(&self) -> bool {
+        self.mode == Mode::Refused
+    }
+
+    /// Follows `data`, the next bytes of the connection; returns the index of the byte that
+    /// ends a refused head (to be poisoned, and nothing delivered after it).
+    pub fn feed(&mut self, data: &[u8]) -> Option<usize> {
+        let mut i = 0;
+        while i < data.len() {
+            match self.mode {
+                Mode::Aside | Mode::Refused => return None,
+                Mode::Body(left) => {
+                    let rest = u64::try_from(data.len() - i).unwrap_or(u64::MAX);
+                    let take = left.min(rest);
+                    self.mode = if take == left {
+                        Mode::Head
+                    } else {
+                        Mode::Body(left - take)
+                    };
+                    i += usize::try_from(take).unwrap_or(data.len());
+                }
+                Mode::Head => {
+                    if self.head.is_empty() {
+                        // empty lines before a request line are skipped, as httparse does
+                        while data.get(i).is_some_and(|b| *b == b'\r' || *b == b'\n') {
+                            i += 1;
+                        }
+                        if i >= data.len() {
+                            return None;
+                        }
+                    }
+                    let rest = data.get(i..).unwrap_or_default();
+                    let Some(end) = self.head_end(rest) else {
+                        if self.head.len() + rest.len() > self.limit {
+                            self.head = Vec::new();
+                            self.mode = Mode::Aside;
+                        } else {
+                            self.head.extend_from_slice(rest);
+                        }
+                        return None;
+                    };
+                    let chunk = rest.get(..=end).unwrap_or_default();
+                    let verdict = if self.head.is_empty() {
+                        check(chunk, self.max_headers)
+                    } else {
+                        self.head.extend_from_slice(chunk);
+                        let v = check(&self.head, self.max_headers);
+                        self.head.clear();
+                        v
+                    };
+                    match verdict {
+                        Verdict::Refuse => {
+                            self.mode = Mode::Refused;
+                            return Some(i + end);
+                        }
+                        Verdict::Next(m) => self.mode = m,
+                    }
+                    i += end + 1;
+                }
+            }
+        }
+        None
+    }
+
+    /// The index in `rest` of the line feed ending the head: an empty line, `\n` or `\r\n`,
+    /// after the bytes kept so far.
+    fn head_end(&self, rest: &[u8]) -> Option<usize> {
+        let kept = self.head.len();
+        let at = |k: usize, back: usize| -> Option<u8> {
+            // the byte `back` places before rest[k], in the kept head then in rest
+            if back <= k {
+                rest.get(k - back).copied()
+            } else {
+                let from_end = back - k;
+                kept.checked_sub(from_end)
+                    .and_then(|j| self.head.get(j).copied())
+            }
+        };
+        rest.iter().enumerate().find_map(|(k, b)| {
+            let ends = *b == b'\n'
+                && (at(k, 1) == Some(b'\n')
+                    || (at(k, 1) == Some(b'\r') && at(k, 2) == Some(b'\n')));
+            ends.then_some(k)
+        })
+    }
+}
+
+/// A connection's stream with its [`Framing`] applied to everything read from it.
+pub struct Guarded<S> {
+    inner: S,
+    framing: Framing,
+    on_refuse: Option<Box<dyn FnOnce() + Send>>,
+    /// After a refusal: the bytes still to deliver before the end of the stream.
+    tail: &'static [u8],
+}
+
+impl<S> Guarded<S> {
+    pub fn new(inner: S, framing: Framing, on_refuse: Box<dyn FnOnce() + Send>) -> Self {
+        Guarded {
+            inner,
+            framing,
+            on_refuse: Some(on_refuse),
+            tail: b"",
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Guarded<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.framing.refused() {
+            // the empty line that makes hyper parse the poisoned head, then the end
+            let n = this.tail.len().min(buf.remaining());
+            let (now, later) = this.tail.split_at(n);
+            buf.put_slice(now);
+            this.tail = later;
+            return Poll::Ready(Ok(()));
+        }
+        let before = buf.filled().len();
+        let res = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = res {
+            let new = buf.filled().get(before..).unwrap_or_default();
+            if let Some(k) = this.framing.feed(new) {
+                let end = before + k;
+                if let Some(b) = buf.filled_mut().get_mut(end) {
+                    *b = 0;
+                }
+                buf.set_filled(end + 1);
+                this.tail = b"\n\n";
+                if let Some(f) = this.on_refuse.take() {
+                    f();
+                }
+            }
+        }
+        res
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Guarded<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+
+    fn run(stream: &[u8], step: usize) -> Option<usize> {
+        let mut f = Framing::new(16 * 1024, 100);
+        for (n, chunk) in stream.chunks(step).enumerate() {
+            if let Some(k) = f.feed(chunk) {
+                return Some(n * step + k);
+            }
+        }
+        None
+    }
+
+    fn refused_at(stream: &[u8]) -> Option<usize> {
+        // the same answer whatever the read sizes
+        let whole = run(stream, stream.len().max(1));
+        for step in [1, 2, 3, 7, 64] {
+            assert_eq!(run(stream, step), whole, "step {step}");
+        }
+        whole
+    }
+
+    #[test]
+    fn plain_keep_alive_requests_pass() {
+        let s = b"GET / HTTP/1.1\r\nHost: a\r\n\r\nPOST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 30\r\n\r\nTransfer-Encoding: chunked\r\n\r\nGET /x HTTP/1.1\nHost: a\n\n\r\nGET / HTTP/1.1\r\nTransfer-Encoding: Chunked\r\n\r\n";
+        assert_eq!(refused_at(s), None);
+    }
+
+    #[test]
+    fn smuggling_heads_are_refused_at_their_last_byte() {
+        let bad: [&[u8]; 6] = [
+            b"POST / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\ncontent-length: 5\r\n\r\n",
+            b"POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello",
+            b"POST / HTTP/1.1\r\nContent-Length: +5\r\n\r\nhello",
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked, identity\r\n\r\n",
+            b"POST / HTTP/1.1\nTransfer-Encoding: chunked\nTransfer-Encoding: chunked\n\n",
+        ];
+        for s in bad {
+            let end = s.windows(2).position(|w| w == b"\n\n").map_or_else(
+                || s.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 3,
+                |p| p + 1,
+            );
+            assert_eq!(refused_at(s), Some(end), "{}", String::from_utf8_lossy(s));
+        }
+    }
+
+    #[test]
+    fn a_bad_head_after_a_length_body_is_found() {
+        let first = b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello".to_vec();
+        let second = b"POST / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let s = [first.clone(), second.to_vec()].concat();
+        assert_eq!(refused_at(&s), Some(s.len() - 1));
+    }
+
+    #[test]
+    fn steps_aside_after_chunked_upgrade_and_h2() {
+        for s in [
+            &b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nPOST / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n"[..],
+            b"GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+            b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+        ] {
+            assert_eq!(refused_at(s), None, "{}", String::from_utf8_lossy(s));
+        }
+        // a head beyond the limit is left to hyper (431)
+        let mut f = Framing::new(64, 100);
+        let big = format!("GET / HTTP/1.1\r\nX: {}\r\n", "a".repeat(100));
+        assert_eq!(f.feed(big.as_bytes()), None);
+        assert_eq!(
+            f.feed(b"Content-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            None
+        );
+    }
+}
+
+#[cfg(test)]
+mod hyper_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// hyper (behind the auto builder, as served) answers 400 to a refused head, whatever
+    /// the read sizes, and never calls the service.
+    #[tokio::test]
+    async fn hyper_answers_400_to_a_refused_head() {
+        for pipe in [5, 64, 64 * 1024] {
+            let (mut client, server) = tokio::io::duplex(pipe);
+            let g = Guarded::new(server, Framing::new(16384, 100), Box::new(|| {}));
+            let svc = hyper::service::service_fn(|_req| async {
+                Ok::<_, std::convert::Infallible>(hyper::Response::new(http_body_util::Full::new(
+                    bytes::Bytes::from_static(b"called"),
+                )))
+            });
+            tokio::spawn(async move {
+                let b = hyper_util::server::conn::auto::Builder::new(
+                    hyper_util::rt::TokioExecutor::new(),
+                );
+                let _ = b
+                    .serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(g), svc)
+                    .await;
+            });
+            let (mut rd, mut wr) = tokio::io::split(&mut client);
+            let send = async {
+                let _ = wr
+                    .write_all(b"POST / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+                    .await;
+            };
+            let mut out = Vec::new();
+            let read =
+                tokio::time::timeout(std::time::Duration::from_secs(5), rd.read_to_end(&mut out));
+            let (_, r) = tokio::join!(send, read);
+            assert!(r.is_ok(), "not closed");
+            let out = String::from_utf8_lossy(&out);
+            assert!(out.starts_with("HTTP/1.1 400 "), "{pipe}: {out}");
+            assert!(!out.contains("called"), "{out}");
+        }
+    }
+}
