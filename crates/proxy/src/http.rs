@@ -3,11 +3,12 @@
 
 use crate::pages;
 use crate::server::Shared;
-use crate::table::{normalize_host, HostEntry};
+use crate::table::{normalize_host, HostEntry, Site};
 use bytes::Bytes;
 use http_body_util::{combinators::BoxBody, BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use hyper::http::uri::{PathAndQuery, Scheme};
 use hyper::{Request, Response, StatusCode, Uri, Version};
 use hyper_util::rt::TokioIo;
 use pic2_render::proxy::RouteTls;
@@ -123,6 +124,10 @@ fn is_body_limit(e: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
+fn path_of(uri: &Uri) -> &str {
+    uri.path_and_query().map_or("/", |p| p.as_str())
+}
+
 /// Handles one request end to end (never fails: errors become pages).
 pub async fn handle(
     shared: Arc<Shared>,
@@ -130,22 +135,16 @@ pub async fn handle(
     req: Request<Incoming>,
 ) -> Result<Response<Body>, std::convert::Infallible> {
     let start = Instant::now();
-    let method = req.method().clone();
-    let path = req
-        .uri()
-        .path_and_query()
-        .map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned());
-    let raw_host = req
-        .uri()
-        .authority()
-        .map(|a| a.as_str().to_owned())
-        .or_else(|| {
-            req.headers()
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .map(str::to_owned)
-        });
-    let host = raw_host.as_deref().map(normalize_host).unwrap_or_default();
+    // the method and path are copied only for the access log
+    let logged = shared
+        .logs()
+        .then(|| (req.method().clone(), path_of(req.uri()).to_owned()));
+    let raw_host = req.uri().authority().map(|a| a.as_str()).or_else(|| {
+        req.headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+    });
+    let host = raw_host.map(normalize_host).unwrap_or_default();
     let table = shared.table.load_full();
     let entry = table.hosts.get(&host).cloned();
     let resp = route(&shared, client, req, &host, entry.as_ref(), &table).await;
@@ -158,7 +157,9 @@ pub async fn handle(
         }
         None => {}
     }
-    shared.access_log(client.addr, &host, method.as_str(), &path, status, elapsed);
+    if let Some((method, path)) = logged {
+        shared.access_log(client.addr, &host, method.as_str(), &path, status, elapsed);
+    }
     Ok(resp)
 }
 
@@ -194,11 +195,6 @@ async fn route(
         return page(StatusCode::NOT_FOUND, pages::not_found());
     };
     let site = &entry.site;
-    let pq = req
-        .uri()
-        .path_and_query()
-        .map_or("/", |p| p.as_str())
-        .to_owned();
     let https_port = shared.https_public_port;
     let to_https = !client.tls && site.tls != RouteTls::None && https_port.is_some();
     if entry.redirect_to.is_some() || to_https {
@@ -211,6 +207,7 @@ async fn route(
         let port = port
             .filter(|p| *p != if scheme == "https" { 443 } else { 80 })
             .map_or(String::new(), |p| format!(":{p}"));
+        let pq = path_of(req.uri());
         return redirect(&format!("{scheme}://{target}{port}{pq}"));
     }
     if shared.maintenance.load().contains(&site.name) && !table.is_admin(client.addr.ip()) {
@@ -230,7 +227,7 @@ async fn route(
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
         return r;
     }
-    let mut resp = forward(shared, client, req, host, &site.backend, site.max_body, &pq).await;
+    let mut resp = forward(shared, client, req, host, site).await;
     if client.tls && site.hsts {
         resp.headers_mut().insert(
             header::STRICT_TRANSPORT_SECURITY,
@@ -245,10 +242,9 @@ async fn forward(
     client: Client,
     mut req: Request<Incoming>,
     host: &str,
-    backend: &str,
-    max_body: u64,
-    pq: &str,
+    site: &Site,
 ) -> Response<Body> {
+    let backend = site.backend.as_str();
     let upgrade = if req.version() == Version::HTTP_11 {
         wants_upgrade(req.headers())
     } else {
@@ -256,7 +252,14 @@ async fn forward(
     };
     let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
     let (parts, body) = req.into_parts();
-    let Ok(uri) = format!("http://{backend}{pq}").parse::<Uri>() else {
+    // http://backend + the client's path and query, without a new parse
+    let mut uri = parts.uri.into_parts();
+    uri.scheme = Some(Scheme::HTTP);
+    uri.authority = site.authority.clone();
+    if uri.path_and_query.is_none() {
+        uri.path_and_query = Some(PathAndQuery::from_static("/"));
+    }
+    let Ok(uri) = Uri::from_parts(uri) else {
         return page(StatusCode::BAD_GATEWAY, pages::bad_gateway());
     };
     let mut headers = parts.headers;
@@ -300,7 +303,7 @@ async fn forward(
         headers.insert(header::UPGRADE, u.clone());
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
-    let body: Body = Limited::new(body, usize::try_from(max_body).unwrap_or(usize::MAX))
+    let body: Body = Limited::new(body, usize::try_from(site.max_body).unwrap_or(usize::MAX))
         .map_err(|e| -> BoxError { e })
         .boxed();
     let mut out = Request::new(body);

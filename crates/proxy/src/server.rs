@@ -100,6 +100,11 @@ fn json_str(s: &str) -> String {
 }
 
 impl Shared {
+    /// True when an access log is written.
+    pub fn logs(&self) -> bool {
+        self.log.is_some()
+    }
+
     pub fn access_log(
         &self,
         client: SocketAddr,

@@ -14,6 +14,8 @@ pub struct Site {
     pub name: String,
     /// `host:port` of the backend.
     pub backend: String,
+    /// The backend as a URI authority (None if it is not one: its requests get 502).
+    pub authority: Option<hyper::http::uri::Authority>,
     pub tls: RouteTls,
     pub hsts: bool,
     /// Largest request body in bytes.
@@ -95,6 +97,7 @@ impl Table {
             let site = Arc::new(Site {
                 name: r.name.clone(),
                 backend: r.backend.clone(),
+                authority: r.backend.parse().ok(),
                 tls: r.tls.clone(),
                 hsts: r.hsts,
                 max_body: r
