@@ -8,8 +8,8 @@
 //! ACME CA ([`acme`]) and are picked by SNI ([`tls::Certs`]). A reload (SIGHUP, or a change
 //! of the routes or certificate files seen by the poller) swaps the table and the
 //! certificates and touches no connection, so requests in flight and WebSockets carry on.
-//! Maintenance switches are files under the state folder ([`maintenance`]), read by the same
-//! poller: no reload needed. Metrics and health are served on a private address
+//! Maintenance switches are files under the state folder ([`maintenance`]), seen at once
+//! through inotify on their folder, and by the same poller as a fallback: no reload needed. Metrics and health are served on a private address
 //! ([`metrics`]).
 
 pub mod acme;

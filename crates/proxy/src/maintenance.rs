@@ -1,12 +1,14 @@
 //! Maintenance switches: a file `maintenance/<site>` under the proxy's state folder puts the
 //! site in maintenance. `pic2 site maintenance on|off` writes or removes it; the running
-//! proxy sees it within its poll interval, without a reload.
+//! proxy sees it at once (inotify on the folder) or, failing that, within its poll interval,
+//! without a reload.
 
 use crate::Error;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-fn dir(state_dir: &Path) -> PathBuf {
+/// The folder of the switches.
+pub fn dir(state_dir: &Path) -> PathBuf {
     state_dir.join("maintenance")
 }
 

@@ -92,6 +92,8 @@ pub struct Shared {
     pub https_public_port: Option<u16>,
     log: Option<mpsc::Sender<String>>,
     fingerprint: Mutex<Fingerprint>,
+    /// Held while the maintenance switches are read and stored (the poller and the watcher).
+    maintenance_lock: Mutex<()>,
     acme_wake: Notify,
 }
 
@@ -186,6 +188,13 @@ impl Shared {
             }
             let _ = self.reload();
         }
+        self.refresh_maintenance();
+    }
+
+    /// Reads the maintenance switches; the lock keeps an older read from being stored last.
+    fn refresh_maintenance(&self) {
+        let _held = self.maintenance_lock.lock();
+        let table = self.table.load();
         let m = crate::maintenance::read(Path::new(&table.routes.settings.state_dir));
         if **self.maintenance.load() != m {
             self.maintenance.store(Arc::new(m));
@@ -286,6 +295,7 @@ impl Proxy {
             client,
             log,
             fingerprint: Mutex::new(Vec::new()),
+            maintenance_lock: Mutex::new(()),
             acme_wake: Notify::new(),
             options,
         });
@@ -314,6 +324,7 @@ impl Proxy {
             tasks.spawn(metrics_loop(l, Arc::clone(&shared), stop_rx.clone()));
         }
         tasks.spawn(poll_loop(Arc::clone(&shared), stop_rx.clone()));
+        tasks.spawn(watch_maintenance(Arc::clone(&shared), stop_rx.clone()));
         tasks.spawn(acme_loop(Arc::clone(&shared), stop_rx));
         Ok(Proxy {
             shared,
@@ -380,6 +391,51 @@ async fn poll_loop(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
         }
         let s = Arc::clone(&shared);
         let _ = tokio::task::spawn_blocking(move || s.poll()).await;
+    }
+}
+
+/// Maintenance switches seen at once: inotify on the maintenance folder (created if missing),
+/// re-armed after each event and each poll interval (a folder removed and made again, a state
+/// folder changed by a reload). Without inotify the poller alone sees them.
+async fn watch_maintenance(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    use rustix::fs::inotify::{self, CreateFlags, WatchFlags};
+    let Ok(fd) = inotify::init(CreateFlags::CLOEXEC | CreateFlags::NONBLOCK) else {
+        tracing::warn!("inotify unavailable: maintenance switches seen by the poller only");
+        return;
+    };
+    // `register` is the non-deprecated form but `unsafe` (forbidden here); its condition (the
+    // descriptor stays open and the same while registered) holds for an `OwnedFd` we own.
+    #[allow(deprecated)]
+    let Ok(fd) = tokio::io::unix::AsyncFd::new(fd) else {
+        return;
+    };
+    let flags = WatchFlags::CREATE
+        | WatchFlags::DELETE
+        | WatchFlags::MOVED_TO
+        | WatchFlags::MOVED_FROM
+        | WatchFlags::CLOSE_WRITE
+        | WatchFlags::ONLYDIR;
+    let arm = || {
+        let state_dir = PathBuf::from(&shared.table.load().routes.settings.state_dir);
+        let dir = crate::maintenance::dir(&state_dir);
+        let _ = std::fs::create_dir_all(&dir);
+        // the same folder again gives the same watch: this only re-arms
+        let _ = inotify::add_watch(fd.get_ref(), &dir, flags);
+    };
+    let mut buf = [0u8; 4096];
+    loop {
+        arm();
+        shared.refresh_maintenance();
+        tokio::select! {
+            r = fd.readable() => {
+                let Ok(mut ready) = r else { return };
+                // the events only say "look again": drain them until the queue is empty
+                while rustix::io::read(fd.get_ref(), &mut buf).is_ok_and(|n| n > 0) {}
+                ready.clear_ready();
+            }
+            _ = tokio::time::sleep(shared.options.poll_interval) => {}
+            _ = stop.changed() => return,
+        }
     }
 }
 

@@ -614,6 +614,44 @@ async fn maintenance_mode_without_reload() {
     p.shutdown().await;
 }
 
+/// With a poll interval of 30 s, a switch is seen within a second only through the watcher.
+#[tokio::test]
+async fn maintenance_switch_is_seen_at_once() {
+    let b = backend().await;
+    let e = env();
+    write_routes(
+        &e,
+        serde_json::json!({}),
+        vec![site(
+            "a.test",
+            &["a.test"],
+            b.addr,
+            serde_json::json!({"mode":"none"}),
+        )],
+    );
+    let mut o = options(&e);
+    o.poll_interval = Duration::from_secs(30);
+    let p = Proxy::start(o).await.unwrap();
+    let http = p.http_addr.unwrap();
+    let state = e.dir.path().join("state");
+    assert_eq!(status(&get(http, "a.test", "/", "").await), 200);
+    for (on, want) in [(true, 503), (false, 200), (true, 503)] {
+        pic2_proxy::maintenance::set(&state, "a.test", on).unwrap();
+        let t = std::time::Instant::now();
+        let mut r = String::new();
+        for _ in 0..50 {
+            r = get(http, "a.test", "/", "").await;
+            if status(&r) == want {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(status(&r), want, "maintenance {on}: {r}");
+        assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    }
+    p.shutdown().await;
+}
+
 #[tokio::test]
 async fn reloads_under_load_fail_no_request_and_keep_websockets() {
     let (e, b, p) = basic().await;
