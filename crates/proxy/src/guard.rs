@@ -8,9 +8,9 @@
 //! followed by an empty line (hyper looks for one before parsing again) and then the end of
 //! the stream: hyper's own parser fails on that head, answers 400 and closes, and the request
 //! never reaches the service. The guard knows where the next head starts
-//! after a head without body or with a Content-Length; after a chunked body, an upgrade or
-//! CONNECT, the HTTP/2 preface, or a head it cannot parse, it steps aside for the rest of the
-//! connection (hyper still reads Content-Length with Transfer-Encoding as chunked and closes
+//! after a head without body, with a Content-Length or with a chunked body (its chunk
+//! framing followed); after an upgrade or CONNECT, the HTTP/2 preface, a head or chunk line it
+//! cannot parse, it steps aside for the rest of the connection (hyper still reads Content-Length with Transfer-Encoding as chunked and closes
 //! the connection after that request, so nothing is smuggled there either).
 
 use std::io;
@@ -24,6 +24,14 @@ enum Mode {
     Head,
     /// Inside a Content-Length body: bytes left.
     Body(u64),
+    /// A chunked body: the hex size (digits read so far), its extensions to the line end,
+    /// the chunk's data left, the CR LF after it (`true` once the CR is seen), the trailer
+    /// lines (`true` while the current line is empty).
+    ChunkSize(u64, u8),
+    ChunkExt(u64),
+    ChunkData(u64),
+    ChunkEnd(bool),
+    Trailer(bool),
     /// No longer following the framing.
     Aside,
     /// A head was refused: nothing more is delivered.
@@ -77,7 +85,11 @@ fn check(head: &[u8], max_headers: usize) -> Verdict {
     match (length, coding) {
         (Some(_), Some(_)) => Verdict::Refuse,
         (None, Some(te)) if !te.value.eq_ignore_ascii_case(b"chunked") => Verdict::Refuse,
-        (None, Some(_)) => Verdict::Next(Mode::Aside),
+        (None, Some(_)) => Verdict::Next(if upgrade {
+            Mode::Aside
+        } else {
+            Mode::ChunkSize(0, 0)
+        }),
         (Some(cl), None) => {
             let digits = !cl.value.is_empty() && cl.value.iter().all(u8::is_ascii_digit);
             let n = std::str::from_utf8(cl.value)
@@ -95,6 +107,39 @@ fn check(head: &[u8], max_headers: usize) -> Verdict {
             }
         }
         (None, None) => Verdict::Next(if upgrade { Mode::Aside } else { Mode::Head }),
+    }
+}
+
+/// One byte of a chunked body's framing (the data itself is skipped in bulk). Anything
+/// unexpected sets the guard aside: hyper's decoder refuses it and closes the connection.
+fn chunk_step(mode: Mode, b: u8) -> Mode {
+    let size_line_end = |size: u64| {
+        if size == 0 {
+            Mode::Trailer(true)
+        } else {
+            Mode::ChunkData(size)
+        }
+    };
+    match (mode, b) {
+        (Mode::ChunkSize(size, digits), _) if b.is_ascii_hexdigit() => {
+            let d = u64::from(char::from(b).to_digit(16).unwrap_or(0));
+            match size.checked_mul(16).and_then(|v| v.checked_add(d)) {
+                Some(v) if digits < 16 => Mode::ChunkSize(v, digits + 1),
+                _ => Mode::Aside,
+            }
+        }
+        (Mode::ChunkSize(_, 0), _) => Mode::Aside,
+        (Mode::ChunkSize(size, _), b'\n') => size_line_end(size),
+        (Mode::ChunkSize(size, _), b';' | b' ' | b'\t' | b'\r') => Mode::ChunkExt(size),
+        (Mode::ChunkExt(size), b'\n') => size_line_end(size),
+        (Mode::ChunkExt(size), _) => Mode::ChunkExt(size),
+        (Mode::ChunkEnd(false), b'\r') => Mode::ChunkEnd(true),
+        (Mode::ChunkEnd(_), b'\n') => Mode::ChunkSize(0, 0),
+        (Mode::Trailer(true), b'\n') => Mode::Head,
+        (Mode::Trailer(_), b'\n') => Mode::Trailer(true),
+        (Mode::Trailer(empty), b'\r') => Mode::Trailer(empty),
+        (Mode::Trailer(_), _) => Mode::Trailer(false),
+        _ => Mode::Aside,
     }
 }
 
@@ -130,6 +175,22 @@ impl Framing {
                         Mode::Body(left - take)
                     };
                     i += usize::try_from(take).unwrap_or(data.len());
+                }
+                Mode::ChunkData(left) => {
+                    let rest = u64::try_from(data.len() - i).unwrap_or(u64::MAX);
+                    let take = left.min(rest);
+                    self.mode = if take == left {
+                        Mode::ChunkEnd(false)
+                    } else {
+                        Mode::ChunkData(left - take)
+                    };
+                    i += usize::try_from(take).unwrap_or(data.len());
+                }
+                Mode::ChunkSize(..) | Mode::ChunkExt(_) | Mode::ChunkEnd(_) | Mode::Trailer(_) => {
+                    if let Some(b) = data.get(i) {
+                        self.mode = chunk_step(self.mode, *b);
+                    }
+                    i += 1;
                 }
                 Mode::Head => {
                     if self.head.is_empty() {
@@ -340,9 +401,20 @@ mod tests {
     }
 
     #[test]
-    fn steps_aside_after_chunked_upgrade_and_h2() {
+    fn a_bad_head_after_chunked_bodies_is_found() {
+        let first = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n1A\r\nContent-Length: 1\r\n\r\n\r\n123\r\n0\r\nX-Trailer: 1\r\n\r\n";
+        let second = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+        let bad = b"POST / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let s = [&first[..], &second[..], &bad[..]].concat();
+        assert_eq!(refused_at(&s), Some(s.len() - 1));
+        let good = [&first[..], &second[..]].concat();
+        assert_eq!(refused_at(&good), None);
+    }
+
+    #[test]
+    fn steps_aside_after_upgrade_h2_and_bad_chunks() {
         for s in [
-            &b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nPOST / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n"[..],
+            &b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nPOST / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n"[..],
             b"GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
             b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
         ] {

@@ -560,9 +560,18 @@ async fn request_smuggling_shapes_are_rejected() {
     assert_eq!(r.matches("HTTP/1.1 ").count(), 2, "{r}");
     assert!(r.contains("HTTP/1.1 400"), "{r}");
     assert_eq!(b.hits.load(Ordering::SeqCst), hits + 1);
+    // after a chunked body too
+    let chunked = "POST / HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
+    let r = raw(http, format!("{chunked}{}", refused[0]).as_bytes()).await;
+    assert!(
+        r.starts_with("HTTP/1.1 200") && r.contains("body: 5"),
+        "{r}"
+    );
+    assert!(r.contains("HTTP/1.1 400"), "{r}");
+    assert_eq!(b.hits.load(Ordering::SeqCst), hits + 2);
     assert_eq!(
         p.shared.global.bad_requests.load(Ordering::SeqCst),
-        bad_before + 4
+        bad_before + 5
     );
     drop(b);
     p.shutdown().await;
