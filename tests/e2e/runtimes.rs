@@ -152,6 +152,26 @@ fn each_site_runs_as_its_owner_on_its_php_version_and_cannot_read_the_others() {
         "a site reaches its database, only its own"
     );
 
+    // Behind the proxy, the site's log shows the client's address, not the proxy's.
+    {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", p.port(0))).unwrap();
+        write!(
+            s,
+            "GET /?via-proxy HTTP/1.0\r\nHost: a.rt.test\r\nX-Forwarded-For: 203.0.113.7\r\n\r\n"
+        )
+        .unwrap();
+        let mut sink = String::new();
+        s.read_to_string(&mut sink).unwrap();
+        let log =
+            std::fs::read_to_string(p.home("rta").join("sites/a.rt.test/logs/access.log")).unwrap();
+        let line = log
+            .lines()
+            .find(|l| l.contains("via-proxy"))
+            .expect("the request is logged");
+        assert!(line.starts_with("203.0.113.7 "), "{line}");
+    }
+
     // The confinement DESIGN.md measured.
     let c = "pic2-t-rt-php82";
     assert_eq!(docker_inspect(c, "{{.HostConfig.CapDrop}}"), "[ALL]");

@@ -124,6 +124,12 @@ pub fn apache_conf(inv: &ValidInventory, runtime: &Ident) -> String {
          ServerTokens Prod\n\
          ServerSignature Off\n\
          TraceEnable Off\n\
+         # The client's address comes from the proxy's X-Forwarded-For. Only local processes\n\
+         # reach a runtime (its port is published on 127.0.0.1; the proxy's connections arrive\n\
+         # from Docker's bridge), so the private ranges are the proxy's.\n\
+         RemoteIPHeader X-Forwarded-For\n\
+         RemoteIPInternalProxy 127.0.0.1 10.0.0.0/8 172.16.0.0/12 192.168.0.0/16 ::1 fd00::/8\n\
+         LogFormat \"%a %l %u %t \\\"%r\\\" %>s %O \\\"%{{Referer}}i\\\" \\\"%{{User-Agent}}i\\\"\" pic2\n\
          # No request ever runs as root or a system user: mpm-itk refuses any uid or gid outside\n\
          # the accounts' range (enforced by its seccomp filter, hence no-new-privileges).\n\
          LimitUIDRange {lo} {hi}\n\
@@ -172,7 +178,7 @@ pub fn apache_conf(inv: &ValidInventory, runtime: &Ident) -> String {
              AssignUserID #{uid} #{uid}\n    \
              MaxClientsVHost {max_clients}\n    \
              ErrorLog {logs}/error.log\n    \
-             CustomLog {logs}/access.log combined\n    \
+             CustomLog {logs}/access.log pic2\n    \
              <Directory {root}>\n        \
              Options SymLinksIfOwnerMatch\n        \
              AllowOverride All\n        \
