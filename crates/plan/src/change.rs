@@ -175,6 +175,7 @@ pub enum Op {
     },
 }
 
+/// One change to one system, built by `Change::new`.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Change {
     pub system: System,
@@ -186,9 +187,37 @@ pub struct Change {
     pub summary: String,
     /// The attribute-level diff, for `--detail`.
     pub details: Vec<String>,
-    /// Deletes or overwrites something a user may want back.
+    /// Deletes something a user may want back: set by `Change::new` for every deletion.
     pub destructive: bool,
     pub op: Op,
+}
+
+impl Change {
+    pub(crate) fn new(
+        system: System,
+        kind: Kind,
+        phase: Phase,
+        subject: impl Into<String>,
+        summary: impl Into<String>,
+        op: Op,
+    ) -> Self {
+        Change {
+            system,
+            kind,
+            phase,
+            subject: subject.into(),
+            summary: summary.into(),
+            details: Vec::new(),
+            destructive: kind == Kind::Delete,
+            op,
+        }
+    }
+
+    /// The attribute-level lines `--detail` shows.
+    pub(crate) fn with_details(mut self, details: Vec<String>) -> Self {
+        self.details = details;
+        self
+    }
 }
 
 /// An object in the way that pic2 does not own: apply refuses to run while there is one.

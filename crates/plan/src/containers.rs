@@ -25,26 +25,24 @@ pub(crate) fn diff(
     };
 
     match observed.networks.get(&want.network.name) {
-        None => plan.push(Change {
-            system: System::Containers,
-            kind: Kind::Create,
-            phase: Phase::Networks,
-            subject: want.network.name.clone(),
-            summary: format!(
-                "create network {}{}",
-                want.network.name,
-                want.network
-                    .subnet6
-                    .as_ref()
-                    .map(|s| format!(" (IPv6 {s})"))
-                    .unwrap_or_default()
-            ),
-            details: vec![],
-            destructive: false,
-            op: Op::CreateNetwork {
-                network: want.network.clone(),
-            },
-        }),
+        None => {
+            let subnet = want
+                .network
+                .subnet6
+                .as_ref()
+                .map(|s| format!(" (IPv6 {s})"))
+                .unwrap_or_default();
+            plan.push(Change::new(
+                System::Containers,
+                Kind::Create,
+                Phase::Networks,
+                want.network.name.clone(),
+                format!("create network {}{subnet}", want.network.name),
+                Op::CreateNetwork {
+                    network: want.network.clone(),
+                },
+            ))
+        }
         Some(labels) if !ours(labels) => {
             plan.conflict(
                 System::Containers,
@@ -59,23 +57,23 @@ pub(crate) fn diff(
 
     for image in &want.images {
         if !observed.images.contains(&image.tag) {
-            plan.push(Change {
-                system: System::Containers,
-                kind: Kind::Create,
-                phase: Phase::Images,
-                subject: image.tag.clone(),
-                summary: format!("build image {}", image.tag),
-                details: image
-                    .files
-                    .iter()
-                    .filter(|(n, _, _)| n == "Dockerfile")
-                    .flat_map(|(_, text, _)| text.lines().map(|l| format!("+ {l}")))
-                    .collect(),
-                destructive: false,
-                op: Op::BuildImage {
-                    image: image.clone(),
-                },
-            });
+            let dockerfile = image.files.iter().filter(|(n, _, _)| n == "Dockerfile");
+            let details = dockerfile
+                .flat_map(|(_, text, _)| text.lines().map(|l| format!("+ {l}")))
+                .collect();
+            plan.push(
+                Change::new(
+                    System::Containers,
+                    Kind::Create,
+                    Phase::Images,
+                    image.tag.clone(),
+                    format!("build image {}", image.tag),
+                    Op::BuildImage {
+                        image: image.clone(),
+                    },
+                )
+                .with_details(details),
+            );
         }
     }
 
@@ -89,15 +87,16 @@ pub(crate) fn diff(
         .collect();
     let wanted: BTreeSet<&str> = want.containers.iter().map(|c| c.name.as_str()).collect();
     for c in &want.containers {
-        let change = |kind, summary: String, details: Vec<String>, op| Change {
-            system: System::Containers,
-            kind,
-            phase: Phase::Containers,
-            subject: c.name.clone(),
-            summary,
-            details,
-            destructive: false,
-            op,
+        let change = |kind, summary: String, details: Vec<String>, op| {
+            Change::new(
+                System::Containers,
+                kind,
+                Phase::Containers,
+                c.name.clone(),
+                summary,
+                op,
+            )
+            .with_details(details)
         };
         match observed.containers.get(&c.name) {
             None => plan.push(change(
@@ -177,16 +176,14 @@ pub(crate) fn diff(
             continue;
         }
         if options.prune {
-            plan.push(Change {
-                system: System::Containers,
-                kind: Kind::Delete,
-                phase: Phase::ContainerDeletes,
-                subject: name.clone(),
-                summary: format!("stop and remove container {name}"),
-                details: vec![],
-                destructive: true,
-                op: Op::RemoveContainer { name: name.clone() },
-            });
+            plan.push(Change::new(
+                System::Containers,
+                Kind::Delete,
+                Phase::ContainerDeletes,
+                name.clone(),
+                format!("stop and remove container {name}"),
+                Op::RemoveContainer { name: name.clone() },
+            ));
         } else {
             plan.hold(System::Containers, name.clone(), "--prune");
         }

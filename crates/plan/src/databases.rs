@@ -80,16 +80,7 @@ pub(crate) fn diff(
             Some(comment) => match comment_platform(comment) {
                 Some(p) if p == platform => {
                     if *comment != db.comment {
-                        plan.push(Change {
-                            system: System::Databases,
-                            kind: Kind::Update,
-                            phase: Phase::Databases,
-                            subject: name.to_string(),
-                            summary: format!("set the comment of database {name} to '{}'", db.comment),
-                            details: vec![format!("- comment: {comment}"), format!("+ comment: {}", db.comment)],
-                            destructive: false,
-                            op: Op::SetDatabaseComment { name: name.to_string(), comment: db.comment.clone() },
-                        });
+                        plan.push(Change::new(System::Databases, Kind::Update, Phase::Databases, name.to_string(), format!("set the comment of database {name} to '{}'", db.comment), Op::SetDatabaseComment { name: name.to_string(), comment: db.comment.clone() }).with_details(vec![format!("- comment: {comment}"), format!("+ comment: {}", db.comment)]));
                     }
                     let missing: Vec<ClientHost> = db.hosts.iter().filter(|h| !users.contains(h.as_str())).cloned().collect();
                     let password = match (has_credentials, stale_credentials) {
@@ -129,16 +120,14 @@ pub(crate) fn diff(
             drop_user(name, host, options, plan);
         }
         if options.prune && options.drop_data {
-            plan.push(Change {
-                system: System::Databases,
-                kind: Kind::Delete,
-                phase: Phase::DatabaseDeletes,
-                subject: name.clone(),
-                summary: format!("DROP DATABASE {name} and all its tables"),
-                details: vec![],
-                destructive: true,
-                op: Op::DropDatabase { name: name.clone() },
-            });
+            plan.push(Change::new(
+                System::Databases,
+                Kind::Delete,
+                Phase::DatabaseDeletes,
+                name.clone(),
+                format!("DROP DATABASE {name} and all its tables"),
+                Op::DropDatabase { name: name.clone() },
+            ));
         } else {
             plan.hold(System::Databases, name.clone(), "--prune --drop-data");
         }
@@ -146,19 +135,18 @@ pub(crate) fn diff(
 }
 
 fn create_database(db: &DesiredDatabase) -> Change {
-    Change {
-        system: System::Databases,
-        kind: Kind::Create,
-        phase: Phase::Databases,
-        subject: db.name.to_string(),
-        summary: format!("create database {} (owner {})", db.name, db.owner),
-        details: vec![format!("+ comment: {}", db.comment)],
-        destructive: false,
-        op: Op::CreateDatabase {
+    Change::new(
+        System::Databases,
+        Kind::Create,
+        Phase::Databases,
+        db.name.to_string(),
+        format!("create database {} (owner {})", db.name, db.owner),
+        Op::CreateDatabase {
             name: db.name.to_string(),
             comment: db.comment.clone(),
         },
-    }
+    )
+    .with_details(vec![format!("+ comment: {}", db.comment)])
 }
 
 /// What becomes of a database user's password.
@@ -201,22 +189,22 @@ fn ensure_user(
             credentials.path.display()
         ));
     }
-    Change {
-        system: System::Databases,
-        kind: if create_on.is_empty() {
-            Kind::Update
-        } else {
-            Kind::Create
-        },
-        phase: Phase::DatabaseUsers,
-        subject: name.to_string(),
-        summary: parts.join("; "),
-        details: create_on
-            .iter()
-            .map(|h| format!("+ user: '{name}'@'{}'", h.as_str()))
-            .collect(),
-        destructive: false,
-        op: Op::EnsureUser {
+    let details = create_on
+        .iter()
+        .map(|h| format!("+ user: '{name}'@'{}'", h.as_str()))
+        .collect();
+    let kind = if create_on.is_empty() {
+        Kind::Update
+    } else {
+        Kind::Create
+    };
+    Change::new(
+        System::Databases,
+        kind,
+        Phase::DatabaseUsers,
+        name.to_string(),
+        parts.join("; "),
+        Op::EnsureUser {
             user: name.to_string(),
             create_on,
             all_hosts: db.hosts.clone(),
@@ -224,45 +212,42 @@ fn ensure_user(
             rewrite: password == Password::Rewrite,
             credentials,
         },
-    }
+    )
+    .with_details(details)
 }
 
 fn grant(db: &str, host: &ClientHost) -> Change {
-    Change {
-        system: System::Databases,
-        kind: Kind::Create,
-        phase: Phase::Grants,
-        subject: format!("{db}@{}", host.as_str()),
-        summary: format!(
+    Change::new(
+        System::Databases,
+        Kind::Create,
+        Phase::Grants,
+        format!("{db}@{}", host.as_str()),
+        format!(
             "grant all privileges on {db}.* to '{db}'@'{}'",
             host.as_str()
         ),
-        details: vec![],
-        destructive: false,
-        op: Op::Grant {
+        Op::Grant {
             database: db.to_string(),
             user: db.to_string(),
             host: host.clone(),
         },
-    }
+    )
 }
 
 fn drop_user(name: &str, host: &str, options: Options, plan: &mut Plan) {
     let subject = format!("'{name}'@'{host}'");
     if options.prune {
-        plan.push(Change {
-            system: System::Databases,
-            kind: Kind::Delete,
-            phase: Phase::DatabaseUserDeletes,
-            subject: subject.clone(),
-            summary: format!("drop user {subject}"),
-            details: vec![],
-            destructive: true,
-            op: Op::DropUser {
+        plan.push(Change::new(
+            System::Databases,
+            Kind::Delete,
+            Phase::DatabaseUserDeletes,
+            subject.clone(),
+            format!("drop user {subject}"),
+            Op::DropUser {
                 user: name.to_string(),
                 host: host.to_string(),
             },
-        });
+        ));
     } else {
         plan.hold(System::Databases, subject, "--prune");
     }

@@ -93,18 +93,16 @@ pub(crate) fn diff(
             continue;
         }
         if options.prune {
-            plan.push(Change {
-                system: System::Directory,
-                kind: Kind::Delete,
-                phase: Phase::DirectoryDeletes,
-                subject: actual.dn.clone(),
-                summary: format!("delete {}", actual.dn),
-                details: vec![],
-                destructive: true,
-                op: crate::Op::LdapDelete {
+            plan.push(Change::new(
+                System::Directory,
+                Kind::Delete,
+                Phase::DirectoryDeletes,
+                actual.dn.clone(),
+                format!("delete {}", actual.dn),
+                crate::Op::LdapDelete {
                     dn: actual.dn.clone(),
                 },
-            });
+            ));
         } else {
             plan.hold(System::Directory, &actual.dn, "--prune");
         }
@@ -129,22 +127,22 @@ fn nonempty(attrs: &[(&'static str, Vec<String>)]) -> Vec<(String, Vec<String>)>
 
 fn add(entry: &Entry) -> Change {
     let attrs = nonempty(&entry.attrs);
-    Change {
-        system: System::Directory,
-        kind: Kind::Create,
-        phase: phase_of(entry.kind),
-        subject: entry.dn.clone(),
-        summary: format!("add {}", entry.dn),
-        details: attrs
-            .iter()
-            .flat_map(|(a, vs)| vs.iter().map(move |v| format!("+ {a}: {v}")))
-            .collect(),
-        destructive: false,
-        op: crate::Op::LdapAdd {
+    let details = attrs
+        .iter()
+        .flat_map(|(a, vs)| vs.iter().map(move |v| format!("+ {a}: {v}")))
+        .collect();
+    Change::new(
+        System::Directory,
+        Kind::Create,
+        phase_of(entry.kind),
+        entry.dn.clone(),
+        format!("add {}", entry.dn),
+        crate::Op::LdapAdd {
             dn: entry.dn.clone(),
             attrs,
         },
-    }
+    )
+    .with_details(details)
 }
 
 /// Values compared as sets; object classes without case, as the server does.
@@ -183,19 +181,20 @@ fn modify(entry: &Entry, actual: &ObservedEntry) -> Option<Change> {
         return None;
     }
     let names: Vec<&str> = replace.iter().map(|(a, _)| a.as_str()).collect();
-    Some(Change {
-        system: System::Directory,
-        kind: Kind::Update,
-        phase: phase_of(entry.kind),
-        subject: entry.dn.clone(),
-        summary: format!("update {} ({})", entry.dn, names.join(", ")),
-        details,
-        destructive: false,
-        op: crate::Op::LdapModify {
-            dn: entry.dn.clone(),
-            replace,
-        },
-    })
+    Some(
+        Change::new(
+            System::Directory,
+            Kind::Update,
+            phase_of(entry.kind),
+            entry.dn.clone(),
+            format!("update {} ({})", entry.dn, names.join(", ")),
+            crate::Op::LdapModify {
+                dn: entry.dn.clone(),
+                replace,
+            },
+        )
+        .with_details(details),
+    )
 }
 
 /// An unmanaged entry elsewhere that already uses this entry's name or number: adding ours

@@ -80,30 +80,31 @@ pub(crate) fn diff(
                 {
                     plan.push(write_file(want));
                 } else if (meta.uid, meta.gid, meta.mode) != (want.uid, want.gid, want.mode) {
-                    plan.push(Change {
-                        system: System::Files,
-                        kind: Kind::Update,
-                        phase: Phase::Folders,
-                        subject: want.path.display().to_string(),
-                        summary: format!(
-                            "set {} to {}:{} {:04o}",
-                            want.path.display(),
-                            want.uid,
-                            want.gid,
-                            want.mode
-                        ),
-                        details: vec![
+                    plan.push(
+                        Change::new(
+                            System::Files,
+                            Kind::Update,
+                            Phase::Folders,
+                            want.path.display().to_string(),
+                            format!(
+                                "set {} to {}:{} {:04o}",
+                                want.path.display(),
+                                want.uid,
+                                want.gid,
+                                want.mode
+                            ),
+                            Op::SetOwnerMode {
+                                path: want.path.clone(),
+                                uid: want.uid,
+                                gid: want.gid,
+                                mode: want.mode,
+                            },
+                        )
+                        .with_details(vec![
                             format!("- {}:{} {:04o}", meta.uid, meta.gid, meta.mode),
                             format!("+ {}:{} {:04o}", want.uid, want.gid, want.mode),
-                        ],
-                        destructive: false,
-                        op: Op::SetOwnerMode {
-                            path: want.path.clone(),
-                            uid: want.uid,
-                            gid: want.gid,
-                            mode: want.mode,
-                        },
-                    });
+                        ]),
+                    );
                 }
             }
         }
@@ -112,16 +113,14 @@ pub(crate) fn diff(
     let wanted: HashSet<&Path> = desired.iter().map(|d| d.path.as_path()).collect();
     let prune = |path: std::path::PathBuf, plan: &mut Plan| {
         if options.prune && options.drop_data {
-            plan.push(Change {
-                system: System::Files,
-                kind: Kind::Delete,
-                phase: Phase::FolderDeletes,
-                subject: path.display().to_string(),
-                summary: format!("delete {} and everything in it", path.display()),
-                details: vec![],
-                destructive: true,
-                op: Op::RemoveTree { path },
-            });
+            plan.push(Change::new(
+                System::Files,
+                Kind::Delete,
+                Phase::FolderDeletes,
+                path.display().to_string(),
+                format!("delete {} and everything in it", path.display()),
+                Op::RemoveTree { path },
+            ));
         } else {
             plan.hold(
                 System::Files,
@@ -183,50 +182,48 @@ fn foreign_home(home: &Path, observed: &ObservedFiles, platform: &str) -> Option
 }
 
 fn create_dir(want: &DesiredPath) -> Change {
-    Change {
-        system: System::Files,
-        kind: Kind::Create,
-        phase: Phase::Folders,
-        subject: want.path.display().to_string(),
-        summary: format!(
+    Change::new(
+        System::Files,
+        Kind::Create,
+        Phase::Folders,
+        want.path.display().to_string(),
+        format!(
             "create {} ({}:{} {:04o})",
             want.path.display(),
             want.uid,
             want.gid,
             want.mode
         ),
-        details: vec![],
-        destructive: false,
-        op: Op::CreateDir {
+        Op::CreateDir {
             path: want.path.clone(),
             uid: want.uid,
             gid: want.gid,
             mode: want.mode,
         },
-    }
+    )
 }
 
 fn write_file(want: &DesiredPath) -> Change {
-    Change {
-        system: System::Files,
-        kind: Kind::Create,
-        phase: Phase::Folders,
-        subject: want.path.display().to_string(),
-        summary: format!("write {}", want.path.display()),
-        details: want
-            .contents
-            .iter()
-            .flat_map(|c| c.lines().map(|l| format!("+ {l}")))
-            .collect(),
-        destructive: false,
-        op: Op::WriteFile {
+    Change::new(
+        System::Files,
+        Kind::Create,
+        Phase::Folders,
+        want.path.display().to_string(),
+        format!("write {}", want.path.display()),
+        Op::WriteFile {
             path: want.path.clone(),
             uid: want.uid,
             gid: want.gid,
             mode: want.mode,
             contents: want.contents.clone().unwrap_or_default(),
         },
-    }
+    )
+    .with_details(
+        want.contents
+            .iter()
+            .flat_map(|c| c.lines().map(|l| format!("+ {l}")))
+            .collect(),
+    )
 }
 
 #[cfg(test)]
