@@ -123,8 +123,7 @@ fn run(op: &Op, s: &mut Systems) -> Result<(), Error> {
 }
 
 fn engine(s: &Systems) -> Result<&crate::Engine, Error> {
-    s.docker.as_ref().ok_or_else(|| Error::Docker {
-        what: "changing containers".into(),
-        message: "not connected to the Docker engine".into(),
-    })
+    s.docker
+        .as_ref()
+        .ok_or_else(|| Error::docker("changing containers", "not connected to the Docker engine"))
 }

@@ -26,12 +26,9 @@ pub struct Engine {
     rt: tokio::runtime::Runtime,
 }
 
-fn err(what: impl Into<String>) -> impl FnOnce(bollard::errors::Error) -> Error {
+fn err<E: std::fmt::Display>(what: impl Into<String>) -> impl FnOnce(E) -> Error {
     let what = what.into();
-    move |e| Error::Docker {
-        what,
-        message: e.to_string(),
-    }
+    move |e| Error::docker(what, e)
 }
 
 impl Engine {
@@ -39,10 +36,7 @@ impl Engine {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .map_err(|e| Error::Docker {
-                what: "starting the I/O runtime".into(),
-                message: e.to_string(),
-            })?;
+            .map_err(err("starting the I/O runtime"))?;
         let docker =
             Docker::connect_with_unix_defaults().map_err(err("connecting to the Docker engine"))?;
         rt.block_on(docker.ping())
@@ -116,15 +110,9 @@ impl Engine {
             header.set_cksum();
             archive
                 .append_data(&mut header, name, text.as_bytes())
-                .map_err(|e| Error::Docker {
-                    what: what.clone(),
-                    message: e.to_string(),
-                })?;
+                .map_err(err(what.clone()))?;
         }
-        let context = archive.into_inner().map_err(|e| Error::Docker {
-            what: what.clone(),
-            message: e.to_string(),
-        })?;
+        let context = archive.into_inner().map_err(err(what.clone()))?;
         let labels = HashMap::from([("org.pic2.image".to_string(), "runtime".to_string())]);
         let options = BuildImageOptionsBuilder::default()
             .dockerfile("Dockerfile")
@@ -139,15 +127,10 @@ impl Engine {
                     .build_image(options, None, Some(bollard::body_full(context.into())));
             let mut tail: Vec<String> = Vec::new();
             while let Some(item) = stream.next().await {
-                let info = item.map_err(|e| Error::Docker {
-                    what: what.clone(),
-                    message: format!("{e}\n{}", tail.join("")),
-                })?;
+                let info =
+                    item.map_err(|e| Error::docker(&what, format!("{e}\n{}", tail.join(""))))?;
                 if let Some(error) = info.error {
-                    return Err(Error::Docker {
-                        what: what.clone(),
-                        message: format!("{error}\n{}", tail.join("")),
-                    });
+                    return Err(Error::docker(&what, format!("{error}\n{}", tail.join(""))));
                 }
                 if let Some(line) = info.stream {
                     tail.push(line);
@@ -315,10 +298,10 @@ impl Engine {
         if code == 0 {
             Ok(())
         } else {
-            Err(Error::Docker {
-                what: format!("reloading {name} (`{}`)", args.join(" ")),
-                message: format!("exit code {code}: {}", output.trim()),
-            })
+            Err(Error::docker(
+                format!("reloading {name} (`{}`)", args.join(" ")),
+                format!("exit code {code}: {}", output.trim()),
+            ))
         }
     }
 

@@ -44,6 +44,13 @@ impl Error {
         }
     }
 
+    pub(crate) fn docker(what: impl Into<String>, e: impl std::fmt::Display) -> Self {
+        Error::Docker {
+            what: what.into(),
+            message: e.to_string(),
+        }
+    }
+
     pub(crate) fn ldap(what: impl Into<String>, e: impl std::fmt::Display) -> Self {
         Error::Ldap {
             what: what.into(),
