@@ -75,67 +75,44 @@ pub fn observe(
     systems: &mut Systems,
 ) -> Result<(Observed, Vec<ObserveStats>), Error> {
     // The three reads wait on different things (slapd, MariaDB, the disk): run them at once.
-    let timed = |system, f: &mut dyn FnMut() -> Result<(u32, usize), Error>| {
-        let t = Instant::now();
-        f().map(|(round_trips, objects)| ObserveStats {
-            system,
-            round_trips,
-            elapsed: t.elapsed(),
-            objects,
-        })
-    };
+    let Systems {
+        directory,
+        databases,
+        docker,
+    } = systems;
     let (directory, databases, files) = std::thread::scope(|scope| {
-        let Systems {
-            directory,
-            databases,
-            ..
-        } = systems;
         let ldap = scope.spawn(move || {
-            let mut out = None;
-            let stats = timed(System::Directory, &mut || {
-                let (d, trips) = directory.observe()?;
-                let n = d.entries.len();
-                out = Some(d);
-                Ok((trips, n))
-            });
-            stats.map(|s| (out.unwrap_or_default(), s))
+            timed(
+                System::Directory,
+                || directory.observe(),
+                |d| d.entries.len(),
+            )
         });
         let sql = scope.spawn(move || {
-            let mut out = None;
-            let stats = timed(System::Databases, &mut || {
-                let (d, trips) = databases.observe()?;
-                let n = d.databases.len() + d.users.len();
-                out = Some(d);
-                Ok((trips, n))
-            });
-            stats.map(|s| (out.unwrap_or_default(), s))
+            timed(
+                System::Databases,
+                || databases.observe(),
+                |d| d.databases.len() + d.users.len(),
+            )
         });
-        let mut out = None;
-        let files = timed(System::Files, &mut || {
-            let f = volume::observe(inv)?;
-            let n = f.paths.len();
-            out = Some(f);
-            Ok((0, n))
-        })
-        .map(|s| (out.unwrap_or_default(), s));
+        let files = timed(
+            System::Files,
+            || Ok((volume::observe(inv)?, 0)),
+            |f| f.paths.len(),
+        );
         (joined(ldap.join()), joined(sql.join()), files)
     });
-    let (directory, directory_stats) = directory?;
-    let (databases, databases_stats) = databases?;
-    let (files, files_stats) = files?;
+    let ((directory, directory_stats), (databases, databases_stats), (files, files_stats)) =
+        (directory?, databases?, files?);
     let mut stats = vec![directory_stats, databases_stats, files_stats];
-    let containers = match &systems.docker {
+    let containers = match docker {
         Some(engine) => {
-            let t = Instant::now();
-            let (containers, trips) = engine.observe()?;
-            stats.push(ObserveStats {
-                system: System::Containers,
-                round_trips: trips,
-                elapsed: t.elapsed(),
-                objects: containers.containers.len()
-                    + containers.images.len()
-                    + containers.networks.len(),
-            });
+            let (containers, s) = timed(
+                System::Containers,
+                || engine.observe(),
+                |c| c.containers.len() + c.images.len() + c.networks.len(),
+            )?;
+            stats.push(s);
             containers
         }
         None => Default::default(),
@@ -149,4 +126,21 @@ pub fn observe(
         },
         stats,
     ))
+}
+
+/// Runs one observer, which returns the state and its round trips, and times it.
+fn timed<T>(
+    system: System,
+    observe: impl FnOnce() -> Result<(T, u32), Error>,
+    objects: impl Fn(&T) -> usize,
+) -> Result<(T, ObserveStats), Error> {
+    let t = Instant::now();
+    let (state, round_trips) = observe()?;
+    let stats = ObserveStats {
+        system,
+        round_trips,
+        elapsed: t.elapsed(),
+        objects: objects(&state),
+    };
+    Ok((state, stats))
 }
