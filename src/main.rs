@@ -22,6 +22,7 @@ pub enum Outcome {
 }
 
 fn main() -> ExitCode {
+    sigpipe::reset();
     let cli = cli::Cli::parse();
     let out = output::Out::new(cli.color, cli.json);
     match commands::run(cli, &out) {

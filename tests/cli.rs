@@ -189,3 +189,18 @@ fn render_writes_the_compose_file_and_image_contexts() {
         .join("config/runtimes/itk82/runtime.conf")
         .is_file());
 }
+
+#[test]
+fn a_closed_pipe_ends_quietly() {
+    // `pic2 schema | head -0`: the reader is gone before pic2 writes; it must not panic.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = Command::new(env!("CARGO_BIN_EXE_pic2"))
+        .arg("schema")
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
