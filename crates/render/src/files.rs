@@ -69,14 +69,10 @@ pub fn desired(inv: &ValidInventory) -> Vec<DesiredPath> {
         let id = account.uid.value;
         let home = inv.home_dir(name);
         out.push(dir(home.clone(), 0, 0o755));
-        out.push(DesiredPath {
-            path: home.join(HOME_MARKER),
-            kind: PathKind::File,
-            uid: 0,
-            gid: 0,
-            mode: 0o644,
-            contents: Some(home_marker(inv.platform.name.as_str(), name.as_str())),
-        });
+        out.push(root_file(
+            home.join(HOME_MARKER),
+            home_marker(inv.platform.name.as_str(), name.as_str()),
+        ));
         out.push(dir(inv.private_dir(name), id, 0o700));
         out.push(dir(inv.sites_dir(name), id, 0o750));
         for (domain, _) in inv.sites_of(name) {
@@ -107,65 +103,83 @@ pub fn desired(inv: &ValidInventory) -> Vec<DesiredPath> {
         }
     }
     if let Some(containers) = &inv.containers {
-        let base = containers.config_dir.value.clone();
-        out.push(dir(base.clone(), 0, 0o755));
-        out.push(dir(base.join("runtimes"), 0, 0o755));
-        for name in inv.runtimes.keys() {
-            let Some(rt_dir) = crate::runtimes::config_dir(inv, name) else {
-                continue;
-            };
-            out.push(dir(rt_dir.clone(), 0, 0o755));
-            out.push(DesiredPath {
-                path: rt_dir.join("runtime.conf"),
-                kind: PathKind::File,
-                uid: 0,
-                gid: 0,
-                mode: 0o644,
-                contents: Some(crate::runtimes::apache_conf(inv, name)),
-            });
-        }
-        if let (Some(sftp), Some(keys)) = (
-            crate::sftp::config_dir(inv),
-            crate::sftp::host_keys_dir(inv),
-        ) {
-            if containers.sftp_listen.is_some() {
-                out.push(dir(sftp.clone(), 0, 0o755));
-                let file = |name: &str, contents: String| DesiredPath {
-                    path: sftp.join(name),
-                    kind: PathKind::File,
-                    uid: 0,
-                    gid: 0,
-                    mode: 0o644,
-                    contents: Some(contents),
-                };
-                out.push(file("sshd_config", crate::sftp::sshd_config(inv)));
-                out.push(file("nslcd.conf", crate::sftp::nslcd_conf(inv)));
-                out.push(file("keys.env", crate::sftp::keys_env(inv)));
-                // The host keys: secret, kept across rebuilds, made by the container itself.
-                out.push(dir(keys, 0, 0o700));
-            }
-        }
-        if let (Some(pma), Some(_)) = (
-            crate::phpmyadmin::config_dir(inv),
-            inv.services.phpmyadmin.as_ref(),
-        ) {
-            out.push(dir(pma.clone(), 0, 0o755));
-            for (name, contents) in [
-                ("phpmyadmin.conf", crate::phpmyadmin::apache_conf(inv)),
-                ("pic2.php", crate::phpmyadmin::config_php(inv)),
-            ] {
-                out.push(DesiredPath {
-                    path: pma.join(name),
-                    kind: PathKind::File,
-                    uid: 0,
-                    gid: 0,
-                    mode: 0o644,
-                    contents: Some(contents),
-                });
-            }
-        }
+        container_config(inv, containers, &mut out);
     }
     out
+}
+
+/// A generated file only root writes: a home's marker, configuration the containers mount.
+fn root_file(path: PathBuf, contents: String) -> DesiredPath {
+    DesiredPath {
+        path,
+        kind: PathKind::File,
+        uid: 0,
+        gid: 0,
+        mode: 0o644,
+        contents: Some(contents),
+    }
+}
+
+/// The configuration pic2 writes for its containers under `config_dir`: each runtime's vhosts,
+/// the SFTP/SSH container's settings and host-key folder, phpMyAdmin's settings.
+fn container_config(
+    inv: &ValidInventory,
+    containers: &pic2_inventory::ContainersConfig,
+    out: &mut Vec<DesiredPath>,
+) {
+    let dir = |path: PathBuf, mode: u32| DesiredPath {
+        path,
+        kind: PathKind::Dir,
+        uid: 0,
+        gid: 0,
+        mode,
+        contents: None,
+    };
+    let base = containers.config_dir.value.clone();
+    out.push(dir(base.clone(), 0o755));
+    out.push(dir(base.join("runtimes"), 0o755));
+    for name in inv.runtimes.keys() {
+        let Some(rt_dir) = crate::runtimes::config_dir(inv, name) else {
+            continue;
+        };
+        out.push(dir(rt_dir.clone(), 0o755));
+        out.push(root_file(
+            rt_dir.join("runtime.conf"),
+            crate::runtimes::apache_conf(inv, name),
+        ));
+    }
+    if let (Some(sftp), Some(keys), Some(_)) = (
+        crate::sftp::config_dir(inv),
+        crate::sftp::host_keys_dir(inv),
+        containers.sftp_listen.as_ref(),
+    ) {
+        out.push(dir(sftp.clone(), 0o755));
+        out.push(root_file(
+            sftp.join("sshd_config"),
+            crate::sftp::sshd_config(inv),
+        ));
+        out.push(root_file(
+            sftp.join("nslcd.conf"),
+            crate::sftp::nslcd_conf(inv),
+        ));
+        out.push(root_file(sftp.join("keys.env"), crate::sftp::keys_env(inv)));
+        // The host keys: secret, kept across rebuilds, made by the container itself.
+        out.push(dir(keys, 0o700));
+    }
+    if let (Some(pma), Some(_)) = (
+        crate::phpmyadmin::config_dir(inv),
+        inv.services.phpmyadmin.as_ref(),
+    ) {
+        out.push(dir(pma.clone(), 0o755));
+        out.push(root_file(
+            pma.join("phpmyadmin.conf"),
+            crate::phpmyadmin::apache_conf(inv),
+        ));
+        out.push(root_file(
+            pma.join("pic2.php"),
+            crate::phpmyadmin::config_php(inv),
+        ));
+    }
 }
 
 /// A readable listing of the layout, for `pic2 render`.
