@@ -21,7 +21,7 @@ driver_pid() {
 }
 
 answers() {
-    curl -fsS -m 2 "http://127.0.0.1:$WD_PORT/status" 2>/dev/null | grep -q '"ready":true'
+    curl -fsS -m 2 "http://127.0.0.1:$WD_PORT/status" 2>/dev/null | matches '"ready":true'
 }
 
 do_start() {

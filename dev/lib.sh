@@ -27,6 +27,12 @@ log()  { printf '[%s] %s\n' "$_prog" "$*" >&2; }
 warn() { printf '[%s] WARNING: %s\n' "$_prog" "$*" >&2; }
 die()  { printf '[%s] ERROR: %s\n' "$_prog" "$*" >&2; exit 1; }
 
+# matches GREP-ARGS...: whether the input has a matching line. Use it at the end of a pipe
+# instead of `grep -q`: under pipefail, `grep -q` leaves at the first match, the command
+# before it may then die of SIGPIPE on its next write, and the pipe reports a failure for a
+# match — a race that made CI add an address that was already there.
+matches() { grep "$@" >/dev/null; }
+
 # die_with_log MESSAGE LOGFILE [LINES]: fail, naming the log and showing its tail.
 die_with_log() {
     local msg=$1 logfile=$2 lines=${3:-25}
@@ -101,7 +107,7 @@ proc_matches() {
     state=$(awk '/^State:/ {print $2; exit}' "/proc/$pid/status" 2>/dev/null) || return 1
     [[ $state != Z ]] || return 1
     if [[ -n $pattern ]]; then
-        tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$pattern" || return 1
+        tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | matches -F -- "$pattern" || return 1
     fi
     return 0
 }
@@ -217,7 +223,7 @@ write_if_changed() {
 apt_install() {
     local missing=() p
     for p in "$@"; do
-        if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed$'; then
+        if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | matches '^install ok installed$'; then
             missing+=("$p")
         fi
     done
@@ -286,7 +292,7 @@ in_db_host() { ip netns exec "$DB_NETNS" "$@"; }
 ensure_db_host_address() {
     # An older version of these scripts put the address on the loopback: take it back.
     ip -6 addr del "$DB_HOST6/128" dev lo 2>/dev/null || true
-    ip netns list 2>/dev/null | grep -qw "$DB_NETNS" || ip netns add "$DB_NETNS" ||
+    ip netns list 2>/dev/null | matches -w "$DB_NETNS" || ip netns add "$DB_NETNS" ||
         die "cannot create the network namespace $DB_NETNS"
     if ! in_db_host ip link show pic2n >/dev/null 2>&1; then
         ip link del pic2h 2>/dev/null || true
@@ -294,12 +300,11 @@ ensure_db_host_address() {
             die "cannot create the veth pair pic2h/pic2n"
     fi
     ip link set pic2h up
-    ip -6 addr show dev pic2h | grep -q "$DB_HOST_SIDE6/64" ||
-        ip -6 addr add "$DB_HOST_SIDE6/64" dev pic2h nodad
+    # `replace` adds the address or leaves it as it is: no check, no race.
+    ip -6 addr replace "$DB_HOST_SIDE6/64" dev pic2h nodad
     in_db_host ip link set lo up
     in_db_host ip link set pic2n up
-    in_db_host ip -6 addr show dev pic2n | grep -q "$DB_HOST6/64" ||
-        in_db_host ip -6 addr add "$DB_HOST6/64" dev pic2n nodad
+    in_db_host ip -6 addr replace "$DB_HOST6/64" dev pic2n nodad
     # Back to the containers' networks (fd00:5049:4332:N::/64) through this machine.
     in_db_host ip -6 route replace default via "$DB_HOST_SIDE6" dev pic2n
     sysctl -qw net.ipv6.conf.all.forwarding=1
@@ -307,7 +312,7 @@ ensure_db_host_address() {
 
 # db_host_listens PORT: whether something in the namespace listens on [DB_HOST6]:PORT.
 db_host_listens() {
-    in_db_host ss -H -ltn "src [$DB_HOST6]:$1" 2>/dev/null | grep -q .
+    in_db_host ss -H -ltn "src [$DB_HOST6]:$1" 2>/dev/null | matches .
 }
 
 # in_db_host_pid PID: whether the process runs in the database host's namespace.
@@ -319,7 +324,7 @@ in_db_host_pid() {
 ensure_forward() {
     local name=$1 port=$2 pidfile=$RUN_DIR/forward-$1.pid
     if [[ -f $pidfile ]] && kill -0 "$(cat "$pidfile")" 2>/dev/null &&
-        ss -H -ltn "src 127.0.0.1:$port" | grep -q .; then
+        ss -H -ltn "src 127.0.0.1:$port" | matches .; then
         return 0
     fi
     [[ -f $pidfile ]] && kill "$(cat "$pidfile")" 2>/dev/null || true
@@ -328,7 +333,7 @@ ensure_forward() {
     echo "$DAEMON_PID" >"$pidfile"
     local i
     for ((i = 0; i < 50; i++)); do
-        ss -H -ltn "src 127.0.0.1:$port" | grep -q . && return 0
+        ss -H -ltn "src 127.0.0.1:$port" | matches . && return 0
         sleep 0.1
     done
     die_with_log "the forwarder 127.0.0.1:$port → [$DB_HOST6]:$port did not start" "$LOG_DIR/forward-$name.log"
