@@ -121,9 +121,22 @@ pub struct ProxyArgs {
     /// Listen for HTTPS here instead of `[proxy] listen_https`.
     #[arg(long, value_name = "ADDR:PORT")]
     pub listen_https: Option<String>,
-    /// Write the access log (JSON lines) here; `-` for standard output.
+    /// Write the access log here; `-` for standard output.
     #[arg(long, value_name = "FILE")]
     pub access_log: Option<PathBuf>,
+    /// The access log's lines: JSON objects, or Apache's combined format (GoAccess, fail2ban).
+    #[arg(long, value_enum, default_value_t = AccessLogFormat::Json, requires = "access_log")]
+    pub access_log_format: AccessLogFormat,
+    /// Serving threads, each with its own listeners and backend connections [default: one
+    /// per core].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub workers: Option<u16>,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AccessLogFormat {
+    Json,
+    Combined,
 }
 
 #[derive(Subcommand)]

@@ -1,6 +1,6 @@
 //! `pic2 proxy`: renders the routes (unless given) and serves them (logic in pic2-proxy).
 
-use crate::cli::ProxyArgs;
+use crate::cli::{AccessLogFormat, ProxyArgs};
 use crate::Outcome;
 use anyhow::Context;
 use pic2_inventory::ValidInventory;
@@ -25,6 +25,13 @@ pub fn run(inv: &ValidInventory, args: ProxyArgs) -> anyhow::Result<Outcome> {
     options.listen_http = args.listen_http;
     options.listen_https = args.listen_https;
     options.access_log = args.access_log;
+    options.access_log_format = match args.access_log_format {
+        AccessLogFormat::Json => pic2_proxy::access_log::Format::Json,
+        AccessLogFormat::Combined => pic2_proxy::access_log::Format::Combined,
+    };
+    if let Some(n) = args.workers {
+        options.workers = usize::from(n);
+    }
     pic2_proxy::serve(options).context("pic2 proxy stopped on an error")?;
     Ok(Outcome::Ok)
 }

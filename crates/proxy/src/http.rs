@@ -10,15 +10,41 @@ use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::http::uri::{PathAndQuery, Scheme};
 use hyper::{Request, Response, StatusCode, Uri, Version};
-use hyper_util::rt::TokioIo;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use pic2_render::proxy::RouteTls;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub type Body = BoxBody<Bytes, BoxError>;
+
+/// A worker's pool of keep-alive connections to the backends (cheap to clone: shared inside).
+/// Each worker has its own, so a request and its backend connection stay on one thread.
+#[derive(Clone, Debug)]
+pub struct Backends(hyper_util::client::legacy::Client<HttpConnector, Body>);
+
+impl Backends {
+    pub fn new() -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(Duration::from_secs(5)));
+        let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(512)
+            .pool_timer(TokioTimer::new())
+            .build(connector);
+        Backends(client)
+    }
+}
+
+impl Default for Backends {
+    fn default() -> Self {
+        Self::new()
+    }
+}
 
 /// What the connection knows about its client.
 #[derive(Clone, Copy, Debug)]
@@ -128,17 +154,76 @@ fn path_of(uri: &Uri) -> &str {
     uri.path_and_query().map_or("/", |p| p.as_str())
 }
 
+/// The parts of a request the access log needs, copied before it is forwarded.
+struct Logged {
+    time: chrono::DateTime<chrono::Utc>,
+    method: String,
+    path: String,
+    version: &'static str,
+    referer: Option<String>,
+    user_agent: Option<String>,
+}
+
+impl Logged {
+    fn of(req: &Request<Incoming>) -> Self {
+        let text = |n: HeaderName| {
+            req.headers()
+                .get(n)
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        };
+        Logged {
+            time: chrono::Utc::now(),
+            method: req.method().as_str().to_owned(),
+            path: path_of(req.uri()).to_owned(),
+            version: match req.version() {
+                Version::HTTP_2 => "HTTP/2.0",
+                Version::HTTP_10 => "HTTP/1.0",
+                _ => "HTTP/1.1",
+            },
+            referer: text(header::REFERER),
+            user_agent: text(header::USER_AGENT),
+        }
+    }
+
+    fn entry(
+        self,
+        client: Client,
+        host: String,
+        resp: &Response<Body>,
+        elapsed: std::time::Duration,
+    ) -> crate::access_log::Entry {
+        let bytes = resp
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .or_else(|| hyper::body::Body::size_hint(resp.body()).exact());
+        crate::access_log::Entry {
+            time: self.time,
+            client: client.addr.ip(),
+            host,
+            method: self.method,
+            path: self.path,
+            version: self.version,
+            status: resp.status().as_u16(),
+            bytes,
+            referer: self.referer,
+            user_agent: self.user_agent,
+            elapsed,
+        }
+    }
+}
+
 /// Handles one request end to end (never fails: errors become pages).
 pub async fn handle(
     shared: Arc<Shared>,
+    backends: Backends,
     client: Client,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, std::convert::Infallible> {
     let start = Instant::now();
-    // the method and path are copied only for the access log
-    let logged = shared
-        .logs()
-        .then(|| (req.method().clone(), path_of(req.uri()).to_owned()));
+    // copied only for the access log, before the request moves on to the backend
+    let logged = shared.logs().then(|| Logged::of(&req));
     let raw_host = req.uri().authority().map(|a| a.as_str()).or_else(|| {
         req.headers()
             .get(header::HOST)
@@ -147,7 +232,16 @@ pub async fn handle(
     let host = raw_host.map(normalize_host).unwrap_or_default();
     let table = shared.table.load_full();
     let entry = table.hosts.get(&host).cloned();
-    let resp = route(&shared, client, req, &host, entry.as_ref(), &table).await;
+    let resp = route(
+        &shared,
+        &backends,
+        client,
+        req,
+        &host,
+        entry.as_ref(),
+        &table,
+    )
+    .await;
     let status = resp.status().as_u16();
     let elapsed = start.elapsed();
     match &entry {
@@ -157,14 +251,15 @@ pub async fn handle(
         }
         None => {}
     }
-    if let Some((method, path)) = logged {
-        shared.access_log(client.addr, &host, method.as_str(), &path, status, elapsed);
+    if let Some(l) = logged {
+        shared.access_log(&l.entry(client, host, &resp, elapsed));
     }
     Ok(resp)
 }
 
 async fn route(
     shared: &Arc<Shared>,
+    backends: &Backends,
     client: Client,
     req: Request<Incoming>,
     host: &str,
@@ -227,7 +322,7 @@ async fn route(
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
         return r;
     }
-    let mut resp = forward(shared, client, req, host, site).await;
+    let mut resp = forward(shared, backends, client, req, host, site).await;
     if client.tls && site.hsts {
         resp.headers_mut().insert(
             header::STRICT_TRANSPORT_SECURITY,
@@ -239,6 +334,7 @@ async fn route(
 
 async fn forward(
     shared: &Arc<Shared>,
+    backends: &Backends,
     client: Client,
     mut req: Request<Incoming>,
     host: &str,
@@ -312,8 +408,7 @@ async fn forward(
     *out.version_mut() = Version::HTTP_11;
     *out.headers_mut() = headers;
 
-    let sent =
-        tokio::time::timeout(shared.options.backend_timeout, shared.client.request(out)).await;
+    let sent = tokio::time::timeout(shared.options.backend_timeout, backends.0.request(out)).await;
     let mut resp = match sent {
         Err(_) => return page(StatusCode::GATEWAY_TIMEOUT, pages::gateway_timeout()),
         Ok(Err(e)) => {

@@ -12,6 +12,7 @@
 //! through inotify on their folder, and by the same poller as a fallback: no reload needed. Metrics and health are served on a private address
 //! ([`metrics`]).
 
+pub mod access_log;
 pub mod acme;
 mod error;
 pub mod guard;
@@ -23,6 +24,7 @@ mod pages;
 pub mod server;
 pub mod table;
 pub mod tls;
+mod worker;
 
 pub use error::Error;
 pub use server::{run, serve, Options, Proxy};

@@ -53,6 +53,17 @@ pub struct Global {
     pub certificate_failures: AtomicU64,
     pub websockets_open: AtomicU64,
     pub access_log_dropped: AtomicU64,
+    /// Connections accepted by each worker thread (how the kernel spreads them).
+    pub worker_connections: Vec<AtomicU64>,
+}
+
+impl Global {
+    pub fn new(workers: usize) -> Self {
+        Global {
+            worker_connections: (0..workers).map(|_| AtomicU64::new(0)).collect(),
+            ..Global::default()
+        }
+    }
 }
 
 fn label(s: &str) -> String {
@@ -97,6 +108,18 @@ pub fn render(global: &Global, sites: &[std::sync::Arc<crate::table::Site>]) -> 
         "Client connections accepted.",
         &global.connections_total,
     );
+    let _ = writeln!(
+        o,
+        "# HELP pic2_proxy_worker_connections_total Client connections accepted by each worker thread.\n\
+         # TYPE pic2_proxy_worker_connections_total counter"
+    );
+    for (i, c) in global.worker_connections.iter().enumerate() {
+        let _ = writeln!(
+            o,
+            "pic2_proxy_worker_connections_total{{worker=\"{i}\"}} {}",
+            c.load(Relaxed)
+        );
+    }
     g(
         &mut o,
         "tls_handshake_failures_total",

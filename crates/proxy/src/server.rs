@@ -3,18 +3,16 @@
 
 use crate::acme::{Acme, AcmeOptions};
 use crate::guard::{Framing, Guarded};
-use crate::http::{handle, Body, Client};
+use crate::http::{handle, Backends, Client};
 use crate::metrics::Global;
 use crate::table::{read_routes, Table};
 use crate::tls::Certs;
 use crate::Error;
 use arc_swap::ArcSwap;
 use hyper::service::service_fn;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use std::collections::HashSet;
-use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering::Relaxed;
@@ -45,8 +43,11 @@ pub struct Options {
     /// Default body limit (a site's `max_body_mb` wins), in bytes.
     pub default_max_body: u64,
     pub max_connections: usize,
+    /// Serving threads, each with its own listeners and backend pool (default: one per core).
+    pub workers: usize,
     /// "-" for standard output, a path, or None.
     pub access_log: Option<PathBuf>,
+    pub access_log_format: crate::access_log::Format,
     /// How often routes, certificates and maintenance switches are looked at.
     pub poll_interval: Duration,
     pub acme: AcmeOptions,
@@ -68,7 +69,9 @@ impl Options {
             max_header_bytes: 16 * 1024,
             default_max_body: 64 * 1024 * 1024,
             max_connections: 20_000,
+            workers: std::thread::available_parallelism().map_or(1, usize::from),
             access_log: None,
+            access_log_format: crate::access_log::Format::Json,
             poll_interval: Duration::from_secs(1),
             acme: AcmeOptions::default(),
             shutdown_grace: Duration::from_secs(30),
@@ -87,7 +90,6 @@ pub struct Shared {
     pub certs: Arc<Certs>,
     pub acme: Acme,
     pub global: Global,
-    pub client: hyper_util::client::legacy::Client<HttpConnector, Body>,
     pub http_public_port: Option<u16>,
     pub https_public_port: Option<u16>,
     log: Option<mpsc::Sender<String>>,
@@ -95,10 +97,8 @@ pub struct Shared {
     /// Held while the maintenance switches are read and stored (the poller and the watcher).
     maintenance_lock: Mutex<()>,
     acme_wake: Notify,
-}
-
-fn json_str(s: &str) -> String {
-    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
+    /// One permit per open client connection, for all workers and listeners together.
+    connection_slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl Shared {
@@ -107,28 +107,13 @@ impl Shared {
         self.log.is_some()
     }
 
-    pub fn access_log(
-        &self,
-        client: SocketAddr,
-        host: &str,
-        method: &str,
-        path: &str,
-        status: u16,
-        elapsed: Duration,
-    ) {
+    /// Queues the entry's line; a full queue drops it (counted) rather than hold the request.
+    pub fn access_log(&self, entry: &crate::access_log::Entry) {
         let Some(tx) = &self.log else { return };
-        let ts = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0.0, |d| d.as_secs_f64());
-        let line = format!(
-            "{{\"ts\":{ts:.3},\"client\":\"{}\",\"host\":{},\"method\":{},\"path\":{},\"status\":{status},\"ms\":{:.3}}}\n",
-            client.ip(),
-            json_str(host),
-            json_str(method),
-            json_str(path),
-            elapsed.as_secs_f64() * 1000.0
-        );
-        if tx.try_send(line).is_err() {
+        if tx
+            .try_send(entry.render(self.options.access_log_format))
+            .is_err()
+        {
             self.global.access_log_dropped.fetch_add(1, Relaxed);
         }
     }
@@ -235,6 +220,7 @@ pub struct Proxy {
     pub metrics_addr: Option<SocketAddr>,
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
+    workers: Vec<crate::worker::Running>,
 }
 
 impl Proxy {
@@ -243,20 +229,24 @@ impl Proxy {
         let routes = read_routes(&options.routes)?;
         let table = Table::build(routes, None, options.default_max_body)?;
         let settings = table.routes.settings.clone();
-        let http_l = match pick(&options.listen_http, &settings.listen_http) {
-            Some(a) => Some(bind(&a).await?),
-            None => None,
+        let workers = options.workers.max(1);
+        let bind_workers = |addr: Option<String>| match addr {
+            Some(a) => crate::worker::bind_all(&a, workers).map(Some),
+            None => Ok(None),
         };
-        let https_l = match pick(&options.listen_https, &settings.listen_https) {
-            Some(a) => Some(bind(&a).await?),
-            None => None,
-        };
+        let http_l = bind_workers(pick(&options.listen_http, &settings.listen_http))?;
+        let https_l = bind_workers(pick(&options.listen_https, &settings.listen_https))?;
         let metrics_l = match pick(&options.listen_metrics, &settings.metrics_listen) {
             Some(a) => Some(bind(&a).await?),
             None => None,
         };
-        let http_addr = http_l.as_ref().and_then(|l| l.local_addr().ok());
-        let https_addr = https_l.as_ref().and_then(|l| l.local_addr().ok());
+        let first_addr = |l: &Option<Vec<std::net::TcpListener>>| {
+            l.as_ref()
+                .and_then(|l| l.first())
+                .and_then(|l| l.local_addr().ok())
+        };
+        let http_addr = first_addr(&http_l);
+        let https_addr = first_addr(&https_l);
         let metrics_addr = metrics_l.as_ref().and_then(|l| l.local_addr().ok());
 
         let certs = Arc::new(Certs::default());
@@ -265,21 +255,13 @@ impl Proxy {
             tracing::warn!("{e}");
         }
         certs.replace_all(loaded);
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(Duration::from_secs(5)));
-        let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(512)
-            .pool_timer(TokioTimer::new())
-            .build(connector);
         let mut tasks = JoinSet::new();
         let log = match &options.access_log {
             None => None,
             Some(path) => {
                 let (tx, rx) = mpsc::channel(65_536);
                 let path = path.clone();
-                tasks.spawn(write_log(path, rx));
+                tasks.spawn(crate::access_log::write(path, rx));
                 Some(tx)
             }
         };
@@ -291,12 +273,12 @@ impl Proxy {
             maintenance: ArcSwap::from_pointee(crate::maintenance::read(&state_dir)),
             table: ArcSwap::from_pointee(table),
             certs: Arc::clone(&certs),
-            global: Global::default(),
-            client,
+            global: Global::new(workers),
             log,
             fingerprint: Mutex::new(Vec::new()),
             maintenance_lock: Mutex::new(()),
             acme_wake: Notify::new(),
+            connection_slots: Arc::new(tokio::sync::Semaphore::new(options.max_connections)),
             options,
         });
         {
@@ -309,16 +291,22 @@ impl Proxy {
         let (stop, stop_rx) = watch::channel(false);
         let tls = Arc::new(crate::tls::server_config(certs)?);
         let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-        if let Some(l) = http_l {
-            tasks.spawn(accept_loop(l, None, Arc::clone(&shared), stop_rx.clone()));
-        }
-        if let Some(l) = https_l {
-            tasks.spawn(accept_loop(
-                l,
-                Some(acceptor),
+        // worker i gets the i-th socket of each listener
+        let mut http_l = http_l.into_iter().flatten();
+        let mut https_l = https_l.into_iter().flatten();
+        let sockets = (0..workers).map(|_| crate::worker::Sockets {
+            http: http_l.next(),
+            https: https_l.next(),
+        });
+        let mut running = Vec::with_capacity(workers);
+        for (index, sockets) in sockets.enumerate() {
+            running.push(crate::worker::start(
+                index,
+                sockets,
+                acceptor.clone(),
                 Arc::clone(&shared),
                 stop_rx.clone(),
-            ));
+            )?);
         }
         if let Some(l) = metrics_l {
             tasks.spawn(metrics_loop(l, Arc::clone(&shared), stop_rx.clone()));
@@ -333,6 +321,7 @@ impl Proxy {
             metrics_addr,
             stop,
             tasks,
+            workers: running,
         })
     }
 
@@ -345,41 +334,13 @@ impl Proxy {
         let _ = self.stop.send(true);
         let grace = self.shared.options.shutdown_grace + Duration::from_secs(1);
         let _ = tokio::time::timeout(grace, async {
+            for worker in self.workers.drain(..) {
+                let _ = worker.done.await;
+            }
             while self.tasks.join_next().await.is_some() {}
         })
         .await;
         self.tasks.abort_all();
-    }
-}
-
-async fn write_log(path: PathBuf, mut rx: mpsc::Receiver<String>) {
-    let mut out: Box<dyn std::io::Write + Send> = if path.as_os_str() == "-" {
-        Box::new(std::io::stdout())
-    } else {
-        match std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-        {
-            Ok(f) => Box::new(f),
-            Err(e) => {
-                tracing::error!("access log {}: {e}", path.display());
-                return;
-            }
-        }
-    };
-    let mut buf = String::new();
-    while let Some(line) = rx.recv().await {
-        buf.push_str(&line);
-        while buf.len() < 64 * 1024 {
-            match rx.try_recv() {
-                Ok(l) => buf.push_str(&l),
-                Err(_) => break,
-            }
-        }
-        let _ = out.write_all(buf.as_bytes());
-        let _ = out.flush();
-        buf.clear();
     }
 }
 
@@ -467,14 +428,15 @@ async fn acme_loop(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     }
 }
 
-async fn accept_loop(
+pub(crate) async fn accept_loop(
     listener: TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,
     shared: Arc<Shared>,
+    worker: usize,
+    backends: Backends,
     mut stop: watch::Receiver<bool>,
 ) {
     let graceful = GracefulShutdown::new();
-    let limit = Arc::new(tokio::sync::Semaphore::new(shared.options.max_connections));
     loop {
         let (stream, addr) = tokio::select! {
             r = listener.accept() => match r {
@@ -487,18 +449,22 @@ async fn accept_loop(
             },
             _ = stop.changed() => break,
         };
-        let Ok(permit) = Arc::clone(&limit).try_acquire_owned() else {
+        let Ok(permit) = Arc::clone(&shared.connection_slots).try_acquire_owned() else {
             drop(stream); // over the connection limit
             continue;
         };
         let _ = stream.set_nodelay(true);
         let shared = Arc::clone(&shared);
         let tls = tls.clone();
+        let backends = backends.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             shared.global.connections_total.fetch_add(1, Relaxed);
+            if let Some(c) = shared.global.worker_connections.get(worker) {
+                c.fetch_add(1, Relaxed);
+            }
             shared.global.connections_open.fetch_add(1, Relaxed);
-            serve_conn(stream, addr, tls, &shared, watcher).await;
+            serve_conn(stream, addr, tls, &shared, backends, watcher).await;
             shared.global.connections_open.fetch_sub(1, Relaxed);
             drop(permit);
         });
@@ -541,6 +507,7 @@ async fn serve_conn(
     addr: SocketAddr,
     tls: Option<tokio_rustls::TlsAcceptor>,
     shared: &Arc<Shared>,
+    backends: Backends,
     watcher: hyper_util::server::graceful::Watcher,
 ) {
     let b = builder(shared);
@@ -548,7 +515,7 @@ async fn serve_conn(
         None => {
             let client = Client { addr, tls: false };
             let s = Arc::clone(shared);
-            let svc = service_fn(move |req| handle(Arc::clone(&s), client, req));
+            let svc = service_fn(move |req| handle(Arc::clone(&s), backends.clone(), client, req));
             let conn = b.serve_connection_with_upgrades(TokioIo::new(guard(stream, shared)), svc);
             let _ = watcher.watch(conn).await;
         }
@@ -568,7 +535,7 @@ async fn serve_conn(
             }
             let client = Client { addr, tls: true };
             let s = Arc::clone(shared);
-            let svc = service_fn(move |req| handle(Arc::clone(&s), client, req));
+            let svc = service_fn(move |req| handle(Arc::clone(&s), backends.clone(), client, req));
             if alpn.as_deref() == Some(b"h2") {
                 let b = b.http2_only();
                 let conn = b.serve_connection_with_upgrades(TokioIo::new(tls_stream), svc);
@@ -655,7 +622,8 @@ pub fn serve(options: Options) -> Result<(), Error> {
         .with_writer(std::io::stderr)
         .with_target(false)
         .try_init();
-    let rt = tokio::runtime::Builder::new_multi_thread()
+    // The serving happens on the workers' threads; this one runs signals, reloads, ACME, metrics.
+    let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|source| Error::Bind {

@@ -777,3 +777,86 @@ async fn metrics_and_health() {
     );
     p.shutdown().await;
 }
+
+#[tokio::test]
+async fn every_worker_serves_the_one_port() {
+    let b = backend().await;
+    let e = env();
+    let none = serde_json::json!({"mode":"none"});
+    write_routes(
+        &e,
+        serde_json::json!({}),
+        vec![site("a.test", &["a.test"], b.addr, none)],
+    );
+    let mut o = options(&e);
+    o.workers = 4;
+    let p = Proxy::start(o).await.unwrap();
+    let http = p.http_addr.unwrap();
+    // 64 connections from 64 source ports: the kernel's hash spreads them over the workers
+    let answers = all_at_once((0..64).map(|_| get(http, "a.test", "/", ""))).await;
+    assert!(answers.iter().all(|r| status(r) == 200));
+    let per_worker: Vec<u64> = p
+        .shared
+        .global
+        .worker_connections
+        .iter()
+        .map(|c| c.load(Ordering::SeqCst))
+        .collect();
+    assert_eq!(per_worker.len(), 4);
+    assert_eq!(per_worker.iter().sum::<u64>(), 64, "{per_worker:?}");
+    assert!(
+        per_worker.iter().all(|n| *n > 0),
+        "a worker got no connection: {per_worker:?}"
+    );
+    p.shutdown().await;
+}
+
+async fn all_at_once<F: std::future::Future<Output = String> + Send + 'static>(
+    futures: impl Iterator<Item = F>,
+) -> Vec<String> {
+    let handles: Vec<_> = futures.map(tokio::spawn).collect();
+    let mut out = Vec::new();
+    for h in handles {
+        out.push(h.await.unwrap());
+    }
+    out
+}
+
+#[tokio::test]
+async fn access_log_in_combined_format() {
+    let b = backend().await;
+    let e = env();
+    let none = serde_json::json!({"mode":"none"});
+    write_routes(
+        &e,
+        serde_json::json!({}),
+        vec![site("a.test", &["a.test"], b.addr, none)],
+    );
+    let log = e.dir.path().join("access.log");
+    let mut o = options(&e);
+    o.access_log = Some(log.clone());
+    o.access_log_format = pic2_proxy::access_log::Format::Combined;
+    let p = Proxy::start(o).await.unwrap();
+    let http = p.http_addr.unwrap();
+    let extra = "User-Agent: bot \"x\"\r\nReferer: http://r.test/\r\n";
+    assert_eq!(status(&get(http, "a.test", "/p?q=1", extra).await), 200);
+    assert_eq!(status(&get(http, "zzz.test", "/", "").await), 404);
+    let mut text = String::new();
+    for _ in 0..50 {
+        text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.lines().count() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(lines[0].starts_with("127.0.0.1 - - ["), "{text}");
+    assert!(
+        lines[0].contains("] \"GET /p?q=1 HTTP/1.1\" 200 ")
+            && lines[0].ends_with(" \"http://r.test/\" \"bot \\\"x\\\"\""),
+        "{text}"
+    );
+    assert!(lines[1].contains("\"GET / HTTP/1.1\" 404 "), "{text}");
+    p.shutdown().await;
+}

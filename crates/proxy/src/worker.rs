@@ -1,0 +1,122 @@
+//! The serving threads: one per core, each with its own single-threaded runtime, its own
+//! listening sockets (SO_REUSEPORT on the shared addresses: the kernel spreads connections)
+//! and its own pool of backend connections.
+//!
+//! Why not one multi-threaded runtime: there, hyper's client drives each backend connection
+//! in a task of its own, so every request hops between two tasks and, more often than not,
+//! two threads (a cross-core wake-up per request, and the work-stealing queues' atomics).
+//! Here a request, its backend connection and the client connection stay on one core from
+//! the first byte to the last, as in nginx's and HAProxy's workers. What the threads share
+//! (routes, certificates, maintenance switches, counters) is behind `ArcSwap` and atomics.
+
+use crate::server::{accept_loop, Shared};
+use crate::Error;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinSet;
+
+/// The listening sockets of one worker, before its runtime registers them.
+#[derive(Debug, Default)]
+pub(crate) struct Sockets {
+    pub http: Option<std::net::TcpListener>,
+    pub https: Option<std::net::TcpListener>,
+}
+
+/// Binds `workers` sockets on `addr` with SO_REUSEPORT. The first one resolves a port 0; the
+/// others take the port it got, so every worker listens on the same address.
+pub(crate) fn bind_all(addr: &str, workers: usize) -> Result<Vec<std::net::TcpListener>, Error> {
+    let wanted: SocketAddr = addr
+        .parse()
+        .map_err(|e| Error::invalid("listen address", addr, e))?;
+    let first = bind(wanted, addr)?;
+    let actual = first.local_addr().map_err(|source| Error::Bind {
+        addr: addr.to_owned(),
+        source,
+    })?;
+    let mut all = vec![first];
+    for _ in 1..workers {
+        all.push(bind(actual, addr)?);
+    }
+    Ok(all)
+}
+
+fn bind(sa: SocketAddr, shown: &str) -> Result<std::net::TcpListener, Error> {
+    let b = |source| Error::Bind {
+        addr: shown.to_owned(),
+        source,
+    };
+    let sock = if sa.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    }
+    .map_err(b)?;
+    sock.set_reuseaddr(true).map_err(b)?;
+    sock.set_reuseport(true).map_err(b)?;
+    sock.bind(sa).map_err(b)?;
+    // `listen` registers the socket with the caller's runtime: take it back out, the
+    // worker's own runtime registers it again.
+    sock.listen(4096).map_err(b)?.into_std().map_err(b)
+}
+
+/// A started worker thread: resolves when it has finished (graceful shutdown done).
+pub(crate) struct Running {
+    pub done: oneshot::Receiver<()>,
+}
+
+/// Starts one worker thread serving `sockets` until `stop` turns true (or its sender goes).
+pub(crate) fn start(
+    index: usize,
+    sockets: Sockets,
+    acceptor: tokio_rustls::TlsAcceptor,
+    shared: Arc<Shared>,
+    stop: watch::Receiver<bool>,
+) -> Result<Running, Error> {
+    let spawn_err = |source| Error::Bind {
+        addr: format!("worker thread {index}"),
+        source,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(spawn_err)?;
+    let (finished, done) = oneshot::channel();
+    std::thread::Builder::new()
+        .name(format!("pic2-proxy-{index}"))
+        .spawn(move || {
+            runtime.block_on(serve(index, sockets, acceptor, shared, stop));
+            let _ = finished.send(());
+        })
+        .map_err(spawn_err)?;
+    Ok(Running { done })
+}
+
+async fn serve(
+    index: usize,
+    sockets: Sockets,
+    acceptor: tokio_rustls::TlsAcceptor,
+    shared: Arc<Shared>,
+    stop: watch::Receiver<bool>,
+) {
+    let backends = crate::http::Backends::new();
+    let mut loops = JoinSet::new();
+    let listeners = [(sockets.http, None), (sockets.https, Some(acceptor))];
+    for (socket, tls) in listeners {
+        let Some(socket) = socket else { continue };
+        match tokio::net::TcpListener::from_std(socket) {
+            Ok(l) => {
+                loops.spawn(accept_loop(
+                    l,
+                    tls,
+                    Arc::clone(&shared),
+                    index,
+                    backends.clone(),
+                    stop.clone(),
+                ));
+            }
+            Err(e) => tracing::error!("a worker cannot listen: {e}"),
+        }
+    }
+    while loops.join_next().await.is_some() {}
+}
