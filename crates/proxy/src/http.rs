@@ -1,6 +1,7 @@
 //! One request: host → site, redirects, maintenance, limits, forwarding headers, the
 //! backend call (keep-alive pool), WebSocket upgrades, and the access log line.
 
+use crate::backend::Backends;
 use crate::pages;
 use crate::server::Shared;
 use crate::table::{normalize_host, HostEntry, Site};
@@ -8,43 +9,17 @@ use bytes::Bytes;
 use http_body_util::{combinators::BoxBody, BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
-use hyper::http::uri::{PathAndQuery, Scheme};
+use hyper::http::uri::PathAndQuery;
 use hyper::{Request, Response, StatusCode, Uri, Version};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use pic2_render::proxy::RouteTls;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub type Body = BoxBody<Bytes, BoxError>;
-
-/// A worker's pool of keep-alive connections to the backends (cheap to clone: shared inside).
-/// Each worker has its own, so a request and its backend connection stay on one thread.
-#[derive(Clone, Debug)]
-pub struct Backends(hyper_util::client::legacy::Client<HttpConnector, Body>);
-
-impl Backends {
-    pub fn new() -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(Duration::from_secs(5)));
-        let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(512)
-            .pool_timer(TokioTimer::new())
-            .build(connector);
-        Backends(client)
-    }
-}
-
-impl Default for Backends {
-    fn default() -> Self {
-        Self::new()
-    }
-}
 
 /// What the connection knows about its client.
 #[derive(Clone, Copy, Debug)]
@@ -348,16 +323,13 @@ async fn forward(
     };
     let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
     let (parts, body) = req.into_parts();
-    // http://backend + the client's path and query, without a new parse
-    let mut uri = parts.uri.into_parts();
-    uri.scheme = Some(Scheme::HTTP);
-    uri.authority = site.authority.clone();
-    if uri.path_and_query.is_none() {
-        uri.path_and_query = Some(PathAndQuery::from_static("/"));
-    }
-    let Ok(uri) = Uri::from_parts(uri) else {
-        return page(StatusCode::BAD_GATEWAY, pages::bad_gateway());
-    };
+    // origin-form: the client's path and query, without a new parse
+    let path_and_query = parts
+        .uri
+        .into_parts()
+        .path_and_query
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    let uri = Uri::from(path_and_query);
     let mut headers = parts.headers;
     strip_hop(&mut headers);
     for n in &FORWARDING {
@@ -408,36 +380,81 @@ async fn forward(
     *out.version_mut() = Version::HTTP_11;
     *out.headers_mut() = headers;
 
-    let sent = tokio::time::timeout(shared.options.backend_timeout, backends.0.request(out)).await;
-    let mut resp = match sent {
-        Err(_) => return page(StatusCode::GATEWAY_TIMEOUT, pages::gateway_timeout()),
-        Ok(Err(e)) => {
-            if is_body_limit(&e) {
-                return page(StatusCode::PAYLOAD_TOO_LARGE, pages::too_large());
-            }
-            tracing::debug!(backend, error = %e, "backend request failed");
-            return page(StatusCode::BAD_GATEWAY, pages::bad_gateway());
+    let waiting = shared.options.backend_timeout;
+    if let Some(client_up) = client_upgrade {
+        let sent = tokio::time::timeout(waiting, backends.send_upgrade(backend, out)).await;
+        return match answered(backend, sent) {
+            Ok(resp) => tunnel(shared, client_up, resp),
+            Err(no) => no.page(),
+        };
+    }
+    let sent = tokio::time::timeout(waiting, backends.send(backend, out)).await;
+    match answered(backend, sent) {
+        Ok(resp) => {
+            let (mut parts, body) = resp.into_parts();
+            strip_hop(&mut parts.headers);
+            Response::from_parts(parts, body)
         }
-        Ok(Ok(r)) => r,
-    };
-    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-        if let Some(client_up) = client_upgrade {
-            let backend_up = hyper::upgrade::on(&mut resp);
-            let shared = Arc::clone(shared);
-            tokio::spawn(async move {
-                if let (Ok(a), Ok(b)) = (client_up.await, backend_up.await) {
-                    shared.global.websockets_open.fetch_add(1, Relaxed);
-                    let _ =
-                        tokio::io::copy_bidirectional(&mut TokioIo::new(a), &mut TokioIo::new(b))
-                            .await;
-                    shared.global.websockets_open.fetch_sub(1, Relaxed);
-                }
-            });
-            let (parts, _) = resp.into_parts();
-            return Response::from_parts(parts, full(Bytes::new()));
+        Err(no) => no.page(),
+    }
+}
+
+/// Why a backend gave no response.
+#[derive(Clone, Copy, Debug)]
+enum NoAnswer {
+    Timeout,
+    BodyTooLarge,
+    Unreachable,
+}
+
+impl NoAnswer {
+    /// The page that says so: 504, 413, 502.
+    fn page(self) -> Response<Body> {
+        match self {
+            NoAnswer::Timeout => page(StatusCode::GATEWAY_TIMEOUT, pages::gateway_timeout()),
+            NoAnswer::BodyTooLarge => page(StatusCode::PAYLOAD_TOO_LARGE, pages::too_large()),
+            NoAnswer::Unreachable => page(StatusCode::BAD_GATEWAY, pages::bad_gateway()),
         }
     }
-    let (mut parts, body) = resp.into_parts();
-    strip_hop(&mut parts.headers);
-    Response::from_parts(parts, body.map_err(|e| -> BoxError { Box::new(e) }).boxed())
+}
+
+/// The backend's response, or why there is none.
+fn answered<T>(
+    backend: &str,
+    sent: Result<Result<T, crate::backend::Error>, tokio::time::error::Elapsed>,
+) -> Result<T, NoAnswer> {
+    match sent {
+        Err(_) => Err(NoAnswer::Timeout),
+        Ok(Err(e)) if is_body_limit(&e) => Err(NoAnswer::BodyTooLarge),
+        Ok(Err(e)) => {
+            tracing::debug!(backend, error = %e, "backend request failed");
+            Err(NoAnswer::Unreachable)
+        }
+        Ok(Ok(r)) => Ok(r),
+    }
+}
+
+/// An upgrade the backend accepted (101): both streams are joined by a task of their own
+/// that outlives the request (and any reload); anything else goes back as it came.
+fn tunnel(
+    shared: &Arc<Shared>,
+    client_up: hyper::upgrade::OnUpgrade,
+    mut resp: Response<Incoming>,
+) -> Response<Body> {
+    if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+        let (mut parts, body) = resp.into_parts();
+        strip_hop(&mut parts.headers);
+        return Response::from_parts(parts, body.map_err(|e| -> BoxError { Box::new(e) }).boxed());
+    }
+    let backend_up = hyper::upgrade::on(&mut resp);
+    let shared = Arc::clone(shared);
+    tokio::spawn(async move {
+        if let (Ok(a), Ok(b)) = (client_up.await, backend_up.await) {
+            shared.global.websockets_open.fetch_add(1, Relaxed);
+            let _ = tokio::io::copy_bidirectional(&mut TokioIo::new(a), &mut TokioIo::new(b)).await;
+            shared.global.websockets_open.fetch_sub(1, Relaxed);
+        }
+    });
+    let (parts, _) = resp.into_parts();
+    Response::from_parts(parts, full(Bytes::new()))
 }

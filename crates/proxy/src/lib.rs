@@ -14,6 +14,7 @@
 
 pub mod access_log;
 pub mod acme;
+pub mod backend;
 mod error;
 pub mod guard;
 pub mod http;

@@ -2,8 +2,9 @@
 //! loop, the metrics listener, and graceful shutdown.
 
 use crate::acme::{Acme, AcmeOptions};
+use crate::backend::Backends;
 use crate::guard::{Framing, Guarded};
-use crate::http::{handle, Backends, Client};
+use crate::http::{handle, Client};
 use crate::metrics::Global;
 use crate::table::{read_routes, Table};
 use crate::tls::Certs;

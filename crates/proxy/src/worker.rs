@@ -99,7 +99,7 @@ async fn serve(
     shared: Arc<Shared>,
     stop: watch::Receiver<bool>,
 ) {
-    let backends = crate::http::Backends::new();
+    let backends = crate::backend::Backends::new();
     let mut loops = JoinSet::new();
     let listeners = [(sockets.http, None), (sockets.https, Some(acceptor))];
     for (socket, tls) in listeners {
@@ -118,5 +118,17 @@ async fn serve(
             Err(e) => tracing::error!("a worker cannot listen: {e}"),
         }
     }
+    let sweeper = tokio::spawn(sweep(backends, stop));
     while loops.join_next().await.is_some() {}
+    sweeper.abort();
+}
+
+/// Closes the backend connections left idle too long, every half minute.
+async fn sweep(backends: crate::backend::Backends, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_secs(30)) => backends.sweep(),
+            _ = stop.changed() => return,
+        }
+    }
 }

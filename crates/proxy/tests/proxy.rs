@@ -860,3 +860,76 @@ async fn access_log_in_combined_format() {
     assert!(lines[1].contains("\"GET / HTTP/1.1\" 404 "), "{text}");
     p.shutdown().await;
 }
+
+/// A bare HTTP/1.1 backend that counts its connections and answers "ok" to each request;
+/// with `linger`, it closes each connection that long after its first answer, silently (no
+/// `Connection: close`), as a backend's keep-alive timeout does.
+async fn counting_backend(linger: Option<Duration>) -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&accepted);
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                loop {
+                    let Ok(n) = s.read(&mut buf).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    head.extend_from_slice(&buf[..n]);
+                    while let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+                        head.drain(..end + 4);
+                        let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+                        if s.write_all(ok).await.is_err() {
+                            return;
+                        }
+                        if let Some(d) = linger {
+                            tokio::time::sleep(d).await;
+                            return; // dropped: closed without a word
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+#[tokio::test]
+async fn backend_connections_are_kept_alive_and_replaced_when_closed() {
+    let none = serde_json::json!({"mode":"none"});
+    for (linger, expected) in [(None, 1), (Some(Duration::from_millis(20)), 10)] {
+        let (addr, accepted) = counting_backend(linger).await;
+        let e = env();
+        let routes = vec![site("a.test", &["a.test"], addr, none.clone())];
+        write_routes(&e, serde_json::json!({}), routes);
+        let mut o = options(&e);
+        o.workers = 1;
+        let p = Proxy::start(o).await.unwrap();
+        let http = p.http_addr.unwrap();
+        for i in 0..10 {
+            let r = get(http, "a.test", "/", "").await;
+            assert_eq!(status(&r), 200, "request {i} (linger {linger:?}): {r}");
+            assert!(r.ends_with("ok"), "{r}");
+            // the backend has closed the idle connection before the next request
+            tokio::time::sleep(Duration::from_millis(if linger.is_some() {
+                100
+            } else {
+                0
+            }))
+            .await;
+        }
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            expected,
+            "linger {linger:?}"
+        );
+        p.shutdown().await;
+    }
+}
