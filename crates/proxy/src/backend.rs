@@ -24,7 +24,8 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 
-type Conn = Connection<TokioIo<TcpStream>, Body>;
+/// Boxed once per connection: the dispatcher is large, and requests' futures move it.
+type Conn = Pin<Box<Connection<TokioIo<TcpStream>, Body>>>;
 
 /// Idle connections kept per backend, and how long one may stay idle (nginx, the usual
 /// backend, closes its own after 75 s: we let go first).
@@ -95,7 +96,9 @@ impl Backends {
             let (reused, mut sender, conn) = match self.take(backend).await {
                 Some((sender, conn)) => (true, sender, conn),
                 None => {
-                    let (sender, conn) = connect(backend).await?;
+                    // boxed: a cold path that would otherwise make every request's future
+                    // (moved on each spawn) several kilobytes larger
+                    let (sender, conn) = Box::pin(connect(backend)).await?;
                     (false, sender, conn)
                 }
             };
@@ -103,7 +106,7 @@ impl Backends {
             let mut answer = std::pin::pin!(sender.try_send_request(req));
             let answer = poll_fn(|cx| {
                 if let Some(c) = conn.as_mut() {
-                    if Pin::new(c).poll(cx).is_ready() {
+                    if c.as_mut().poll(cx).is_ready() {
                         conn = None; // ended: the answer now resolves with its error
                     }
                 }
@@ -147,8 +150,8 @@ impl Backends {
         backend: &str,
         req: Request<Body>,
     ) -> Result<Response<Incoming>, Error> {
-        let (mut sender, conn) = connect(backend).await?;
-        tokio::spawn(conn.with_upgrades());
+        let (mut sender, conn) = Box::pin(connect(backend)).await?;
+        tokio::spawn(Pin::into_inner(conn).with_upgrades());
         sender
             .send_request(req)
             .await
@@ -176,7 +179,7 @@ impl Backends {
             } = idle;
             // One look: the connection has not ended and takes a request now.
             let usable = poll_fn(|cx| {
-                if Pin::new(&mut conn).poll(cx).is_ready() {
+                if conn.as_mut().poll(cx).is_ready() {
                     return Poll::Ready(false);
                 }
                 Poll::Ready(matches!(sender.poll_ready(cx), Poll::Ready(Ok(()))))
@@ -233,13 +236,14 @@ async fn connect(backend: &str) -> Result<(SendRequest<Body>, Conn), Error> {
             source,
         })?;
     let _ = stream.set_nodelay(true);
-    http1::Builder::new()
+    let (sender, conn) = http1::Builder::new()
         .handshake(TokioIo::new(stream))
         .await
         .map_err(|source| Error::Http {
             backend: backend.to_owned(),
             source,
-        })
+        })?;
+    Ok((sender, Box::pin(conn)))
 }
 
 /// Where a connection goes back to once its response has been read.
@@ -268,7 +272,7 @@ impl hyper::body::Body for Driven {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
         if let Some((_, conn)) = this.conn.as_mut() {
-            if Pin::new(conn).poll(cx).is_ready() {
+            if conn.as_mut().poll(cx).is_ready() {
                 this.conn = None;
             }
         }
