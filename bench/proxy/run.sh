@@ -5,10 +5,12 @@
 # Prints req/s, p50, p99, errors (wrk: socket errors + status >= 400 + short bodies, so a 3xx
 # counts too; h2load: every request without a 2xx), backend connections opened (upstream
 # keep-alive shows as a handful), RSS, and pic2's ratio to each peer; a row with errors is
-# marked INVALID and left out of the ratios. Then pic2 with 10 vs 10,000 routes (alternated,
-# twice each, median), and errors during 100 reloads under load. Prints, never asserts.
+# marked INVALID and left out of the ratios. The peers take turns, ROUNDS times (one run
+# each per test and round), and each figure is the median of its rounds: on a shared machine
+# one run apiece lets the noise decide. Then pic2 with 10 vs 10,000 routes (alternated, twice
+# each, median), and errors during 100 reloads under load. Prints, never asserts.
 #
-#   bench/proxy/run.sh            (DURATION=5 CONNS=64 to change the load)
+#   bench/proxy/run.sh            (DURATION=5 CONNS=64 ROUNDS=3 to change the load)
 #   PINGORA_BIN=/tmp/pingora-spike/target/release/pingora-spike bench/proxy/run.sh
 #       adds a Pingora prototype as a fifth peer: started as `$PINGORA_BIN CERT KEY`, it must
 #       serve bench.test on 127.0.0.1:18085 (plain) and :18445 (TLS, h2); see README.md
@@ -17,6 +19,7 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 DUR=${DURATION:-5}
+ROUNDS=${ROUNDS:-3}
 CONNS=${CONNS:-64}
 W=$(mktemp -d /tmp/pic2-bench-proxy.XXXXXX)
 chmod 755 "$W" # nginx's workers (nobody) read the files and the temp folders
@@ -153,9 +156,9 @@ EOP
 # pic2 sends plain HTTP to https for a site with a certificate (as it must in production), so
 # the plain-HTTP rows run an instance whose bench.test has no TLS, the h2 row one with TLS only.
 PIC2_PID=
-start_pic2() { # start_pic2 N none|files
-    routes "$1" "$2" "$W/routes.json"
-    "$PIC2" "$W/routes.json" 2>>"$W/pic2.log" & PIC2_PID=$!
+start_pic2() { # start_pic2 N none|files: PIC2_PID serves it (plain on 18081, TLS on 18441)
+    routes "$1" "$2" "$W/routes-$2.json"
+    "$PIC2" "$W/routes-$2.json" 2>>"$W/pic2.log" & PIC2_PID=$!
     PIDS+=($PIC2_PID)
     if [[ $2 == none ]]; then wait_port 18081; else wait_tls 18441; fi
 }
@@ -204,7 +207,14 @@ h2_run() { # h2_run PORT -> "req/s p50ms p99ms errors"
 
 declare -A PORT=([pic2]=18081 [nginx]=18082 [haproxy]=18083 [caddy]=18084 [pingora]=18085)
 declare -A TLSPORT=([pic2]=18441 [nginx]=18442 [haproxy]=18443 [caddy]=18444 [pingora]=18445)
-pid_of() { case $1 in pic2) echo "$PIC2_PID" ;; nginx) echo "$NGINX_PID" ;; haproxy) echo "$HAPROXY_PID" ;; caddy) echo "$CADDY_PID" ;; pingora) echo "$PINGORA_PID" ;; esac; }
+# pic2's two instances run side by side (the idle one costs nothing): PIC2_PLAIN, PIC2_TLS
+start_pic2 10 files; PIC2_TLS=$PIC2_PID
+start_pic2 10 none; PIC2_PLAIN=$PIC2_PID
+PIC2_PID=
+pid_of() { # pid_of PEER TEST
+    case $1 in pic2) if [[ $2 == h2 ]]; then echo "$PIC2_TLS"; else echo "$PIC2_PLAIN"; fi ;;
+    nginx) echo "$NGINX_PID" ;; haproxy) echo "$HAPROXY_PID" ;; caddy) echo "$CADDY_PID" ;; pingora) echo "$PINGORA_PID" ;; esac
+}
 
 check() { # check PEER: 200 + the whole file over HTTP/1.1 (plain) and HTTP/2 (TLS)
     local a b
@@ -216,41 +226,43 @@ check() { # check PEER: 200 + the whole file over HTTP/1.1 (plain) and HTTP/2 (T
     [[ $a == "200 102400 1.1" && $b == "200 1024 2" ]]
 }
 
-printf '\nbench/proxy: %s s per run, %s connections, wrk 2 threads; h2load 32 connections x 10 streams; backend nginx on 127.0.0.1:18080\n' "$DUR" "$CONNS"
+median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "-"; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.2f", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+printf '\nbench/proxy: %s s per run, %s rounds (medians), %s connections, wrk 2 threads; h2load 32 connections x 10 streams; backend nginx on 127.0.0.1:18080\n' "$DUR" "$ROUNDS" "$CONNS"
 printf 'caddy %s, nginx %s, %s\n\n' "$(caddy version | cut -d' ' -f1)" "$(nginx -v 2>&1 | cut -d/ -f2)" "$(haproxy -v | head -1 | cut -d' ' -f1-3)"
 ROW='%-8s %-18s %10s %8s %8s %7s %8s %7s %s\n'
-declare -A RPS P99 VALID ROWS
-for p in "${PEERS[@]}"; do
-    # pic2's check runs on each of its two instances
-    if [[ $p == pic2 ]]; then
-        start_pic2 10 files; b=$(curl -s -o /dev/null -w '%{http_code} %{size_download} %{http_version}' --http2 \
-            --cacert "$W/cert.pem" --resolve bench.test:18441:127.0.0.1 https://bench.test:18441/1k || true); stop_pic2
-        start_pic2 10 none; a=$(curl -s -o /dev/null -w '%{http_code} %{size_download} %{http_version}' \
-            -H 'Host: bench.test' http://127.0.0.1:18081/100k || true)
-        printf '  check %-8s plain: %-16s tls: %s\n' pic2 "$a" "$b" >&2
-        ok=$([[ $a == "200 102400 1.1" && $b == "200 1024 2" ]] && echo 1 || echo 0)
-    else
-        ok=$(check "$p" && echo 1 || echo 0)
-    fi
+declare -A OK RPS P50 P99 ERR CONNS RSS VALID
+for p in "${PEERS[@]}"; do OK[$p]=$(check "$p" && echo 1 || echo 0); done
+for round in $(seq "$ROUNDS"); do
     for t in 1k 100k h2; do
-        if [[ $ok != 1 ]]; then ROWS[$p.$t]=$(printf "$ROW" "$p" "$t" - - - - - - "INVALID: failed the curl check"); VALID[$p.$t]=0; continue; fi
-        if [[ $t == h2 && $p == pic2 ]]; then stop_pic2; start_pic2 10 files; fi
-        before=$(be_accepts)
-        case $t in
-        1k) read -r r p50 p99 e < <(wrk_run "${PORT[$p]}" /1k 1024); name="wrk h1 1k" ;;
-        100k) read -r r p50 p99 e < <(wrk_run "${PORT[$p]}" /100k 102400); name="wrk h1 100k" ;;
-        h2) read -r r p50 p99 e < <(h2_run "${TLSPORT[$p]}"); name="h2load h2/TLS 1k" ;;
-        esac
-        conns=$(($(be_accepts) - before - 1))
-        RPS[$p.$t]=$r; P99[$p.$t]=$p99
-        VALID[$p.$t]=$([[ $e == 0 ]] && echo 1 || echo 0)
-        ROWS[$p.$t]=$(printf "$ROW" "$p" "$name" "$r" "$p50" "$p99" "$e" "$conns" "$(rss_of "$(pid_of "$p")")" \
-            "$([[ $e == 0 ]] || echo INVALID)")
+        for p in "${PEERS[@]}"; do
+            [[ ${OK[$p]} == 1 ]] || continue
+            before=$(be_accepts)
+            case $t in
+            1k) read -r r p50 p99 e < <(wrk_run "${PORT[$p]}" /1k 1024) ;;
+            100k) read -r r p50 p99 e < <(wrk_run "${PORT[$p]}" /100k 102400) ;;
+            h2) read -r r p50 p99 e < <(h2_run "${TLSPORT[$p]}") ;;
+            esac
+            k=$p.$t
+            RPS[$k]+="$r "; P50[$k]+="$p50 "; P99[$k]+="$p99 "
+            ERR[$k]=$((${ERR[$k]:-0} + e)); CONNS[$k]=$((${CONNS[$k]:-0} + $(be_accepts) - before - 1))
+            RSS[$k]+="$(rss_of "$(pid_of "$p" "$t")") "
+        done
     done
-    [[ $p == pic2 ]] && stop_pic2
+    printf '  round %s of %s done\n' "$round" "$ROUNDS" >&2
 done
 printf "$ROW" proxy test req/s p50_ms p99_ms errors be_conns rss_MB ""
-for t in 1k 100k h2; do for p in "${PEERS[@]}"; do printf '%s\n' "${ROWS[$p.$t]}"; done; done
+declare -A NAME=([1k]="wrk h1 1k" [100k]="wrk h1 100k" [h2]="h2load h2/TLS 1k")
+for t in 1k 100k h2; do
+    for p in "${PEERS[@]}"; do
+        k=$p.$t
+        if [[ ${OK[$p]} != 1 ]]; then printf "$ROW" "$p" "${NAME[$t]}" - - - - - - "INVALID: failed the curl check"; VALID[$k]=0; continue; fi
+        VALID[$k]=$([[ ${ERR[$k]} == 0 ]] && echo 1 || echo 0)
+        RPS[$k]=$(median <<<"${RPS[$k]}"); P99[$k]=$(median <<<"${P99[$k]}")
+        printf "$ROW" "$p" "${NAME[$t]}" "$(printf %.0f "${RPS[$k]}")" "$(median <<<"${P50[$k]}")" "${P99[$k]}" "${ERR[$k]}" \
+            "${CONNS[$k]}" "$(median <<<"${RSS[$k]}")" "$([[ ${ERR[$k]} == 0 ]] || echo INVALID)"
+    done
+done
 printf '\npic2 ratio to each peer: req/s (>1: pic2 faster), p99 (<1: pic2 lower)\n'
 for t in 1k 100k h2; do
     for p in "${PEERS[@]:1}"; do
@@ -263,6 +275,8 @@ for t in 1k 100k h2; do
         fi
     done
 done
+PIC2_PID=$PIC2_PLAIN; stop_pic2
+PIC2_PID=$PIC2_TLS; stop_pic2
 
 # 10 vs 10,000 routes: alternated, twice each, the median (of two: their mean)
 declare -A RR=()

@@ -1,12 +1,16 @@
 //! The proxy alone, for bench/proxy: `serve ROUTES_FILE` (listeners from the file), without
-//! building the whole `pic2` binary.
+//! building the whole `pic2` binary. `WORKERS=N` sets the serving threads (default: cores).
 
 fn main() {
     let Some(routes) = std::env::args().nth(1) else {
         eprintln!("usage: serve ROUTES_FILE");
         std::process::exit(2);
     };
-    if let Err(e) = pic2_proxy::serve(pic2_proxy::Options::new(routes)) {
+    let mut options = pic2_proxy::Options::new(routes);
+    if let Some(n) = std::env::var("WORKERS").ok().and_then(|n| n.parse().ok()) {
+        options.workers = n;
+    }
+    if let Err(e) = pic2_proxy::serve(options) {
         eprintln!("{e}");
         std::process::exit(1);
     }
