@@ -3,19 +3,24 @@
 //! (Content-Length with Transfer-Encoding: hyper drops the length and reads chunked), plus two
 //! Content-Lengths, a non-digit length and any Transfer-Encoding but a single `chunked`.
 //!
-//! Nothing is buffered: bytes pass through as they come and a copy of the current head is
-//! kept (up to the head limit). A refused head has its final line feed replaced by a NUL,
-//! followed by an empty line (hyper looks for one before parsing again) and then the end of
-//! the stream: hyper's own parser fails on that head, answers 400 and closes, and the request
-//! never reaches the service. The guard knows where the next head starts
+//! The bytes of a head are held back until the head is complete (hyper could not parse half
+//! a head anyway); everything else passes as it comes. A refused head never reaches hyper:
+//! what came before it does, then a request of the guard's own making that carries a
+//! per-process secret ([`refusal_status`] reads it back), then nothing more. The
+//! service answers that request with the bilingual page for 400 (smuggling shape) or 431 (a
+//! head over the limit), and the connection closes. The guard knows where the next head starts
 //! after a head without body, with a Content-Length or with a chunked body (its chunk
 //! framing followed); after an upgrade or CONNECT, the HTTP/2 preface, a head or chunk line it
 //! cannot parse, it steps aside for the rest of the connection (hyper still reads Content-Length with Transfer-Encoding as chunked and closes
 //! the connection after that request, so nothing is smuggled there either).
 
+use bytes::{Buf, BytesMut};
+use std::future::Future as _;
 use std::io;
 use std::pin::Pin;
+use std::sync::OnceLock;
 use std::task::{Context, Poll};
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +41,8 @@ enum Mode {
     Aside,
     /// A head was refused: nothing more is delivered.
     Refused,
+    /// A head grew past the limit before its end: refused too (431).
+    TooLarge,
 }
 
 /// The framing follower, independent of any I/O.
@@ -45,6 +52,9 @@ pub struct Framing {
     head: Vec<u8>,
     limit: usize,
     max_headers: usize,
+    /// Bytes fed so far, and the stream offset where the current head began.
+    fed: u64,
+    head_start: u64,
 }
 
 /// What a complete head means for the bytes that follow it.
@@ -151,6 +161,8 @@ impl Framing {
             head: Vec::new(),
             limit,
             max_headers,
+            fed: 0,
+            head_start: 0,
         }
     }
 
@@ -159,13 +171,39 @@ impl Framing {
         self.mode == Mode::Refused
     }
 
+    /// True once a head outgrew the limit.
+    pub fn too_large(&self) -> bool {
+        self.mode == Mode::TooLarge
+    }
+
+    /// The stream offset where the current (or refused) head begins.
+    pub fn head_start(&self) -> u64 {
+        self.head_start
+    }
+
+    /// How many of the last bytes fed belong to a head not complete yet.
+    pub fn held(&self) -> usize {
+        if self.mode == Mode::Head {
+            self.head.len()
+        } else {
+            0
+        }
+    }
+
     /// Follows `data`, the next bytes of the connection; returns the index of the byte that
     /// ends a refused head (to be poisoned, and nothing delivered after it).
     pub fn feed(&mut self, data: &[u8]) -> Option<usize> {
+        let at = self.fed;
+        self.fed += u64::try_from(data.len()).unwrap_or(u64::MAX);
+        self.follow(data, at)
+    }
+
+    /// [`Self::feed`] on `data`, which starts at stream offset `at`.
+    fn follow(&mut self, data: &[u8], at: u64) -> Option<usize> {
         let mut i = 0;
         while i < data.len() {
             match self.mode {
-                Mode::Aside | Mode::Refused => return None,
+                Mode::Aside | Mode::Refused | Mode::TooLarge => return None,
                 Mode::Body(left) => {
                     let rest = u64::try_from(data.len() - i).unwrap_or(u64::MAX);
                     let take = left.min(rest);
@@ -201,18 +239,24 @@ impl Framing {
                         if i >= data.len() {
                             return None;
                         }
+                        self.head_start = at + u64::try_from(i).unwrap_or(u64::MAX);
                     }
                     let rest = data.get(i..).unwrap_or_default();
                     let Some(end) = self.head_end(rest) else {
                         if self.head.len() + rest.len() > self.limit {
                             self.head = Vec::new();
-                            self.mode = Mode::Aside;
+                            self.mode = Mode::TooLarge;
                         } else {
                             self.head.extend_from_slice(rest);
                         }
                         return None;
                     };
                     let chunk = rest.get(..=end).unwrap_or_default();
+                    if self.head.len() + chunk.len() > self.limit {
+                        self.head = Vec::new();
+                        self.mode = Mode::TooLarge;
+                        return None;
+                    }
                     let verdict = if self.head.is_empty() {
                         check(chunk, self.max_headers)
                     } else {
@@ -258,25 +302,152 @@ impl Framing {
     }
 }
 
+/// The header that carries the guard's verdict to the service, in the request it makes.
+pub const VERDICT_HEADER: &str = "x-pic2-guard";
+
+/// The secret that tells the guard's requests from a client's: random, one per process.
+fn secret() -> &'static str {
+    static SECRET: OnceLock<String> = OnceLock::new();
+    SECRET.get_or_init(|| {
+        let mut bytes = [0u8; 16];
+        // without randomness the value is still unknown to clients in practice (the address
+        // of a static and the time), and the service refuses the request either way
+        if rustix::rand::getrandom(&mut bytes, rustix::rand::GetRandomFlags::empty()).is_err() {
+            let t = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos());
+            bytes = t.to_le_bytes();
+        }
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    })
+}
+
+/// The request the guard hands to hyper in place of a refused head.
+fn verdict_request(status: u16) -> Vec<u8> {
+    format!(
+        "GET / HTTP/1.1\r\nhost: pic2-guard.invalid\r\n{VERDICT_HEADER}: {} {status}\r\nconnection: close\r\n\r\n",
+        secret()
+    )
+    .into_bytes()
+}
+
+/// The status of the guard's refusal when `value` (of [`VERDICT_HEADER`]) is its own: 400 or
+/// 431. A client sending that header gets `None`, and 400 from the service.
+pub fn refusal_status(value: &[u8]) -> Option<u16> {
+    let text = std::str::from_utf8(value).ok()?;
+    let (token, status) = text.split_once(' ')?;
+    (token == secret())
+        .then(|| status.parse().ok())
+        .flatten()
+        .filter(|s| *s == 400 || *s == 431)
+}
+
 /// A connection's stream with its [`Framing`] applied to everything read from it.
 pub struct Guarded<S> {
     inner: S,
     framing: Framing,
     on_refuse: Option<Box<dyn FnOnce() + Send>>,
-    /// After a refusal: the bytes still to deliver before the end of the stream.
-    tail: &'static [u8],
+    /// Read from the client, not yet given to hyper: `ready` bytes that may go, then the
+    /// held bytes of a head not complete yet.
+    pending: BytesMut,
+    ready: usize,
+    /// The stream offset of `pending`'s first byte.
+    base: u64,
+    /// After a refusal: the guard's request still to deliver, then the end of the stream.
+    verdict: Option<bytes::Bytes>,
+    eof: bool,
+    /// hyper's header timeout starts with the first byte it sees, and it sees none of a held
+    /// head: the guard times heads itself (slowloris), from their first byte.
+    head_timeout: Duration,
+    head_deadline: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl<S> Guarded<S> {
-    pub fn new(inner: S, framing: Framing, on_refuse: Box<dyn FnOnce() + Send>) -> Self {
+    /// `head_timeout`: the time a head may take to arrive, from its first byte; past it the
+    /// connection ends.
+    pub fn new(
+        inner: S,
+        framing: Framing,
+        head_timeout: Duration,
+        on_refuse: Box<dyn FnOnce() + Send>,
+    ) -> Self {
         Guarded {
             inner,
             framing,
             on_refuse: Some(on_refuse),
-            tail: b"",
+            pending: BytesMut::new(),
+            ready: 0,
+            base: 0,
+            verdict: None,
+            eof: false,
+            head_timeout,
+            head_deadline: None,
         }
     }
+
+    /// Starts the head's clock at its first held byte, stops it once the head is complete.
+    fn time_head(&mut self) {
+        if self.framing.held() == 0 {
+            self.head_deadline = None;
+        } else if self.head_deadline.is_none() {
+            self.head_deadline = Some(Box::pin(tokio::time::sleep(self.head_timeout)));
+        }
+    }
+
+    /// True when a held head took too long: the connection then ends, unanswered, as hyper
+    /// ends one whose head times out.
+    fn head_timed_out(&mut self, cx: &mut Context<'_>) -> bool {
+        let expired = self
+            .head_deadline
+            .as_mut()
+            .is_some_and(|d| d.as_mut().poll(cx).is_ready());
+        if expired {
+            self.head_deadline = None;
+            self.pending.clear();
+            self.ready = 0;
+            self.eof = true;
+        }
+        expired
+    }
+
+    /// Follows the `n` bytes just read at the end of `pending`; decides what may go.
+    fn follow(&mut self, n: usize) {
+        let start = self.pending.len() - n;
+        let _ = self
+            .framing
+            .feed(self.pending.get(start..).unwrap_or_default());
+        let status = if self.framing.refused() {
+            400
+        } else if self.framing.too_large() {
+            431
+        } else {
+            self.ready = self.pending.len() - self.framing.held();
+            return;
+        };
+        // what came before the refused head goes; the head never does
+        let before = usize::try_from(self.framing.head_start().saturating_sub(self.base))
+            .unwrap_or(usize::MAX)
+            .min(self.pending.len());
+        self.pending.truncate(before);
+        self.ready = before;
+        self.verdict = Some(verdict_request(status).into());
+        if let Some(f) = self.on_refuse.take() {
+            f();
+        }
+    }
+
+    /// Gives hyper as much of the ready bytes as it takes.
+    fn deliver(&mut self, buf: &mut ReadBuf<'_>) {
+        let n = self.ready.min(buf.remaining());
+        buf.put_slice(self.pending.get(..n).unwrap_or_default());
+        self.pending.advance(n);
+        self.ready -= n;
+        self.base += u64::try_from(n).unwrap_or(u64::MAX);
+    }
 }
+
+/// Bytes asked of the client per read.
+const READ_SIZE: usize = 16 * 1024;
 
 impl<S: AsyncRead + Unpin> AsyncRead for Guarded<S> {
     fn poll_read(
@@ -285,31 +456,53 @@ impl<S: AsyncRead + Unpin> AsyncRead for Guarded<S> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if this.framing.refused() {
-            // the empty line that makes hyper parse the poisoned head, then the end
-            let n = this.tail.len().min(buf.remaining());
-            let (now, later) = this.tail.split_at(n);
-            buf.put_slice(now);
-            this.tail = later;
-            return Poll::Ready(Ok(()));
-        }
-        let before = buf.filled().len();
-        let res = Pin::new(&mut this.inner).poll_read(cx, buf);
-        if let Poll::Ready(Ok(())) = res {
-            let new = buf.filled().get(before..).unwrap_or_default();
-            if let Some(k) = this.framing.feed(new) {
-                let end = before + k;
-                if let Some(b) = buf.filled_mut().get_mut(end) {
-                    *b = 0;
-                }
-                buf.set_filled(end + 1);
-                this.tail = b"\n\n";
-                if let Some(f) = this.on_refuse.take() {
-                    f();
-                }
+        loop {
+            if this.ready > 0 {
+                this.deliver(buf);
+                return Poll::Ready(Ok(()));
             }
+            if let Some(verdict) = this.verdict.as_mut() {
+                if verdict.is_empty() {
+                    // Never the end of the stream: hyper would drop the request unanswered
+                    // (no half-close). Both sides said `connection: close`, so hyper closes
+                    // once the page is written; nothing waits on this read.
+                    return Poll::Pending;
+                }
+                let n = verdict.len().min(buf.remaining());
+                buf.put_slice(verdict.get(..n).unwrap_or_default());
+                verdict.advance(n);
+                return Poll::Ready(Ok(()));
+            }
+            if this.eof {
+                return Poll::Ready(Ok(()));
+            }
+            this.pending.reserve(READ_SIZE);
+            let n = match tokio_util::io::poll_read_buf(
+                Pin::new(&mut this.inner),
+                cx,
+                &mut this.pending,
+            ) {
+                Poll::Pending if this.head_timed_out(cx) => return Poll::Ready(Ok(())),
+                Poll::Pending => {
+                    if this.pending.is_empty() {
+                        // a connection waiting for its next request holds no buffer: ten
+                        // thousand idle keep-alive clients cost no 160 MB
+                        this.pending = BytesMut::new();
+                    }
+                    return Poll::Pending;
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Ready(Ok(n)) => n,
+            };
+            if n == 0 {
+                // the client is done: hyper gets a head left incomplete, and sees the end
+                this.eof = true;
+                this.ready = this.pending.len();
+                continue;
+            }
+            this.follow(n);
+            this.time_head();
         }
-        res
     }
 }
 
@@ -420,14 +613,34 @@ mod tests {
         ] {
             assert_eq!(refused_at(s), None, "{}", String::from_utf8_lossy(s));
         }
-        // a head beyond the limit is left to hyper (431)
+        // a head beyond the limit is refused as too large, from where it began
         let mut f = Framing::new(64, 100);
+        let first = b"GET / HTTP/1.1\r\n\r\n\r\n";
+        assert_eq!(f.feed(first), None);
         let big = format!("GET / HTTP/1.1\r\nX: {}\r\n", "a".repeat(100));
         assert_eq!(f.feed(big.as_bytes()), None);
-        assert_eq!(
-            f.feed(b"Content-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n"),
-            None
-        );
+        assert!(f.too_large());
+        assert_eq!(f.head_start(), 20);
+        assert_eq!(f.feed(b"\r\n"), None);
+    }
+}
+
+#[cfg(test)]
+mod verdict_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn only_the_guards_own_verdicts_are_read() {
+        let req = String::from_utf8(verdict_request(431)).unwrap();
+        let value = req
+            .lines()
+            .find_map(|l| l.strip_prefix("x-pic2-guard: "))
+            .unwrap();
+        assert_eq!(refusal_status(value.as_bytes()), Some(431));
+        assert_eq!(refusal_status(b"0123 400"), None);
+        assert_eq!(refusal_status(format!("{} 200", secret()).as_bytes()), None);
+        assert_eq!(secret().len(), 32);
     }
 }
 
@@ -437,18 +650,31 @@ mod hyper_tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    /// hyper (behind the auto builder, as served) answers 400 to a refused head, whatever
-    /// the read sizes, and never calls the service.
+    /// Behind the guard, hyper (with the auto builder, as served) never sees a refused
+    /// head: the service is called once, with the guard's own request saying 400, whatever
+    /// the read sizes, and the connection ends.
     #[tokio::test]
-    async fn hyper_answers_400_to_a_refused_head() {
+    async fn a_refused_head_becomes_the_guards_request() {
         for pipe in [5, 64, 64 * 1024] {
             let (mut client, server) = tokio::io::duplex(pipe);
-            let g = Guarded::new(server, Framing::new(16384, 100), Box::new(|| {}));
-            let svc = hyper::service::service_fn(|_req| async {
-                Ok::<_, std::convert::Infallible>(hyper::Response::new(http_body_util::Full::new(
-                    bytes::Bytes::from_static(b"called"),
-                )))
-            });
+            let g = Guarded::new(
+                server,
+                Framing::new(16384, 100),
+                std::time::Duration::from_secs(5),
+                Box::new(|| {}),
+            );
+            let svc = hyper::service::service_fn(
+                |req: hyper::Request<hyper::body::Incoming>| async move {
+                    let verdict = req
+                        .headers()
+                        .get(VERDICT_HEADER)
+                        .and_then(|v| refusal_status(v.as_bytes()));
+                    let text = format!("called {} verdict {verdict:?}", req.method());
+                    Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                        http_body_util::Full::new(bytes::Bytes::from(text)),
+                    ))
+                },
+            );
             tokio::spawn(async move {
                 let b = hyper_util::server::conn::auto::Builder::new(
                     hyper_util::rt::TokioExecutor::new(),
@@ -469,8 +695,11 @@ mod hyper_tests {
             let (_, r) = tokio::join!(send, read);
             assert!(r.is_ok(), "not closed");
             let out = String::from_utf8_lossy(&out);
-            assert!(out.starts_with("HTTP/1.1 400 "), "{pipe}: {out}");
-            assert!(!out.contains("called"), "{out}");
+            assert!(
+                out.ends_with("called GET verdict Some(400)"),
+                "{pipe}: {out}"
+            );
+            assert_eq!(out.matches("HTTP/1.1 ").count(), 1, "{out}");
         }
     }
 }

@@ -232,6 +232,21 @@ pub async fn handle(
     Ok(resp)
 }
 
+/// The answer to the framing guard's own request (a refused HTTP/1 head, counted by the
+/// guard): its page, and the connection closed. A client sending the header itself gets 400.
+fn guard_verdict(value: &[u8]) -> Response<Body> {
+    let mut r = match crate::guard::refusal_status(value) {
+        Some(431) => page(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            pages::header_too_large(),
+        ),
+        _ => page(StatusCode::BAD_REQUEST, pages::bad_request()),
+    };
+    r.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    r
+}
+
 async fn route(
     shared: &Arc<Shared>,
     backends: &Backends,
@@ -241,6 +256,9 @@ async fn route(
     entry: Option<&HostEntry>,
     table: &crate::table::Table,
 ) -> Response<Body> {
+    if let Some(v) = req.headers().get(crate::guard::VERDICT_HEADER) {
+        return guard_verdict(v.as_bytes());
+    }
     if smuggling(&req) {
         shared.global.bad_requests.fetch_add(1, Relaxed);
         let mut r = page(StatusCode::BAD_REQUEST, pages::bad_request());

@@ -53,6 +53,15 @@ pub fn bad_request() -> String {
     )
 }
 
+pub fn header_too_large() -> String {
+    page(
+        "En-têtes de requête trop volumineux",
+        "Request headers too large",
+        "Votre navigateur a envoyé trop de données avec cette requête, souvent des cookies accumulés. Effacez les cookies de ce site puis réessayez.",
+        "Your browser sent too much data with this request, often piled-up cookies. Clear this site’s cookies and try again.",
+    )
+}
+
 pub fn too_large() -> String {
     page(
         "Envoi trop volumineux",

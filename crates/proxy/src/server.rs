@@ -480,7 +480,9 @@ fn builder(shared: &Shared) -> hyper_util::server::conn::auto::Builder<TokioExec
     b.http1()
         .timer(TokioTimer::new())
         .header_read_timeout(shared.options.header_read_timeout)
-        .max_buf_size(shared.options.max_header_bytes.max(8192))
+        // the guard refuses heads over the limit (431, its page): hyper's buffer, which also
+        // holds pipelined bytes, has room to spare so that its bare 431 never comes first
+        .max_buf_size(shared.options.max_header_bytes.max(8192) * 2)
         .max_headers(MAX_HEADERS);
     b.http2()
         .timer(TokioTimer::new())
@@ -498,7 +500,13 @@ fn guard<S>(stream: S, shared: &Arc<Shared>) -> Guarded<S> {
     let on_refuse = Box::new(move || {
         s.global.bad_requests.fetch_add(1, Relaxed);
     });
-    Guarded::new(stream, Framing::new(limit, MAX_HEADERS), on_refuse)
+    let head_timeout = shared.options.header_read_timeout;
+    Guarded::new(
+        stream,
+        Framing::new(limit, MAX_HEADERS),
+        head_timeout,
+        on_refuse,
+    )
 }
 
 const MAX_HEADERS: usize = 100;

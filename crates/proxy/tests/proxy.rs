@@ -447,6 +447,15 @@ async fn limits_431_413_and_slow_clients() {
     let big = format!("X-Big: {}\r\n", "a".repeat(20 * 1024));
     let r = get(http, "a.test", "/", &big).await;
     assert_eq!(status(&r), 431, "{r}");
+    assert!(
+        r.contains("trop volumineux") && r.contains("too large"),
+        "{r}"
+    );
+    // the guard's own verdict header cannot be sent by a client
+    let hits = b.hits.load(Ordering::SeqCst);
+    let r = get(http, "a.test", "/", "X-Pic2-Guard: 0123 431\r\n").await;
+    assert_eq!(status(&r), 400, "{r}");
+    assert_eq!(b.hits.load(Ordering::SeqCst), hits);
     // b.test accepts 1 MB: a declared larger body is refused before the backend
     let hits = b.hits.load(Ordering::SeqCst);
     let r = raw(
@@ -546,6 +555,10 @@ async fn request_smuggling_shapes_are_rejected() {
     for s in &refused {
         let r = raw(http, s.as_bytes()).await;
         assert_eq!(status(&r), 400, "{s}\n---\n{r}");
+        assert!(
+            r.contains("Requête invalide") && r.contains("Bad request"),
+            "{r}"
+        );
         assert_eq!(r.matches("HTTP/1.1 ").count(), 1, "{r}");
         assert!(!r.contains("/smuggled"), "{r}");
     }
