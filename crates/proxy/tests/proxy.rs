@@ -170,6 +170,13 @@ fn status(resp: &str) -> u16 {
         .unwrap_or(0)
 }
 
+/// Routes with one site, a.test, over plain HTTP to `backend`.
+fn one_site(env: &Env, backend: SocketAddr) {
+    let none = serde_json::json!({"mode":"none"});
+    let sites = vec![site("a.test", &["a.test"], backend, none)];
+    write_routes(env, serde_json::json!({}), sites);
+}
+
 async fn basic() -> (Env, Backend, Proxy) {
     let b = backend().await;
     let e = env();
@@ -795,12 +802,7 @@ async fn metrics_and_health() {
 async fn every_worker_serves_the_one_port() {
     let b = backend().await;
     let e = env();
-    let none = serde_json::json!({"mode":"none"});
-    write_routes(
-        &e,
-        serde_json::json!({}),
-        vec![site("a.test", &["a.test"], b.addr, none)],
-    );
+    one_site(&e, b.addr);
     let mut o = options(&e);
     o.workers = 4;
     let p = Proxy::start(o).await.unwrap();
@@ -839,12 +841,7 @@ async fn all_at_once<F: std::future::Future<Output = String> + Send + 'static>(
 async fn access_log_in_combined_format() {
     let b = backend().await;
     let e = env();
-    let none = serde_json::json!({"mode":"none"});
-    write_routes(
-        &e,
-        serde_json::json!({}),
-        vec![site("a.test", &["a.test"], b.addr, none)],
-    );
+    one_site(&e, b.addr);
     let log = e.dir.path().join("access.log");
     let mut o = options(&e);
     o.access_log = Some(log.clone());
@@ -916,12 +913,10 @@ async fn counting_backend(linger: Option<Duration>) -> (SocketAddr, Arc<AtomicUs
 
 #[tokio::test]
 async fn backend_connections_are_kept_alive_and_replaced_when_closed() {
-    let none = serde_json::json!({"mode":"none"});
     for (linger, expected) in [(None, 1), (Some(Duration::from_millis(20)), 10)] {
         let (addr, accepted) = counting_backend(linger).await;
         let e = env();
-        let routes = vec![site("a.test", &["a.test"], addr, none.clone())];
-        write_routes(&e, serde_json::json!({}), routes);
+        one_site(&e, addr);
         let mut o = options(&e);
         o.workers = 1;
         let p = Proxy::start(o).await.unwrap();
