@@ -12,6 +12,33 @@ pub fn parse_ip(s: &str, span: Span) -> Result<IpAddr, Diagnostic> {
     })
 }
 
+/// An address or a network in CIDR form (`192.0.2.7`, `2001:db8::/48`), as the proxy
+/// matches client addresses against it: any prefix length up to the address's size.
+pub fn parse_network(s: &str, span: Span) -> Result<(IpAddr, u8), Diagnostic> {
+    let (addr, prefix) = match s.split_once('/') {
+        Some((a, p)) => (a, Some(p)),
+        None => (s, None),
+    };
+    let ip = parse_ip(addr, span)?;
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    let Some(prefix) = prefix else {
+        return Ok((ip, max));
+    };
+    match prefix.parse::<u8>() {
+        Ok(p) if p <= max => Ok((ip, p)),
+        _ => Err(Diagnostic::new(
+            Code::InvalidAddress,
+            span,
+            format!("`{s}` has no valid prefix length"),
+        )
+        .label("this network")
+        .hint(format!(
+            "write the prefix length as a number from 0 to {max} (e.g. `{addr}/{}`)",
+            if max == 32 { 24 } else { 48 }
+        ))),
+    }
+}
+
 pub fn parse_ipv4(s: &str, span: Span) -> Result<Ipv4Addr, Diagnostic> {
     match parse_ip(s, span)? {
         IpAddr::V4(a) => Ok(a),

@@ -20,6 +20,9 @@ pub struct ProxyConfig {
     pub state_dir: Option<Spanned<String>>,
     /// Addresses or networks still let through to a site in maintenance.
     pub admin_addresses: Vec<Spanned<String>>,
+    /// Proxies in front of this one (a load balancer, a CDN) whose X-Forwarded-For and
+    /// X-Forwarded-Proto are believed; nobody else's ever are.
+    pub trusted_proxies: Vec<Spanned<String>>,
     /// Private address of the health and Prometheus metrics endpoint.
     pub metrics_listen: Option<Spanned<String>>,
     /// A PEM file of extra roots trusted for the ACME directory's own HTTPS (a test CA
@@ -40,6 +43,7 @@ pub(crate) fn read_proxy(value: Value<'_>, sink: &mut Sink) -> Option<ProxyConfi
         acme_email: t.opt("acme_email", sink),
         state_dir: t.opt("state_dir", sink),
         admin_addresses: t.opt("admin_addresses", sink).unwrap_or_default(),
+        trusted_proxies: t.opt("trusted_proxies", sink).unwrap_or_default(),
         metrics_listen: t.opt("metrics_listen", sink),
         acme_ca_file: t.opt("acme_ca_file", sink),
         acme_challenge: t.opt("acme_challenge", sink),

@@ -430,3 +430,17 @@ fn redirects_need_both_names_and_ports_are_unique() {
     );
     assert_eq!(errors(&text)[0].0, "duplicate-value");
 }
+
+#[test]
+fn proxy_networks_are_checked_where_written() {
+    let text = with("[proxy]\nadmin_addresses = [\"2001:db8::/48\", \"10.0.0.0/33\"]\ntrusted_proxies = [\"192.0.2.7\", \"lb.example\"]\n");
+    let e = errors(&text);
+    assert_eq!(e.len(), 2, "{e:?}");
+    assert_eq!(e[0].0, "invalid-address");
+    assert_eq!(e[0].1, line_of(&text, "admin_addresses"));
+    assert_eq!(e[0].3, "10.0.0.0/33");
+    assert_eq!(e[1].1, line_of(&text, "trusted_proxies"));
+    assert_eq!(e[1].3, "lb.example");
+    let fine = with("[proxy]\ntrusted_proxies = [\"192.0.2.0/24\", \"2001:db8::1\"]\n");
+    assert_eq!(errors(&fine), vec![]);
+}

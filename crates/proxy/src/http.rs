@@ -2,6 +2,7 @@
 //! backend call (keep-alive pool), WebSocket upgrades, and the access log line.
 
 use crate::backend::Backends;
+use crate::origin::Origin;
 use crate::pages;
 use crate::server::Shared;
 use crate::table::{normalize_host, HostEntry, Site};
@@ -22,7 +23,7 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub type Body = BoxBody<Bytes, BoxError>;
 
 /// What the connection knows about its client.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Client {
     pub addr: SocketAddr,
     pub tls: bool,
@@ -162,7 +163,7 @@ impl Logged {
 
     fn entry(
         self,
-        client: Client,
+        client: std::net::IpAddr,
         host: String,
         resp: &Response<Body>,
         elapsed: std::time::Duration,
@@ -175,7 +176,7 @@ impl Logged {
             .or_else(|| hyper::body::Body::size_hint(resp.body()).exact());
         crate::access_log::Entry {
             time: self.time,
-            client: client.addr.ip(),
+            client,
             host,
             method: self.method,
             path: self.path,
@@ -207,10 +208,11 @@ pub async fn handle(
     let host = raw_host.map(normalize_host).unwrap_or_default();
     let table = shared.table.load_full();
     let entry = table.hosts.get(&host).cloned();
+    let origin = crate::origin::resolve(&table.trusted, client, req.headers());
     let resp = route(
         &shared,
         &backends,
-        client,
+        &origin,
         req,
         &host,
         entry.as_ref(),
@@ -227,7 +229,7 @@ pub async fn handle(
         None => {}
     }
     if let Some(l) = logged {
-        shared.access_log(&l.entry(client, host, &resp, elapsed));
+        shared.access_log(&l.entry(origin.ip, host, &resp, elapsed));
     }
     Ok(resp)
 }
@@ -250,7 +252,7 @@ fn guard_verdict(value: &[u8]) -> Response<Body> {
 async fn route(
     shared: &Arc<Shared>,
     backends: &Backends,
-    client: Client,
+    origin: &Origin,
     req: Request<Incoming>,
     host: &str,
     entry: Option<&HostEntry>,
@@ -267,7 +269,7 @@ async fn route(
         return r;
     }
     let path = req.uri().path();
-    if !client.tls {
+    if !origin.peer.tls {
         if let Some(token) = path.strip_prefix("/.well-known/acme-challenge/") {
             if let Some(ka) = shared.acme.http01(token) {
                 let mut r = Response::new(full(ka));
@@ -284,10 +286,10 @@ async fn route(
     };
     let site = &entry.site;
     let https_port = shared.https_public_port;
-    let to_https = !client.tls && site.tls != RouteTls::None && https_port.is_some();
+    let to_https = !origin.https && site.tls != RouteTls::None && https_port.is_some();
     if entry.redirect_to.is_some() || to_https {
         let target = entry.redirect_to.as_deref().unwrap_or(host);
-        let (scheme, port) = if client.tls || to_https {
+        let (scheme, port) = if origin.https || to_https {
             ("https", https_port)
         } else {
             ("http", shared.http_public_port)
@@ -298,7 +300,7 @@ async fn route(
         let pq = path_of(req.uri());
         return redirect(&format!("{scheme}://{target}{port}{pq}"));
     }
-    if shared.maintenance.load().contains(&site.name) && !table.is_admin(client.addr.ip()) {
+    if shared.maintenance.load().contains(&site.name) && !table.is_admin(origin.ip) {
         let mut r = page(StatusCode::SERVICE_UNAVAILABLE, pages::maintenance());
         r.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from_static("600"));
@@ -315,8 +317,8 @@ async fn route(
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
         return r;
     }
-    let mut resp = forward(shared, backends, client, req, host, site).await;
-    if client.tls && site.hsts {
+    let mut resp = forward(shared, backends, origin, req, host, site).await;
+    if origin.https && site.hsts {
         resp.headers_mut().insert(
             header::STRICT_TRANSPORT_SECURITY,
             HeaderValue::from_static("max-age=31536000"),
@@ -328,13 +330,13 @@ async fn route(
 async fn forward(
     shared: &Arc<Shared>,
     backends: &Backends,
-    client: Client,
+    origin: &Origin,
     req: Request<Incoming>,
     host: &str,
     site: &Site,
 ) -> Response<Body> {
     let backend = site.backend.as_str();
-    let (out, client_upgrade) = backend_request(client, req, host, site);
+    let (out, client_upgrade) = backend_request(origin, req, host, site);
     let waiting = shared.options.backend_timeout;
     if let Some(client_up) = client_upgrade {
         let sent = tokio::time::timeout(waiting, backends.send_upgrade(backend, out)).await;
@@ -358,7 +360,7 @@ async fn forward(
 /// set, body under the site's limit), and the client's side of an upgrade it asks for.
 /// Not async on purpose: none of its locals lives in the request's future.
 fn backend_request(
-    client: Client,
+    origin: &Origin,
     mut req: Request<Incoming>,
     host: &str,
     site: &Site,
@@ -382,8 +384,8 @@ fn backend_request(
     for n in &FORWARDING {
         headers.remove(n);
     }
-    let ip = client.addr.ip();
-    let proto = if client.tls { "https" } else { "http" };
+    let ip = origin.ip;
+    let proto = if origin.https { "https" } else { "http" };
     let for_ = match ip {
         std::net::IpAddr::V4(a) => a.to_string(),
         std::net::IpAddr::V6(a) => format!("\"[{a}]\""),
@@ -396,7 +398,11 @@ fn backend_request(
     set(
         &mut headers,
         HeaderName::from_static("x-forwarded-for"),
-        ip.to_string(),
+        // behind a trusted proxy its chain goes on, with the proxy itself last
+        match &origin.chain {
+            Some(chain) => format!("{chain}, {}", origin.peer.addr.ip()),
+            None => ip.to_string(),
+        },
     );
     set(
         &mut headers,

@@ -21,6 +21,7 @@ pub mod http;
 pub mod maintenance;
 pub mod metrics;
 pub mod net;
+pub mod origin;
 mod pages;
 pub mod server;
 pub mod table;

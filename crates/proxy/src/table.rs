@@ -36,6 +36,8 @@ pub struct Table {
     pub hosts: HashMap<String, HostEntry>,
     pub sites: Vec<Arc<Site>>,
     pub admin: Vec<Net>,
+    /// Proxies in front whose forwarding headers are believed ([`crate::origin`]).
+    pub trusted: Vec<Net>,
     pub routes: Routes,
 }
 
@@ -80,6 +82,12 @@ impl Table {
         let admin = routes
             .settings
             .admin_addresses
+            .iter()
+            .map(|a| Net::parse(a))
+            .collect::<Result<Vec<_>, _>>()?;
+        let trusted = routes
+            .settings
+            .trusted_proxies
             .iter()
             .map(|a| Net::parse(a))
             .collect::<Result<Vec<_>, _>>()?;
@@ -133,6 +141,7 @@ impl Table {
             hosts,
             sites,
             admin,
+            trusted,
             routes,
         })
     }

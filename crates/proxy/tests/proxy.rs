@@ -941,3 +941,61 @@ async fn backend_connections_are_kept_alive_and_replaced_when_closed() {
         p.shutdown().await;
     }
 }
+
+#[tokio::test]
+async fn forwarding_headers_of_trusted_proxies_only() {
+    let b = backend().await;
+    let e = env();
+    let (cert, key) = self_signed(&e, "t.test");
+    let none = serde_json::json!({"mode":"none"});
+    let files = serde_json::json!({"mode":"files","cert":cert,"key":key});
+    write_routes(
+        &e,
+        serde_json::json!({"trusted_proxies": ["127.0.0.1"], "admin_addresses": ["198.51.100.7"]}),
+        vec![
+            site("a.test", &["a.test"], b.addr, none),
+            site("t.test", &["t.test"], b.addr, files),
+        ],
+    );
+    let p = Proxy::start(options(&e)).await.unwrap();
+    let http = p.http_addr.unwrap();
+    // our load balancer (127.0.0.1) names the client; a forged entry before it stays a hop
+    let lb = "X-Forwarded-For: 6.6.6.6, 203.0.113.9\r\nX-Forwarded-Proto: https\r\n";
+    let r = get(http, "a.test", "/", lb).await;
+    assert!(
+        r.contains("x-forwarded-for: 6.6.6.6, 203.0.113.9, 127.0.0.1\n"),
+        "{r}"
+    );
+    assert!(r.contains("x-forwarded-proto: https\n"), "{r}");
+    assert!(
+        r.contains("forwarded: for=203.0.113.9;proto=https;host=a.test\n"),
+        "{r}"
+    );
+    // TLS ended at the balancer: no redirect to https for what it says was https
+    assert_eq!(status(&get(http, "t.test", "/", lb).await), 200);
+    assert_eq!(status(&get(http, "t.test", "/", "").await), 308);
+    // the admin check looks at the client the balancer names
+    let state = e.dir.path().join("state");
+    pic2_proxy::maintenance::set(&state, "a.test", true).unwrap();
+    let admin = "X-Forwarded-For: 198.51.100.7\r\n";
+    let mut r = String::new();
+    for _ in 0..30 {
+        r = get(http, "a.test", "/", lb).await;
+        if status(&r) == 503 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status(&r), 503, "{r}");
+    assert_eq!(status(&get(http, "a.test", "/", admin).await), 200);
+    p.shutdown().await;
+
+    // the same headers from a peer nobody trusts are replaced
+    let e2 = env();
+    one_site(&e2, b.addr);
+    let p = Proxy::start(options(&e2)).await.unwrap();
+    let r = get(p.http_addr.unwrap(), "a.test", "/", lb).await;
+    assert!(r.contains("x-forwarded-for: 127.0.0.1\n"), "{r}");
+    assert!(r.contains("x-forwarded-proto: http\n"), "{r}");
+    p.shutdown().await;
+}

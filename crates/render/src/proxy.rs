@@ -35,6 +35,9 @@ pub struct Settings {
     pub acme_email: Option<String>,
     pub state_dir: String,
     pub admin_addresses: Vec<String>,
+    /// Proxies in front whose forwarding headers are believed (absent: none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trusted_proxies: Vec<String>,
     pub metrics_listen: Option<String>,
 }
 
@@ -49,6 +52,7 @@ impl Default for Settings {
             acme_email: None,
             state_dir: "/var/lib/pic2/proxy".into(),
             admin_addresses: Vec::new(),
+            trusted_proxies: Vec::new(),
             metrics_listen: None,
         }
     }
@@ -109,6 +113,7 @@ pub fn routes(inv: &ValidInventory) -> Routes {
         settings.acme_email = p.acme_email.as_ref().map(|e| e.value.to_string());
         settings.state_dir = get(&p.state_dir).unwrap_or(settings.state_dir);
         settings.admin_addresses = p.admin_addresses.iter().map(|a| a.value.clone()).collect();
+        settings.trusted_proxies = p.trusted_proxies.iter().map(|a| a.value.clone()).collect();
         settings.metrics_listen = get(&p.metrics_listen);
     }
     let mut sites = Vec::new();

@@ -9,6 +9,7 @@ use crate::model::Inventory;
 
 mod database_owner;
 mod host_roles;
+mod proxy_networks;
 mod redirects;
 mod references;
 mod runtime_ports;
@@ -32,4 +33,5 @@ pub(crate) const RULES: &[Rule] = &[
     redirects::check,
     runtime_ports::check,
     sftp::check,
+    proxy_networks::check,
 ];

@@ -1,0 +1,158 @@
+//! Who a request comes from. The connection's peer, always — unless the peer is one of the
+//! `trusted_proxies` (a load balancer, a CDN in front): then the client is the last address
+//! of X-Forwarded-For that no trusted proxy wrote (nginx's `real_ip_recursive`), and the
+//! scheme the one X-Forwarded-Proto says. Nobody else's forwarding headers are ever believed.
+
+use crate::http::Client;
+use crate::net::Net;
+use hyper::header::HeaderMap;
+use std::net::IpAddr;
+
+/// The request's client as pic2 tells it to the backend, the admin check and the log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Origin {
+    /// The connection the request came on.
+    pub peer: Client,
+    pub ip: IpAddr,
+    /// The client spoke HTTPS (to pic2, or to the trusted proxy in front).
+    pub https: bool,
+    /// The X-Forwarded-For a trusted peer sent, which the peer's address is appended to.
+    pub chain: Option<String>,
+}
+
+/// Resolves the origin of a request that arrived on `client`'s connection.
+pub fn resolve(trusted: &[Net], client: Client, headers: &HeaderMap) -> Origin {
+    let peer = client.addr.ip();
+    let direct = Origin {
+        peer: client,
+        ip: peer,
+        https: client.tls,
+        chain: None,
+    };
+    if !is_trusted(trusted, peer) {
+        return direct;
+    }
+    let chain: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    let mut ip = peer;
+    for hop in chain.iter().rev() {
+        if !is_trusted(trusted, ip) {
+            break;
+        }
+        match parse_hop(hop) {
+            Some(h) => ip = h,
+            None => break, // garbage: the last trusted hop is as far as we can see
+        }
+    }
+    let https = match headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().to_ascii_lowercase())
+        .as_deref()
+    {
+        Some("https") => true,
+        Some("http") => false,
+        _ => client.tls,
+    };
+    Origin {
+        peer: client,
+        ip,
+        https,
+        chain: (!chain.is_empty()).then(|| chain.join(", ")),
+    }
+}
+
+fn is_trusted(trusted: &[Net], ip: IpAddr) -> bool {
+    trusted.iter().any(|n| n.contains(ip))
+}
+
+/// An X-Forwarded-For entry: an address, an IPv6 one in brackets, either with a port.
+fn parse_hop(hop: &str) -> Option<IpAddr> {
+    if let Ok(ip) = hop.parse() {
+        return Some(ip);
+    }
+    if let Some(rest) = hop.strip_prefix('[') {
+        return rest.split_once(']').and_then(|(a, _)| a.parse().ok());
+    }
+    hop.rsplit_once(':').and_then(|(a, _)| a.parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (n, v) in pairs {
+            h.append(*n, v.parse().unwrap());
+        }
+        h
+    }
+
+    fn client(ip: &str, tls: bool) -> Client {
+        Client {
+            addr: std::net::SocketAddr::new(ip.parse().unwrap(), 5000),
+            tls,
+        }
+    }
+
+    fn nets(list: &[&str]) -> Vec<Net> {
+        list.iter().map(|n| Net::parse(n).unwrap()).collect()
+    }
+
+    #[test]
+    fn an_untrusted_peers_headers_are_ignored() {
+        let h = headers(&[
+            ("x-forwarded-for", "6.6.6.6"),
+            ("x-forwarded-proto", "https"),
+        ]);
+        let c = client("192.0.2.1", false);
+        let o = resolve(&nets(&["10.0.0.0/8"]), c, &h);
+        let ip = "192.0.2.1".parse().unwrap();
+        assert_eq!(
+            o,
+            Origin {
+                peer: c,
+                ip,
+                https: false,
+                chain: None
+            }
+        );
+        let o = resolve(&[], client("10.0.0.1", false), &h);
+        assert_eq!(o.ip, "10.0.0.1".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn behind_trusted_proxies_the_first_untrusted_hop_from_the_right_is_the_client() {
+        let trusted = nets(&["10.0.0.0/8", "2001:db8:f::/48"]);
+        // a client that forged its own header, then a CDN, then our load balancer
+        let h = headers(&[
+            ("x-forwarded-for", "6.6.6.6, 203.0.113.9"),
+            ("x-forwarded-for", "[2001:db8:f::5]:443"),
+            ("x-forwarded-proto", "HTTPS"),
+        ]);
+        let o = resolve(&trusted, client("10.1.2.3", false), &h);
+        assert_eq!(o.ip, "203.0.113.9".parse::<IpAddr>().unwrap());
+        assert!(o.https);
+        assert_eq!(
+            o.chain.as_deref(),
+            Some("6.6.6.6, 203.0.113.9, [2001:db8:f::5]:443")
+        );
+        // garbage stops the walk at the last hop a trusted proxy vouched for
+        let h = headers(&[("x-forwarded-for", "203.0.113.9, unknown")]);
+        let o = resolve(&trusted, client("10.1.2.3", true), &h);
+        assert_eq!(o.ip, "10.1.2.3".parse::<IpAddr>().unwrap());
+        assert!(o.https, "no X-Forwarded-Proto: the connection's own scheme");
+        // only trusted hops: the leftmost is as far as it goes
+        let h = headers(&[("x-forwarded-for", "10.9.9.9")]);
+        let o = resolve(&trusted, client("10.1.2.3", false), &h);
+        assert_eq!(o.ip, "10.9.9.9".parse::<IpAddr>().unwrap());
+    }
+}
