@@ -4,7 +4,9 @@
 # plain port, HTTP/2 over TLS on the TLS port); a peer that fails the check is not measured.
 # Prints req/s, p50, p99, errors (wrk: socket errors + status >= 400 + short bodies, so a 3xx
 # counts too; h2load: every request without a 2xx), backend connections opened (upstream
-# keep-alive shows as a handful), RSS, and pic2's ratio to each peer; a row with errors is
+# keep-alive shows as a handful), the proxy's CPU time per request (user + system of its
+# processes and threads, from /proc: steadier than req/s on a shared machine), RSS, and
+# pic2's ratio to each peer; a row with errors is
 # marked INVALID and left out of the ratios. The peers take turns, ROUNDS times (one run
 # each per test and round), and each figure is the median of its rounds: on a shared machine
 # one run apiece lets the noise decide. Then pic2 with 10 vs 10,000 routes (alternated, twice
@@ -174,6 +176,14 @@ rss_of() { # total RSS (MB) of a process and its children
     awk -v k="$kb" 'BEGIN {printf "%.1f", k/1024}'
 }
 
+cpu_ticks() { # CPU time (user + system, clock ticks) of a process, its threads and children
+    local pids; pids=$(pgrep -P "$1" 2>/dev/null || true)
+    local t=0 p
+    for p in "$1" $pids; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0))); done
+    echo "$t"
+}
+TICK=$(getconf CLK_TCK)
+
 # wrk's own summary, exact: requests, bytes, every error class, latency percentiles (µs)
 cat >"$W/count.lua" <<'EOL'
 done = function(s, lat, req)
@@ -183,26 +193,26 @@ done = function(s, lat, req)
   io.write(string.format("DURATION %d\n", s.duration))
 end
 EOL
-wrk_run() { # wrk_run PORT PATH BODYBYTES [SECONDS] -> "req/s p50ms p99ms errors"
+wrk_run() { # wrk_run PORT PATH BODYBYTES [SECONDS] -> "req/s p50ms p99ms errors requests"
     wrk -t2 -c"$CONNS" -d"${4:-$DUR}s" --latency -s "$W/count.lua" -H 'Host: bench.test' \
         "http://127.0.0.1:$1$2" >"$W/wrk.out" 2>&1 || true
     awk -v body="$3" '/^RESULT/ {n=$2; b=$3; sock=$4; st=$5; p50=$6; p99=$7} /^DURATION/ {d=$2}
         END { short = (n > 0 && b / n < body) ? n : 0   # answers smaller than the file: not it
-              if (d > 0) printf "%.0f %.2f %.2f %d\n", n * 1e6 / d, p50 / 1000, p99 / 1000, sock + st + short
-              else print "0 - - 1" }' "$W/wrk.out"
+              if (d > 0) printf "%.0f %.2f %.2f %d %d\n", n * 1e6 / d, p50 / 1000, p99 / 1000, sock + st + short, n
+              else print "0 - - 1 0" }' "$W/wrk.out"
 }
-h2_run() { # h2_run PORT -> "req/s p50ms p99ms errors"
+h2_run() { # h2_run PORT -> "req/s p50ms p99ms errors requests"
     rm -f "$W/h2.log"
     local n=$((20000 * DUR)) # a count, not -D: h2load 1.52's duration mode under-loads and cuts streams
     h2load -n "$n" -c 32 -m 10 -t 1 --connect-to=127.0.0.1:"$1" --log-file="$W/h2.log" \
         "https://bench.test:$1/1k" >"$W/h2.out" 2>&1 || true
-    grep -qi 'application protocol: h2' "$W/h2.out" || { echo "0 - - $n"; return; }
+    grep -qi 'application protocol: h2' "$W/h2.out" || { echo "0 - - $n 0"; return; }
     local rps ok
     rps=$(awk '/^finished in/ {print $4}' "$W/h2.out")
     ok=$(awk '/^status codes:/ {print $3}' "$W/h2.out")
     sort -n -k3,3 "$W/h2.log" | awk -v n="${n:-1}" -v ok="${ok:-0}" -v rps="${rps:-0}" \
-        '{ t[NR] = $3 } END { if (NR == 0) { print "0 - - " n; exit }
-          printf "%.0f %.2f %.2f %d\n", rps, t[int(NR * 0.50) + 1] / 1000, t[int(NR * 0.99)] / 1000, n - ok }'
+        '{ t[NR] = $3 } END { if (NR == 0) { print "0 - - " n " 0"; exit }
+          printf "%.0f %.2f %.2f %d %d\n", rps, t[int(NR * 0.50) + 1] / 1000, t[int(NR * 0.99)] / 1000, n - ok, NR }'
 }
 
 declare -A PORT=([pic2]=18081 [nginx]=18082 [haproxy]=18083 [caddy]=18084 [pingora]=18085)
@@ -230,46 +240,50 @@ median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{ v[NR] = $1 } END { if (
 
 printf '\nbench/proxy: %s s per run, %s rounds (medians), %s connections, wrk 2 threads; h2load 32 connections x 10 streams; backend nginx on 127.0.0.1:18080\n' "$DUR" "$ROUNDS" "$CONNS"
 printf 'caddy %s, nginx %s, %s\n\n' "$(caddy version | cut -d' ' -f1)" "$(nginx -v 2>&1 | cut -d/ -f2)" "$(haproxy -v | head -1 | cut -d' ' -f1-3)"
-ROW='%-8s %-18s %10s %8s %8s %7s %8s %7s %s\n'
-declare -A OK RPS P50 P99 ERR CONNS RSS VALID
+ROW='%-8s %-18s %10s %8s %8s %10s %7s %8s %7s %s\n'
+declare -A OK RPS P50 P99 CPU ERR CONNS RSS VALID
 for p in "${PEERS[@]}"; do OK[$p]=$(check "$p" && echo 1 || echo 0); done
 for round in $(seq "$ROUNDS"); do
     for t in 1k 100k h2; do
         for p in "${PEERS[@]}"; do
             [[ ${OK[$p]} == 1 ]] || continue
             before=$(be_accepts)
+            ticks=$(cpu_ticks "$(pid_of "$p" "$t")")
             case $t in
-            1k) read -r r p50 p99 e < <(wrk_run "${PORT[$p]}" /1k 1024) ;;
-            100k) read -r r p50 p99 e < <(wrk_run "${PORT[$p]}" /100k 102400) ;;
-            h2) read -r r p50 p99 e < <(h2_run "${TLSPORT[$p]}") ;;
+            1k) read -r r p50 p99 e n < <(wrk_run "${PORT[$p]}" /1k 1024) ;;
+            100k) read -r r p50 p99 e n < <(wrk_run "${PORT[$p]}" /100k 102400) ;;
+            h2) read -r r p50 p99 e n < <(h2_run "${TLSPORT[$p]}") ;;
             esac
+            ticks=$(($(cpu_ticks "$(pid_of "$p" "$t")") - ticks))
             k=$p.$t
             RPS[$k]+="$r "; P50[$k]+="$p50 "; P99[$k]+="$p99 "
+            CPU[$k]+="$(awk -v t="$ticks" -v hz="$TICK" -v n="$n" 'BEGIN { if (n > 0) printf "%.2f", t / hz * 1e6 / n }') "
             ERR[$k]=$((${ERR[$k]:-0} + e)); CONNS[$k]=$((${CONNS[$k]:-0} + $(be_accepts) - before - 1))
             RSS[$k]+="$(rss_of "$(pid_of "$p" "$t")") "
         done
     done
     printf '  round %s of %s done\n' "$round" "$ROUNDS" >&2
 done
-printf "$ROW" proxy test req/s p50_ms p99_ms errors be_conns rss_MB ""
+printf "$ROW" proxy test req/s p50_ms p99_ms cpu_us/req errors be_conns rss_MB ""
 declare -A NAME=([1k]="wrk h1 1k" [100k]="wrk h1 100k" [h2]="h2load h2/TLS 1k")
 for t in 1k 100k h2; do
     for p in "${PEERS[@]}"; do
         k=$p.$t
-        if [[ ${OK[$p]} != 1 ]]; then printf "$ROW" "$p" "${NAME[$t]}" - - - - - - "INVALID: failed the curl check"; VALID[$k]=0; continue; fi
+        if [[ ${OK[$p]} != 1 ]]; then printf "$ROW" "$p" "${NAME[$t]}" - - - - - - - "INVALID: failed the curl check"; VALID[$k]=0; continue; fi
         VALID[$k]=$([[ ${ERR[$k]} == 0 ]] && echo 1 || echo 0)
-        RPS[$k]=$(median <<<"${RPS[$k]}"); P99[$k]=$(median <<<"${P99[$k]}")
-        printf "$ROW" "$p" "${NAME[$t]}" "$(printf %.0f "${RPS[$k]}")" "$(median <<<"${P50[$k]}")" "${P99[$k]}" "${ERR[$k]}" \
+        RPS[$k]=$(median <<<"${RPS[$k]}"); P99[$k]=$(median <<<"${P99[$k]}"); CPU[$k]=$(median <<<"${CPU[$k]}")
+        printf "$ROW" "$p" "${NAME[$t]}" "$(printf %.0f "${RPS[$k]}")" "$(median <<<"${P50[$k]}")" "${P99[$k]}" "${CPU[$k]}" "${ERR[$k]}" \
             "${CONNS[$k]}" "$(median <<<"${RSS[$k]}")" "$([[ ${ERR[$k]} == 0 ]] || echo INVALID)"
     done
 done
-printf '\npic2 ratio to each peer: req/s (>1: pic2 faster), p99 (<1: pic2 lower)\n'
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a/b; else print "n/a" }'; }
+printf '\npic2 ratio to each peer: req/s (>1: pic2 faster), p99 and CPU per request (<1: pic2 lower)\n'
 for t in 1k 100k h2; do
     for p in "${PEERS[@]:1}"; do
         if [[ ${VALID[pic2.$t]} == 1 && ${VALID[$p.$t]} == 1 ]]; then
-            printf '  %-5s vs %-8s req/s %s  p99 %s\n' "$t" "$p" \
-                "$(awk -v a="${RPS[pic2.$t]}" -v b="${RPS[$p.$t]}" 'BEGIN { if (b > 0) printf "%.2f", a/b; else print "n/a" }')" \
-                "$(awk -v a="${P99[pic2.$t]}" -v b="${P99[$p.$t]}" 'BEGIN { if (b > 0) printf "%.2f", a/b; else print "n/a" }')"
+            printf '  %-5s vs %-8s req/s %s  p99 %s  cpu/req %s\n' "$t" "$p" \
+                "$(ratio "${RPS[pic2.$t]}" "${RPS[$p.$t]}")" "$(ratio "${P99[pic2.$t]}" "${P99[$p.$t]}")" \
+                "$(ratio "${CPU[pic2.$t]}" "${CPU[$p.$t]}")"
         else
             printf '  %-5s vs %-8s n/a (a row is invalid)\n' "$t" "$p"
         fi

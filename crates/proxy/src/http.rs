@@ -207,7 +207,7 @@ pub async fn handle(
     });
     let host = raw_host.map(normalize_host).unwrap_or_default();
     let table = shared.table.load_full();
-    let entry = table.hosts.get(&host).cloned();
+    let entry = table.hosts.get(&host);
     let origin = crate::origin::resolve(&table.trusted, client, req.headers());
     let resp = route(
         &shared,
@@ -215,7 +215,7 @@ pub async fn handle(
         &origin,
         req,
         &host,
-        entry.as_ref(),
+        entry,
         &table,
     )
     .await;
