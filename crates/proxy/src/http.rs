@@ -209,16 +209,7 @@ pub async fn handle(
     let table = shared.table.load_full();
     let entry = table.hosts.get(&host);
     let origin = crate::origin::resolve(&table.trusted, client, req.headers());
-    let resp = route(
-        &shared,
-        &backends,
-        &origin,
-        req,
-        &host,
-        entry,
-        &table,
-    )
-    .await;
+    let resp = route(&shared, &backends, &origin, req, &host, entry, &table).await;
     let status = resp.status().as_u16();
     let elapsed = start.elapsed();
     match &entry {

@@ -547,7 +547,8 @@ async fn serve_conn(
             let svc = service_fn(move |req| handle(Arc::clone(&s), backends.clone(), client, req));
             if alpn.as_deref() == Some(b"h2") {
                 let b = b.http2_only();
-                let conn = b.serve_connection_with_upgrades(TokioIo::new(tls_stream), svc);
+                let io = TokioIo::new(crate::coalesce::Coalesced::new(tls_stream));
+                let conn = b.serve_connection_with_upgrades(io, svc);
                 let _ = watcher.watch(conn).await;
             } else {
                 let io = TokioIo::new(guard(tls_stream, shared));
