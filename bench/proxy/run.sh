@@ -297,7 +297,7 @@ declare -A RR=()
 for round in 1 2; do
     for n in 10 10000; do
         start_pic2 "$n" none
-        read -r r _ _ e < <(wrk_run 18081 /1k 1024)
+        read -r r _ _ e _ < <(wrk_run 18081 /1k 1024)
         stop_pic2
         RR[$n.$round]=$r
         printf '  routes %5s, round %s: %s req/s, %s errors\n' "$n" "$round" "$r" "$e"
