@@ -4,6 +4,12 @@
 //! library crates, and prints ([`output`]). Exit codes are decided here: 0 done or nothing to
 //! do, 2 `plan` found changes, 1 an error.
 
+/// mimalloc, not glibc's malloc: a no-op plan at 10,000 accounts builds and frees a few
+/// hundred thousand small strings and maps, and spent a sixth of its time in malloc and free
+/// (user time 0.72 s → 0.57 s). The proxy, in this binary too, pays ~8 MB more RSS for it.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod cli;
 mod commands;
 mod output;

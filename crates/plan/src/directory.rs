@@ -10,10 +10,18 @@ use crate::observed::{ObservedDirectory, ObservedEntry};
 use crate::Options;
 use pic2_inventory::ValidInventory;
 use pic2_render::directory::{desired, Entry, EntryKind, MANAGED_ATTRS, MARK_ATTR, MARK_CLASS};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 /// A DN compared without case and without spaces around separators.
 pub(crate) fn normalize_dn(dn: &str) -> String {
+    // The DNs pic2 writes and the server returns are already in this form: no allocation but
+    // the copy (a no-op plan normalises tens of thousands of them).
+    if dn
+        .bytes()
+        .all(|b| b.is_ascii() && !b.is_ascii_whitespace() && !b.is_ascii_uppercase())
+    {
+        return dn.to_owned();
+    }
     dn.split(',')
         .map(|rdn| {
             rdn.trim()
@@ -45,19 +53,24 @@ pub(crate) fn diff(
     plan: &mut Plan,
 ) {
     let platform = inv.platform.name.as_str();
-    let by_dn: BTreeMap<String, &ObservedEntry> = observed
+    let observed_keys: Vec<String> = observed
         .entries
         .iter()
-        .map(|e| (normalize_dn(&e.dn), e))
+        .map(|e| normalize_dn(&e.dn))
+        .collect();
+    let by_dn: HashMap<&str, &ObservedEntry> = observed_keys
+        .iter()
+        .map(String::as_str)
+        .zip(&observed.entries)
         .collect();
     let desired = desired(inv);
-    let wanted: BTreeSet<String> = desired.iter().map(|e| normalize_dn(&e.dn)).collect();
+    let desired_keys: Vec<String> = desired.iter().map(|e| normalize_dn(&e.dn)).collect();
+    let wanted: HashSet<&str> = desired_keys.iter().map(String::as_str).collect();
 
-    for entry in &desired {
-        let key = normalize_dn(&entry.dn);
-        match (by_dn.get(&key), entry.kind) {
+    for (entry, key) in desired.iter().zip(&desired_keys) {
+        match (by_dn.get(key.as_str()), entry.kind) {
             (Some(_), EntryKind::Container) => {}
-            (None, EntryKind::Container) if key == normalize_dn(inv.directory.base_dn.value.as_str()) && observed.base_exists => {}
+            (None, EntryKind::Container) if *key == normalize_dn(inv.directory.base_dn.value.as_str()) && observed.base_exists => {}
             (None, _) => {
                 if let Some(clash) = clash(entry, &observed.entries, platform, &wanted) {
                     plan.conflict(System::Directory, &entry.dn, clash.0, clash.1);
@@ -87,9 +100,8 @@ pub(crate) fn diff(
         }
     }
 
-    for actual in &observed.entries {
-        let key = normalize_dn(&actual.dn);
-        if wanted.contains(&key) || ownership(actual, platform) != Ok(true) {
+    for (actual, key) in observed.entries.iter().zip(&observed_keys) {
+        if wanted.contains(key.as_str()) || ownership(actual, platform) != Ok(true) {
             continue;
         }
         if options.prune {
@@ -147,6 +159,19 @@ fn add(entry: &Entry) -> Change {
 
 /// Values compared as sets; object classes without case, as the server does.
 fn same_values(attr: &str, want: &[String], have: &[String]) -> bool {
+    let fold = attr.eq_ignore_ascii_case("objectClass");
+    // the usual case, values as pic2 wrote them: equal in order, no sets built
+    if want.len() == have.len()
+        && want.iter().zip(have).all(|(w, h)| {
+            if fold {
+                w.eq_ignore_ascii_case(h)
+            } else {
+                w == h
+            }
+        })
+    {
+        return true;
+    }
     let norm = |vs: &[String]| -> BTreeSet<String> {
         if attr.eq_ignore_ascii_case("objectClass") {
             vs.iter().map(|v| v.to_ascii_lowercase()).collect()
@@ -203,7 +228,7 @@ fn clash(
     entry: &Entry,
     observed: &[ObservedEntry],
     platform: &str,
-    wanted: &BTreeSet<String>,
+    wanted: &HashSet<&str>,
 ) -> Option<(String, String)> {
     let get = |attr: &str| {
         entry
@@ -230,7 +255,7 @@ fn clash(
                 continue;
             }
             let ours = ownership(other, platform) == Ok(true);
-            if ours && wanted.contains(&normalize_dn(&other.dn)) {
+            if ours && wanted.contains(normalize_dn(&other.dn).as_str()) {
                 continue; // ours and also being updated: the inventory's uniqueness rules hold
             }
             let hint = if ours {
@@ -260,6 +285,18 @@ mod tests {
         o.directory.base_exists = true;
         o.directory.entries = desired(inv).iter().map(entry_from).collect();
         o
+    }
+
+    #[test]
+    fn dns_compare_without_case_or_spaces_around_separators() {
+        for dn in [
+            "uid=a,ou=people,dc=x",
+            "UID=a, ou=People ,dc=X",
+            "uid =a,ou= people,dc=x",
+        ] {
+            assert_eq!(normalize_dn(dn), "uid=a,ou=people,dc=x", "{dn}");
+        }
+        assert_eq!(normalize_dn("cn=Élise,dc=x"), "cn=élise,dc=x");
     }
 
     #[test]

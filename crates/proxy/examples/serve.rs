@@ -1,6 +1,10 @@
 //! The proxy alone, for bench/proxy: `serve ROUTES_FILE` (listeners from the file), without
 //! building the whole `pic2` binary. `WORKERS=N` sets the serving threads (default: cores).
 
+/// The `pic2` binary's allocator, so that the bench measures what runs in production.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let Some(routes) = std::env::args().nth(1) else {
         eprintln!("usage: serve ROUTES_FILE");
