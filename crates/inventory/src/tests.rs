@@ -441,6 +441,11 @@ fn proxy_networks_are_checked_where_written() {
     assert_eq!(e[0].3, "10.0.0.0/33");
     assert_eq!(e[1].1, line_of(&text, "trusted_proxies"));
     assert_eq!(e[1].3, "lb.example");
-    let fine = with("[proxy]\ntrusted_proxies = [\"192.0.2.0/24\", \"2001:db8::1\"]\n");
+    let fine = with("[proxy]\ntrusted_proxies = [\"192.0.2.0/24\", \"2001:db8::1\"]\nadmin_addresses = [\"2001:db8:1::/48\"]\n");
     assert_eq!(errors(&fine), vec![]);
+    let inside = with("[proxy]\ntrusted_proxies = [\"2001:db8:1::10\"]\nadmin_addresses = [\"2001:db8:1::/48\"]\n");
+    let e = errors(&inside);
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert_eq!(e[0].0, "invalid-value");
+    assert_eq!(e[0].1, line_of(&inside, "trusted_proxies"));
 }

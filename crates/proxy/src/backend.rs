@@ -27,10 +27,14 @@ use tokio::net::TcpStream;
 /// Boxed once per connection: the dispatcher is large, and requests' futures move it.
 type Conn = Pin<Box<Connection<TokioIo<TcpStream>, Body>>>;
 
-/// Idle connections kept per backend, and how long one may stay idle (nginx, the usual
-/// backend, closes its own after 75 s: we let go first).
+/// Idle connections kept per backend, and how long one may stay idle: the runtimes' Apache
+/// closes its own after 5 s (`KeepAliveTimeout`'s default), so we let go first; a busy site
+/// reuses them long before.
 const MAX_IDLE_PER_BACKEND: usize = 512;
-const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+const IDLE_TIMEOUT: Duration = Duration::from_secs(4);
+/// How often the idle connections past the timeout are closed (nobody polls them, so one the
+/// backend closed lingers in CLOSE_WAIT until then).
+pub const SWEEP_INTERVAL: Duration = Duration::from_secs(2);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why a backend request failed.
@@ -300,7 +304,19 @@ impl Drop for Driven {
         if !(self.ended || hyper::body::Body::is_end_stream(&self.body)) {
             return;
         }
-        if let (Some((sender, conn)), Some(home)) = (self.conn.take(), self.home.take()) {
+        let (Some((mut sender, mut conn)), Some(home)) = (self.conn.take(), self.home.take())
+        else {
+            return;
+        };
+        // The response is read, but the request may not be: a backend that answers an upload
+        // early (401, 413) before reading it. One look, with nobody to wake: only a
+        // connection that takes a request now goes back; the other is closed, which also
+        // lets the client's body go.
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        if conn.as_mut().poll(&mut cx).is_ready() {
+            return;
+        }
+        if let Poll::Ready(Ok(())) = sender.poll_ready(&mut cx) {
             home.pools.give_back(home.backend, sender, conn);
         }
     }

@@ -133,8 +133,15 @@ fn chunk_step(mode: Mode, b: u8) -> Mode {
     match (mode, b) {
         (Mode::ChunkSize(size, digits), _) if b.is_ascii_hexdigit() => {
             let d = u64::from(char::from(b).to_digit(16).unwrap_or(0));
+            // leading zeros count as a digit once (hyper accepts any number of them): a
+            // client cannot push the guard aside with `00000000000000001`
+            let digits = if size == 0 && digits > 0 {
+                digits
+            } else {
+                digits + 1
+            };
             match size.checked_mul(16).and_then(|v| v.checked_add(d)) {
-                Some(v) if digits < 16 => Mode::ChunkSize(v, digits + 1),
+                Some(v) if digits <= 16 => Mode::ChunkSize(v, digits),
                 _ => Mode::Aside,
             }
         }
@@ -356,10 +363,12 @@ pub struct Guarded<S> {
     /// After a refusal: the guard's request still to deliver, then the end of the stream.
     verdict: Option<bytes::Bytes>,
     eof: bool,
-    /// hyper's header timeout starts with the first byte it sees, and it sees none of a held
-    /// head: the guard times heads itself (slowloris), from their first byte.
+    /// hyper's header timeout does not run out on a head whose bytes the guard holds (the
+    /// slowloris test failed without this clock): the guard times each head itself, from its
+    /// first byte. `timed_head` is the stream offset of the head being timed.
     head_timeout: Duration,
     head_deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+    timed_head: u64,
 }
 
 impl<S> Guarded<S> {
@@ -382,15 +391,19 @@ impl<S> Guarded<S> {
             eof: false,
             head_timeout,
             head_deadline: None,
+            timed_head: 0,
         }
     }
 
-    /// Starts the head's clock at its first held byte, stops it once the head is complete.
+    /// Starts a head's clock at its first held byte, stops it once the head is complete, and
+    /// starts it afresh for the next head (pipelined heads each get the whole time).
     fn time_head(&mut self) {
+        let start = self.framing.head_start();
         if self.framing.held() == 0 {
             self.head_deadline = None;
-        } else if self.head_deadline.is_none() {
+        } else if self.head_deadline.is_none() || self.timed_head != start {
             self.head_deadline = Some(Box::pin(tokio::time::sleep(self.head_timeout)));
+            self.timed_head = start;
         }
     }
 
@@ -602,6 +615,14 @@ mod tests {
         assert_eq!(refused_at(&s), Some(s.len() - 1));
         let good = [&first[..], &second[..]].concat();
         assert_eq!(refused_at(&good), None);
+    }
+
+    #[test]
+    fn leading_zeros_in_a_chunk_size_do_not_set_the_guard_aside() {
+        let first = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n00000000000000000000005\r\nhello\r\n0\r\n\r\n";
+        let bad = b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n";
+        let s = [&first[..], &bad[..]].concat();
+        assert_eq!(refused_at(&s), Some(s.len() - 1));
     }
 
     #[test]

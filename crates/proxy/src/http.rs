@@ -291,7 +291,9 @@ async fn route(
         let pq = path_of(req.uri());
         return redirect(&format!("{scheme}://{target}{port}{pq}"));
     }
-    if shared.maintenance.load().contains(&site.name) && !table.is_admin(origin.ip) {
+    if shared.maintenance.load().contains(&site.name)
+        && !(origin.known && table.is_admin(origin.ip))
+    {
         let mut r = page(StatusCode::SERVICE_UNAVAILABLE, pages::maintenance());
         r.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from_static("600"));

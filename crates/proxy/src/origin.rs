@@ -1,7 +1,10 @@
 //! Who a request comes from. The connection's peer, always — unless the peer is one of the
 //! `trusted_proxies` (a load balancer, a CDN in front): then the client is the last address
 //! of X-Forwarded-For that no trusted proxy wrote (nginx's `real_ip_recursive`), and the
-//! scheme the one X-Forwarded-Proto says. Nobody else's forwarding headers are ever believed.
+//! scheme the last X-Forwarded-Proto value says. A hop that is not an address (`unknown`,
+//! bytes that are not text) ends the walk with the client *unknown* — never the trusted proxy's
+//! own address, which would let a client pass for it (admin check, logs, bans). Nobody else's
+//! forwarding headers are ever believed.
 
 use crate::http::Client;
 use crate::net::Net;
@@ -13,7 +16,11 @@ use std::net::IpAddr;
 pub struct Origin {
     /// The connection the request came on.
     pub peer: Client,
+    /// The client's address; `0.0.0.0` when a trusted proxy named it with something that is
+    /// not an address (see `known`).
     pub ip: IpAddr,
+    /// False when the client could not be told: it is then nobody's admin.
+    pub known: bool,
     /// The client spoke HTTPS (to pic2, or to the trusted proxy in front).
     pub https: bool,
     /// The X-Forwarded-For a trusted peer sent, which the peer's address is appended to.
@@ -26,45 +33,61 @@ pub fn resolve(trusted: &[Net], client: Client, headers: &HeaderMap) -> Origin {
     let direct = Origin {
         peer: client,
         ip: peer,
+        known: true,
         https: client.tls,
         chain: None,
     };
     if !is_trusted(trusted, peer) {
         return direct;
     }
-    let chain: Vec<&str> = headers
+    // each hop decoded on its own: a line with one odd byte is not thrown away whole
+    let hops: Vec<&[u8]> = headers
         .get_all("x-forwarded-for")
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .map(<[u8]>::trim_ascii)
+        .filter(|h| !h.is_empty())
         .collect();
     let mut ip = peer;
-    for hop in chain.iter().rev() {
+    let mut known = true;
+    for hop in hops.iter().rev() {
         if !is_trusted(trusted, ip) {
             break;
         }
-        match parse_hop(hop) {
+        match std::str::from_utf8(hop).ok().and_then(parse_hop) {
             Some(h) => ip = h,
-            None => break, // garbage: the last trusted hop is as far as we can see
+            None => {
+                ip = IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED);
+                known = false;
+                break;
+            }
         }
     }
-    let https = match headers
-        .get("x-forwarded-proto")
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.trim().to_ascii_lowercase())
-        .as_deref()
-    {
-        Some("https") => true,
-        Some("http") => false,
+    // the proxy nearest to us writes last
+    let proto = headers
+        .get_all("x-forwarded-proto")
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .map(<[u8]>::trim_ascii)
+        .filter(|p| !p.is_empty())
+        .last();
+    let https = match proto {
+        Some(p) if p.eq_ignore_ascii_case(b"https") => true,
+        Some(p) if p.eq_ignore_ascii_case(b"http") => false,
         _ => client.tls,
     };
+    let chain = (!hops.is_empty()).then(|| {
+        hops.iter()
+            .map(|h| String::from_utf8_lossy(h).into_owned())
+            .collect::<Vec<_>>()
+            .join(", ")
+    });
     Origin {
         peer: client,
         ip,
+        known,
         https,
-        chain: (!chain.is_empty()).then(|| chain.join(", ")),
+        chain,
     }
 }
 
@@ -121,6 +144,7 @@ mod tests {
             Origin {
                 peer: c,
                 ip,
+                known: true,
                 https: false,
                 chain: None
             }
@@ -145,11 +169,28 @@ mod tests {
             o.chain.as_deref(),
             Some("6.6.6.6, 203.0.113.9, [2001:db8:f::5]:443")
         );
-        // garbage stops the walk at the last hop a trusted proxy vouched for
+        // a hop that is no address: the client is unknown, never the balancer itself
         let h = headers(&[("x-forwarded-for", "203.0.113.9, unknown")]);
         let o = resolve(&trusted, client("10.1.2.3", true), &h);
-        assert_eq!(o.ip, "10.1.2.3".parse::<IpAddr>().unwrap());
+        assert!(!o.known);
+        assert_eq!(o.ip, "0.0.0.0".parse::<IpAddr>().unwrap());
         assert!(o.https, "no X-Forwarded-Proto: the connection's own scheme");
+        // nor when the client slipped a byte that is not text into the line the balancer
+        // appended to: only that hop is lost
+        let mut h = HeaderMap::new();
+        h.append(
+            "x-forwarded-for",
+            hyper::header::HeaderValue::from_bytes(b"\xff, 203.0.113.9").unwrap(),
+        );
+        let o = resolve(&trusted, client("10.1.2.3", false), &h);
+        assert!(o.known);
+        assert_eq!(o.ip, "203.0.113.9".parse::<IpAddr>().unwrap());
+        // the last X-Forwarded-Proto is the nearest proxy's
+        let h = headers(&[
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-proto", "http"),
+        ]);
+        assert!(!resolve(&trusted, client("10.1.2.3", false), &h).https);
         // only trusted hops: the leftmost is as far as it goes
         let h = headers(&[("x-forwarded-for", "10.9.9.9")]);
         let o = resolve(&trusted, client("10.1.2.3", false), &h);

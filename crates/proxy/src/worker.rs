@@ -123,11 +123,11 @@ async fn serve(
     sweeper.abort();
 }
 
-/// Closes the backend connections left idle too long, every half minute.
+/// Closes the backend connections left idle too long.
 async fn sweep(backends: crate::backend::Backends, mut stop: watch::Receiver<bool>) {
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(std::time::Duration::from_secs(30)) => backends.sweep(),
+            _ = tokio::time::sleep(crate::backend::SWEEP_INTERVAL) => backends.sweep(),
             _ = stop.changed() => return,
         }
     }
