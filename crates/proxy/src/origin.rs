@@ -69,8 +69,7 @@ pub fn resolve(trusted: &[Net], client: Client, headers: &HeaderMap) -> Origin {
         .iter()
         .flat_map(|v| v.as_bytes().split(|b| *b == b','))
         .map(<[u8]>::trim_ascii)
-        .filter(|p| !p.is_empty())
-        .last();
+        .rfind(|p| !p.is_empty());
     let https = match proto {
         Some(p) if p.eq_ignore_ascii_case(b"https") => true,
         Some(p) if p.eq_ignore_ascii_case(b"http") => false,
