@@ -999,3 +999,65 @@ async fn forwarding_headers_of_trusted_proxies_only() {
     assert!(r.contains("x-forwarded-proto: http\n"), "{r}");
     p.shutdown().await;
 }
+
+/// A backend that answers every request at once with 401 and an empty body, reading only its
+/// head (as an application refusing an upload before reading it), and keeps the connection.
+async fn early_answer_backend() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(n) if n > 0 => head.extend_from_slice(&buf[..n]),
+                        _ => return,
+                    }
+                }
+                let answer = b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n";
+                if s.write_all(answer).await.is_ok() {
+                    tokio::time::sleep(Duration::from_secs(30)).await; // never reads the body
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn an_upload_answered_early_does_not_hold_the_client() {
+    let addr = early_answer_backend().await;
+    let e = env();
+    one_site(&e, addr);
+    let p = Proxy::start(options(&e)).await.unwrap();
+    let http = p.http_addr.unwrap();
+    // more than loopback buffers hold: the backend connection is still sending it when the
+    // answer has come back, and must not wait in the pool with the client's body
+    let size = 32 * 1024 * 1024;
+    let mut s = TcpStream::connect(http).await.unwrap();
+    let head = format!(
+        "POST /up HTTP/1.1\r\nHost: a.test\r\nContent-Length: {size}\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    let (mut rd, mut wr) = s.into_split();
+    let upload = tokio::spawn(async move {
+        let chunk = vec![b'u'; 64 * 1024];
+        for _ in 0..size / chunk.len() {
+            if wr.write_all(&chunk).await.is_err() {
+                return; // the proxy closed: fine
+            }
+        }
+    });
+    let mut out = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(3), rd.read_to_end(&mut out)).await;
+    let out = String::from_utf8_lossy(&out);
+    assert!(out.starts_with("HTTP/1.1 401"), "{out}");
+    assert!(
+        read.is_ok(),
+        "the client's connection was held open after its answer"
+    );
+    upload.abort();
+    p.shutdown().await;
+}
