@@ -218,4 +218,57 @@ runtime = "php82"
             .success(),
         "the new one works"
     );
+
+    // Brute force (last: it earns this source a penalty): a client that keeps guessing on one
+    // connection is cut off after three wrong passwords (MaxAuthTries 3).
+    let guesses = keys.path().join("guesses");
+    let askpass = keys.path().join("askpass");
+    std::fs::write(
+        &askpass,
+        format!(
+            "#!/bin/sh\necho guess >> '{}'\necho 'a wrong guess 123'\n",
+            guesses.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &askpass,
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    let o = Command::new("ssh")
+        .args(OPTS)
+        .args([
+            "-o",
+            "PubkeyAuthentication=no",
+            "-o",
+            "PreferredAuthentications=password",
+            "-o",
+            "NumberOfPasswordPrompts=10",
+            "-p",
+            &port.to_string(),
+            "sftp1@127.0.0.1",
+            "true",
+        ])
+        .env("SSH_ASKPASS", &askpass)
+        .env("SSH_ASKPASS_REQUIRE", "force")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!o.status.success(), "{}", text(&o));
+    let tries = std::fs::read_to_string(&guesses)
+        .unwrap_or_default()
+        .lines()
+        .count();
+    assert_eq!(
+        tries,
+        3,
+        "wrong passwords tried on one connection: {}",
+        text(&o)
+    );
+    assert!(
+        text(&o).contains("Too many authentication failures"),
+        "{}",
+        text(&o)
+    );
 }
