@@ -10,7 +10,8 @@
 //! service answers that request with the bilingual page for 400 (smuggling shape) or 431 (a
 //! head over the limit), and the connection closes. The guard knows where the next head starts
 //! after a head without body, with a Content-Length or with a chunked body (its chunk
-//! framing followed); after an upgrade or CONNECT, the HTTP/2 preface, a head or chunk line it
+//! framing followed); after a `101` answering an upgrade (seen on the write side), a CONNECT,
+//! the HTTP/2 preface, a head or chunk line it
 //! cannot parse, it steps aside for the rest of the connection (hyper still reads Content-Length with Transfer-Encoding as chunked and closes
 //! the connection after that request, so nothing is smuggled there either).
 
@@ -55,12 +56,17 @@ pub struct Framing {
     /// Bytes fed so far, and the stream offset where the current head began.
     fed: u64,
     head_start: u64,
+    /// The last head asked for an upgrade: a `101` answer sets the guard aside.
+    switch_asked: bool,
 }
 
 /// What a complete head means for the bytes that follow it.
 enum Verdict {
     Refuse,
     Next(Mode),
+    /// As `Next`, for a head that asks to switch protocols (`Upgrade`): its bytes are followed
+    /// as any request's until the answer says `101`.
+    Upgrade(Mode),
 }
 
 fn check(head: &[u8], max_headers: usize) -> Verdict {
@@ -92,31 +98,29 @@ fn check(head: &[u8], max_headers: usize) -> Verdict {
         .headers
         .iter()
         .any(|h| h.name.eq_ignore_ascii_case("upgrade"));
+    let next = |mode| {
+        if upgrade {
+            Verdict::Upgrade(mode)
+        } else {
+            Verdict::Next(mode)
+        }
+    };
     match (length, coding) {
         (Some(_), Some(_)) => Verdict::Refuse,
         (None, Some(te)) if !te.value.eq_ignore_ascii_case(b"chunked") => Verdict::Refuse,
-        (None, Some(_)) => Verdict::Next(if upgrade {
-            Mode::Aside
-        } else {
-            Mode::ChunkSize(0, 0)
-        }),
+        (None, Some(_)) => next(Mode::ChunkSize(0, 0)),
         (Some(cl), None) => {
             let digits = !cl.value.is_empty() && cl.value.iter().all(u8::is_ascii_digit);
             let n = std::str::from_utf8(cl.value)
                 .ok()
                 .and_then(|s| s.parse::<u64>().ok());
             match n {
-                Some(n) if digits => Verdict::Next(if upgrade {
-                    Mode::Aside
-                } else if n == 0 {
-                    Mode::Head
-                } else {
-                    Mode::Body(n)
-                }),
+                Some(0) if digits => next(Mode::Head),
+                Some(n) if digits => next(Mode::Body(n)),
                 _ => Verdict::Refuse,
             }
         }
-        (None, None) => Verdict::Next(if upgrade { Mode::Aside } else { Mode::Head }),
+        (None, None) => next(Mode::Head),
     }
 }
 
@@ -170,12 +174,26 @@ impl Framing {
             max_headers,
             fed: 0,
             head_start: 0,
+            switch_asked: false,
         }
     }
 
     /// True once a head was refused.
     pub fn refused(&self) -> bool {
         self.mode == Mode::Refused
+    }
+
+    /// Called with the start of each response: a `101` to a head that asked to switch
+    /// protocols ends the HTTP/1 framing, and the guard steps aside (what it held is then
+    /// the new protocol's). True when it did.
+    pub fn response_starts(&mut self, start: &[u8]) -> bool {
+        if !(self.switch_asked && start.starts_with(b"HTTP/1.1 101")) {
+            return false;
+        }
+        self.switch_asked = false;
+        self.mode = Mode::Aside;
+        self.head = Vec::new();
+        true
     }
 
     /// True once a head outgrew the limit.
@@ -277,7 +295,14 @@ impl Framing {
                             self.mode = Mode::Refused;
                             return Some(i + end);
                         }
-                        Verdict::Next(m) => self.mode = m,
+                        Verdict::Next(m) => {
+                            self.mode = m;
+                            self.switch_asked = false;
+                        }
+                        Verdict::Upgrade(m) => {
+                            self.mode = m;
+                            self.switch_asked = true;
+                        }
                     }
                     i += end + 1;
                 }
@@ -519,13 +544,25 @@ impl<S: AsyncRead + Unpin> AsyncRead for Guarded<S> {
     }
 }
 
+impl<S> Guarded<S> {
+    /// Looks at what hyper writes: a `101` switching protocols sets the guard aside.
+    fn watch_response(&mut self, start: &[u8]) {
+        if self.framing.response_starts(start) {
+            self.ready = self.pending.len();
+            self.head_deadline = None;
+        }
+    }
+}
+
 impl<S: AsyncWrite + Unpin> AsyncWrite for Guarded<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+        let this = self.get_mut();
+        this.watch_response(buf);
+        Pin::new(&mut this.inner).poll_write(cx, buf)
     }
 
     fn poll_write_vectored(
@@ -533,7 +570,11 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Guarded<S> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        if let Some(first) = bufs.iter().find(|b| !b.is_empty()) {
+            this.watch_response(first);
+        }
+        Pin::new(&mut this.inner).poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -626,10 +667,27 @@ mod tests {
     }
 
     #[test]
+    fn an_upgrade_sets_the_guard_aside_only_once_answered_101() {
+        let ask = b"GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n";
+        let bad = b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n";
+        // not switched (the backend said no): the next head is checked
+        let s = [&ask[..], &bad[..]].concat();
+        assert_eq!(refused_at(&s), Some(s.len() - 1));
+        // switched: what follows is the new protocol's
+        let mut f = Framing::new(16 * 1024, 100);
+        assert_eq!(f.feed(ask), None);
+        assert!(!f.response_starts(b"HTTP/1.1 200 OK\r\n"));
+        assert!(f.response_starts(b"HTTP/1.1 101 Switching Protocols\r\n"));
+        assert_eq!(f.feed(bad), None);
+        // a 101 nobody asked for changes nothing
+        let mut f = Framing::new(16 * 1024, 100);
+        assert!(!f.response_starts(b"HTTP/1.1 101 Switching Protocols\r\n"));
+    }
+
+    #[test]
     fn steps_aside_after_upgrade_h2_and_bad_chunks() {
         for s in [
             &b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nPOST / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n"[..],
-            b"GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
             b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
         ] {
             assert_eq!(refused_at(s), None, "{}", String::from_utf8_lossy(s));
