@@ -214,7 +214,7 @@ json_plan() {
 import json, sys
 d = json.load(sys.stdin)
 per = ",".join("%s:%d/%.3fs" % (s["system"], s["round_trips"],
-               s["elapsed"]["secs"] + s["elapsed"]["nanos"] / 1e9) for s in d["observed"])
+               s["elapsed_ms"] / 1e3) for s in d["observed"])
 print(d["round_trips"], len(d["changes"]), per)'
 }
 

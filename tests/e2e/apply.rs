@@ -112,6 +112,14 @@ fn changing_an_account_updates_only_what_changed() {
         "the account and the SSH group: {changes:#?}"
     );
     assert!(changes.iter().all(|c| c["kind"] == "update"));
+    // how each system was read, for machines: round trips and milliseconds as plain numbers
+    for read in json["observed"].as_array().unwrap() {
+        assert!(
+            read["elapsed_ms"].as_f64().is_some_and(|ms| ms >= 0.0),
+            "{read}"
+        );
+        assert!(read["round_trips"].as_u64().is_some(), "{read}");
+    }
     p.apply(&[]);
     p.assert_converged();
     let a = p.entry(&p.account_dn("chga")).unwrap();

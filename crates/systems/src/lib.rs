@@ -26,12 +26,18 @@ use pic2_inventory::ValidInventory;
 use pic2_plan::{Observed, System};
 use std::time::{Duration, Instant};
 
+fn milliseconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64((d.as_secs_f64() * 1e6).round() / 1e3)
+}
+
 /// How reading one system went: for `plan --json` and the benchmark.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct ObserveStats {
     pub system: System,
     /// Requests sent (LDAP operations, SQL statements); filesystem calls are not counted.
     pub round_trips: u32,
+    /// In `--json`: `elapsed_ms`, a number of milliseconds (not serde's `{secs, nanos}`).
+    #[serde(rename = "elapsed_ms", serialize_with = "milliseconds")]
     pub elapsed: Duration,
     /// Objects read.
     pub objects: usize,
