@@ -79,18 +79,11 @@ impl Table {
                 "this proxy reads version 1",
             ));
         }
-        let admin = routes
-            .settings
-            .admin_addresses
-            .iter()
-            .map(|a| Net::parse(a))
-            .collect::<Result<Vec<_>, _>>()?;
-        let trusted = routes
-            .settings
-            .trusted_proxies
-            .iter()
-            .map(|a| Net::parse(a))
-            .collect::<Result<Vec<_>, _>>()?;
+        let networks = |list: &[String]| -> Result<Vec<Net>, Error> {
+            list.iter().map(|a| Net::parse(a)).collect()
+        };
+        let admin = networks(&routes.settings.admin_addresses)?;
+        let trusted = networks(&routes.settings.trusted_proxies)?;
         let old: HashMap<&str, &Arc<SiteMetrics>> = previous
             .map(|p| {
                 p.sites
