@@ -267,17 +267,9 @@ pub async fn keys_add(
 ) -> Result {
     let t = ctx.lang.t();
     let page = s.page(&ctx);
-    let Some((account, password)) = s.session(&ctx) else {
-        return Ok(html(page.keys_signin(
-            "",
-            Some(&Notice::Error(vec![t.session_expired.into()])),
-        )));
-    };
-    let Some(mut user) = s.rebind(&account, &password).await? else {
-        return Ok(html(page.keys_signin(
-            &account,
-            Some(&Notice::Error(vec![t.session_expired.into()])),
-        )));
+    let (account, mut user) = match s.session_user(&ctx).await? {
+        Ok(signed_in) => signed_in,
+        Err(sign_in_again) => return Ok(sign_in_again),
     };
     let person = user.read_self().await?;
     let refuse = |msg: &str| {
@@ -320,19 +312,9 @@ pub async fn keys_remove(
     Extension(ctx): Extension<Ctx>,
     CheckedForm(f): CheckedForm<KeyForm>,
 ) -> Result {
-    let t = ctx.lang.t();
-    let page = s.page(&ctx);
-    let Some((account, password)) = s.session(&ctx) else {
-        return Ok(html(page.keys_signin(
-            "",
-            Some(&Notice::Error(vec![t.session_expired.into()])),
-        )));
-    };
-    let Some(mut user) = s.rebind(&account, &password).await? else {
-        return Ok(html(page.keys_signin(
-            &account,
-            Some(&Notice::Error(vec![t.session_expired.into()])),
-        )));
+    let (account, mut user) = match s.session_user(&ctx).await? {
+        Ok(signed_in) => signed_in,
+        Err(sign_in_again) => return Ok(sign_in_again),
     };
     let person = user.read_self().await?;
     // Only a value the entry holds can be removed (so the form cannot name anything else).
@@ -499,6 +481,26 @@ impl AppState {
     fn session(&self, ctx: &Ctx) -> Option<(String, Zeroizing<String>)> {
         self.sessions
             .get(ctx.cookie(&cookie_name(self, "pic2pw_session"))?)
+    }
+
+    /// The signed-in account and its connection, bound again with the session's password; or
+    /// the sign-in page saying the session has expired (no session, or a password changed since).
+    async fn session_user(
+        &self,
+        ctx: &Ctx,
+    ) -> Result<std::result::Result<(String, crate::ldap::UserSession), Response>> {
+        let t = ctx.lang.t();
+        let expired = |account: &str| {
+            let notice = Notice::Error(vec![t.session_expired.into()]);
+            html(self.page(ctx).keys_signin(account, Some(&notice)))
+        };
+        let Some((account, password)) = self.session(ctx) else {
+            return Ok(Err(expired("")));
+        };
+        match self.rebind(&account, &password).await? {
+            Some(user) => Ok(Ok((account, user))),
+            None => Ok(Err(expired(&account))),
+        }
     }
 
     /// Binds again with a session's password; `None` if it no longer works (changed since).
