@@ -79,23 +79,11 @@ pub(crate) fn read_containers(
     let memory_mb = t.opt::<u32>("memory_mb", sink).unwrap_or(512);
     let max_clients_per_site = t.opt::<u32>("max_clients_per_site", sink).unwrap_or(20);
     let smtp = t.opt::<Spanned<String>>("smtp", sink);
-    let sftp_listen =
-        t.opt::<Spanned<String>>("sftp_listen", sink)
-            .and_then(|l| match l.value.parse() {
-                Ok(a) => Some(Spanned::new(a, l.span)),
-                Err(_) => {
-                    sink.push(
-                        Diagnostic::new(
-                            Code::InvalidAddress,
-                            l.span,
-                            format!("`{}` is not an address:port", l.value),
-                        )
-                        .label("here")
-                        .hint("write it like \"127.0.0.1:2222\" or \"[::]:22\""),
-                    );
-                    None
-                }
-            });
+    let sftp_listen = t.opt::<Spanned<String>>("sftp_listen", sink).and_then(|l| {
+        crate::net::parse_socket_addr(&l, "\"127.0.0.1:2222\" or \"[::]:22\"")
+            .map_err(|d| sink.push(d))
+            .ok()
+    });
     let sftp_base_image = t
         .opt::<String>("sftp_base_image", sink)
         .unwrap_or_else(|| "local/debian:trixie".into());

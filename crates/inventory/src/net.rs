@@ -39,6 +39,26 @@ pub fn parse_network(s: &str, span: Span) -> Result<(IpAddr, u8), Diagnostic> {
     }
 }
 
+/// An `address:port` to listen on or connect to (`127.0.0.1:2222`, `[::]:22`); `example` is
+/// shown in the hint.
+pub fn parse_socket_addr(
+    s: &crate::source::Spanned<String>,
+    example: &str,
+) -> Result<crate::source::Spanned<std::net::SocketAddr>, Diagnostic> {
+    s.value
+        .parse()
+        .map(|a| crate::source::Spanned::new(a, s.span))
+        .map_err(|_| {
+            Diagnostic::new(
+                Code::InvalidAddress,
+                s.span,
+                format!("`{}` is not an address:port", s.value),
+            )
+            .label("here")
+            .hint(format!("write it like {example}"))
+        })
+}
+
 pub fn parse_ipv4(s: &str, span: Span) -> Result<Ipv4Addr, Diagnostic> {
     match parse_ip(s, span)? {
         IpAddr::V4(a) => Ok(a),
@@ -158,6 +178,15 @@ impl ClientHost {
 mod tests {
     use super::*;
     const S: Span = Span { start: 0, end: 0 };
+
+    #[test]
+    fn listen_addresses_parse_or_say_how_to_write_them() {
+        let ok = crate::source::Spanned::new("[::]:22".to_string(), S);
+        assert_eq!(parse_socket_addr(&ok, "x").map(|a| a.value.port()), Ok(22));
+        let bad = crate::source::Spanned::new("localhost:22".to_string(), S);
+        let d = parse_socket_addr(&bad, "\"[::]:22\"").map(|_| ()).unwrap_err();
+        assert!(d.message.contains("`localhost:22` is not an address:port"));
+    }
 
     #[test]
     fn client_hosts_become_mariadb_patterns() {

@@ -41,23 +41,11 @@ pub(crate) fn read_passwd(value: Value<'_>, sink: &mut Sink) -> Option<PasswdCon
             None
         }
     });
-    let listen = t
-        .req::<Spanned<String>>("listen", sink)
-        .and_then(|l| match l.value.parse() {
-            Ok(a) => Some(Spanned::new(a, l.span)),
-            Err(_) => {
-                sink.push(
-                    Diagnostic::new(
-                        Code::InvalidAddress,
-                        l.span,
-                        format!("`{}` is not an address:port", l.value),
-                    )
-                    .label("here")
-                    .hint("write it like \"127.0.0.1:8081\" or \"[::1]:8081\""),
-                );
-                None
-            }
-        });
+    let listen = t.req::<Spanned<String>>("listen", sink).and_then(|l| {
+        crate::net::parse_socket_addr(&l, "\"127.0.0.1:8081\" or \"[::1]:8081\"")
+            .map_err(|d| sink.push(d))
+            .ok()
+    });
     let smtp = t.req::<Spanned<String>>("smtp", sink);
     let from = t.req::<Spanned<Email>>("from", sink);
     let min_length = t.opt::<u32>("min_length", sink).unwrap_or(12);
