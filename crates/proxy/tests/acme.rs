@@ -75,25 +75,7 @@ async fn issue_and_renew(challenge: &str) {
         "sites": [{"name": name, "hosts": [name, alias], "backend": "127.0.0.1:9", "tls": {"mode": "acme"}}]});
     let rpath = dir.path().join("routes.json");
     std::fs::write(&rpath, serde_json::to_vec(&routes).unwrap()).unwrap();
-    let mut o = Options::new(&rpath);
-    // Pebble validates HTTP-01 on :5002 and TLS-ALPN-01 on :5001
-    o.listen_http = Some(
-        if challenge == "http-01" {
-            "127.0.0.1:5002"
-        } else {
-            "127.0.0.1:0"
-        }
-        .into(),
-    );
-    o.listen_https = Some(
-        if challenge == "tls-alpn-01" {
-            "127.0.0.1:5001"
-        } else {
-            "127.0.0.1:0"
-        }
-        .into(),
-    );
-    o.listen_metrics = Some(String::new());
+    let mut o = options(&rpath, challenge);
     o.acme.check_interval = Duration::from_millis(500);
     o.acme.backoff_base = Duration::from_millis(500);
     let p = Proxy::start(o).await.unwrap();
@@ -127,24 +109,7 @@ async fn issue_and_renew(challenge: &str) {
 
     // renewal: a proxy that wants 100 years of validity renews at once, keeps the account,
     // and serves the new certificate without a restart
-    let mut o = Options::new(&rpath);
-    o.listen_http = Some(
-        if challenge == "http-01" {
-            "127.0.0.1:5002"
-        } else {
-            "127.0.0.1:0"
-        }
-        .into(),
-    );
-    o.listen_https = Some(
-        if challenge == "tls-alpn-01" {
-            "127.0.0.1:5001"
-        } else {
-            "127.0.0.1:0"
-        }
-        .into(),
-    );
-    o.listen_metrics = Some(String::new());
+    let mut o = options(&rpath, challenge);
     o.acme.check_interval = Duration::from_secs(3600);
     o.acme.backoff_base = Duration::from_secs(3600);
     o.acme.renew_before = Duration::from_secs(100 * 365 * 86400);
@@ -179,4 +144,21 @@ async fn issue_and_renew(challenge: &str) {
 async fn acme_http01_and_tls_alpn01_issue_and_renew_against_pebble() {
     issue_and_renew("http-01").await;
     issue_and_renew("tls-alpn-01").await;
+}
+
+/// The proxy's options for `challenge`: Pebble validates HTTP-01 on :5002 and TLS-ALPN-01 on
+/// :5001, so the matching listener takes that port and the other a free one; no metrics.
+fn options(routes: &Path, challenge: &str) -> Options {
+    let mut o = Options::new(routes);
+    let port = |wanted, port| {
+        if challenge == wanted {
+            port
+        } else {
+            "127.0.0.1:0"
+        }
+    };
+    o.listen_http = Some(port("http-01", "127.0.0.1:5002").into());
+    o.listen_https = Some(port("tls-alpn-01", "127.0.0.1:5001").into());
+    o.listen_metrics = Some(String::new());
+    o
 }

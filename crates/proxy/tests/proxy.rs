@@ -177,6 +177,20 @@ fn one_site(env: &Env, backend: SocketAddr) {
     write_routes(env, serde_json::json!({}), sites);
 }
 
+/// GETs `path` on `host` until the answer has status `want` (every 20 ms, 3 s at most); the
+/// last answer either way.
+async fn get_until(addr: SocketAddr, host: &str, extra: &str, want: u16) -> String {
+    let mut r = String::new();
+    for _ in 0..150 {
+        r = get(addr, host, "/", extra).await;
+        if status(&r) == want {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    r
+}
+
 async fn basic() -> (Env, Backend, Proxy) {
     let b = backend().await;
     let e = env();
@@ -604,14 +618,7 @@ async fn maintenance_mode_without_reload() {
     let state = e.dir.path().join("state");
     let reloads = p.shared.global.reloads.load(Ordering::SeqCst);
     pic2_proxy::maintenance::set(&state, "a.test", true).unwrap();
-    let mut r = String::new();
-    for _ in 0..30 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        r = get(http, "www.a.test", "/", "").await;
-        if status(&r) == 503 {
-            break;
-        }
-    }
+    let r = get_until(http, "www.a.test", "", 503).await;
     assert_eq!(status(&r), 503, "{r}");
     assert!(r.to_ascii_lowercase().contains("retry-after: 600"), "{r}");
     assert!(r.contains("Site en maintenance") && r.contains("Site under maintenance"));
@@ -627,13 +634,7 @@ async fn maintenance_mode_without_reload() {
     s.read_to_string(&mut out).await.unwrap();
     assert_eq!(status(&out), 200, "{out}");
     pic2_proxy::maintenance::set(&state, "a.test", false).unwrap();
-    for _ in 0..30 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        r = get(http, "a.test", "/", "").await;
-        if status(&r) == 200 {
-            break;
-        }
-    }
+    let r = get_until(http, "a.test", "", 200).await;
     assert_eq!(status(&r), 200);
     assert_eq!(
         p.shared.global.reloads.load(Ordering::SeqCst),
@@ -667,14 +668,7 @@ async fn maintenance_switch_is_seen_at_once() {
     for (on, want) in [(true, 503), (false, 200), (true, 503)] {
         pic2_proxy::maintenance::set(&state, "a.test", on).unwrap();
         let t = std::time::Instant::now();
-        let mut r = String::new();
-        for _ in 0..50 {
-            r = get(http, "a.test", "/", "").await;
-            if status(&r) == want {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let r = get_until(http, "a.test", "", want).await;
         assert_eq!(status(&r), want, "maintenance {on}: {r}");
         assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
     }
@@ -978,14 +972,7 @@ async fn forwarding_headers_of_trusted_proxies_only() {
     let state = e.dir.path().join("state");
     pic2_proxy::maintenance::set(&state, "a.test", true).unwrap();
     let admin = "X-Forwarded-For: 198.51.100.7\r\n";
-    let mut r = String::new();
-    for _ in 0..30 {
-        r = get(http, "a.test", "/", lb).await;
-        if status(&r) == 503 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let r = get_until(http, "a.test", lb, 503).await;
     assert_eq!(status(&r), 503, "{r}");
     assert_eq!(status(&get(http, "a.test", "/", admin).await), 200);
     p.shutdown().await;
