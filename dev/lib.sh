@@ -27,6 +27,17 @@ log()  { printf '[%s] %s\n' "$_prog" "$*" >&2; }
 warn() { printf '[%s] WARNING: %s\n' "$_prog" "$*" >&2; }
 die()  { printf '[%s] ERROR: %s\n' "$_prog" "$*" >&2; exit 1; }
 
+# dispatch start|stop|status: the service scripts' command line, to their do_start, do_stop,
+# do_status (and their usage for anything else).
+dispatch() {
+    case ${1:-} in
+        start) do_start ;;
+        stop) do_stop ;;
+        status) do_status ;;
+        *) usage ;;
+    esac
+}
+
 # matches GREP-ARGS...: whether the input has a matching line. Use it at the end of a pipe
 # instead of `grep -q`: under pipefail, `grep -q` leaves at the first match, the command
 # before it may then die of SIGPIPE on its next write, and the pipe reports a failure for a

@@ -157,9 +157,4 @@ do_status() {
     return 1
 }
 
-case ${1:-} in
-    start) do_start ;;
-    stop) do_stop ;;
-    status) do_status ;;
-    *) usage ;;
-esac
+dispatch "$@"
