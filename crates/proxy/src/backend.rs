@@ -220,13 +220,6 @@ impl Backends {
         }
         pools.retain(|_, list| !list.is_empty());
     }
-
-    /// Idle connections held, all backends together.
-    pub fn idle_count(&self) -> usize {
-        self.idle
-            .lock()
-            .map_or(0, |p| p.values().map(Vec::len).sum())
-    }
 }
 
 async fn connect(backend: &str) -> Result<(SendRequest<Body>, Conn), Error> {

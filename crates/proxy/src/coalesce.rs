@@ -35,11 +35,6 @@ impl<S> Coalesced<S> {
             yielded: false,
         }
     }
-
-    /// The stream inside (for the TLS session's details).
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
 }
 
 impl<S: AsyncWrite + Unpin> Coalesced<S> {
