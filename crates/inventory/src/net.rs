@@ -184,7 +184,9 @@ mod tests {
         let ok = crate::source::Spanned::new("[::]:22".to_string(), S);
         assert_eq!(parse_socket_addr(&ok, "x").map(|a| a.value.port()), Ok(22));
         let bad = crate::source::Spanned::new("localhost:22".to_string(), S);
-        let d = parse_socket_addr(&bad, "\"[::]:22\"").map(|_| ()).unwrap_err();
+        let d = parse_socket_addr(&bad, "\"[::]:22\"")
+            .map(|_| ())
+            .unwrap_err();
         assert!(d.message.contains("`localhost:22` is not an address:port"));
     }
 
