@@ -149,7 +149,7 @@ impl Acme {
             let hosts: Vec<String> = r
                 .hosts
                 .iter()
-                .map(|h| crate::table::normalize_host(h))
+                .map(|h| crate::table::normalize_host(h).into_owned())
                 .collect();
             let res = self.issue(routes, &state, &r.name, &hosts).await;
             if let Ok(mut b) = self.backoff.lock() {

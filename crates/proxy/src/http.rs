@@ -14,6 +14,7 @@ use hyper::http::uri::PathAndQuery;
 use hyper::{Request, Response, StatusCode, Uri, Version};
 use hyper_util::rt::TokioIo;
 use pic2_render::proxy::RouteTls;
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -75,12 +76,16 @@ const FORWARDING: [HeaderName; 6] = [
 
 /// Removes hop-by-hop headers, including those the Connection header names.
 fn strip_hop(h: &mut HeaderMap) {
+    // `keep-alive` and `close`, the usual tokens, are in HOP already: nothing to collect
+    // (and no allocation) unless the Connection header names another header.
     let named: Vec<HeaderName> = h
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .map(str::trim)
+        .filter(|n| !n.eq_ignore_ascii_case("keep-alive") && !n.eq_ignore_ascii_case("close"))
+        .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
         .collect();
     for n in named.iter().chain(HOP.iter()) {
         h.remove(n);
@@ -205,9 +210,13 @@ pub async fn handle(
             .get(header::HOST)
             .and_then(|h| h.to_str().ok())
     });
-    let host = raw_host.map(normalize_host).unwrap_or_default();
+    let wanted = raw_host.map(normalize_host).unwrap_or_default();
     let table = shared.table.load_full();
-    let entry = table.hosts.get(&host);
+    // a known name is borrowed from the table, which this future holds: no copy per request
+    let (host, entry) = match table.hosts.get_key_value(&*wanted) {
+        Some((name, entry)) => (Cow::Borrowed(name.as_str()), Some(entry)),
+        None => (Cow::Owned(wanted.into_owned()), None),
+    };
     let origin = crate::origin::resolve(&table.trusted, client, req.headers());
     let resp = route(&shared, &backends, &origin, req, &host, entry, &table).await;
     let status = resp.status().as_u16();
@@ -220,7 +229,7 @@ pub async fn handle(
         None => {}
     }
     if let Some(l) = logged {
-        shared.access_log(&l.entry(origin.ip, host, &resp, elapsed));
+        shared.access_log(&l.entry(origin.ip, host.into_owned(), &resp, elapsed));
     }
     Ok(resp)
 }
@@ -377,42 +386,21 @@ fn backend_request(
     for n in &FORWARDING {
         headers.remove(n);
     }
-    let ip = origin.ip;
-    let proto = if origin.https { "https" } else { "http" };
-    let for_ = match ip {
-        std::net::IpAddr::V4(a) => a.to_string(),
-        std::net::IpAddr::V6(a) => format!("\"[{a}]\""),
-    };
-    let set = |h: &mut HeaderMap, n: HeaderName, v: String| {
-        if let Ok(v) = HeaderValue::from_str(&v) {
-            h.insert(n, v);
+    let proto = HeaderValue::from_static(if origin.https { "https" } else { "http" });
+    headers.insert(HeaderName::from_static("x-forwarded-proto"), proto);
+    let (xff, forwarded) = forwarding_values(origin, host);
+    for (name, value) in [
+        (HeaderName::from_static("x-forwarded-for"), xff),
+        (header::FORWARDED, forwarded),
+    ] {
+        if let Some(v) = value {
+            headers.insert(name, v);
         }
-    };
-    set(
-        &mut headers,
-        HeaderName::from_static("x-forwarded-for"),
-        // behind a trusted proxy its chain goes on, with the proxy itself last
-        match &origin.chain {
-            Some(chain) => format!("{chain}, {}", origin.peer.addr.ip()),
-            None => ip.to_string(),
-        },
-    );
-    set(
-        &mut headers,
-        HeaderName::from_static("x-forwarded-proto"),
-        proto.to_owned(),
-    );
-    set(
-        &mut headers,
-        HeaderName::from_static("x-forwarded-host"),
-        host.to_owned(),
-    );
-    set(
-        &mut headers,
-        header::FORWARDED,
-        format!("for={for_};proto={proto};host={host}"),
-    );
-    set(&mut headers, header::HOST, host.to_owned());
+    }
+    if let Some(v) = host_value(host, headers.get(header::HOST)) {
+        headers.insert(HeaderName::from_static("x-forwarded-host"), v.clone());
+        headers.insert(header::HOST, v);
+    }
     if let Some(u) = &upgrade {
         headers.insert(header::UPGRADE, u.clone());
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
@@ -426,6 +414,44 @@ fn backend_request(
     *out.version_mut() = Version::HTTP_11;
     *out.headers_mut() = headers;
     (out, client_upgrade)
+}
+
+/// The Host the backend gets (the site's name as routed): the client's own header value
+/// when it is already that name, which is the usual case (no copy).
+fn host_value(host: &str, client_host: Option<&HeaderValue>) -> Option<HeaderValue> {
+    match client_host {
+        Some(v) if v.as_bytes() == host.as_bytes() => Some(v.clone()),
+        _ => header_value(host.as_bytes().to_vec()),
+    }
+}
+
+/// X-Forwarded-For and Forwarded (RFC 7239) for `origin`, written with one formatting of
+/// the address each. Behind a trusted proxy its X-Forwarded-For chain goes on, with the
+/// proxy itself last.
+fn forwarding_values(origin: &Origin, host: &str) -> (Option<HeaderValue>, Option<HeaderValue>) {
+    use std::fmt::Write as _;
+    let mut xff = String::with_capacity(48);
+    if let Some(chain) = &origin.chain {
+        let _ = write!(xff, "{chain}, {}", origin.peer.addr.ip());
+    } else {
+        let _ = write!(xff, "{}", origin.ip);
+    }
+    let proto = if origin.https { "https" } else { "http" };
+    let mut fwd = String::with_capacity(64 + host.len());
+    let _ = match origin.ip {
+        std::net::IpAddr::V4(a) => write!(fwd, "for={a};proto={proto};host={host}"),
+        std::net::IpAddr::V6(a) => write!(fwd, "for=\"[{a}]\";proto={proto};host={host}"),
+    };
+    (
+        header_value(xff.into_bytes()),
+        header_value(fwd.into_bytes()),
+    )
+}
+
+/// A header value from bytes pic2 wrote itself, moved rather than copied (`from_str`
+/// copies); `None`, and the header left out, if they are not a valid value.
+fn header_value(bytes: Vec<u8>) -> Option<HeaderValue> {
+    HeaderValue::from_maybe_shared(Bytes::from(bytes)).ok()
 }
 
 /// Why a backend gave no response.

@@ -54,7 +54,7 @@ pub fn read_routes(path: &Path) -> Result<Routes, Error> {
 }
 
 /// Lower-cases a host name and drops a trailing dot and a port.
-pub fn normalize_host(raw: &str) -> String {
+pub fn normalize_host(raw: &str) -> std::borrow::Cow<'_, str> {
     let h = if raw.starts_with('[') {
         raw.split_once(']')
             .map_or(raw, |(h, _)| h)
@@ -62,7 +62,13 @@ pub fn normalize_host(raw: &str) -> String {
     } else {
         raw.rsplit_once(':').map_or(raw, |(h, _)| h)
     };
-    h.trim_end_matches('.').to_ascii_lowercase()
+    let h = h.trim_end_matches('.');
+    // most clients send the name in lower case: then no copy, on every request
+    if h.bytes().any(|b| b.is_ascii_uppercase()) {
+        std::borrow::Cow::Owned(h.to_ascii_lowercase())
+    } else {
+        std::borrow::Cow::Borrowed(h)
+    }
 }
 
 impl Table {
@@ -108,7 +114,11 @@ impl Table {
                     .get(r.name.as_str())
                     .map_or_else(|| Arc::new(SiteMetrics::default()), |m| Arc::clone(m)),
             });
-            let names: Vec<String> = r.hosts.iter().map(|h| normalize_host(h)).collect();
+            let names: Vec<String> = r
+                .hosts
+                .iter()
+                .map(|h| normalize_host(h).into_owned())
+                .collect();
             for h in &names {
                 let target = match r.redirect {
                     Some(RedirectTo::Www) if !h.starts_with("www.") => {

@@ -141,7 +141,7 @@ pub fn load_all(
             Ok(p) => {
                 let p = Arc::new(p);
                 for h in &r.hosts {
-                    map.insert(crate::table::normalize_host(h), Arc::clone(&p));
+                    map.insert(crate::table::normalize_host(h).into_owned(), Arc::clone(&p));
                 }
             }
             Err(e) => errors.push(e),
