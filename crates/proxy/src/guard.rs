@@ -69,10 +69,16 @@ enum Verdict {
     Upgrade(Mode),
 }
 
+/// The most header lines the guard reads in a head (hyper's own limit is lower: 100).
+const HEADERS_CAP: usize = 128;
+
 fn check(head: &[u8], max_headers: usize) -> Verdict {
-    let mut headers = vec![httparse::EMPTY_HEADER; max_headers];
-    let mut req = httparse::Request::new(&mut headers);
-    match req.parse(head) {
+    // on the stack and left uninitialised: this runs for every HTTP/1 request
+    let mut slots = [const { std::mem::MaybeUninit::<httparse::Header>::uninit() }; HEADERS_CAP];
+    let n = max_headers.min(HEADERS_CAP);
+    let slots = slots.get_mut(..n).unwrap_or_default();
+    let mut req = httparse::Request::new(&mut []);
+    match req.parse_with_uninit_headers(head, slots) {
         Ok(httparse::Status::Complete(_)) => {}
         // hyper parses the same bytes and refuses them itself
         _ => return Verdict::Next(Mode::Aside),
@@ -454,24 +460,87 @@ impl<S> Guarded<S> {
         let _ = self
             .framing
             .feed(self.pending.get(start..).unwrap_or_default());
-        let status = if self.framing.refused() {
-            400
+        match self.refusal() {
+            None => self.ready = self.pending.len() - self.framing.held(),
+            Some(status) => {
+                // what came before the refused head goes; the head never does
+                let before = self.before_refused(self.pending.len());
+                self.pending.truncate(before);
+                self.ready = before;
+                self.refuse(status);
+            }
+        }
+    }
+
+    /// The status of a refusal the framing just made: 400 (smuggling shapes), 431 (a head
+    /// over the limit).
+    fn refusal(&self) -> Option<u16> {
+        if self.framing.refused() {
+            Some(400)
         } else if self.framing.too_large() {
-            431
+            Some(431)
         } else {
-            self.ready = self.pending.len() - self.framing.held();
-            return;
-        };
-        // what came before the refused head goes; the head never does
-        let before = usize::try_from(self.framing.head_start().saturating_sub(self.base))
+            None
+        }
+    }
+
+    /// Of the `len` bytes from `base` on, those before the refused head.
+    fn before_refused(&self, len: usize) -> usize {
+        usize::try_from(self.framing.head_start().saturating_sub(self.base))
             .unwrap_or(usize::MAX)
-            .min(self.pending.len());
-        self.pending.truncate(before);
-        self.ready = before;
+            .min(len)
+    }
+
+    fn refuse(&mut self, status: u16) {
         self.verdict = Some(verdict_request(status).into());
         if let Some(f) = self.on_refuse.take() {
             f();
         }
+    }
+
+    /// The usual case, nothing held: reads straight into hyper's buffer, with no copy and
+    /// no buffer of the guard's own, then takes back what may not go yet (the start of an
+    /// incomplete head, kept in `pending`; a refused head, dropped). `None` when the read
+    /// gave hyper nothing to see yet.
+    fn read_direct(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Option<Poll<io::Result<()>>>
+    where
+        S: AsyncRead + Unpin,
+    {
+        let start = buf.filled().len();
+        match Pin::new(&mut self.inner).poll_read(cx, buf) {
+            Poll::Pending if self.head_timed_out(cx) => return Some(Poll::Ready(Ok(()))),
+            Poll::Pending => return Some(Poll::Pending),
+            Poll::Ready(Err(e)) => return Some(Poll::Ready(Err(e))),
+            Poll::Ready(Ok(())) => {}
+        }
+        let fresh = buf.filled().get(start..).unwrap_or_default();
+        if fresh.is_empty() {
+            self.eof = true; // the client is done, with nothing held: hyper sees the end
+            return Some(Poll::Ready(Ok(())));
+        }
+        let _ = self.framing.feed(fresh);
+        let go = match self.refusal() {
+            None => {
+                let go = fresh.len() - self.framing.held().min(fresh.len());
+                self.pending
+                    .extend_from_slice(fresh.get(go..).unwrap_or_default());
+                go
+            }
+            Some(status) => {
+                let before = self.before_refused(fresh.len());
+                self.refuse(status);
+                before
+            }
+        };
+        buf.set_filled(start + go);
+        self.base += u64::try_from(go).unwrap_or(u64::MAX);
+        self.time_head();
+        // zero bytes would read as the end of the stream: the caller goes on instead
+        (go > 0).then_some(Poll::Ready(Ok(())))
     }
 
     /// Gives hyper as much of the ready bytes as it takes.
@@ -513,6 +582,12 @@ impl<S: AsyncRead + Unpin> AsyncRead for Guarded<S> {
             }
             if this.eof {
                 return Poll::Ready(Ok(()));
+            }
+            if this.pending.is_empty() && buf.remaining() > 0 {
+                match this.read_direct(cx, buf) {
+                    Some(done) => return done,
+                    None => continue,
+                }
             }
             this.pending.reserve(READ_SIZE);
             let n = match tokio_util::io::poll_read_buf(
@@ -732,53 +807,86 @@ mod hyper_tests {
     /// Behind the guard, hyper (with the auto builder, as served) never sees a refused
     /// head: the service is called once, with the guard's own request saying 400, whatever
     /// the read sizes, and the connection ends.
+    /// A client connection to hyper behind a guard, through a pipe of `pipe` bytes (small
+    /// pipes split heads across reads). The service answers with the method, the path and
+    /// the guard's verdict, if any.
+    fn guarded_hyper(pipe: usize) -> tokio::io::DuplexStream {
+        let (client, server) = tokio::io::duplex(pipe);
+        let g = Guarded::new(
+            server,
+            Framing::new(16384, 100),
+            std::time::Duration::from_secs(5),
+            Box::new(|| {}),
+        );
+        let svc =
+            hyper::service::service_fn(|req: hyper::Request<hyper::body::Incoming>| async move {
+                let verdict = req
+                    .headers()
+                    .get(VERDICT_HEADER)
+                    .and_then(|v| refusal_status(v.as_bytes()));
+                let text = format!("called {} {} verdict {verdict:?}", req.method(), req.uri());
+                Ok::<_, std::convert::Infallible>(hyper::Response::new(http_body_util::Full::new(
+                    bytes::Bytes::from(text),
+                )))
+            });
+        tokio::spawn(async move {
+            let b =
+                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+            let _ = b
+                .serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(g), svc)
+                .await;
+        });
+        client
+    }
+
+    /// Sends `bytes` and reads until the connection closes (5 s at most).
+    async fn exchange(client: &mut tokio::io::DuplexStream, bytes: &[u8]) -> String {
+        let (mut rd, mut wr) = tokio::io::split(client);
+        let send = async {
+            let _ = wr.write_all(bytes).await;
+        };
+        let mut out = Vec::new();
+        let read =
+            tokio::time::timeout(std::time::Duration::from_secs(5), rd.read_to_end(&mut out));
+        let (_, r) = tokio::join!(send, read);
+        assert!(r.is_ok(), "not closed");
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
     #[tokio::test]
     async fn a_refused_head_becomes_the_guards_request() {
         for pipe in [5, 64, 64 * 1024] {
-            let (mut client, server) = tokio::io::duplex(pipe);
-            let g = Guarded::new(
-                server,
-                Framing::new(16384, 100),
-                std::time::Duration::from_secs(5),
-                Box::new(|| {}),
-            );
-            let svc = hyper::service::service_fn(
-                |req: hyper::Request<hyper::body::Incoming>| async move {
-                    let verdict = req
-                        .headers()
-                        .get(VERDICT_HEADER)
-                        .and_then(|v| refusal_status(v.as_bytes()));
-                    let text = format!("called {} verdict {verdict:?}", req.method());
-                    Ok::<_, std::convert::Infallible>(hyper::Response::new(
-                        http_body_util::Full::new(bytes::Bytes::from(text)),
-                    ))
-                },
-            );
-            tokio::spawn(async move {
-                let b = hyper_util::server::conn::auto::Builder::new(
-                    hyper_util::rt::TokioExecutor::new(),
-                );
-                let _ = b
-                    .serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(g), svc)
-                    .await;
-            });
-            let (mut rd, mut wr) = tokio::io::split(&mut client);
-            let send = async {
-                let _ = wr
-                    .write_all(b"POST / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
-                    .await;
-            };
-            let mut out = Vec::new();
-            let read =
-                tokio::time::timeout(std::time::Duration::from_secs(5), rd.read_to_end(&mut out));
-            let (_, r) = tokio::join!(send, read);
-            assert!(r.is_ok(), "not closed");
-            let out = String::from_utf8_lossy(&out);
+            let mut client = guarded_hyper(pipe);
+            let out = exchange(
+                &mut client,
+                b"POST / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            )
+            .await;
             assert!(
-                out.ends_with("called GET verdict Some(400)"),
+                out.ends_with("called GET / verdict Some(400)"),
                 "{pipe}: {out}"
             );
             assert_eq!(out.matches("HTTP/1.1 ").count(), 1, "{out}");
+        }
+    }
+
+    /// Pipelined heads, split at every size of read: each reaches hyper whole and once,
+    /// whether the guard reads straight into hyper's buffer or holds a head's first part.
+    #[tokio::test]
+    async fn pipelined_heads_split_anywhere_all_arrive() {
+        let heads = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\nGET /c HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+        for pipe in [1, 2, 3, 7, 16, 29, 64, 64 * 1024] {
+            let mut client = guarded_hyper(pipe);
+            let out = exchange(&mut client, heads).await;
+            for path in ["/a", "/b", "/c"] {
+                assert_eq!(
+                    out.matches(&format!("called GET {path} verdict None"))
+                        .count(),
+                    1,
+                    "{pipe}: {out}"
+                );
+            }
+            assert_eq!(out.matches("HTTP/1.1 200").count(), 3, "{pipe}: {out}");
         }
     }
 }
