@@ -69,8 +69,9 @@ enum Verdict {
     Upgrade(Mode),
 }
 
-/// The most header lines the guard reads in a head (hyper's own limit is lower: 100).
-const HEADERS_CAP: usize = 128;
+/// The most header lines the guard reads in a head. A head with more sets the guard aside
+/// (hyper refuses it), so hyper's own limit must not be above this (a check in server.rs).
+pub(crate) const HEADERS_CAP: usize = 128;
 
 fn check(head: &[u8], max_headers: usize) -> Verdict {
     // on the stack and left uninitialised: this runs for every HTTP/1 request
@@ -500,8 +501,8 @@ impl<S> Guarded<S> {
 
     /// The usual case, nothing held: reads straight into hyper's buffer, with no copy and
     /// no buffer of the guard's own, then takes back what may not go yet (the start of an
-    /// incomplete head, kept in `pending`; a refused head, dropped). `None` when the read
-    /// gave hyper nothing to see yet.
+    /// incomplete head, kept in `pending` until it is whole; a refused head, dropped).
+    /// `None` when the read gave hyper nothing to see yet.
     fn read_direct(
         &mut self,
         cx: &mut Context<'_>,
@@ -526,8 +527,12 @@ impl<S> Guarded<S> {
         let go = match self.refusal() {
             None => {
                 let go = fresh.len() - self.framing.held().min(fresh.len());
-                self.pending
-                    .extend_from_slice(fresh.get(go..).unwrap_or_default());
+                if go < fresh.len() {
+                    // the start of a head: the rest of it comes into `pending` too
+                    self.pending.reserve(READ_SIZE);
+                    self.pending
+                        .extend_from_slice(fresh.get(go..).unwrap_or_default());
+                }
                 go
             }
             Some(status) => {
@@ -550,6 +555,12 @@ impl<S> Guarded<S> {
         self.pending.advance(n);
         self.ready -= n;
         self.base += u64::try_from(n).unwrap_or(u64::MAX);
+        if self.pending.is_empty() {
+            // nothing held any more: reads go straight to hyper's buffer again, and a
+            // connection waiting for its next request keeps no buffer (ten thousand idle
+            // keep-alive clients cost no 160 MB)
+            self.pending = BytesMut::new();
+        }
     }
 }
 
@@ -596,14 +607,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Guarded<S> {
                 &mut this.pending,
             ) {
                 Poll::Pending if this.head_timed_out(cx) => return Poll::Ready(Ok(())),
-                Poll::Pending => {
-                    if this.pending.is_empty() {
-                        // a connection waiting for its next request holds no buffer: ten
-                        // thousand idle keep-alive clients cost no 160 MB
-                        this.pending = BytesMut::new();
-                    }
-                    return Poll::Pending;
-                }
+                Poll::Pending => return Poll::Pending,
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Ready(Ok(n)) => n,
             };
@@ -804,9 +808,6 @@ mod hyper_tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    /// Behind the guard, hyper (with the auto builder, as served) never sees a refused
-    /// head: the service is called once, with the guard's own request saying 400, whatever
-    /// the read sizes, and the connection ends.
     /// A client connection to hyper behind a guard, through a pipe of `pipe` bytes (small
     /// pipes split heads across reads). The service answers with the method, the path and
     /// the guard's verdict, if any.
@@ -853,6 +854,9 @@ mod hyper_tests {
         String::from_utf8_lossy(&out).into_owned()
     }
 
+    /// Behind the guard, hyper (with the auto builder, as served) never sees a refused
+    /// head: the service is called once, with the guard's own request saying 400, whatever
+    /// the read sizes, and the connection ends.
     #[tokio::test]
     async fn a_refused_head_becomes_the_guards_request() {
         for pipe in [5, 64, 64 * 1024] {
@@ -888,5 +892,31 @@ mod hyper_tests {
             }
             assert_eq!(out.matches("HTTP/1.1 200").count(), 3, "{pipe}: {out}");
         }
+    }
+
+    /// A head split across reads is held in the guard's buffer; once it has gone to hyper
+    /// the buffer goes too: a connection waiting for its next request holds none.
+    #[tokio::test]
+    async fn no_buffer_is_kept_once_a_split_head_has_gone() {
+        let (mut client, server) = tokio::io::duplex(64 * 1024);
+        let mut g = Guarded::new(
+            server,
+            Framing::new(16384, 100),
+            std::time::Duration::from_secs(5),
+            Box::new(|| {}),
+        );
+        let mut buf = vec![0u8; 4096];
+        client.write_all(b"GET / HTTP/1.1\r\nHo").await.unwrap();
+        let early =
+            tokio::time::timeout(std::time::Duration::from_millis(50), g.read(&mut buf)).await;
+        assert!(early.is_err(), "half a head went through");
+        assert!(g.pending.capacity() > 0, "the half head is held");
+        client.write_all(b"st: a\r\n\r\n").await.unwrap();
+        let n = g.read(&mut buf).await.unwrap();
+        assert_eq!(
+            buf.get(..n),
+            Some(&b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"[..])
+        );
+        assert_eq!(g.pending.capacity(), 0);
     }
 }

@@ -510,6 +510,8 @@ fn guard<S>(stream: S, shared: &Arc<Shared>) -> Guarded<S> {
 }
 
 const MAX_HEADERS: usize = 100;
+// past the guard's own count it would step aside, and hyper alone would read such heads
+const _: () = assert!(MAX_HEADERS <= crate::guard::HEADERS_CAP);
 
 async fn serve_conn(
     stream: tokio::net::TcpStream,
