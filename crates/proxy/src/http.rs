@@ -55,8 +55,9 @@ fn redirect(location: &str) -> Response<Body> {
     r
 }
 
-const HOP: [HeaderName; 7] = [
+const HOP: [HeaderName; 8] = [
     header::CONNECTION,
+    HeaderName::from_static("close"), // reserved (RFC 9110 §7.6.1): never forwarded
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
     header::TE,
@@ -76,8 +77,8 @@ const FORWARDING: [HeaderName; 6] = [
 
 /// Removes hop-by-hop headers, including those the Connection header names.
 fn strip_hop(h: &mut HeaderMap) {
-    // `keep-alive` and `close`, the usual tokens, are in HOP already: nothing to collect
-    // (and no allocation) unless the Connection header names another header.
+    // `keep-alive` and `close`, the usual tokens, are in HOP: nothing to collect (and no
+    // allocation) unless the Connection header names another header.
     let named: Vec<HeaderName> = h
         .get_all(header::CONNECTION)
         .iter()
