@@ -531,3 +531,62 @@ mod future_size {
         assert!(size <= 3 * 1024, "handle's future is {size} bytes");
     }
 }
+
+#[cfg(test)]
+mod headers {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_and_those_connection_names_are_stripped() {
+        let mut h = HeaderMap::new();
+        for (n, v) in [
+            ("connection", "close, X-Secret"),
+            ("connection", "keep-alive"),
+            ("close", "x"),
+            ("x-secret", "1"),
+            ("keep-alive", "timeout=5"),
+            ("te", "trailers"),
+            ("upgrade", "h2c"),
+            ("x-kept", "1"),
+        ] {
+            h.append(HeaderName::from_static(n), HeaderValue::from_static(v));
+        }
+        strip_hop(&mut h);
+        let left: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
+        assert_eq!(left, ["x-kept"]);
+    }
+
+    #[test]
+    fn forwarding_values_name_the_client_for_ipv4_ipv6_and_behind_a_trusted_proxy() {
+        let origin = |ip: &str, https, chain: Option<&str>| Origin {
+            peer: Client {
+                addr: "192.0.2.9:4000".parse().unwrap(),
+                tls: https,
+            },
+            ip: ip.parse().unwrap(),
+            known: true,
+            https,
+            chain: chain.map(str::to_owned),
+        };
+        let text = |v: Option<HeaderValue>| v.unwrap().to_str().unwrap().to_owned();
+        let (xff, fwd) = forwarding_values(&origin("203.0.113.7", false, None), "a.test");
+        assert_eq!(text(xff), "203.0.113.7");
+        assert_eq!(text(fwd), "for=203.0.113.7;proto=http;host=a.test");
+        let (xff, fwd) = forwarding_values(&origin("2001:db8::1", true, None), "a.test");
+        assert_eq!(text(xff), "2001:db8::1");
+        assert_eq!(text(fwd), "for=\"[2001:db8::1]\";proto=https;host=a.test");
+        let behind = origin("203.0.113.7", true, Some("203.0.113.7"));
+        let (xff, _) = forwarding_values(&behind, "a.test");
+        assert_eq!(text(xff), "203.0.113.7, 192.0.2.9");
+    }
+
+    #[test]
+    fn the_backend_host_reuses_the_clients_value_only_when_it_is_the_routed_name() {
+        let same = HeaderValue::from_static("a.test");
+        assert_eq!(host_value("a.test", Some(&same)).unwrap(), "a.test");
+        let other = HeaderValue::from_static("A.TEST:8080");
+        assert_eq!(host_value("a.test", Some(&other)).unwrap(), "a.test");
+        assert_eq!(host_value("a.test", None).unwrap(), "a.test");
+    }
+}
