@@ -1,9 +1,10 @@
 //! Certificates over ACME (RFC 8555) with `instant-acme`: HTTP-01 (tokens answered by the
 //! plain listener) or TLS-ALPN-01 (a challenge certificate picked by the resolver).
 //!
-//! A site is due when it has no certificate or less than `renew_before` left (or a third
-//! of its lifetime, whichever is longer). A new certificate is written (0600) and served at
-//! once. Failures back off exponentially per site (base × 2ⁿ, capped at a day), which also
+//! A site is due when it has no certificate, when its certificate does not name every host
+//! of the site (an alias added), or when less than `renew_before` is left — at most half the
+//! certificate's lifetime, so that a short-lived certificate is renewed at half-life rather
+//! than on every pass. A new certificate is written (0600) and served at once. Failures back off exponentially per site (base × 2ⁿ, capped at a day), which also
 //! keeps the proxy under the CA's rate limits. The account key is kept in the state folder.
 
 use crate::tls::{acme_paths, Certs};
@@ -83,13 +84,56 @@ pub fn write_private(path: &Path, data: &[u8]) -> Result<(), Error> {
     std::fs::rename(&tmp, path).map_err(w)
 }
 
-/// (not before, not after) of the first certificate of a PEM chain, in Unix seconds.
-pub fn validity(cert_pem: &Path) -> Option<(i64, i64)> {
-    use rustls_pki_types::pem::PemObject;
-    let der = CertificateDer::pem_file_iter(cert_pem).ok()?.next()?.ok()?;
-    let (_, cert) = x509_parser::parse_x509_certificate(&der).ok()?;
-    let v = cert.validity();
-    Some((v.not_before.timestamp(), v.not_after.timestamp()))
+/// What the renewal check needs of a stored certificate (its first, the leaf).
+#[derive(Debug)]
+struct Stored {
+    not_before: i64,
+    not_after: i64,
+    /// The DNS names of its subjectAltName, in lower case.
+    names: Vec<String>,
+}
+
+impl Stored {
+    fn read(cert_pem: &Path) -> Option<Stored> {
+        use rustls_pki_types::pem::PemObject;
+        let der = CertificateDer::pem_file_iter(cert_pem).ok()?.next()?.ok()?;
+        let (_, cert) = x509_parser::parse_x509_certificate(&der).ok()?;
+        let v = cert.validity();
+        let names = cert
+            .subject_alternative_name()
+            .ok()
+            .flatten()
+            .map(|san| {
+                san.value
+                    .general_names
+                    .iter()
+                    .filter_map(|n| match n {
+                        x509_parser::extensions::GeneralName::DNSName(d) => {
+                            Some(d.to_ascii_lowercase())
+                        }
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Some(Stored {
+            not_before: v.not_before.timestamp(),
+            not_after: v.not_after.timestamp(),
+            names,
+        })
+    }
+
+    /// Due for a new certificate at `now`: a host it does not name, or less left than
+    /// `renew_before`, capped at half its lifetime (else a certificate shorter than twice
+    /// `renew_before` would be due again as soon as issued, and the CA asked every pass).
+    fn due(&self, hosts: &[String], now: i64, renew_before: Duration) -> bool {
+        if hosts.iter().any(|h| !self.names.contains(h)) {
+            return true;
+        }
+        let before = i64::try_from(renew_before.as_secs()).unwrap_or(i64::MAX);
+        let half_life = (self.not_after - self.not_before) / 2;
+        self.not_after - now < before.min(half_life)
+    }
 }
 
 fn now_secs() -> i64 {
@@ -118,15 +162,11 @@ impl Acme {
         self.tokens.lock().ok()?.get(token).cloned()
     }
 
-    /// Is this site's certificate missing or due for renewal?
-    pub fn due(&self, state_dir: &Path, site: &str) -> bool {
+    /// Is the certificate of `site` (serving `hosts`, normalised) missing, short of a name,
+    /// or due for renewal?
+    pub fn due(&self, state_dir: &Path, site: &str, hosts: &[String]) -> bool {
         let (cert, _) = acme_paths(state_dir, site);
-        let Some((nb, na)) = validity(&cert) else {
-            return true;
-        };
-        let left = na - now_secs();
-        let before = i64::try_from(self.options.renew_before.as_secs()).unwrap_or(i64::MAX);
-        left < before.max((na - nb) / 3)
+        Stored::read(&cert).is_none_or(|c| c.due(hosts, now_secs(), self.options.renew_before))
     }
 
     /// One pass: issues or renews every due ACME site not in back-off.
@@ -134,7 +174,15 @@ impl Acme {
         let state = PathBuf::from(&routes.settings.state_dir);
         let mut out = Vec::new();
         for r in &routes.sites {
-            if r.tls != RouteTls::Acme || !self.due(&state, &r.name) {
+            if r.tls != RouteTls::Acme {
+                continue;
+            }
+            let hosts: Vec<String> = r
+                .hosts
+                .iter()
+                .map(|h| crate::table::normalize_host(h).into_owned())
+                .collect();
+            if !self.due(&state, &r.name, &hosts) {
                 continue;
             }
             let waiting = self
@@ -146,11 +194,6 @@ impl Acme {
             if waiting {
                 continue;
             }
-            let hosts: Vec<String> = r
-                .hosts
-                .iter()
-                .map(|h| crate::table::normalize_host(h).into_owned())
-                .collect();
             let res = self.issue(routes, &state, &r.name, &hosts).await;
             if let Ok(mut b) = self.backoff.lock() {
                 let e = b.entry(r.name.clone()).or_default();
@@ -309,4 +352,50 @@ fn alpn_cert(name: &str, digest: &[u8]) -> Result<rustls::sign::CertifiedKey, St
     let cert = params.self_signed(&key).map_err(|e| e.to_string())?;
     let der = PrivateKeyDer::Pkcs8(key.serialize_der().into());
     crate::tls::pair_from_der(vec![cert.der().clone()], &der).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod renewal {
+    use super::*;
+
+    const DAY: i64 = 86400;
+
+    fn stored(lifetime_days: i64, names: &[&str]) -> Stored {
+        Stored {
+            not_before: 0,
+            not_after: lifetime_days * DAY,
+            names: names.iter().map(|n| (*n).to_owned()).collect(),
+        }
+    }
+
+    fn hosts(h: &[&str]) -> Vec<String> {
+        h.iter().map(|n| (*n).to_owned()).collect()
+    }
+
+    const THIRTY_DAYS: Duration = Duration::from_secs(30 * 86400);
+
+    #[test]
+    fn a_90_day_certificate_is_renewed_30_days_before_it_ends() {
+        let c = stored(90, &["a.test"]);
+        let h = hosts(&["a.test"]);
+        assert!(!c.due(&h, 59 * DAY, THIRTY_DAYS));
+        assert!(c.due(&h, 61 * DAY, THIRTY_DAYS));
+    }
+
+    #[test]
+    fn a_short_certificate_is_renewed_at_half_life_not_at_once() {
+        // six days (Let's Encrypt's short-lived profile) against renew_before = 30 days
+        let c = stored(6, &["a.test"]);
+        let h = hosts(&["a.test"]);
+        assert!(!c.due(&h, 0, THIRTY_DAYS), "due as soon as issued");
+        assert!(!c.due(&h, 2 * DAY, THIRTY_DAYS));
+        assert!(c.due(&h, 3 * DAY + 1, THIRTY_DAYS));
+    }
+
+    #[test]
+    fn a_host_the_certificate_does_not_name_makes_it_due_at_once() {
+        let c = stored(90, &["a.test", "www.a.test"]);
+        assert!(!c.due(&hosts(&["a.test", "www.a.test"]), 0, THIRTY_DAYS));
+        assert!(c.due(&hosts(&["a.test", "new.a.test"]), 0, THIRTY_DAYS));
+    }
 }
