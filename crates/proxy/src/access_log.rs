@@ -5,9 +5,10 @@
 use chrono::{DateTime, Utc};
 use std::io::Write as _;
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch, Notify};
 
 /// How each line is written.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -99,30 +100,80 @@ fn escape(s: &str) -> String {
     out
 }
 
-/// Writes the lines received to `path` ("-": standard output), a batch per write.
-pub(crate) async fn write(path: PathBuf, mut rx: mpsc::Receiver<String>) {
-    let mut out: Box<dyn std::io::Write + Send> = if path.as_os_str() == "-" {
-        Box::new(std::io::stdout())
-    } else {
-        match std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-        {
-            Ok(f) => Box::new(f),
-            Err(e) => {
-                tracing::error!("access log {}: {e}", path.display());
-                return;
-            }
+/// The access log's writer task, seen from the proxy.
+pub(crate) struct Writer {
+    /// Reopen the file (after logrotate moved it: SIGHUP, as for nginx).
+    pub reopen: Arc<Notify>,
+    /// Set once no request is left to log: the writer writes what is queued and ends.
+    pub close: watch::Sender<bool>,
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+/// Starts the task writing the lines of `rx` to `path` ("-": standard output).
+pub(crate) fn start(path: PathBuf, rx: mpsc::Receiver<String>) -> Writer {
+    let reopen = Arc::new(Notify::new());
+    let (close, closed) = watch::channel(false);
+    let task = tokio::spawn(write(path, rx, Arc::clone(&reopen), closed));
+    Writer {
+        reopen,
+        close,
+        task,
+    }
+}
+
+fn open(path: &Path) -> Option<Box<dyn std::io::Write + Send>> {
+    if path.as_os_str() == "-" {
+        return Some(Box::new(std::io::stdout()));
+    }
+    match std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    {
+        Ok(f) => Some(Box::new(f)),
+        Err(e) => {
+            tracing::error!("access log {}: {e}", path.display());
+            None
         }
-    };
+    }
+}
+
+/// Writes the lines received, a batch per write, until `closed` (then the queue is
+/// written out first) or every sender is gone.
+async fn write(
+    path: PathBuf,
+    mut rx: mpsc::Receiver<String>,
+    reopen: Arc<Notify>,
+    mut closed: watch::Receiver<bool>,
+) {
+    let Some(mut out) = open(&path) else { return };
     let mut buf = String::new();
-    while let Some(line) = rx.recv().await {
-        buf.push_str(&line);
-        while buf.len() < 64 * 1024 {
-            match rx.try_recv() {
-                Ok(l) => buf.push_str(&l),
-                Err(_) => break,
+    loop {
+        tokio::select! {
+            line = rx.recv() => {
+                let Some(line) = line else { return };
+                buf.push_str(&line);
+                while buf.len() < 64 * 1024 {
+                    match rx.try_recv() {
+                        Ok(l) => buf.push_str(&l),
+                        Err(_) => break,
+                    }
+                }
+            }
+            () = reopen.notified() => {
+                // a file that cannot be opened now keeps the old one (logged)
+                if let Some(o) = open(&path) {
+                    out = o;
+                }
+                continue;
+            }
+            _ = closed.changed() => {
+                while let Ok(l) = rx.try_recv() {
+                    buf.push_str(&l);
+                }
+                let _ = out.write_all(buf.as_bytes());
+                let _ = out.flush();
+                return;
             }
         }
         let _ = out.write_all(buf.as_bytes());

@@ -222,6 +222,8 @@ pub struct Proxy {
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
     workers: Vec<crate::worker::Running>,
+    /// Kept apart from `tasks`: it ends after the workers, with the last requests' lines.
+    log_writer: Option<crate::access_log::Writer>,
 }
 
 impl Proxy {
@@ -257,13 +259,11 @@ impl Proxy {
         }
         certs.replace_all(loaded);
         let mut tasks = JoinSet::new();
-        let log = match &options.access_log {
-            None => None,
+        let (log, log_writer) = match &options.access_log {
+            None => (None, None),
             Some(path) => {
                 let (tx, rx) = mpsc::channel(65_536);
-                let path = path.clone();
-                tasks.spawn(crate::access_log::write(path, rx));
-                Some(tx)
+                (Some(tx), Some(crate::access_log::start(path.clone(), rx)))
             }
         };
         let state_dir = PathBuf::from(&settings.state_dir);
@@ -323,14 +323,21 @@ impl Proxy {
             stop,
             tasks,
             workers: running,
+            log_writer,
         })
     }
 
+    /// Re-reads the routes and certificates (see [`Shared::reload`]) and reopens the access
+    /// log, which logrotate may have moved.
     pub fn reload(&self) -> Result<(), Error> {
+        if let Some(w) = &self.log_writer {
+            w.reopen.notify_one();
+        }
         self.shared.reload()
     }
 
-    /// Stops accepting, lets requests in flight finish (up to the grace period), then ends.
+    /// Stops accepting, lets requests in flight finish (up to the grace period), writes the
+    /// access log out, then ends.
     pub async fn shutdown(mut self) {
         let _ = self.stop.send(true);
         let grace = self.shared.options.shutdown_grace + Duration::from_secs(1);
@@ -338,7 +345,18 @@ impl Proxy {
             for worker in self.workers.drain(..) {
                 let _ = worker.done.await;
             }
+        })
+        .await;
+        // every request has ended (or the grace has): the log's last lines are queued
+        let log_task = self.log_writer.take().map(|w| {
+            let _ = w.close.send(true);
+            w.task
+        });
+        let _ = tokio::time::timeout(Duration::from_secs(1), async {
             while self.tasks.join_next().await.is_some() {}
+            if let Some(t) = log_task {
+                let _ = t.await;
+            }
         })
         .await;
         self.tasks.abort_all();

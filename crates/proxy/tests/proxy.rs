@@ -865,6 +865,51 @@ async fn access_log_in_combined_format() {
     p.shutdown().await;
 }
 
+/// The access log across logrotate and shutdown: after the file is moved away, a reload
+/// (SIGHUP) makes the proxy write to a new file at the path; at shutdown the last lines are
+/// written and the proxy ends at once when idle, not after the whole grace period (the log
+/// writer used to keep it waiting: 31 s per restart with the default grace).
+#[tokio::test]
+async fn access_log_reopened_on_reload_and_written_out_at_shutdown() {
+    let b = backend().await;
+    let e = env();
+    one_site(&e, b.addr);
+    let log = e.dir.path().join("access.log");
+    let rotated = e.dir.path().join("access.log.1");
+    let mut o = options(&e);
+    o.access_log = Some(log.clone());
+    o.shutdown_grace = Duration::from_secs(60);
+    let p = Proxy::start(o).await.unwrap();
+    let http = p.http_addr.unwrap();
+    let lines = |path: &std::path::Path| {
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    assert_eq!(status(&get(http, "a.test", "/before", "").await), 200);
+    for _ in 0..50 {
+        if lines(&log) == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(lines(&log), 1);
+    std::fs::rename(&log, &rotated).unwrap();
+    p.reload().unwrap();
+    assert_eq!(status(&get(http, "a.test", "/after", "").await), 200);
+    let started = std::time::Instant::now();
+    p.shutdown().await;
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "shutdown waited {:?} with nothing in flight",
+        started.elapsed()
+    );
+    assert_eq!(lines(&rotated), 1, "the rotated file got more lines");
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(text.contains("/after"), "the reopened log: {text:?}");
+}
+
 /// A bare HTTP/1.1 backend that counts its connections and answers "ok" to each request;
 /// with `linger`, it closes each connection that long after its first answer, silently (no
 /// `Connection: close`), as a backend's keep-alive timeout does.
