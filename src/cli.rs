@@ -121,7 +121,8 @@ pub struct ProxyArgs {
     /// Listen for HTTPS here instead of `[proxy] listen_https`.
     #[arg(long, value_name = "ADDR:PORT")]
     pub listen_https: Option<String>,
-    /// Write the access log here; `-` for standard output.
+    /// Write the access log here; `-` for standard output. Reopened on SIGHUP (logrotate's
+    /// `postrotate`: `kill -HUP` the proxy).
     #[arg(long, value_name = "FILE")]
     pub access_log: Option<PathBuf>,
     /// The access log's lines: JSON objects, or Apache's combined format (GoAccess, fail2ban).
