@@ -566,9 +566,11 @@ async fn serve_conn(
             let s = Arc::clone(shared);
             let svc = service_fn(move |req| handle(Arc::clone(&s), backends.clone(), client, req));
             if alpn.as_deref() == Some(b"h2") {
+                // HTTP/2 only: `serve_connection_with_upgrades` would ignore `http2_only` and
+                // serve HTTP/1 bytes sent after ALPN h2, beside the framing guard
                 let b = b.http2_only();
                 let io = TokioIo::new(crate::coalesce::Coalesced::new(tls_stream));
-                let conn = b.serve_connection_with_upgrades(io, svc);
+                let conn = b.serve_connection(io, svc);
                 let _ = watcher.watch(conn).await;
             } else {
                 let io = TokioIo::new(guard(tls_stream, shared));

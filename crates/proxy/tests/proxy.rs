@@ -300,14 +300,13 @@ fn self_signed(e: &Env, name: &str) -> (String, String) {
     (c.to_str().unwrap().into(), k.to_str().unwrap().into())
 }
 
-/// Connects over TLS with SNI `name`, trusting `roots` (PEM files); returns the peer
-/// certificate (DER) and the negotiated ALPN, and the HTTP response to GET /.
-async fn tls_get(
+/// A TLS connection with SNI `name` offering `alpn`, trusting `roots` (PEM files).
+async fn tls_connect(
     addr: SocketAddr,
     name: &str,
     roots: &[&Path],
     alpn: &[&[u8]],
-) -> (Vec<u8>, Option<Vec<u8>>, u16, String) {
+) -> tokio_rustls::client::TlsStream<TcpStream> {
     use rustls_pki_types::pem::PemObject;
     let mut store = rustls::RootCertStore::empty();
     for r in roots {
@@ -325,13 +324,23 @@ async fn tls_get(
     cfg.alpn_protocols = alpn.iter().map(|a| a.to_vec()).collect();
     let conn = tokio_rustls::TlsConnector::from(Arc::new(cfg));
     let tcp = TcpStream::connect(addr).await.unwrap();
-    let tls = conn
-        .connect(
-            rustls_pki_types::ServerName::try_from(name.to_owned()).unwrap(),
-            tcp,
-        )
-        .await
-        .unwrap();
+    conn.connect(
+        rustls_pki_types::ServerName::try_from(name.to_owned()).unwrap(),
+        tcp,
+    )
+    .await
+    .unwrap()
+}
+
+/// Connects over TLS with SNI `name`, trusting `roots` (PEM files); returns the peer
+/// certificate (DER) and the negotiated ALPN, and the HTTP response to GET /.
+async fn tls_get(
+    addr: SocketAddr,
+    name: &str,
+    roots: &[&Path],
+    alpn: &[&[u8]],
+) -> (Vec<u8>, Option<Vec<u8>>, u16, String) {
+    let tls = tls_connect(addr, name, roots, alpn).await;
     let (_, c) = tls.get_ref();
     let cert = c.peer_certificates().unwrap()[0].to_vec();
     let proto = c.alpn_protocol().map(<[u8]>::to_vec);
@@ -369,6 +378,39 @@ async fn tls_get(
         )
     };
     (cert, proto, st, body)
+}
+
+/// A client that negotiates h2 and then speaks HTTP/1 is not served HTTP/1 (which would
+/// pass beside the framing guard): only HTTP/2 is spoken on such a connection.
+#[tokio::test]
+async fn http1_bytes_after_alpn_h2_are_not_served() {
+    let b = backend().await;
+    let e = env();
+    let (c, k) = self_signed(&e, "a.test");
+    write_routes(
+        &e,
+        serde_json::json!({}),
+        vec![site(
+            "a.test",
+            &["a.test"],
+            b.addr,
+            serde_json::json!({"mode":"files","cert":c,"key":k}),
+        )],
+    );
+    let p = Proxy::start(options(&e)).await.unwrap();
+    let mut tls = tls_connect(p.https_addr.unwrap(), "a.test", &[Path::new(&c)], &[b"h2"]).await;
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let smuggled = b"POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+    tls.write_all(smuggled).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut out)).await;
+    let text = String::from_utf8_lossy(&out);
+    assert!(
+        !text.contains("HTTP/1."),
+        "served HTTP/1 after ALPN h2: {text}"
+    );
+    assert_eq!(b.hits.load(Ordering::SeqCst), 0, "the backend was reached");
+    p.shutdown().await;
 }
 
 #[tokio::test]
