@@ -45,16 +45,24 @@ pub fn set(state_dir: &Path, site: &str, on: bool) -> Result<(), Error> {
     }
 }
 
-/// The sites in maintenance now (an absent folder means none).
-pub fn read(state_dir: &Path) -> HashSet<String> {
-    let Ok(entries) = std::fs::read_dir(dir(state_dir)) else {
-        return HashSet::new();
+/// The sites in maintenance now (an absent folder means none). Any other failure to read
+/// the folder is an error, not "none": the caller keeps the switches it had, so that a site
+/// in maintenance is not opened to everyone by, say, a file-descriptor shortage.
+pub fn read(state_dir: &Path) -> std::io::Result<HashSet<String>> {
+    let entries = match std::fs::read_dir(dir(state_dir)) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(HashSet::new()),
+        Err(e) => return Err(e),
     };
-    entries
-        .filter_map(Result::ok)
-        .filter_map(|e| e.file_name().into_string().ok())
-        .filter(|n| check_name(n).is_ok())
-        .collect()
+    let mut on = HashSet::new();
+    for entry in entries {
+        if let Ok(name) = entry?.file_name().into_string() {
+            if check_name(&name).is_ok() {
+                on.insert(name);
+            }
+        }
+    }
+    Ok(on)
 }
 
 #[cfg(test)]
@@ -65,12 +73,20 @@ mod tests {
     #[test]
     fn switches_round_trip() {
         let d = tempfile::tempdir().unwrap();
-        assert!(read(d.path()).is_empty());
+        assert!(read(d.path()).unwrap().is_empty());
         set(d.path(), "a.test", true).unwrap();
-        assert!(read(d.path()).contains("a.test"));
+        assert!(read(d.path()).unwrap().contains("a.test"));
         set(d.path(), "a.test", false).unwrap();
         set(d.path(), "a.test", false).unwrap();
-        assert!(read(d.path()).is_empty());
+        assert!(read(d.path()).unwrap().is_empty());
         assert!(set(d.path(), "../etc", true).is_err());
+    }
+
+    #[test]
+    fn an_unreadable_folder_is_an_error_not_no_maintenance() {
+        let d = tempfile::tempdir().unwrap();
+        // a file where the folder should be: read_dir fails with something else than NotFound
+        std::fs::write(dir(d.path()), b"").unwrap();
+        assert!(read(d.path()).is_err());
     }
 }

@@ -181,9 +181,11 @@ impl Shared {
     fn refresh_maintenance(&self) {
         let _held = self.maintenance_lock.lock();
         let table = self.table.load();
-        let m = crate::maintenance::read(Path::new(&table.routes.settings.state_dir));
-        if **self.maintenance.load() != m {
-            self.maintenance.store(Arc::new(m));
+        match crate::maintenance::read(Path::new(&table.routes.settings.state_dir)) {
+            Ok(m) if **self.maintenance.load() != m => self.maintenance.store(Arc::new(m)),
+            Ok(_) => {}
+            // the switches stay as they were: a site in maintenance stays closed
+            Err(e) => tracing::warn!("maintenance switches not read (kept as they were): {e}"),
         }
     }
 }
@@ -271,7 +273,12 @@ impl Proxy {
             acme: Acme::new(Arc::clone(&certs), options.acme.clone()),
             http_public_port: options.public_http_port.or(http_addr.map(|a| a.port())),
             https_public_port: options.public_https_port.or(https_addr.map(|a| a.port())),
-            maintenance: ArcSwap::from_pointee(crate::maintenance::read(&state_dir)),
+            maintenance: ArcSwap::from_pointee(crate::maintenance::read(&state_dir).map_err(
+                |source| Error::Read {
+                    path: crate::maintenance::dir(&state_dir),
+                    source,
+                },
+            )?),
             table: ArcSwap::from_pointee(table),
             certs: Arc::clone(&certs),
             global: Global::new(workers),
