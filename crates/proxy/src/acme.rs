@@ -165,8 +165,12 @@ impl Acme {
     /// Is the certificate of `site` (serving `hosts`, normalised) missing, short of a name,
     /// or due for renewal?
     pub fn due(&self, state_dir: &Path, site: &str, hosts: &[String]) -> bool {
-        let (cert, _) = acme_paths(state_dir, site);
-        Stored::read(&cert).is_none_or(|c| c.due(hosts, now_secs(), self.options.renew_before))
+        let (cert, key) = acme_paths(state_dir, site);
+        let due =
+            Stored::read(&cert).is_none_or(|c| c.due(hosts, now_secs(), self.options.renew_before));
+        // a pair that cannot be served (a crash between writing the key and the certificate)
+        // is replaced at once rather than at the end of the certificate's life
+        due || crate::tls::load_pair(&cert, &key, site).is_err()
     }
 
     /// One pass: issues or renews every due ACME site not in back-off.
@@ -351,7 +355,13 @@ fn alpn_cert(name: &str, digest: &[u8]) -> Result<rustls::sign::CertifiedKey, St
     let key = rcgen::KeyPair::generate().map_err(|e| e.to_string())?;
     let cert = params.self_signed(&key).map_err(|e| e.to_string())?;
     let der = PrivateKeyDer::Pkcs8(key.serialize_der().into());
-    crate::tls::pair_from_der(vec![cert.der().clone()], &der).map_err(|e| e.to_string())
+    // its key is the one just made for it: no consistency check, which would also refuse it
+    // (webpki does not parse the critical acmeIdentifier extension)
+    let signer = rustls::crypto::ring::sign::any_supported_type(&der).map_err(|e| e.to_string())?;
+    Ok(rustls::sign::CertifiedKey::new(
+        vec![cert.der().clone()],
+        signer,
+    ))
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use arc_swap::ArcSwap;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering::Relaxed;
@@ -139,12 +139,14 @@ impl Shared {
             let routes = read_routes(&self.options.routes)?;
             let old = self.table.load_full();
             let table = Table::build(routes, Some(&old), self.options.default_max_body)?;
-            let (certs, errors) = crate::tls::load_all(&table.routes);
+            // taken before the files are read: one that changes meanwhile is read again at
+            // the next poll, rather than its old content kept under its new fingerprint
+            let fp = self.fingerprint_of(&table);
+            let (certs, errors) = crate::tls::load_all(&table.routes, &self.certs.current());
             for e in errors {
-                tracing::warn!("{e}");
+                tracing::warn!("{e} (its previous certificate, if any, is still served)");
             }
             self.certs.replace_all(certs);
-            let fp = self.fingerprint_of(&table);
             self.table.store(Arc::new(table));
             if let Ok(mut f) = self.fingerprint.lock() {
                 *f = fp;
@@ -255,7 +257,7 @@ impl Proxy {
         let metrics_addr = metrics_l.as_ref().and_then(|l| l.local_addr().ok());
 
         let certs = Arc::new(Certs::default());
-        let (loaded, errors) = crate::tls::load_all(&table.routes);
+        let (loaded, errors) = crate::tls::load_all(&table.routes, &HashMap::new());
         for e in errors {
             tracing::warn!("{e}");
         }

@@ -41,6 +41,11 @@ impl Certs {
         self.by_name.load().get(name).cloned()
     }
 
+    /// The certificates served now, by name.
+    pub fn current(&self) -> Arc<HashMap<String, Arc<CertifiedKey>>> {
+        self.by_name.load_full()
+    }
+
     pub fn set_challenge(&self, name: &str, key: Option<Arc<CertifiedKey>>) {
         if let Ok(mut c) = self.challenges.lock() {
             match key {
@@ -77,17 +82,27 @@ pub fn load_pair(cert: &Path, key: &Path, site: &str) -> Result<CertifiedKey, Er
     if chain.is_empty() {
         return Err(bad(format!("{}: no certificate in it", cert.display())));
     }
-    let key =
+    let der =
         PrivateKeyDer::from_pem_file(key).map_err(|e| bad(format!("{}: {e}", key.display())))?;
-    pair_from_der(chain, &key).map_err(|e| bad(e.to_string()))
+    pair_from_der(chain, &der).map_err(|e| bad(format!("{}: {e}", key.display())))
 }
 
-pub fn pair_from_der(
+/// A signing key for `chain`, refused when the key is not the certificate's (a renewal
+/// caught between writing its key and its certificate, a mistaken path): served, such a pair
+/// fails every handshake.
+fn pair_from_der(
     chain: Vec<CertificateDer<'static>>,
     key: &PrivateKeyDer<'_>,
 ) -> Result<CertifiedKey, rustls::Error> {
     let signer = rustls::crypto::ring::sign::any_supported_type(key)?;
-    Ok(CertifiedKey::new(chain, signer))
+    let pair = CertifiedKey::new(chain, signer);
+    match pair.keys_match() {
+        // `Unknown`: the signer cannot tell its public key; nothing to compare
+        Ok(()) | Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => {
+            Ok(pair)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Where the ACME certificate of a site is kept.
@@ -118,9 +133,11 @@ pub fn watched_files(routes: &pic2_render::proxy::Routes) -> Vec<PathBuf> {
 }
 
 /// Loads every certificate the routes name. A site whose files are missing or broken is
-/// reported and left out (an ACME site without a certificate yet is normal).
+/// reported and keeps what `previous` served for its names, if anything (an ACME site
+/// without a certificate yet is normal).
 pub fn load_all(
     routes: &pic2_render::proxy::Routes,
+    previous: &HashMap<String, Arc<CertifiedKey>>,
 ) -> (HashMap<String, Arc<CertifiedKey>>, Vec<Error>) {
     let state = Path::new(&routes.settings.state_dir);
     let mut map = HashMap::new();
@@ -144,7 +161,15 @@ pub fn load_all(
                     map.insert(crate::table::normalize_host(h).into_owned(), Arc::clone(&p));
                 }
             }
-            Err(e) => errors.push(e),
+            Err(e) => {
+                for h in &r.hosts {
+                    let h = crate::table::normalize_host(h);
+                    if let Some(p) = previous.get(&*h) {
+                        map.insert(h.into_owned(), Arc::clone(p));
+                    }
+                }
+                errors.push(e);
+            }
         }
     }
     (map, errors)
@@ -161,4 +186,29 @@ pub fn server_config(certs: Arc<Certs>) -> Result<rustls::ServerConfig, Error> {
     .with_cert_resolver(certs);
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec(), ACME_TLS_ALPN.to_vec()];
     Ok(cfg)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_key_that_is_not_the_certificates_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let params = rcgen::CertificateParams::new(vec!["a.test".to_owned()]).unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        let (c, k, other) = (
+            d.path().join("c.pem"),
+            d.path().join("k.pem"),
+            d.path().join("other.pem"),
+        );
+        std::fs::write(&c, cert.pem()).unwrap();
+        std::fs::write(&k, key.serialize_pem()).unwrap();
+        std::fs::write(&other, rcgen::KeyPair::generate().unwrap().serialize_pem()).unwrap();
+        assert!(load_pair(&c, &k, "a.test").is_ok());
+        let e = load_pair(&c, &other, "a.test").unwrap_err().to_string();
+        assert!(e.contains("other.pem"), "{e}");
+    }
 }

@@ -413,6 +413,35 @@ async fn http1_bytes_after_alpn_h2_are_not_served() {
     p.shutdown().await;
 }
 
+/// A key that is not the certificate's (a renewal caught half-written, a wrong path) is
+/// refused at reload, and the site keeps the certificate it served: never a pair that fails
+/// every handshake.
+#[tokio::test]
+async fn a_mismatched_key_keeps_the_certificate_served() {
+    let b = backend().await;
+    let e = env();
+    let (c, k) = self_signed(&e, "a.test");
+    write_routes(
+        &e,
+        serde_json::json!({}),
+        vec![site(
+            "a.test",
+            &["a.test"],
+            b.addr,
+            serde_json::json!({"mode":"files","cert":c,"key":k}),
+        )],
+    );
+    let p = Proxy::start(options(&e)).await.unwrap();
+    let https = p.https_addr.unwrap();
+    let (before, _, st, _) = tls_get(https, "a.test", &[Path::new(&c)], &[b"http/1.1"]).await;
+    assert_eq!(st, 200);
+    std::fs::write(&k, rcgen::KeyPair::generate().unwrap().serialize_pem()).unwrap();
+    assert!(p.reload().is_ok(), "the routes themselves are fine");
+    let (after, _, st, _) = tls_get(https, "a.test", &[Path::new(&c)], &[b"http/1.1"]).await;
+    assert_eq!((st, after), (200, before));
+    p.shutdown().await;
+}
+
 #[tokio::test]
 async fn tls_by_sni_http2_hsts_and_certificate_file_change() {
     let b = backend().await;
