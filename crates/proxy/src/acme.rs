@@ -23,6 +23,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+/// The longest one issuance may take, from the order to the certificate on disk.
+const ISSUE_TIME: Duration = Duration::from_secs(300);
+
 #[derive(Clone, Debug)]
 pub struct AcmeOptions {
     pub renew_before: Duration,
@@ -198,7 +201,19 @@ impl Acme {
             if waiting {
                 continue;
             }
-            let res = self.issue(routes, &state, &r.name, &hosts).await;
+            // instant-acme's client has no timeout of its own: a CA that stalls would hold
+            // every other site's renewal
+            let res = tokio::time::timeout(ISSUE_TIME, self.issue(routes, &state, &r.name, &hosts))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(Error::Acme {
+                        site: r.name.clone(),
+                        reason: format!(
+                            "no certificate after {} s (the CA did not answer in time)",
+                            ISSUE_TIME.as_secs()
+                        ),
+                    })
+                });
             if let Ok(mut b) = self.backoff.lock() {
                 let e = b.entry(r.name.clone()).or_default();
                 match &res {
@@ -282,8 +297,11 @@ impl Acme {
         let account = self.account(routes).await?;
         let ids: Vec<Identifier> = hosts.iter().cloned().map(Identifier::Dns).collect();
         let mut order = account.new_order(&NewOrder::new(&ids)).await.map_err(e)?;
-        let mut tokens = Vec::new();
-        let mut names = Vec::new();
+        let mut published = Published {
+            acme: self,
+            tokens: Vec::new(),
+            names: Vec::new(),
+        };
         {
             let mut auths = order.authorizations();
             while let Some(a) = auths.next().await {
@@ -302,36 +320,20 @@ impl Acme {
                     let cert =
                         alpn_cert(&name, ka.digest().as_ref()).map_err(|x| acme_err(site, x))?;
                     self.certs.set_challenge(&name, Some(Arc::new(cert)));
-                    names.push(name);
+                    published.names.push(name);
                 } else {
                     if let Ok(mut t) = self.tokens.lock() {
                         t.insert(ch.token.clone(), ka.as_str().to_owned());
                     }
-                    tokens.push(ch.token.clone());
+                    published.tokens.push(ch.token.clone());
                 }
                 ch.set_ready().await.map_err(e)?;
             }
         }
         let retry = RetryPolicy::new().timeout(Duration::from_secs(60));
         let status = order.poll_ready(&retry).await;
-        let cleanup = || {
-            if let Ok(mut t) = self.tokens.lock() {
-                for k in &tokens {
-                    t.remove(k);
-                }
-            }
-            for n in &names {
-                self.certs.set_challenge(n, None);
-            }
-        };
-        let status = match status {
-            Ok(s) => s,
-            Err(x) => {
-                cleanup();
-                return Err(e(x));
-            }
-        };
-        cleanup();
+        drop(published); // validated or not, the challenges are done with
+        let status = status.map_err(e)?;
         if status != OrderStatus::Ready {
             return Err(acme_err(site, format!("order is {status:?}")));
         }
@@ -344,6 +346,28 @@ impl Acme {
         self.certs.insert(hosts, Arc::new(pair));
         tracing::info!(site, "certificate issued");
         Ok(())
+    }
+}
+
+/// The challenges one issuance has published (HTTP-01 tokens, TLS-ALPN-01 certificates),
+/// withdrawn when it is done with them, whichever way it ends: validated, refused, an error
+/// half-way through the authorizations, or its timeout dropping it.
+struct Published<'a> {
+    acme: &'a Acme,
+    tokens: Vec<String>,
+    names: Vec<String>,
+}
+
+impl Drop for Published<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut t) = self.acme.tokens.lock() {
+            for k in &self.tokens {
+                t.remove(k);
+            }
+        }
+        for n in &self.names {
+            self.acme.certs.set_challenge(n, None);
+        }
     }
 }
 
@@ -407,5 +431,21 @@ mod renewal {
         let c = stored(90, &["a.test", "www.a.test"]);
         assert!(!c.due(&hosts(&["a.test", "www.a.test"]), 0, THIRTY_DAYS));
         assert!(c.due(&hosts(&["a.test", "new.a.test"]), 0, THIRTY_DAYS));
+    }
+
+    #[test]
+    fn published_challenges_are_withdrawn_when_an_issuance_ends_early() {
+        let acme = Acme::new(Arc::new(Certs::default()), AcmeOptions::default());
+        if let Ok(mut t) = acme.tokens.lock() {
+            t.insert("tok".into(), "tok.thumb".into());
+        }
+        let published = Published {
+            acme: &acme,
+            tokens: vec!["tok".into()],
+            names: vec!["a.test".into()],
+        };
+        assert!(acme.http01("tok").is_some());
+        drop(published); // as an error or a timeout does, half-way through
+        assert!(acme.http01("tok").is_none());
     }
 }

@@ -590,14 +590,33 @@ async fn serve_conn(
     }
 }
 
+/// Metrics connections served at once, and the time one may take: the endpoint is for a
+/// scraper or a health check on a private address, not for load.
+const METRICS_CONNECTIONS: usize = 16;
+const METRICS_CONNECTION_TIME: Duration = Duration::from_secs(10);
+
 async fn metrics_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(METRICS_CONNECTIONS));
     loop {
         let (stream, _) = tokio::select! {
-            r = listener.accept() => match r { Ok(x) => x, Err(_) => continue },
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // out of file descriptors, say: wait rather than spin this thread, which
+                    // also runs signals, reloads and ACME
+                    tracing::warn!("metrics accept: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
             _ = stop.changed() => return,
+        };
+        let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
+            continue; // dropped: too many at once
         };
         let shared = Arc::clone(&shared);
         tokio::spawn(async move {
+            let _permit = permit;
             let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                 let shared = Arc::clone(&shared);
                 async move {
@@ -615,9 +634,9 @@ async fn metrics_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watc
                     Ok::<_, std::convert::Infallible>(r)
                 }
             });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), svc)
-                .await;
+            let conn = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), svc);
+            let _ = tokio::time::timeout(METRICS_CONNECTION_TIME, conn).await;
         });
     }
 }
