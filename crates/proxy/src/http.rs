@@ -502,12 +502,23 @@ fn tunnel(
         strip_hop(&mut parts.headers);
         return Response::from_parts(parts, body.map_err(|e| -> BoxError { Box::new(e) }).boxed());
     }
+    // the client's connection gives its permit back when hyper hands it over: the tunnel,
+    // which may live for hours, counts against the connection limit with one of its own
+    let Ok(permit) = Arc::clone(&shared.connection_slots).try_acquire_owned() else {
+        return page(StatusCode::SERVICE_UNAVAILABLE, pages::busy());
+    };
     let backend_up = hyper::upgrade::on(&mut resp);
     let shared = Arc::clone(shared);
     tokio::spawn(async move {
+        let _permit = permit;
         if let (Ok(a), Ok(b)) = (client_up.await, backend_up.await) {
             shared.global.websockets_open.fetch_add(1, Relaxed);
-            let _ = tokio::io::copy_bidirectional(&mut TokioIo::new(a), &mut TokioIo::new(b)).await;
+            crate::tunnel::join(
+                TokioIo::new(a),
+                TokioIo::new(b),
+                shared.options.idle_timeout,
+            )
+            .await;
             shared.global.websockets_open.fetch_sub(1, Relaxed);
         }
     });

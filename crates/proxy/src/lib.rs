@@ -19,6 +19,7 @@ pub mod coalesce;
 mod error;
 pub mod guard;
 pub mod http;
+mod idle;
 pub mod maintenance;
 pub mod metrics;
 pub mod net;
@@ -27,6 +28,7 @@ mod pages;
 pub mod server;
 pub mod table;
 pub mod tls;
+mod tunnel;
 mod worker;
 
 pub use error::Error;

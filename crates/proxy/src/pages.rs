@@ -35,6 +35,15 @@ pub fn gateway_timeout() -> String {
     )
 }
 
+pub fn busy() -> String {
+    page(
+        "Serveur surchargé",
+        "Server busy",
+        "Trop de connexions sont ouvertes en ce moment. Réessayez dans un instant.",
+        "Too many connections are open right now. Please try again in a moment.",
+    )
+}
+
 pub fn maintenance() -> String {
     page(
         "Site en maintenance",

@@ -12,7 +12,6 @@ use crate::Error;
 use arc_swap::ArcSwap;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -39,6 +38,10 @@ pub struct Options {
     pub tls_handshake_timeout: Duration,
     /// Time for a backend to send its response head.
     pub backend_timeout: Duration,
+    /// A WebSocket (or any upgraded connection) with no byte either way for this long is
+    /// closed; an HTTP/2 connection with no new request for this long is told to go away
+    /// (GOAWAY: what is in flight finishes). Keep-alive pings do not count.
+    pub idle_timeout: Duration,
     /// Largest request head in bytes (beyond: 431).
     pub max_header_bytes: usize,
     /// Default body limit (a site's `max_body_mb` wins), in bytes.
@@ -67,6 +70,7 @@ impl Options {
             header_read_timeout: Duration::from_secs(15),
             tls_handshake_timeout: Duration::from_secs(10),
             backend_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(600),
             max_header_bytes: 16 * 1024,
             default_max_body: 64 * 1024 * 1024,
             max_connections: 20_000,
@@ -98,8 +102,9 @@ pub struct Shared {
     /// Held while the maintenance switches are read and stored (the poller and the watcher).
     maintenance_lock: Mutex<()>,
     acme_wake: Notify,
-    /// One permit per open client connection, for all workers and listeners together.
-    connection_slots: Arc<tokio::sync::Semaphore>,
+    /// One permit per open client connection, for all workers and listeners together (an
+    /// upgraded connection, a WebSocket, holds one of its own).
+    pub(crate) connection_slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl Shared {
@@ -464,7 +469,8 @@ pub(crate) async fn accept_loop(
     backends: Backends,
     mut stop: watch::Receiver<bool>,
 ) {
-    let graceful = GracefulShutdown::new();
+    // every connection's task, from its TLS handshake on: shutdown waits for them
+    let connections = tokio_util::task::TaskTracker::new();
     loop {
         let (stream, addr) = tokio::select! {
             r = listener.accept() => match r {
@@ -485,21 +491,22 @@ pub(crate) async fn accept_loop(
         let shared = Arc::clone(&shared);
         let tls = tls.clone();
         let backends = backends.clone();
-        let watcher = graceful.watcher();
-        tokio::spawn(async move {
+        let stop = stop.clone();
+        connections.spawn(async move {
             shared.global.connections_total.fetch_add(1, Relaxed);
             if let Some(c) = shared.global.worker_connections.get(worker) {
                 c.fetch_add(1, Relaxed);
             }
             shared.global.connections_open.fetch_add(1, Relaxed);
-            serve_conn(stream, addr, tls, &shared, backends, watcher).await;
+            serve_conn(stream, addr, tls, &shared, backends, stop).await;
             shared.global.connections_open.fetch_sub(1, Relaxed);
             drop(permit);
         });
     }
     drop(listener);
+    connections.close();
     let grace = shared.options.shutdown_grace;
-    let _ = tokio::time::timeout(grace, graceful.shutdown()).await;
+    let _ = tokio::time::timeout(grace, connections.wait()).await;
 }
 
 fn builder(shared: &Shared) -> hyper_util::server::conn::auto::Builder<TokioExecutor> {
@@ -518,6 +525,32 @@ fn builder(shared: &Shared) -> hyper_util::server::conn::auto::Builder<TokioExec
         .keep_alive_interval(Some(Duration::from_secs(30)))
         .keep_alive_timeout(Duration::from_secs(10));
     b
+}
+
+/// Serves `conn` to its end. On stop — or, with `idle`, once that long has passed with no
+/// new request — it is asked to finish gracefully: no new request (HTTP/1: `Connection:
+/// close`; HTTP/2: GOAWAY), those in flight complete.
+async fn drive<C>(
+    conn: C,
+    mut stop: watch::Receiver<bool>,
+    idle: Option<(&crate::idle::Activity, Duration)>,
+) where
+    C: hyper_util::server::graceful::GracefulConnection,
+{
+    tokio::pin!(conn);
+    let idle = async {
+        match idle {
+            Some((activity, time)) => activity.idle_for(time).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = conn.as_mut() => return,
+        _ = stop.changed() => {}
+        () = idle => {}
+    }
+    conn.as_mut().graceful_shutdown();
+    let _ = conn.await;
 }
 
 /// An HTTP/1 connection's stream behind the framing guard (smuggling shapes refused, 400).
@@ -546,7 +579,7 @@ async fn serve_conn(
     tls: Option<tokio_rustls::TlsAcceptor>,
     shared: &Arc<Shared>,
     backends: Backends,
-    watcher: hyper_util::server::graceful::Watcher,
+    stop: watch::Receiver<bool>,
 ) {
     let b = builder(shared);
     match tls {
@@ -555,7 +588,7 @@ async fn serve_conn(
             let s = Arc::clone(shared);
             let svc = service_fn(move |req| handle(Arc::clone(&s), backends.clone(), client, req));
             let conn = b.serve_connection_with_upgrades(TokioIo::new(guard(stream, shared)), svc);
-            let _ = watcher.watch(conn).await;
+            drive(conn, stop, None).await;
         }
         Some(acceptor) => {
             let hs = tokio::time::timeout(
@@ -573,18 +606,28 @@ async fn serve_conn(
             }
             let client = Client { addr, tls: true };
             let s = Arc::clone(shared);
-            let svc = service_fn(move |req| handle(Arc::clone(&s), backends.clone(), client, req));
             if alpn.as_deref() == Some(b"h2") {
+                // an HTTP/2 connection answers pings for ever: its idle time is the time
+                // since its last request
+                let activity = crate::idle::Activity::new();
+                let seen = activity.clone();
+                let svc = service_fn(move |req| {
+                    seen.touch();
+                    handle(Arc::clone(&s), backends.clone(), client, req)
+                });
                 // HTTP/2 only: `serve_connection_with_upgrades` would ignore `http2_only` and
                 // serve HTTP/1 bytes sent after ALPN h2, beside the framing guard
                 let b = b.http2_only();
                 let io = TokioIo::new(crate::coalesce::Coalesced::new(tls_stream));
                 let conn = b.serve_connection(io, svc);
-                let _ = watcher.watch(conn).await;
+                let idle = shared.options.idle_timeout;
+                drive(conn, stop, Some((&activity, idle))).await;
             } else {
+                let svc =
+                    service_fn(move |req| handle(Arc::clone(&s), backends.clone(), client, req));
                 let io = TokioIo::new(guard(tls_stream, shared));
                 let conn = b.serve_connection_with_upgrades(io, svc);
-                let _ = watcher.watch(conn).await;
+                drive(conn, stop, None).await;
             }
         }
     }

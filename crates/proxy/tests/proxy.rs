@@ -442,6 +442,47 @@ async fn a_mismatched_key_keeps_the_certificate_served() {
     p.shutdown().await;
 }
 
+/// An HTTP/2 connection with no new request for the idle time is told to go away (pings
+/// would keep it open for ever, holding a connection slot); one in use is not.
+#[tokio::test]
+async fn an_idle_http2_connection_is_closed_with_goaway() {
+    let b = backend().await;
+    let e = env();
+    let (c, k) = self_signed(&e, "a.test");
+    write_routes(
+        &e,
+        serde_json::json!({}),
+        vec![site(
+            "a.test",
+            &["a.test"],
+            b.addr,
+            serde_json::json!({"mode":"files","cert":c,"key":k}),
+        )],
+    );
+    let mut o = options(&e);
+    o.idle_timeout = Duration::from_secs(1);
+    let p = Proxy::start(o).await.unwrap();
+    let tls = tls_connect(p.https_addr.unwrap(), "a.test", &[Path::new(&c)], &[b"h2"]).await;
+    let (mut send, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+            .await
+            .unwrap();
+    let conn = tokio::spawn(conn);
+    for _ in 0..6 {
+        // a request every 0.3 s: in use, kept
+        let req = Request::builder()
+            .uri("https://a.test/")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        assert_eq!(send.send_request(req).await.unwrap().status(), 200);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(!conn.is_finished(), "closed while in use");
+    let closed = tokio::time::timeout(Duration::from_secs(10), conn).await;
+    assert!(closed.is_ok(), "an idle HTTP/2 connection stayed open");
+    p.shutdown().await;
+}
+
 #[tokio::test]
 async fn tls_by_sni_http2_hsts_and_certificate_file_change() {
     let b = backend().await;
