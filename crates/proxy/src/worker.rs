@@ -29,6 +29,11 @@ pub(crate) fn bind_all(addr: &str, workers: usize) -> Result<Vec<std::net::TcpLi
     let wanted: SocketAddr = addr
         .parse()
         .map_err(|e| Error::invalid("listen address", addr, e))?;
+    if wanted.port() != 0 {
+        // SO_REUSEPORT would let a second proxy (same user) share the port silently, each
+        // getting half the connections: a plain bind first says the port is taken
+        refuse_if_taken(wanted, addr)?;
+    }
     let first = bind(wanted, addr)?;
     let actual = first.local_addr().map_err(|source| Error::Bind {
         addr: addr.to_owned(),
@@ -39,6 +44,22 @@ pub(crate) fn bind_all(addr: &str, workers: usize) -> Result<Vec<std::net::TcpLi
         all.push(bind(actual, addr)?);
     }
     Ok(all)
+}
+
+/// Fails if something listens on `sa` already (the probe socket is closed at once).
+fn refuse_if_taken(sa: SocketAddr, shown: &str) -> Result<(), Error> {
+    let b = |source| Error::Bind {
+        addr: shown.to_owned(),
+        source,
+    };
+    let probe = if sa.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    }
+    .map_err(b)?;
+    probe.set_reuseaddr(true).map_err(b)?;
+    probe.bind(sa).map_err(b)
 }
 
 fn bind(sa: SocketAddr, shown: &str) -> Result<std::net::TcpListener, Error> {

@@ -483,6 +483,24 @@ async fn an_idle_http2_connection_is_closed_with_goaway() {
     p.shutdown().await;
 }
 
+/// A second proxy on the ports of a running one fails to start (SO_REUSEPORT, which the
+/// workers use, would otherwise let it share them silently).
+#[tokio::test]
+async fn a_second_proxy_on_the_same_port_is_refused() {
+    let b = backend().await;
+    let e = env();
+    one_site(&e, b.addr);
+    let first = Proxy::start(options(&e)).await.unwrap();
+    let mut o = options(&e);
+    o.listen_http = Some(first.http_addr.unwrap().to_string());
+    let second = Proxy::start(o).await;
+    let err = second
+        .err()
+        .expect("a second proxy started on the same port");
+    assert!(err.to_string().contains("cannot listen on"), "{err}");
+    first.shutdown().await;
+}
+
 #[tokio::test]
 async fn tls_by_sni_http2_hsts_and_certificate_file_change() {
     let b = backend().await;
