@@ -66,8 +66,11 @@ impl Global {
     }
 }
 
+/// A label value as the text format wants it: backslash, double quote and line feed escaped.
 fn label(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"")
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// The Prometheus text exposition of everything.
@@ -201,4 +204,14 @@ pub fn render(global: &Global, sites: &[std::sync::Arc<crate::table::Site>]) -> 
         );
     }
     o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(label("a\\b\"c\nd"), "a\\\\b\\\"c\\nd");
+    }
 }
