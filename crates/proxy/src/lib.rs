@@ -25,6 +25,7 @@ pub mod metrics;
 pub mod net;
 pub mod origin;
 mod pages;
+mod per_client;
 pub mod server;
 pub mod table;
 pub mod tls;

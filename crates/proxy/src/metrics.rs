@@ -47,6 +47,7 @@ pub struct Global {
     pub connections_open: AtomicU64,
     pub connections_total: AtomicU64,
     pub tls_handshake_failures: AtomicU64,
+    pub client_limit_refused: AtomicU64,
     pub reloads: AtomicU64,
     pub reload_failures: AtomicU64,
     pub certificates_issued: AtomicU64,
@@ -123,6 +124,13 @@ pub fn render(global: &Global, sites: &[std::sync::Arc<crate::table::Site>]) -> 
             c.load(Relaxed)
         );
     }
+    g(
+        &mut o,
+        "client_limit_refused_total",
+        "counter",
+        "Connections closed at once: their client had max_connections_per_client open.",
+        &global.client_limit_refused,
+    );
     g(
         &mut o,
         "tls_handshake_failures_total",

@@ -90,7 +90,7 @@ pub fn resolve(trusted: &[Net], client: Client, headers: &HeaderMap) -> Origin {
     }
 }
 
-fn is_trusted(trusted: &[Net], ip: IpAddr) -> bool {
+pub(crate) fn is_trusted(trusted: &[Net], ip: IpAddr) -> bool {
     trusted.iter().any(|n| n.contains(ip))
 }
 

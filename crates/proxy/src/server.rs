@@ -47,6 +47,9 @@ pub struct Options {
     /// Default body limit (a site's `max_body_mb` wins), in bytes.
     pub default_max_body: u64,
     pub max_connections: usize,
+    /// Open connections one client address (an IPv6 /64) may have; trusted proxies are not
+    /// limited. Beyond, a connection is closed at once (counted).
+    pub max_connections_per_client: usize,
     /// Serving threads, each with its own listeners and backend pool (default: one per core).
     pub workers: usize,
     /// "-" for standard output, a path, or None.
@@ -74,6 +77,7 @@ impl Options {
             max_header_bytes: 16 * 1024,
             default_max_body: 64 * 1024 * 1024,
             max_connections: 20_000,
+            max_connections_per_client: 256,
             workers: std::thread::available_parallelism().map_or(1, usize::from),
             access_log: None,
             access_log_format: crate::access_log::Format::Json,
@@ -105,6 +109,7 @@ pub struct Shared {
     /// One permit per open client connection, for all workers and listeners together (an
     /// upgraded connection, a WebSocket, holds one of its own).
     pub(crate) connection_slots: Arc<tokio::sync::Semaphore>,
+    per_client: Arc<crate::per_client::PerClient>,
 }
 
 impl Shared {
@@ -294,6 +299,7 @@ impl Proxy {
             maintenance_lock: Mutex::new(()),
             acme_wake: Notify::new(),
             connection_slots: Arc::new(tokio::sync::Semaphore::new(options.max_connections)),
+            per_client: crate::per_client::PerClient::new(options.max_connections_per_client),
             options,
         });
         {
@@ -487,6 +493,18 @@ pub(crate) async fn accept_loop(
             drop(stream); // over the connection limit
             continue;
         };
+        let client_slot = if crate::origin::is_trusted(&shared.table.load().trusted, addr.ip()) {
+            None
+        } else {
+            match shared.per_client.try_take(addr.ip()) {
+                Some(slot) => Some(slot),
+                None => {
+                    shared.global.client_limit_refused.fetch_add(1, Relaxed);
+                    drop(stream); // this client has its share open already
+                    continue;
+                }
+            }
+        };
         let _ = stream.set_nodelay(true);
         let shared = Arc::clone(&shared);
         let tls = tls.clone();
@@ -500,7 +518,7 @@ pub(crate) async fn accept_loop(
             shared.global.connections_open.fetch_add(1, Relaxed);
             serve_conn(stream, addr, tls, &shared, backends, stop).await;
             shared.global.connections_open.fetch_sub(1, Relaxed);
-            drop(permit);
+            drop((permit, client_slot));
         });
     }
     drop(listener);

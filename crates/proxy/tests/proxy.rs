@@ -501,6 +501,42 @@ async fn a_second_proxy_on_the_same_port_is_refused() {
     first.shutdown().await;
 }
 
+/// One client address may hold `max_connections_per_client` connections, not every slot of
+/// every site: the next one is closed at once; once one of its connections ends, it may
+/// open another.
+#[tokio::test]
+async fn one_client_cannot_hold_every_connection() {
+    let b = backend().await;
+    let e = env();
+    one_site(&e, b.addr);
+    let mut o = options(&e);
+    o.max_connections_per_client = 2;
+    let p = Proxy::start(o).await.unwrap();
+    let http = p.http_addr.unwrap();
+    let closed_at_once = |mut s: TcpStream| async move {
+        let mut buf = [0u8; 1];
+        matches!(
+            tokio::time::timeout(Duration::from_millis(500), s.read(&mut buf)).await,
+            Ok(Ok(0) | Err(_))
+        )
+    };
+    let first = TcpStream::connect(http).await.unwrap();
+    let second = TcpStream::connect(http).await.unwrap();
+    let third = TcpStream::connect(http).await.unwrap();
+    assert!(closed_at_once(third).await, "a third connection was served");
+    drop(first);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        status(&get(http, "a.test", "/", "").await),
+        200,
+        "a slot came back"
+    );
+    let metrics = p.shared.global.client_limit_refused.load(Ordering::SeqCst);
+    assert_eq!(metrics, 1);
+    drop(second);
+    p.shutdown().await;
+}
+
 #[tokio::test]
 async fn tls_by_sni_http2_hsts_and_certificate_file_change() {
     let b = backend().await;

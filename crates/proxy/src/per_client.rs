@@ -1,0 +1,112 @@
+//! Open connections per client: one address may not take every connection slot of every
+//! site. IPv6 clients count per /64 (what one host is usually given, and can walk through).
+//! Trusted proxies (a load balancer in front) are not limited: all clients come through them.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+#[derive(Debug)]
+pub(crate) struct PerClient {
+    limit: usize,
+    open: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// One open connection of a client, given back when dropped.
+#[derive(Debug)]
+pub(crate) struct Slot {
+    owner: Arc<PerClient>,
+    key: IpAddr,
+}
+
+impl PerClient {
+    pub(crate) fn new(limit: usize) -> Arc<Self> {
+        Arc::new(PerClient {
+            limit,
+            open: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// A slot for `ip`, or `None` if it has `limit` connections open already.
+    pub(crate) fn try_take(self: &Arc<Self>, ip: IpAddr) -> Option<Slot> {
+        let key = key_of(ip);
+        let mut open = self.open.lock().ok()?;
+        let n = open.entry(key).or_insert(0);
+        if *n >= self.limit {
+            return None;
+        }
+        *n += 1;
+        Some(Slot {
+            owner: Arc::clone(self),
+            key,
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Ok(mut open) = self.owner.open.lock() {
+            if let Some(n) = open.get_mut(&self.key) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    open.remove(&self.key);
+                }
+            }
+        }
+    }
+}
+
+/// The address an IPv4 client is counted under, or the /64 of an IPv6 one.
+fn key_of(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let s = v6.segments();
+                IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+        },
+        v4 => v4,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_client_gets_its_limit_and_its_slots_back() {
+        let p = PerClient::new(2);
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        let s1 = p.try_take(a).unwrap();
+        let _s2 = p.try_take(a).unwrap();
+        assert!(p.try_take(a).is_none());
+        assert!(p.try_take(b).is_some(), "another client is not affected");
+        drop(s1);
+        assert!(p.try_take(a).is_some());
+    }
+
+    #[test]
+    fn ipv6_clients_count_per_64_and_mapped_ipv4_as_ipv4() {
+        let p = PerClient::new(1);
+        let _s = p.try_take("2001:db8:1:2::1".parse().unwrap()).unwrap();
+        assert!(p
+            .try_take("2001:db8:1:2:ffff::9".parse().unwrap())
+            .is_none());
+        assert!(p.try_take("2001:db8:1:3::1".parse().unwrap()).is_some());
+        let _v4 = p.try_take("192.0.2.1".parse().unwrap()).unwrap();
+        assert!(p.try_take("::ffff:192.0.2.1".parse().unwrap()).is_none());
+    }
+
+    #[test]
+    fn nothing_is_left_behind_once_every_slot_is_back() {
+        let p = PerClient::new(4);
+        let slots: Vec<_> = (0..4)
+            .map(|_| p.try_take("192.0.2.1".parse().unwrap()).unwrap())
+            .collect();
+        drop(slots);
+        assert!(p.open.lock().unwrap().is_empty());
+    }
+}
