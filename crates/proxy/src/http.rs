@@ -342,9 +342,14 @@ async fn forward(
     let (out, client_upgrade) = backend_request(origin, req, host, site);
     let waiting = shared.options.backend_timeout;
     if let Some(client_up) = client_upgrade {
+        // the client's connection gives its slots back when hyper hands it over: the
+        // tunnel, which may live for hours, holds its own, taken before the backend is asked
+        let Some(slots) = shared.take_slots(origin.peer.addr.ip()) else {
+            return page(StatusCode::SERVICE_UNAVAILABLE, pages::busy());
+        };
         let sent = tokio::time::timeout(waiting, backends.send_upgrade(backend, out)).await;
         return match answered(backend, sent) {
-            Ok(resp) => tunnel(shared, client_up, resp),
+            Ok(resp) => tunnel(shared, client_up, resp, slots),
             Err(no) => no.page(),
         };
     }
@@ -496,21 +501,17 @@ fn tunnel(
     shared: &Arc<Shared>,
     client_up: hyper::upgrade::OnUpgrade,
     mut resp: Response<Incoming>,
+    slots: crate::server::Slots,
 ) -> Response<Body> {
     if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
         let (mut parts, body) = resp.into_parts();
         strip_hop(&mut parts.headers);
         return Response::from_parts(parts, body.map_err(|e| -> BoxError { Box::new(e) }).boxed());
     }
-    // the client's connection gives its permit back when hyper hands it over: the tunnel,
-    // which may live for hours, counts against the connection limit with one of its own
-    let Ok(permit) = Arc::clone(&shared.connection_slots).try_acquire_owned() else {
-        return page(StatusCode::SERVICE_UNAVAILABLE, pages::busy());
-    };
     let backend_up = hyper::upgrade::on(&mut resp);
     let shared = Arc::clone(shared);
     tokio::spawn(async move {
-        let _permit = permit;
+        let _slots = slots;
         if let (Ok(a), Ok(b)) = (client_up.await, backend_up.await) {
             shared.global.websockets_open.fetch_add(1, Relaxed);
             crate::tunnel::join(

@@ -30,7 +30,10 @@ impl PerClient {
     /// A slot for `ip`, or `None` if it has `limit` connections open already.
     pub(crate) fn try_take(self: &Arc<Self>, ip: IpAddr) -> Option<Slot> {
         let key = key_of(ip);
-        let mut open = self.open.lock().ok()?;
+        let mut open = self
+            .open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let n = open.entry(key).or_insert(0);
         if *n >= self.limit {
             return None;
@@ -45,12 +48,15 @@ impl PerClient {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        if let Ok(mut open) = self.owner.open.lock() {
-            if let Some(n) = open.get_mut(&self.key) {
-                *n = n.saturating_sub(1);
-                if *n == 0 {
-                    open.remove(&self.key);
-                }
+        let mut open = self
+            .owner
+            .open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = open.get_mut(&self.key) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                open.remove(&self.key);
             }
         }
     }

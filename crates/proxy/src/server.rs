@@ -108,11 +108,38 @@ pub struct Shared {
     acme_wake: Notify,
     /// One permit per open client connection, for all workers and listeners together (an
     /// upgraded connection, a WebSocket, holds one of its own).
-    pub(crate) connection_slots: Arc<tokio::sync::Semaphore>,
+    connection_slots: Arc<tokio::sync::Semaphore>,
     per_client: Arc<crate::per_client::PerClient>,
 }
 
+/// What an open connection (or a WebSocket tunnel) holds: one of `max_connections`, and
+/// one of its client's `max_connections_per_client` (none for a trusted proxy).
+pub(crate) struct Slots {
+    _all: tokio::sync::OwnedSemaphorePermit,
+    _client: Option<crate::per_client::Slot>,
+}
+
 impl Shared {
+    /// Slots for a new connection or tunnel from `ip`; `None` when a limit is reached.
+    pub(crate) fn take_slots(&self, ip: std::net::IpAddr) -> Option<Slots> {
+        let all = Arc::clone(&self.connection_slots)
+            .try_acquire_owned()
+            .ok()?;
+        let client = if crate::origin::is_trusted(&self.table.load().trusted, ip) {
+            None
+        } else {
+            let Some(slot) = self.per_client.try_take(ip) else {
+                self.global.client_limit_refused.fetch_add(1, Relaxed);
+                return None;
+            };
+            Some(slot)
+        };
+        Some(Slots {
+            _all: all,
+            _client: client,
+        })
+    }
+
     /// True when an access log is written.
     pub fn logs(&self) -> bool {
         self.log.is_some()
@@ -372,11 +399,11 @@ impl Proxy {
             let _ = w.close.send(true);
             w.task
         });
+        if let Some(t) = log_task {
+            let _ = tokio::time::timeout(Duration::from_secs(1), t).await;
+        }
         let _ = tokio::time::timeout(Duration::from_secs(1), async {
             while self.tasks.join_next().await.is_some() {}
-            if let Some(t) = log_task {
-                let _ = t.await;
-            }
         })
         .await;
         self.tasks.abort_all();
@@ -489,21 +516,9 @@ pub(crate) async fn accept_loop(
             },
             _ = stop.changed() => break,
         };
-        let Ok(permit) = Arc::clone(&shared.connection_slots).try_acquire_owned() else {
-            drop(stream); // over the connection limit
+        let Some(slots) = shared.take_slots(addr.ip()) else {
+            drop(stream); // over the connection limit, or this client's share
             continue;
-        };
-        let client_slot = if crate::origin::is_trusted(&shared.table.load().trusted, addr.ip()) {
-            None
-        } else {
-            match shared.per_client.try_take(addr.ip()) {
-                Some(slot) => Some(slot),
-                None => {
-                    shared.global.client_limit_refused.fetch_add(1, Relaxed);
-                    drop(stream); // this client has its share open already
-                    continue;
-                }
-            }
         };
         let _ = stream.set_nodelay(true);
         let shared = Arc::clone(&shared);
@@ -518,7 +533,7 @@ pub(crate) async fn accept_loop(
             shared.global.connections_open.fetch_add(1, Relaxed);
             serve_conn(stream, addr, tls, &shared, backends, stop).await;
             shared.global.connections_open.fetch_sub(1, Relaxed);
-            drop((permit, client_slot));
+            drop(slots);
         });
     }
     drop(listener);
@@ -597,7 +612,7 @@ async fn serve_conn(
     tls: Option<tokio_rustls::TlsAcceptor>,
     shared: &Arc<Shared>,
     backends: Backends,
-    stop: watch::Receiver<bool>,
+    mut stop: watch::Receiver<bool>,
 ) {
     let b = builder(shared);
     match tls {
@@ -609,11 +624,14 @@ async fn serve_conn(
             drive(conn, stop, None).await;
         }
         Some(acceptor) => {
-            let hs = tokio::time::timeout(
-                shared.options.tls_handshake_timeout,
-                acceptor.accept(stream),
-            )
-            .await;
+            let hs = tokio::select! {
+                hs = tokio::time::timeout(
+                    shared.options.tls_handshake_timeout,
+                    acceptor.accept(stream),
+                ) => hs,
+                // shutting down: a handshake not done yet is not waited for
+                _ = stop.changed() => return,
+            };
             let Ok(Ok(tls_stream)) = hs else {
                 shared.global.tls_handshake_failures.fetch_add(1, Relaxed);
                 return;
@@ -696,6 +714,7 @@ async fn metrics_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watc
                 }
             });
             let conn = hyper::server::conn::http1::Builder::new()
+                .keep_alive(false) // one request per connection: the time cap never cuts a scrape
                 .serve_connection(TokioIo::new(stream), svc);
             let _ = tokio::time::timeout(METRICS_CONNECTION_TIME, conn).await;
         });

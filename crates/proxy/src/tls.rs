@@ -97,11 +97,11 @@ fn pair_from_der(
     let signer = rustls::crypto::ring::sign::any_supported_type(key)?;
     let pair = CertifiedKey::new(chain, signer);
     match pair.keys_match() {
-        // `Unknown`: the signer cannot tell its public key; nothing to compare
-        Ok(()) | Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => {
-            Ok(pair)
-        }
-        Err(e) => Err(e),
+        Err(e @ rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) => Err(e),
+        // anything else means the comparison could not be made (a signer that cannot tell its
+        // public key; a certificate webpki does not parse — a v1 one, an unknown critical
+        // extension — which rustls would still serve): served as before
+        _ => Ok(pair),
     }
 }
 

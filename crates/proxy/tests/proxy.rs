@@ -511,6 +511,8 @@ async fn one_client_cannot_hold_every_connection() {
     one_site(&e, b.addr);
     let mut o = options(&e);
     o.max_connections_per_client = 2;
+    // one worker, one accept queue: connections are taken in the order they were made
+    o.workers = 1;
     let p = Proxy::start(o).await.unwrap();
     let http = p.http_addr.unwrap();
     let closed_at_once = |mut s: TcpStream| async move {
@@ -534,7 +536,56 @@ async fn one_client_cannot_hold_every_connection() {
     let metrics = p.shared.global.client_limit_refused.load(Ordering::SeqCst);
     assert_eq!(metrics, 1);
     drop(second);
+    // a WebSocket keeps one of the client's slots after its connection has given its own back
+    let mut ws = TcpStream::connect(http).await.unwrap();
+    ws.write_all(b"GET /ws HTTP/1.1\r\nHost: a.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n").await.unwrap();
+    let mut head = vec![0u8; 1024];
+    let n = ws.read(&mut head).await.unwrap();
+    assert!(
+        String::from_utf8_lossy(&head[..n]).starts_with("HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head[..n])
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let _plain = TcpStream::connect(http).await.unwrap();
+    let over = TcpStream::connect(http).await.unwrap();
+    assert!(
+        closed_at_once(over).await,
+        "the WebSocket did not count against its client's connections"
+    );
     p.shutdown().await;
+}
+
+/// Shutdown does not wait for a TLS handshake that is not coming (a scanner, a silent
+/// client): before the fix every restart waited out tls_handshake_timeout.
+#[tokio::test]
+async fn shutdown_does_not_wait_for_a_silent_tls_handshake() {
+    let b = backend().await;
+    let e = env();
+    let (c, k) = self_signed(&e, "a.test");
+    write_routes(
+        &e,
+        serde_json::json!({}),
+        vec![site(
+            "a.test",
+            &["a.test"],
+            b.addr,
+            serde_json::json!({"mode":"files","cert":c,"key":k}),
+        )],
+    );
+    let mut o = options(&e);
+    o.tls_handshake_timeout = Duration::from_secs(60);
+    o.shutdown_grace = Duration::from_secs(60);
+    let p = Proxy::start(o).await.unwrap();
+    let _silent = TcpStream::connect(p.https_addr.unwrap()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = std::time::Instant::now();
+    p.shutdown().await;
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "shutdown waited {:?} for a handshake",
+        started.elapsed()
+    );
 }
 
 #[tokio::test]
