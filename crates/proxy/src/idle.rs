@@ -32,7 +32,11 @@ impl Activity {
     /// Resolves once `idle` has passed with no [`touch`](Self::touch).
     pub(crate) async fn idle_for(&self, idle: Duration) {
         loop {
-            let at = self.start + Duration::from_millis(self.last.load(Relaxed)) + idle;
+            let last = self.start + Duration::from_millis(self.last.load(Relaxed));
+            // an idle time too large to add up means none
+            let Some(at) = last.checked_add(idle) else {
+                return std::future::pending().await;
+            };
             if Instant::now() >= at {
                 return;
             }

@@ -20,9 +20,10 @@ pub(crate) struct Slot {
 }
 
 impl PerClient {
+    /// `limit` is at least 1: a limit of none would refuse every client.
     pub(crate) fn new(limit: usize) -> Arc<Self> {
         Arc::new(PerClient {
-            limit,
+            limit: limit.max(1),
             open: Mutex::new(HashMap::new()),
         })
     }
