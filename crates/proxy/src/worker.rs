@@ -48,37 +48,37 @@ pub(crate) fn bind_all(addr: &str, workers: usize) -> Result<Vec<std::net::TcpLi
 
 /// Fails if something listens on `sa` already (the probe socket is closed at once).
 fn refuse_if_taken(sa: SocketAddr, shown: &str) -> Result<(), Error> {
-    let b = |source| Error::Bind {
-        addr: shown.to_owned(),
-        source,
-    };
-    let probe = if sa.is_ipv4() {
-        tokio::net::TcpSocket::new_v4()
-    } else {
-        tokio::net::TcpSocket::new_v6()
-    }
-    .map_err(b)?;
-    probe.set_reuseaddr(true).map_err(b)?;
-    probe.bind(sa).map_err(b)
+    socket(sa, shown)?.bind(sa).map_err(bind_error(shown))
 }
 
-fn bind(sa: SocketAddr, shown: &str) -> Result<std::net::TcpListener, Error> {
-    let b = |source| Error::Bind {
-        addr: shown.to_owned(),
-        source,
-    };
+/// A socket for `sa`'s family, with SO_REUSEADDR (a restart binds past TIME_WAIT).
+fn socket(sa: SocketAddr, shown: &str) -> Result<tokio::net::TcpSocket, Error> {
+    let b = bind_error(shown);
     let sock = if sa.is_ipv4() {
         tokio::net::TcpSocket::new_v4()
     } else {
         tokio::net::TcpSocket::new_v6()
     }
-    .map_err(b)?;
+    .map_err(&b)?;
     sock.set_reuseaddr(true).map_err(b)?;
-    sock.set_reuseport(true).map_err(b)?;
-    sock.bind(sa).map_err(b)?;
+    Ok(sock)
+}
+
+fn bind_error(shown: &str) -> impl Fn(std::io::Error) -> Error + '_ {
+    move |source| Error::Bind {
+        addr: shown.to_owned(),
+        source,
+    }
+}
+
+fn bind(sa: SocketAddr, shown: &str) -> Result<std::net::TcpListener, Error> {
+    let b = bind_error(shown);
+    let sock = socket(sa, shown)?;
+    sock.set_reuseport(true).map_err(&b)?;
+    sock.bind(sa).map_err(&b)?;
     // `listen` registers the socket with the caller's runtime: take it back out, the
     // worker's own runtime registers it again.
-    sock.listen(4096).map_err(b)?.into_std().map_err(b)
+    sock.listen(4096).map_err(&b)?.into_std().map_err(b)
 }
 
 /// A started worker thread: resolves when it has finished (graceful shutdown done).

@@ -300,6 +300,22 @@ fn self_signed(e: &Env, name: &str) -> (String, String) {
     (c.to_str().unwrap().into(), k.to_str().unwrap().into())
 }
 
+/// Routes with one site, a.test, over TLS with a self-signed certificate: its (cert, key).
+fn one_tls_site(e: &Env, backend: SocketAddr) -> (String, String) {
+    let (c, k) = self_signed(e, "a.test");
+    write_routes(
+        e,
+        serde_json::json!({}),
+        vec![site(
+            "a.test",
+            &["a.test"],
+            backend,
+            serde_json::json!({"mode":"files","cert":c,"key":k}),
+        )],
+    );
+    (c, k)
+}
+
 /// A TLS connection with SNI `name` offering `alpn`, trusting `roots` (PEM files).
 async fn tls_connect(
     addr: SocketAddr,
@@ -386,17 +402,7 @@ async fn tls_get(
 async fn http1_bytes_after_alpn_h2_are_not_served() {
     let b = backend().await;
     let e = env();
-    let (c, k) = self_signed(&e, "a.test");
-    write_routes(
-        &e,
-        serde_json::json!({}),
-        vec![site(
-            "a.test",
-            &["a.test"],
-            b.addr,
-            serde_json::json!({"mode":"files","cert":c,"key":k}),
-        )],
-    );
+    let (c, _) = one_tls_site(&e, b.addr);
     let p = Proxy::start(options(&e)).await.unwrap();
     let mut tls = tls_connect(p.https_addr.unwrap(), "a.test", &[Path::new(&c)], &[b"h2"]).await;
     assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
@@ -420,17 +426,7 @@ async fn http1_bytes_after_alpn_h2_are_not_served() {
 async fn a_mismatched_key_keeps_the_certificate_served() {
     let b = backend().await;
     let e = env();
-    let (c, k) = self_signed(&e, "a.test");
-    write_routes(
-        &e,
-        serde_json::json!({}),
-        vec![site(
-            "a.test",
-            &["a.test"],
-            b.addr,
-            serde_json::json!({"mode":"files","cert":c,"key":k}),
-        )],
-    );
+    let (c, k) = one_tls_site(&e, b.addr);
     let p = Proxy::start(options(&e)).await.unwrap();
     let https = p.https_addr.unwrap();
     let (before, _, st, _) = tls_get(https, "a.test", &[Path::new(&c)], &[b"http/1.1"]).await;
@@ -448,17 +444,7 @@ async fn a_mismatched_key_keeps_the_certificate_served() {
 async fn an_idle_http2_connection_is_closed_with_goaway() {
     let b = backend().await;
     let e = env();
-    let (c, k) = self_signed(&e, "a.test");
-    write_routes(
-        &e,
-        serde_json::json!({}),
-        vec![site(
-            "a.test",
-            &["a.test"],
-            b.addr,
-            serde_json::json!({"mode":"files","cert":c,"key":k}),
-        )],
-    );
+    let (c, _) = one_tls_site(&e, b.addr);
     let mut o = options(&e);
     o.idle_timeout = Duration::from_secs(1);
     let p = Proxy::start(o).await.unwrap();
@@ -562,17 +548,7 @@ async fn one_client_cannot_hold_every_connection() {
 async fn shutdown_does_not_wait_for_a_silent_tls_handshake() {
     let b = backend().await;
     let e = env();
-    let (c, k) = self_signed(&e, "a.test");
-    write_routes(
-        &e,
-        serde_json::json!({}),
-        vec![site(
-            "a.test",
-            &["a.test"],
-            b.addr,
-            serde_json::json!({"mode":"files","cert":c,"key":k}),
-        )],
-    );
+    one_tls_site(&e, b.addr);
     let mut o = options(&e);
     o.tls_handshake_timeout = Duration::from_secs(60);
     o.shutdown_grace = Duration::from_secs(60);
