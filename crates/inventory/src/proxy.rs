@@ -1,5 +1,6 @@
 //! The `[proxy]` section: settings of the reverse proxy (`pic2 proxy`).
 
+use crate::diagnostic::{Code, Diagnostic};
 use crate::read::{Sink, Table};
 use crate::source::{Span, Spanned};
 use crate::types::Email;
@@ -30,6 +31,9 @@ pub struct ProxyConfig {
     pub acme_ca_file: Option<Spanned<String>>,
     /// The ACME challenge: "http-01" (default when `listen_http` is set) or "tls-alpn-01".
     pub acme_challenge: Option<Spanned<String>>,
+    /// Connections one client address (an IPv6 /64) may hold open at once, over all sites
+    /// (the proxy's default: 256); trusted proxies are not limited. At least 1.
+    pub max_connections_per_client: Option<Spanned<u32>>,
 }
 
 pub(crate) fn read_proxy(value: Value<'_>, sink: &mut Sink) -> Option<ProxyConfig> {
@@ -47,7 +51,27 @@ pub(crate) fn read_proxy(value: Value<'_>, sink: &mut Sink) -> Option<ProxyConfi
         metrics_listen: t.opt("metrics_listen", sink),
         acme_ca_file: t.opt("acme_ca_file", sink),
         acme_challenge: t.opt("acme_challenge", sink),
+        max_connections_per_client: at_least_one(t.opt("max_connections_per_client", sink), sink),
     };
     t.finish(sink);
     Some(c)
+}
+
+/// `Some(0)` would refuse every client: said where it is written, and dropped.
+fn at_least_one(v: Option<Spanned<u32>>, sink: &mut Sink) -> Option<Spanned<u32>> {
+    match v {
+        Some(n) if n.value == 0 => {
+            sink.push(
+                Diagnostic::new(
+                    Code::InvalidValue,
+                    n.span,
+                    "`max_connections_per_client` must be at least 1",
+                )
+                .label("0 would refuse every client")
+                .hint("raise it for clients behind one shared address (a school, an office); leave it out for the default, 256"),
+            );
+            None
+        }
+        v => v,
+    }
 }

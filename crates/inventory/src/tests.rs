@@ -449,3 +449,16 @@ fn proxy_networks_are_checked_where_written() {
     assert_eq!(e[0].0, "invalid-value");
     assert_eq!(e[0].1, line_of(&inside, "trusted_proxies"));
 }
+
+#[test]
+fn a_per_client_connection_limit_of_zero_is_refused_where_written() {
+    let text = with("[proxy]\nmax_connections_per_client = 0\n");
+    let e = errors(&text);
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert_eq!(e[0].0, "invalid-value");
+    assert_eq!(e[0].1, line_of(&text, "max_connections_per_client"));
+    assert_eq!(
+        errors(&with("[proxy]\nmax_connections_per_client = 1024\n")),
+        vec![]
+    );
+}

@@ -4,11 +4,13 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
 #[derive(Debug)]
 pub(crate) struct PerClient {
-    limit: usize,
+    /// Changed by a reload; connections open beyond a lowered limit stay.
+    limit: AtomicUsize,
     open: Mutex<HashMap<IpAddr, usize>>,
 }
 
@@ -23,9 +25,13 @@ impl PerClient {
     /// `limit` is at least 1: a limit of none would refuse every client.
     pub(crate) fn new(limit: usize) -> Arc<Self> {
         Arc::new(PerClient {
-            limit: limit.max(1),
+            limit: AtomicUsize::new(limit.max(1)),
             open: Mutex::new(HashMap::new()),
         })
+    }
+
+    pub(crate) fn set_limit(&self, limit: usize) {
+        self.limit.store(limit.max(1), Relaxed);
     }
 
     /// A slot for `ip`, or `None` if it has `limit` connections open already.
@@ -36,7 +42,7 @@ impl PerClient {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let n = open.entry(key).or_insert(0);
-        if *n >= self.limit {
+        if *n >= self.limit.load(Relaxed) {
             return None;
         }
         *n += 1;

@@ -47,8 +47,9 @@ pub struct Options {
     /// Default body limit (a site's `max_body_mb` wins), in bytes.
     pub default_max_body: u64,
     pub max_connections: usize,
-    /// Open connections one client address (an IPv6 /64) may have; trusted proxies are not
-    /// limited. Beyond, a connection is closed at once (counted).
+    /// Open connections one client address (an IPv6 /64) may have when the routes do not
+    /// say (`[proxy] max_connections_per_client`); trusted proxies are not limited. Beyond,
+    /// a connection is closed at once (counted).
     pub max_connections_per_client: usize,
     /// Serving threads, each with its own listeners and backend pool (default: one per core).
     pub workers: usize,
@@ -184,6 +185,8 @@ impl Shared {
                 tracing::warn!("{e} (its previous certificate, if any, is still served)");
             }
             self.certs.replace_all(certs);
+            self.per_client
+                .set_limit(per_client_limit(&table, &self.options));
             self.table.store(Arc::new(table));
             if let Ok(mut f) = self.fingerprint.lock() {
                 *f = fp;
@@ -227,6 +230,17 @@ impl Shared {
             Err(e) => tracing::warn!("maintenance switches not read (kept as they were): {e}"),
         }
     }
+}
+
+/// The routes' per-client connection limit, or the options' default.
+fn per_client_limit(table: &Table, options: &Options) -> usize {
+    table
+        .routes
+        .settings
+        .max_connections_per_client
+        .map_or(options.max_connections_per_client, |n| {
+            usize::try_from(n).unwrap_or(usize::MAX)
+        })
 }
 
 fn pick(over: &Option<String>, routes: &Option<String>) -> Option<String> {
@@ -308,6 +322,7 @@ impl Proxy {
             }
         };
         let state_dir = PathBuf::from(&settings.state_dir);
+        let per_client = crate::per_client::PerClient::new(per_client_limit(&table, &options));
         let shared = Arc::new(Shared {
             acme: Acme::new(Arc::clone(&certs), options.acme.clone()),
             http_public_port: options.public_http_port.or(http_addr.map(|a| a.port())),
@@ -326,7 +341,7 @@ impl Proxy {
             maintenance_lock: Mutex::new(()),
             acme_wake: Notify::new(),
             connection_slots: Arc::new(tokio::sync::Semaphore::new(options.max_connections)),
-            per_client: crate::per_client::PerClient::new(options.max_connections_per_client),
+            per_client,
             options,
         });
         {

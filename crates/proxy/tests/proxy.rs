@@ -494,9 +494,14 @@ async fn a_second_proxy_on_the_same_port_is_refused() {
 async fn one_client_cannot_hold_every_connection() {
     let b = backend().await;
     let e = env();
-    one_site(&e, b.addr);
+    // the limit as `pic2 render` writes it from `[proxy] max_connections_per_client`
+    let none = serde_json::json!({"mode":"none"});
+    write_routes(
+        &e,
+        serde_json::json!({"max_connections_per_client": 2}),
+        vec![site("a.test", &["a.test"], b.addr, none)],
+    );
     let mut o = options(&e);
-    o.max_connections_per_client = 2;
     // one worker, one accept queue: connections are taken in the order they were made
     o.workers = 1;
     let p = Proxy::start(o).await.unwrap();

@@ -39,6 +39,9 @@ pub struct Settings {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub trusted_proxies: Vec<String>,
     pub metrics_listen: Option<String>,
+    /// Connections one client address may hold open (absent: the proxy's default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_connections_per_client: Option<u32>,
 }
 
 impl Default for Settings {
@@ -54,6 +57,7 @@ impl Default for Settings {
             admin_addresses: Vec::new(),
             trusted_proxies: Vec::new(),
             metrics_listen: None,
+            max_connections_per_client: None,
         }
     }
 }
@@ -115,6 +119,8 @@ pub fn routes(inv: &ValidInventory) -> Routes {
         settings.admin_addresses = p.admin_addresses.iter().map(|a| a.value.clone()).collect();
         settings.trusted_proxies = p.trusted_proxies.iter().map(|a| a.value.clone()).collect();
         settings.metrics_listen = get(&p.metrics_listen);
+        settings.max_connections_per_client =
+            p.max_connections_per_client.as_ref().map(|n| n.value);
     }
     let mut sites = Vec::new();
     for (domain, site) in &inv.sites {
