@@ -176,12 +176,16 @@ rss_of() { # total RSS (MB) of a process and its children
     awk -v k="$kb" 'BEGIN {printf "%.1f", k/1024}'
 }
 
-cpu_ticks() { # CPU time (user + system, clock ticks) of a process, its threads and children
+cpu_ticks() { # "USER SYSTEM" CPU time (clock ticks) of a process, its threads and children
     local pids; pids=$(pgrep -P "$1" 2>/dev/null || true)
-    local t=0 p
-    for p in "$1" $pids; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0))); done
-    echo "$t"
+    local u=0 s=0 p a b
+    for p in "$1" $pids; do
+        read -r a b < <(awk '{print $14, $15}' "/proc/$p/stat" 2>/dev/null || echo 0 0)
+        u=$((u + a)); s=$((s + b))
+    done
+    echo "$u $s"
 }
+per_req() { awk -v t="$1" -v hz="$TICK" -v n="$2" 'BEGIN { if (n > 0) printf "%.2f", t / hz * 1e6 / n }'; } # per_req TICKS N -> µs
 TICK=$(getconf CLK_TCK)
 
 # wrk's own summary, exact: requests, bytes, every error class, latency percentiles (µs)
@@ -240,39 +244,40 @@ median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{ v[NR] = $1 } END { if (
 
 printf '\nbench/proxy: %s s per run, %s rounds (medians), %s connections, wrk 2 threads; h2load 32 connections x 10 streams; backend nginx on 127.0.0.1:18080\n' "$DUR" "$ROUNDS" "$CONNS"
 printf 'caddy %s, nginx %s, %s\n\n' "$(caddy version | cut -d' ' -f1)" "$(nginx -v 2>&1 | cut -d/ -f2)" "$(haproxy -v | head -1 | cut -d' ' -f1-3)"
-ROW='%-8s %-18s %10s %8s %8s %10s %7s %8s %7s %s\n'
-declare -A OK RPS P50 P99 CPU ERR CONNS RSS VALID
+ROW='%-8s %-18s %10s %8s %8s %10s %8s %7s %8s %7s %s\n'
+declare -A OK RPS P50 P99 CPU USR ERR CONNS RSS VALID
 for p in "${PEERS[@]}"; do OK[$p]=$(check "$p" && echo 1 || echo 0); done
 for round in $(seq "$ROUNDS"); do
     for t in 1k 100k h2; do
         for p in "${PEERS[@]}"; do
             [[ ${OK[$p]} == 1 ]] || continue
             before=$(be_accepts)
-            ticks=$(cpu_ticks "$(pid_of "$p" "$t")")
+            read -r u0 s0 < <(cpu_ticks "$(pid_of "$p" "$t")")
             case $t in
             1k) read -r r p50 p99 e n < <(wrk_run "${PORT[$p]}" /1k 1024) ;;
             100k) read -r r p50 p99 e n < <(wrk_run "${PORT[$p]}" /100k 102400) ;;
             h2) read -r r p50 p99 e n < <(h2_run "${TLSPORT[$p]}") ;;
             esac
-            ticks=$(($(cpu_ticks "$(pid_of "$p" "$t")") - ticks))
+            read -r u1 s1 < <(cpu_ticks "$(pid_of "$p" "$t")")
             k=$p.$t
             RPS[$k]+="$r "; P50[$k]+="$p50 "; P99[$k]+="$p99 "
-            CPU[$k]+="$(awk -v t="$ticks" -v hz="$TICK" -v n="$n" 'BEGIN { if (n > 0) printf "%.2f", t / hz * 1e6 / n }') "
+            CPU[$k]+="$(per_req $((u1 - u0 + s1 - s0)) "$n") "; USR[$k]+="$(per_req $((u1 - u0)) "$n") "
             ERR[$k]=$((${ERR[$k]:-0} + e)); CONNS[$k]=$((${CONNS[$k]:-0} + $(be_accepts) - before - 1))
             RSS[$k]+="$(rss_of "$(pid_of "$p" "$t")") "
         done
     done
     printf '  round %s of %s done\n' "$round" "$ROUNDS" >&2
 done
-printf "$ROW" proxy test req/s p50_ms p99_ms cpu_us/req errors be_conns rss_MB ""
+printf "$ROW" proxy test req/s p50_ms p99_ms cpu_us/req user_us errors be_conns rss_MB ""
 declare -A NAME=([1k]="wrk h1 1k" [100k]="wrk h1 100k" [h2]="h2load h2/TLS 1k")
 for t in 1k 100k h2; do
     for p in "${PEERS[@]}"; do
         k=$p.$t
-        if [[ ${OK[$p]} != 1 ]]; then printf "$ROW" "$p" "${NAME[$t]}" - - - - - - - "INVALID: failed the curl check"; VALID[$k]=0; continue; fi
+        if [[ ${OK[$p]} != 1 ]]; then printf "$ROW" "$p" "${NAME[$t]}" - - - - - - - - "INVALID: failed the curl check"; VALID[$k]=0; continue; fi
         VALID[$k]=$([[ ${ERR[$k]} == 0 ]] && echo 1 || echo 0)
         RPS[$k]=$(median <<<"${RPS[$k]}"); P99[$k]=$(median <<<"${P99[$k]}"); CPU[$k]=$(median <<<"${CPU[$k]}")
-        printf "$ROW" "$p" "${NAME[$t]}" "$(printf %.0f "${RPS[$k]}")" "$(median <<<"${P50[$k]}")" "${P99[$k]}" "${CPU[$k]}" "${ERR[$k]}" \
+        printf "$ROW" "$p" "${NAME[$t]}" "$(printf %.0f "${RPS[$k]}")" "$(median <<<"${P50[$k]}")" "${P99[$k]}" "${CPU[$k]}" \
+            "$(median <<<"${USR[$k]}")" "${ERR[$k]}" \
             "${CONNS[$k]}" "$(median <<<"${RSS[$k]}")" "$([[ ${ERR[$k]} == 0 ]] || echo INVALID)"
     done
 done
