@@ -65,6 +65,37 @@ fn acme_err(site: &str, e: impl std::fmt::Display) -> Error {
     }
 }
 
+/// An error of the CA's API; its `rateLimited` problem (RFC 8555 §6.7) is told apart: asking
+/// again soon only extends the limit.
+fn api_err(site: &str, e: instant_acme::Error) -> Error {
+    let limited = matches!(&e, instant_acme::Error::Api(p)
+        if p.r#type.as_deref().is_some_and(|t| t.ends_with(":rateLimited")));
+    if limited {
+        Error::AcmeRateLimited {
+            site: site.to_owned(),
+            reason: e.to_string(),
+        }
+    } else {
+        acme_err(site, e)
+    }
+}
+
+/// The least wait after the CA said its rate limit was reached (Let's Encrypt's limits
+/// count over hours to a week; its message says when, in words only).
+const RATE_LIMITED_WAIT: Duration = Duration::from_secs(3600);
+
+/// The wait before trying a site again after `failures` failures in a row: `base` doubled
+/// each time, at most a day; an hour at least after a rate-limit answer.
+fn backoff_wait(failures: u32, base: Duration, rate_limited: bool) -> Duration {
+    let factor = 1u32.checked_shl(failures.clamp(1, 16) - 1).unwrap_or(1);
+    let wait = base.saturating_mul(factor).min(Duration::from_secs(86400));
+    if rate_limited {
+        wait.max(RATE_LIMITED_WAIT)
+    } else {
+        wait
+    }
+}
+
 /// Writes a file readable by its owner only, atomically (temporary file + rename).
 pub fn write_private(path: &Path, data: &[u8]) -> Result<(), Error> {
     let w = |source| Error::Write {
@@ -218,11 +249,10 @@ impl Acme {
                 let e = b.entry(r.name.clone()).or_default();
                 match &res {
                     Ok(()) => *e = Backoff::default(),
-                    Err(_) => {
+                    Err(err) => {
                         e.failures = e.failures.saturating_add(1);
-                        let factor = 1u32.checked_shl(e.failures.min(16) - 1).unwrap_or(1);
-                        let wait =
-                            (self.options.backoff_base * factor).min(Duration::from_secs(86400));
+                        let limited = matches!(err, Error::AcmeRateLimited { .. });
+                        let wait = backoff_wait(e.failures, self.options.backoff_base, limited);
                         e.next_try = Some(Instant::now() + wait);
                     }
                 }
@@ -240,7 +270,7 @@ impl Acme {
                 return Ok(acc.clone());
             }
         }
-        let e = |x: instant_acme::Error| acme_err("(account)", x);
+        let e = |x: instant_acme::Error| api_err("(account)", x);
         let builder = || match &s.acme_ca_file {
             Some(ca) => Account::builder_with_root(ca).map_err(e),
             None => Account::builder().map_err(e),
@@ -287,7 +317,7 @@ impl Acme {
         site: &str,
         hosts: &[String],
     ) -> Result<(), Error> {
-        let e = |x: instant_acme::Error| acme_err(site, x);
+        let e = |x: instant_acme::Error| api_err(site, x);
         let alpn = routes.settings.acme_challenge == "tls-alpn-01";
         let kind = if alpn {
             ChallengeType::TlsAlpn01
@@ -447,5 +477,35 @@ mod renewal {
         assert!(acme.http01("tok").is_some());
         drop(published); // as an error or a timeout does, half-way through
         assert!(acme.http01("tok").is_none());
+    }
+
+    #[test]
+    fn failures_back_off_doubling_to_a_day_and_an_hour_at_least_when_rate_limited() {
+        let base = Duration::from_secs(60);
+        let mins = |f, limited| backoff_wait(f, base, limited).as_secs() / 60;
+        assert_eq!([mins(1, false), mins(2, false), mins(3, false)], [1, 2, 4]);
+        assert_eq!(mins(40, false), 24 * 60);
+        assert_eq!(mins(1, true), 60);
+        assert_eq!(mins(12, true), 24 * 60);
+    }
+
+    #[test]
+    fn a_rate_limit_problem_is_told_apart() {
+        let problem = |t: &str| {
+            instant_acme::Error::Api(instant_acme::Problem {
+                r#type: Some(t.to_owned()),
+                detail: Some("too many certificates".to_owned()),
+                status: Some(429),
+                subproblems: Vec::new(),
+            })
+        };
+        assert!(matches!(
+            api_err("a.test", problem("urn:ietf:params:acme:error:rateLimited")),
+            Error::AcmeRateLimited { .. }
+        ));
+        assert!(matches!(
+            api_err("a.test", problem("urn:ietf:params:acme:error:unauthorized")),
+            Error::Acme { .. }
+        ));
     }
 }

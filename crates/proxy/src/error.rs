@@ -36,6 +36,8 @@ pub enum Error {
     Tls(#[from] rustls::Error),
     #[error("ACME for {site}: {reason}")]
     Acme { site: String, reason: String },
+    #[error("ACME for {site}: the CA's rate limit was reached, next try in an hour at the earliest: {reason}")]
+    AcmeRateLimited { site: String, reason: String },
 }
 
 impl Error {
