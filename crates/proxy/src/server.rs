@@ -104,8 +104,9 @@ pub struct Shared {
     pub https_public_port: Option<u16>,
     log: Option<mpsc::Sender<String>>,
     fingerprint: Mutex<Fingerprint>,
-    /// Held while the maintenance switches are read and stored (the poller and the watcher).
-    maintenance_lock: Mutex<()>,
+    /// Held while the maintenance switches are read and stored (the poller and the watcher);
+    /// it keeps the last read's error, so that a folder that stays unreadable is logged once.
+    maintenance_lock: Mutex<Option<String>>,
     acme_wake: Notify,
     /// One permit per open client connection, for all workers and listeners together (an
     /// upgraded connection, a WebSocket, holds one of its own).
@@ -221,13 +222,28 @@ impl Shared {
 
     /// Reads the maintenance switches; the lock keeps an older read from being stored last.
     fn refresh_maintenance(&self) {
-        let _held = self.maintenance_lock.lock();
+        let mut last_error = self
+            .maintenance_lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let table = self.table.load();
         match crate::maintenance::read(Path::new(&table.routes.settings.state_dir)) {
-            Ok(m) if **self.maintenance.load() != m => self.maintenance.store(Arc::new(m)),
-            Ok(_) => {}
+            Ok(m) => {
+                if last_error.take().is_some() {
+                    tracing::info!("maintenance switches read again");
+                }
+                if **self.maintenance.load() != m {
+                    self.maintenance.store(Arc::new(m));
+                }
+            }
             // the switches stay as they were: a site in maintenance stays closed
-            Err(e) => tracing::warn!("maintenance switches not read (kept as they were): {e}"),
+            Err(e) => {
+                let text = e.to_string();
+                if last_error.as_deref() != Some(&text) {
+                    tracing::warn!("maintenance switches not read (kept as they were): {text}");
+                    *last_error = Some(text);
+                }
+            }
         }
     }
 }
@@ -338,7 +354,7 @@ impl Proxy {
             global: Global::new(workers),
             log,
             fingerprint: Mutex::new(Vec::new()),
-            maintenance_lock: Mutex::new(()),
+            maintenance_lock: Mutex::new(None),
             acme_wake: Notify::new(),
             connection_slots: Arc::new(tokio::sync::Semaphore::new(options.max_connections)),
             per_client,
