@@ -1,11 +1,13 @@
 //! Certificates over ACME (RFC 8555) with `instant-acme`: HTTP-01 (tokens answered by the
 //! plain listener) or TLS-ALPN-01 (a challenge certificate picked by the resolver).
 //!
-//! A site is due when it has no certificate, when its certificate does not name every host
-//! of the site (an alias added), or when less than `renew_before` is left — at most half the
-//! certificate's lifetime, so that a short-lived certificate is renewed at half-life rather
-//! than on every pass. A new certificate is written (0600) and served at once. Failures back off exponentially per site (base × 2ⁿ, capped at a day), which also
-//! keeps the proxy under the CA's rate limits. The account key is kept in the state folder.
+//! A site is due when it has no certificate that can be served, when its certificate does
+//! not name every host of the site (an alias added), or when less than `renew_before` is left
+//! — at most half the certificate's lifetime, so that a short-lived certificate is renewed at
+//! half-life rather than on every pass. A new certificate is written (0600) and served at
+//! once. Failures back off exponentially per site (base × 2ⁿ, capped at a day), which also
+//! keeps the proxy under the CA's rate limits; a `rateLimited` answer waits an hour at least.
+//! The account key is kept in the state folder.
 
 use crate::tls::{acme_paths, Certs};
 use crate::Error;
@@ -128,10 +130,8 @@ struct Stored {
 }
 
 impl Stored {
-    fn read(cert_pem: &Path) -> Option<Stored> {
-        use rustls_pki_types::pem::PemObject;
-        let der = CertificateDer::pem_file_iter(cert_pem).ok()?.next()?.ok()?;
-        let (_, cert) = x509_parser::parse_x509_certificate(&der).ok()?;
+    fn of(der: &CertificateDer<'_>) -> Option<Stored> {
+        let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
         let v = cert.validity();
         let names = cert
             .subject_alternative_name()
@@ -200,11 +200,15 @@ impl Acme {
     /// or due for renewal?
     pub fn due(&self, state_dir: &Path, site: &str, hosts: &[String]) -> bool {
         let (cert, key) = acme_paths(state_dir, site);
-        let due =
-            Stored::read(&cert).is_none_or(|c| c.due(hosts, now_secs(), self.options.renew_before));
-        // a pair that cannot be served (a crash between writing the key and the certificate)
-        // is replaced at once rather than at the end of the certificate's life
-        due || crate::tls::load_pair(&cert, &key, site).is_err()
+        // a pair that cannot be served (missing, or a crash between writing the key and the
+        // certificate) is replaced at once rather than at the end of the certificate's life
+        let Ok(pair) = crate::tls::load_pair(&cert, &key, site) else {
+            return true;
+        };
+        pair.end_entity_cert()
+            .ok()
+            .and_then(Stored::of)
+            .is_none_or(|c| c.due(hosts, now_secs(), self.options.renew_before))
     }
 
     /// One pass: issues or renews every due ACME site not in back-off.
@@ -237,13 +241,11 @@ impl Acme {
             let res = tokio::time::timeout(ISSUE_TIME, self.issue(routes, &state, &r.name, &hosts))
                 .await
                 .unwrap_or_else(|_| {
-                    Err(Error::Acme {
-                        site: r.name.clone(),
-                        reason: format!(
-                            "no certificate after {} s (the CA did not answer in time)",
-                            ISSUE_TIME.as_secs()
-                        ),
-                    })
+                    let secs = ISSUE_TIME.as_secs();
+                    Err(acme_err(
+                        &r.name,
+                        format!("no certificate after {secs} s (the CA did not answer in time)"),
+                    ))
                 });
             if let Ok(mut b) = self.backoff.lock() {
                 let e = b.entry(r.name.clone()).or_default();
