@@ -77,15 +77,15 @@ const FORWARDING: [HeaderName; 6] = [
 
 /// Removes hop-by-hop headers, including those the Connection header names.
 fn strip_hop(h: &mut HeaderMap) {
-    // `keep-alive` and `close`, the usual tokens, are in HOP: nothing to collect (and no
-    // allocation) unless the Connection header names another header.
+    // names HOP has (`keep-alive`, `close`: the usual tokens) go below anyway: nothing to
+    // collect, and no allocation, unless the Connection header names another header
     let named: Vec<HeaderName> = h
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .map(str::trim)
-        .filter(|n| !n.eq_ignore_ascii_case("keep-alive") && !n.eq_ignore_ascii_case("close"))
+        .filter(|n| !HOP.iter().any(|hop| hop.as_str().eq_ignore_ascii_case(n)))
         .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
         .collect();
     for n in named.iter().chain(HOP.iter()) {
@@ -392,7 +392,7 @@ fn backend_request(
     for n in &FORWARDING {
         headers.remove(n);
     }
-    let proto = HeaderValue::from_static(if origin.https { "https" } else { "http" });
+    let proto = HeaderValue::from_static(scheme(origin));
     headers.insert(HeaderName::from_static("x-forwarded-proto"), proto);
     let (xff, forwarded) = forwarding_values(origin, host);
     for (name, value) in [
@@ -442,7 +442,7 @@ fn forwarding_values(origin: &Origin, host: &str) -> (Option<HeaderValue>, Optio
     } else {
         let _ = write!(xff, "{}", origin.ip);
     }
-    let proto = if origin.https { "https" } else { "http" };
+    let proto = scheme(origin);
     let mut fwd = String::with_capacity(64 + host.len());
     let _ = match origin.ip {
         std::net::IpAddr::V4(a) => write!(fwd, "for={a};proto={proto};host={host}"),
@@ -452,6 +452,15 @@ fn forwarding_values(origin: &Origin, host: &str) -> (Option<HeaderValue>, Optio
         header_value(xff.into_bytes()),
         header_value(fwd.into_bytes()),
     )
+}
+
+/// The scheme the client used (to pic2, or to the trusted proxy in front).
+fn scheme(origin: &Origin) -> &'static str {
+    if origin.https {
+        "https"
+    } else {
+        "http"
+    }
 }
 
 /// A header value from bytes pic2 wrote itself, moved rather than copied (`from_str`
