@@ -13,12 +13,22 @@
 # each, median), and errors during 100 reloads under load. Prints, never asserts.
 #
 #   bench/proxy/run.sh            (DURATION=5 CONNS=64 ROUNDS=3 to change the load)
+#   CPUS=1 bench/proxy/run.sh     the production host's shape: everything (load generators and
+#       backend included) on the first CPUS cores, each proxy with CPUS workers/threads
 #   PINGORA_BIN=/tmp/pingora-spike/target/release/pingora-spike bench/proxy/run.sh
 #       adds a Pingora prototype as a fifth peer: started as `$PINGORA_BIN CERT KEY`, it must
 #       serve bench.test on 127.0.0.1:18085 (plain) and :18445 (TLS, h2); see README.md
 #
 # All traffic on 127.0.0.1, ports 18080-18099 and 18441-18449; every loop is bounded.
 set -euo pipefail
+NPROC=$(nproc)
+CPUS=${CPUS:-$NPROC}
+[[ $CPUS =~ ^[1-9][0-9]*$ && $CPUS -le $NPROC ]] || { echo "CPUS must be 1 to $NPROC, not '$CPUS'" >&2; exit 2; }
+if [[ $CPUS -lt $NPROC && -z ${PIC2_BENCH_PINNED:-} ]]; then # every child inherits the CPU set
+    command -v taskset >/dev/null || { echo "missing taskset (util-linux)" >&2; exit 1; }
+    PIC2_BENCH_PINNED=1 exec taskset -c "0-$((CPUS - 1))" "$0" "$@"
+fi
+export WORKERS=$CPUS GOMAXPROCS=$CPUS # pic2's serving threads, Caddy's
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 DUR=${DURATION:-5}
 ROUNDS=${ROUNDS:-3}
@@ -58,11 +68,11 @@ nginx -c "$W/backend.conf" -p "$W" & PIDS+=($!)
 wait_port 18080
 be_accepts() { curl -s http://127.0.0.1:18080/status | awk '/^ *[0-9]+ +[0-9]+ +[0-9]+/ {print $1; exit}'; }
 
-# Every proxy: both cores (nginx 2 workers, HAProxy 2 threads, Caddy/Go and pic2/tokio one
-# thread per core), upstream keep-alive, X-Forwarded-For, no access log, HTTP/1.1 on the plain
+# Every proxy: CPUS cores, all by default (nginx CPUS workers, HAProxy CPUS threads, Caddy/Go and
+# pic2/tokio one thread per core), upstream keep-alive, X-Forwarded-For, no access log, HTTP/1.1 on the plain
 # port, TLS (same certificate, ALPN h2) on the TLS port.
 cat >"$W/nginx.conf" <<EOC
-worker_processes 2; pid $W/nginx.pid; error_log $W/nginx.err; daemon off;
+worker_processes $CPUS; pid $W/nginx.pid; error_log $W/nginx.err; daemon off;
 events { worker_connections 4096; }
 http { access_log off; keepalive_requests 1000000; $NGINX_TEMPS
   upstream be { server 127.0.0.1:18080; keepalive 512; keepalive_requests 1000000; }
@@ -78,7 +88,7 @@ PIDS+=($NGINX_PID)
 cat >"$W/haproxy.cfg" <<EOC
 global
   maxconn 8192
-  nbthread 2
+  nbthread $CPUS
 defaults
   mode http
   timeout connect 5s
@@ -242,7 +252,7 @@ check() { # check PEER: 200 + the whole file over HTTP/1.1 (plain) and HTTP/2 (T
 
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "-"; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.2f", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
-printf '\nbench/proxy: %s s per run, %s rounds (medians), %s connections, wrk 2 threads; h2load 32 connections x 10 streams; backend nginx on 127.0.0.1:18080\n' "$DUR" "$ROUNDS" "$CONNS"
+printf '\nbench/proxy: %s s per run, %s rounds (medians), %s connections, wrk 2 threads; h2load 32 connections x 10 streams; backend nginx on 127.0.0.1:18080; %s cores, each proxy %s workers\n' "$DUR" "$ROUNDS" "$CONNS" "$CPUS" "$CPUS"
 printf 'caddy %s, nginx %s, %s\n\n' "$(caddy version | cut -d' ' -f1)" "$(nginx -v 2>&1 | cut -d/ -f2)" "$(haproxy -v | head -1 | cut -d' ' -f1-3)"
 ROW='%-8s %-18s %10s %8s %8s %10s %8s %7s %8s %7s %s\n'
 declare -A OK RPS P50 P99 CPU USR ERR CONNS RSS VALID
