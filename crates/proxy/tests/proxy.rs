@@ -82,7 +82,7 @@ async fn backend_on(listener: TcpListener) -> Backend {
                         let body = req.into_body().collect().await?.to_bytes();
                         text.push_str(&format!("body: {}\n", body.len()));
                         if text.contains("/big") {
-                            text.push_str(&"x".repeat(100 * 1024));
+                            text.push_str(&"x".repeat(BIG));
                         }
                         if text.contains("/slow") {
                             tokio::time::sleep(Duration::from_secs(3)).await;
@@ -99,6 +99,9 @@ async fn backend_on(listener: TcpListener) -> Backend {
     });
     Backend { addr, hits, task }
 }
+
+/// The size of the backend's `/big` answer: many times the proxy's backend read buffer.
+const BIG: usize = 1 << 20;
 
 async fn backend() -> Backend {
     backend_on(TcpListener::bind("127.0.0.1:0").await.unwrap()).await
@@ -249,6 +252,36 @@ async fn routing_aliases_404_and_forwarded_headers() {
     // a request without Host is refused
     let r = raw(http, b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n").await;
     assert_eq!(status(&r), 404, "{r}");
+    drop(b);
+    p.shutdown().await;
+}
+
+/// A backend answer far larger than the proxy's read buffer for a backend connection comes
+/// through whole and with its length, three times in a row (the read buffer's cap must not
+/// cut or stall a body).
+#[tokio::test]
+async fn a_large_answer_comes_through_whole() {
+    let (_e, b, p) = basic().await;
+    let http = p.http_addr.unwrap();
+    for _ in 0..3 {
+        let r = get(http, "a.test", "/big", "").await;
+        assert_eq!(status(&r), 200, "{}", &r[..r.len().min(300)]);
+        let (head, body) = r.split_once("\r\n\r\n").unwrap();
+        assert!(
+            body.ends_with(&"x".repeat(BIG)),
+            "body of {} bytes",
+            body.len()
+        );
+        let length = head
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-length: ")
+                    .map(str::to_owned)
+            })
+            .expect(head);
+        assert_eq!(length.parse::<usize>().unwrap(), body.len());
+    }
     drop(b);
     p.shutdown().await;
 }
