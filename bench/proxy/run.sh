@@ -26,7 +26,7 @@ CPUS=${CPUS:-$NPROC}
 [[ $CPUS =~ ^[1-9][0-9]*$ && $CPUS -le $NPROC ]] || { echo "CPUS must be 1 to $NPROC, not '$CPUS'" >&2; exit 2; }
 if [[ $CPUS -lt $NPROC && -z ${PIC2_BENCH_PINNED:-} ]]; then # every child inherits the CPU set
     command -v taskset >/dev/null || { echo "missing taskset (util-linux)" >&2; exit 1; }
-    PIC2_BENCH_PINNED=1 exec taskset -c "0-$((CPUS - 1))" "$0" "$@"
+    PIC2_BENCH_PINNED=1 exec taskset -c "0-$((CPUS - 1))" bash "$0" "$@"
 fi
 export WORKERS=$CPUS GOMAXPROCS=$CPUS # pic2's serving threads, Caddy's
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
