@@ -536,16 +536,8 @@ pub(crate) async fn accept_loop(
     // every connection's task, from its TLS handshake on: shutdown waits for them
     let connections = tokio_util::task::TaskTracker::new();
     loop {
-        let (stream, addr) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    tracing::warn!("accept: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = stop.changed() => break,
+        let Some((stream, addr)) = accept_until_stop(&listener, &mut stop, "accept").await else {
+            break;
         };
         let Some(slots) = shared.take_slots(addr.ip()) else {
             drop(stream); // over the connection limit, or this client's share
@@ -571,6 +563,28 @@ pub(crate) async fn accept_loop(
     connections.close();
     let grace = shared.options.shutdown_grace;
     let _ = tokio::time::timeout(grace, connections.wait()).await;
+}
+
+/// The next connection on `listener`, or `None` once `stop` changes (or its sender is gone).
+/// An accept error (out of file descriptors, say) is logged as `what` and waited out for
+/// 50 ms rather than retried at once: a spinning loop would starve the thread's other work.
+async fn accept_until_stop(
+    listener: &TcpListener,
+    stop: &mut watch::Receiver<bool>,
+    what: &str,
+) -> Option<(tokio::net::TcpStream, SocketAddr)> {
+    loop {
+        tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => return Some(x),
+                Err(e) => {
+                    tracing::warn!("{what}: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            _ = stop.changed() => return None,
+        }
+    }
 }
 
 fn builder(shared: &Shared) -> hyper_util::server::conn::auto::Builder<TokioExecutor> {
@@ -708,18 +722,9 @@ const METRICS_CONNECTION_TIME: Duration = Duration::from_secs(10);
 async fn metrics_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let slots = Arc::new(tokio::sync::Semaphore::new(METRICS_CONNECTIONS));
     loop {
-        let (stream, _) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    // out of file descriptors, say: wait rather than spin this thread, which
-                    // also runs signals, reloads and ACME
-                    tracing::warn!("metrics accept: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = stop.changed() => return,
+        let Some((stream, _)) = accept_until_stop(&listener, &mut stop, "metrics accept").await
+        else {
+            return;
         };
         let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
             continue; // dropped: too many at once
