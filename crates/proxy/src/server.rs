@@ -694,7 +694,10 @@ async fn serve_conn(
                 let seen = activity.clone();
                 let svc = service_fn(move |req| {
                     seen.touch();
-                    handle(Arc::clone(&s), backends.clone(), client, req)
+                    // boxed: hyper spawns each stream, and moving a 2.9 KB future into its task
+                    // (and through hyper's stream wrapper) cost more than one allocation: CPU
+                    // per request 26.0 -> 24.5 us, medians of five alternated h2load runs
+                    Box::pin(handle(Arc::clone(&s), backends.clone(), client, req))
                 });
                 // HTTP/2 only: `serve_connection_with_upgrades` would ignore `http2_only` and
                 // serve HTTP/1 bytes sent after ALPN h2, beside the framing guard
