@@ -1324,3 +1324,169 @@ async fn an_upload_answered_early_does_not_hold_the_client() {
     upload.abort();
     p.shutdown().await;
 }
+
+/// One scripted answer: the request path it answers, its bytes, and whether the backend
+/// closes the connection after it.
+type Scripted = (&'static str, &'static str, bool);
+
+/// A backend that answers each request head with the bytes scripted for its path (404 for
+/// others) and counts its connections: it writes what a real backend would not, to see what
+/// the proxy makes of it.
+async fn scripted_backend(script: &'static [Scripted]) -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&accepted);
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                loop {
+                    while let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let request: Vec<u8> = head.drain(..end + 4).collect();
+                        let path = String::from_utf8_lossy(&request)
+                            .split(' ')
+                            .nth(1)
+                            .unwrap_or_default()
+                            .to_owned();
+                        let (answer, close) = script.iter().find(|(p, _, _)| *p == path).map_or(
+                            ("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n", false),
+                            |(_, a, c)| (*a, *c),
+                        );
+                        if s.write_all(answer.as_bytes()).await.is_err() || close {
+                            return;
+                        }
+                    }
+                    match s.read(&mut buf).await {
+                        Ok(n) if n > 0 => head.extend_from_slice(&buf[..n]),
+                        _ => return,
+                    }
+                }
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+#[tokio::test]
+async fn backend_answers_of_every_framing_come_through_and_ambiguous_ones_are_refused() {
+    const SCRIPT: &[Scripted] = &[
+        ("/chunked", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n", false),
+        ("/continue", "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", false),
+        ("/head", "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", false),
+        ("/until-close", "HTTP/1.0 200 OK\r\n\r\nhello until close", true),
+        ("/both", "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", false),
+        ("/extra", "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhelloHTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nforged", false),
+        ("/two-lengths", "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!", false),
+        ("/gzip", "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nxx", false),
+        ("/bad-chunk", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloXX", false),
+        ("/short", "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhell", true),
+    ];
+    let (addr, accepted) = scripted_backend(SCRIPT).await;
+    let e = env();
+    one_site(&e, addr);
+    let mut o = options(&e);
+    o.workers = 1; // one pool: the connection counts below are exact
+    let p = Proxy::start(o).await.unwrap();
+    let http = p.http_addr.unwrap();
+    let body_of = |r: &str| {
+        r.split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default()
+    };
+
+    // chunks (extensions, trailers) decoded and passed on; 1xx passed over; HEAD has no
+    // body whatever its length says: one connection for all, kept alive
+    for _ in 0..2 {
+        let r = get(http, "a.test", "/chunked", "").await;
+        assert_eq!(status(&r), 200, "{r}");
+        assert!(r.contains("hello") && r.contains(" world"), "{r}");
+        assert!(
+            r.ends_with("0\r\n\r\n"),
+            "the client's chunked body ends: {r}"
+        );
+    }
+    let r = get(http, "a.test", "/continue", "").await;
+    assert_eq!((status(&r), body_of(&r).as_str()), (200, "hello"), "{r}");
+    assert!(!r.contains("100 Continue"), "{r}");
+    let r = raw(
+        http,
+        b"HEAD /head HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!((status(&r), body_of(&r).as_str()), (200, ""), "{r}");
+    assert!(r.to_ascii_lowercase().contains("content-length: 5"), "{r}");
+    assert_eq!(accepted.load(Ordering::SeqCst), 1, "kept alive");
+
+    // a body that ends when the backend closes; then one framed two ways: chunked wins, the
+    // length is not passed on, and the connection is not kept
+    let r = get(http, "a.test", "/until-close", "").await;
+    assert!(r.contains("hello until close"), "{r}");
+    let r = get(http, "a.test", "/both", "").await;
+    assert_eq!(status(&r), 200, "{r}");
+    assert!(
+        r.contains("hello") && !r.to_ascii_lowercase().contains("content-length: 3"),
+        "{r}"
+    );
+    // bytes after an answer's end are never read as the next answer
+    let r = get(http, "a.test", "/extra", "").await;
+    assert_eq!(body_of(&r), "hello", "{r}");
+    let before = accepted.load(Ordering::SeqCst);
+    let r = get(http, "a.test", "/continue", "").await;
+    assert_eq!(
+        body_of(&r),
+        "hello",
+        "an answer left over on the connection was served: {r}"
+    );
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        before + 1,
+        "a fresh connection"
+    );
+
+    // framings that could be read two ways: 502, never a guess
+    for path in ["/two-lengths", "/gzip"] {
+        let r = get(http, "a.test", path, "").await;
+        assert_eq!(status(&r), 502, "{path}: {r}");
+        assert!(!r.contains("hello"), "{r}");
+    }
+    // a body that breaks off after its head: the client's connection is cut before its body
+    // looks whole (hyper may not even have sent the head: nothing at all, then)
+    for path in ["/bad-chunk", "/short"] {
+        let r = get(http, "a.test", path, "").await;
+        assert!([0, 200].contains(&status(&r)), "{path}: {r}");
+        assert!(
+            !r.ends_with("0\r\n\r\n"),
+            "{path}: the body looks whole: {r}"
+        );
+    }
+    // and the pool serves well after all that
+    let r = get(http, "a.test", "/chunked", "").await;
+    assert!(r.contains("hello") && r.ends_with("0\r\n\r\n"), "{r}");
+    p.shutdown().await;
+}
+
+#[tokio::test]
+async fn request_bodies_reach_the_backend_whole_by_length_and_in_chunks() {
+    let (_e, b, p) = basic().await;
+    let http = p.http_addr.unwrap();
+    let chunked = "POST /up HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n";
+    let r = raw(http, chunked.as_bytes()).await;
+    assert_eq!(status(&r), 200, "{r}");
+    assert!(r.contains("POST /up") && r.contains("body: 11\n"), "{r}");
+    let big = "z".repeat(300_000); // more than one read and one write
+    let by_length = format!(
+        "PUT /up HTTP/1.1\r\nHost: a.test\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{big}",
+        big.len()
+    );
+    let r = raw(http, by_length.as_bytes()).await;
+    assert!(r.contains("PUT /up") && r.contains("body: 300000\n"), "{r}");
+    let empty =
+        "POST /empty HTTP/1.1\r\nHost: a.test\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+    let r = raw(http, empty.as_bytes()).await;
+    assert!(r.contains("POST /empty") && r.contains("body: 0\n"), "{r}");
+    drop(b);
+    p.shutdown().await;
+}
