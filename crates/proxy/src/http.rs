@@ -77,18 +77,35 @@ const FORWARDING: [HeaderName; 6] = [
 
 /// Removes hop-by-hop headers, including those the Connection header names.
 fn strip_hop(h: &mut HeaderMap) {
-    // names HOP has (`keep-alive`, `close`: the usual tokens) go below anyway: nothing to
-    // collect, and no allocation, unless the Connection header names another header
-    let named: Vec<HeaderName> = h
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .filter(|n| !HOP.iter().any(|hop| hop.as_str().eq_ignore_ascii_case(n)))
-        .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
+    strip(h, &[]);
+}
+
+/// Removes hop-by-hop headers, those the Connection header names, and `also`. One pass over
+/// the names finds them (a request or an answer usually has one or none) rather than a
+/// removal by name, a hash and a probe, for each of the fourteen.
+fn strip(h: &mut HeaderMap, also: &[HeaderName]) {
+    let mut found: Vec<HeaderName> = h
+        .keys()
+        .filter(|k| HOP.contains(k) || also.contains(k))
+        .cloned()
         .collect();
-    for n in named.iter().chain(HOP.iter()) {
+    if found.is_empty() {
+        return;
+    }
+    if found.contains(&header::CONNECTION) {
+        // names HOP has (`keep-alive`, `close`: the usual tokens) are found above already
+        let named = h
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|n| !HOP.iter().any(|hop| hop.as_str().eq_ignore_ascii_case(n)))
+            .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
+            .collect::<Vec<_>>();
+        found.extend(named);
+    }
+    for n in &found {
         h.remove(n);
     }
 }
@@ -388,10 +405,7 @@ fn backend_request(
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
     let uri = Uri::from(path_and_query);
     let mut headers = parts.headers;
-    strip_hop(&mut headers);
-    for n in &FORWARDING {
-        headers.remove(n);
-    }
+    strip(&mut headers, &FORWARDING);
     let proto = HeaderValue::from_static(scheme(origin));
     headers.insert(HeaderName::from_static("x-forwarded-proto"), proto);
     let (xff, forwarded) = forwarding_values(origin, host);
