@@ -15,25 +15,30 @@
 //! wrong guess would hand the rest of one answer to the next client. An idle connection is
 //! polled by nobody; it is looked at when taken (closed by the backend meanwhile: dropped,
 //! next one), and a request without body that got no byte back on a reused connection is
-//! sent again on a fresh one, when its method is idempotent (RFC 9110 §9.2.2), as nginx does.
+//! sent again, once, on a fresh one, when its method is idempotent (RFC 9110 §9.2.2): a
+//! backend closing an idle connection as the request leaves must not cost the client a 502,
+//! and one that dies on a request must not get it once per pooled connection.
 //!
 //! WebSocket upgrades still go through hyper's client, on a connection of their own.
 
 mod wire;
 
 use crate::http::{Body, BoxError};
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use hyper::body::{Frame, Incoming, SizeHint};
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper::header;
 use hyper::{Method, Request, Response};
 use hyper_util::rt::TokioIo;
 use std::collections::HashMap;
+use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::io::IoSlice;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use wire::{Chunked, Decoded, Head, Malformed, RequestBody, ResponseBody, ResponseHead};
 
@@ -118,38 +123,54 @@ impl Backends {
     /// rest from the connection, and gives it back to the pool once read to its end.
     pub async fn send(&self, backend: &str, req: Request<Body>) -> Result<Response<Body>, Error> {
         let (parts, body) = req.into_parts();
-        let exact = hyper::body::Body::size_hint(&body)
-            .exact()
-            .or(hyper::body::Body::is_end_stream(&body).then_some(0));
-        let framing = RequestBody::of(exact, parts.headers.contains_key(header::CONTENT_LENGTH));
+        let framing = request_framing(&parts, &body);
         let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
         let mut head = Vec::with_capacity(256 + 64 * parts.headers.len());
         wire::encode_request_head(&mut head, &parts.method, path, &parts.headers, framing);
-        let retryable = framing.is_empty() && parts.method.is_idempotent();
-        let mut body = Some(body);
+        if !framing.is_empty() {
+            // sent once: its body is read as it goes
+            let mut conn = match self.take(backend) {
+                Some(conn) => conn,
+                None => Box::pin(connect(backend)).await?,
+            };
+            let upload = Upload::new(head.into(), body, framing);
+            // boxed: the less usual path, which would make every request's future larger
+            let (answer, upload) = Box::pin(conn.exchange_with_body(upload, &parts.method))
+                .await
+                .map_err(|f| f.cause.with(backend))?;
+            return Ok(self.answer(backend, conn, answer, Some(upload)));
+        }
+        // No body: sent again once, on a fresh connection, when a reused one gave nothing
+        // back (the backend closed it as the request left) and the method is idempotent.
+        let mut pooled = true;
         loop {
-            let (mut conn, reused) = match self.take(backend) {
+            let (mut conn, reused) = match pooled.then(|| self.take(backend)).flatten() {
                 Some(conn) => (conn, true),
                 // boxed: a cold path that would otherwise make every request's future
                 // (moved on each spawn) larger
                 None => (Box::pin(connect(backend)).await?, false),
             };
-            let body = body.take().unwrap_or_else(empty);
-            match conn.exchange(&head, framing, body, &parts.method).await {
-                Ok((answer, sent_whole)) => {
-                    return Ok(self.answer(backend, conn, answer, sent_whole));
+            match conn.exchange(&head, &parts.method).await {
+                Ok(answer) => return Ok(self.answer(backend, conn, answer, None)),
+                Err(f) if f.nothing_back && reused && parts.method.is_idempotent() => {
+                    pooled = false;
                 }
-                Err(f) if f.nothing_back && reused && retryable => continue,
                 Err(f) => return Err(f.cause.with(backend)),
             }
         }
     }
 
-    /// The response for the client: its body reads the rest of the answer, unless there is
-    /// none, and the connection goes back to the pool when it may.
-    fn answer(&self, backend: &str, conn: Conn, head: ResponseHead, sent: bool) -> Response<Body> {
-        let reusable = head.reusable && sent;
-        let home = reusable.then(|| Home {
+    /// The response for the client: its body reads the rest of the answer (and sends the
+    /// rest of the request's), unless there is none; the connection goes back to the pool
+    /// when it may.
+    fn answer(
+        &self,
+        backend: &str,
+        conn: Conn,
+        head: ResponseHead,
+        upload: Option<Upload>,
+    ) -> Response<Body> {
+        let home = head.reusable.then(|| Home {
             pools: self.clone(),
             backend: backend.to_owned(),
         });
@@ -162,6 +183,7 @@ impl Backends {
         let mut answer = Answer {
             conn: Some(conn),
             reading,
+            upload,
             home,
         };
         let body = if answer.reading == Reading::Done {
@@ -246,6 +268,26 @@ fn empty() -> Body {
         .boxed()
 }
 
+/// How the request's body goes to the backend. A length is trusted when the client declared
+/// one (hyper and h2 hold the body to it): `Limited` also gives one when the site's limit is
+/// all that is left, which is not the body's. A GET or HEAD of unknown length (an HTTP/2
+/// stream whose head did not end it) goes without a body, as hyper's client sent it:
+/// backends and firewalls refuse one.
+fn request_framing(parts: &hyper::http::request::Parts, body: &Body) -> RequestBody {
+    use hyper::body::Body as _;
+    let declared = parts.headers.contains_key(header::CONTENT_LENGTH);
+    let exact = if body.is_end_stream() {
+        Some(0)
+    } else if declared {
+        body.size_hint().exact()
+    } else if parts.method == Method::GET || parts.method == Method::HEAD {
+        Some(0)
+    } else {
+        None
+    };
+    RequestBody::of(exact, declared)
+}
+
 /// An idle connection with nothing to read is open. One the backend closed (or wrote to
 /// unasked) is readable: a look at one byte tells. No system call in the usual case: the
 /// last read of an answer was short, which cleared tokio's readiness.
@@ -314,93 +356,89 @@ impl Failed {
 }
 
 impl Conn {
-    /// Writes the request and reads the answer's head. A body is sent while the head is
-    /// awaited: a backend may answer before reading it all (401, 413), and that answer is
-    /// the one the client gets. Also returns whether the request was sent whole.
-    async fn exchange(
-        &mut self,
-        head: &[u8],
-        framing: RequestBody,
-        body: Body,
-        method: &Method,
-    ) -> Result<(ResponseHead, bool), Failed> {
-        if framing.is_empty() {
-            self.stream.write_all(head).await.map_err(Failed::io)?;
-            let answer = read_head(&mut self.stream, &mut self.buf, method).await?;
-            return Ok((answer, true));
-        }
-        // boxed: the less usual path, whose two futures would make every request's larger
-        Box::pin(self.exchange_with_body(head, framing, body, method)).await
+    /// Writes a request without body and reads the answer's head.
+    async fn exchange(&mut self, head: &[u8], method: &Method) -> Result<ResponseHead, Failed> {
+        self.stream.write_all(head).await.map_err(Failed::io)?;
+        let mut nothing_back = true;
+        poll_fn(|cx| {
+            poll_head(
+                &mut self.stream,
+                &mut self.buf,
+                method,
+                &mut nothing_back,
+                cx,
+            )
+        })
+        .await
     }
 
+    /// Sends the request and its body while the answer's head is awaited: a backend may
+    /// answer before it has read it all (a 401 or 413 to an upload, or an echo that streams
+    /// back as it reads). What is left of the body then goes on with the answer's body.
     async fn exchange_with_body(
         &mut self,
-        head: &[u8],
-        framing: RequestBody,
-        body: Body,
+        mut upload: Upload,
         method: &Method,
-    ) -> Result<(ResponseHead, bool), Failed> {
-        let Conn { stream, buf } = self;
-        let (mut rd, mut wr) = stream.split();
-        let sending = send_body(&mut wr, head, body, framing);
-        let reading = read_head(&mut rd, buf, method);
-        tokio::pin!(sending, reading);
-        let mut sent = None;
-        loop {
-            tokio::select! {
-                biased;
-                answer = &mut reading => return Ok((answer?, sent == Some(true))),
-                done = &mut sending, if sent.is_none() => match done {
-                    Ok(()) => sent = Some(true),
-                    Err(Failed { cause: Cause::RequestBody(e), nothing_back }) => {
-                        return Err(Failed { cause: Cause::RequestBody(e), nothing_back })
-                    }
-                    // the backend stopped reading, and may have answered: read on
-                    Err(_) => sent = Some(false),
-                },
+    ) -> Result<(ResponseHead, Upload), Failed> {
+        let mut nothing_back = true;
+        let head = poll_fn(|cx| {
+            if let Err(cause) = upload.poll_send(&mut self.stream, cx) {
+                // the client's body failed (cut short, over the site's limit): no answer
+                return Poll::Ready(Err(Failed {
+                    cause,
+                    nothing_back,
+                }));
             }
-        }
+            poll_head(
+                &mut self.stream,
+                &mut self.buf,
+                method,
+                &mut nothing_back,
+                cx,
+            )
+        })
+        .await?;
+        Ok((head, upload))
     }
 }
 
 /// Reads until a final answer's head is whole (1xx answers are read and passed over).
-async fn read_head<R: AsyncRead + Unpin>(
-    rd: &mut R,
+fn poll_head(
+    stream: &mut TcpStream,
     buf: &mut BytesMut,
     method: &Method,
-) -> Result<ResponseHead, Failed> {
-    let mut nothing_back = buf.is_empty();
+    nothing_back: &mut bool,
+    cx: &mut Context<'_>,
+) -> Poll<Result<ResponseHead, Failed>> {
     loop {
         if !buf.is_empty() {
-            nothing_back = false;
+            *nothing_back = false;
             match wire::parse_response_head(buf, method) {
-                Ok(Head::Complete(head)) => return Ok(head),
+                Ok(Head::Complete(head)) => return Poll::Ready(Ok(head)),
                 Ok(Head::Informational) => continue,
                 Ok(Head::Partial) => {}
                 Err(e) => {
-                    return Err(Failed {
+                    return Poll::Ready(Err(Failed {
                         cause: Cause::Malformed(e),
-                        nothing_back,
-                    })
+                        nothing_back: false,
+                    }))
                 }
             }
         }
         make_room(buf, READ_SIZE);
-        match rd.read_buf(buf).await {
-            Ok(0) => {
-                return Err(Failed {
-                    cause: Cause::Closed,
-                    nothing_back,
-                })
-            }
-            Ok(_) => {}
-            Err(e) => {
-                return Err(Failed {
-                    cause: Cause::Io(e),
-                    nothing_back,
-                })
-            }
-        }
+        let cause = match ready!(tokio_util::io::poll_read_buf(
+            Pin::new(&mut *stream),
+            cx,
+            buf
+        )) {
+            Ok(0) => Cause::Closed,
+            Ok(_) => continue,
+            Err(e) => Cause::Io(e),
+        };
+        return Poll::Ready(Err(Failed {
+            cause,
+            nothing_back: *nothing_back,
+        }));
     }
 }
 
@@ -411,45 +449,135 @@ fn make_room(buf: &mut BytesMut, want: usize) {
     }
 }
 
-/// Writes the head and the body, framed by its length or in chunks.
-async fn send_body<W: AsyncWrite + Unpin>(
-    wr: &mut W,
-    head: &[u8],
-    mut body: Body,
+/// A request's head and body on their way to the backend, written as the socket takes them,
+/// in the task that reads the answer (no task of its own).
+struct Upload {
+    body: Body,
     framing: RequestBody,
-) -> Result<(), Failed> {
-    use http_body_util::BodyExt;
-    wr.write_all(head).await.map_err(Failed::io)?;
-    let mut written: u64 = 0;
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| Failed {
-            cause: Cause::RequestBody(e),
-            nothing_back: true,
-        })?;
-        let Ok(data) = frame.into_data() else {
-            continue; // trailers: not forwarded to HTTP/1 backends
-        };
-        if data.is_empty() {
-            continue;
-        }
-        written += data.len() as u64;
-        if framing == RequestBody::Chunked {
-            wr.write_all(&wire::chunk_header(data.len()))
-                .await
-                .map_err(Failed::io)?;
-            wr.write_all(&data).await.map_err(Failed::io)?;
-            wr.write_all(wire::CHUNK_END).await.map_err(Failed::io)?;
-        } else {
-            wr.write_all(&data).await.map_err(Failed::io)?;
+    written: u64,
+    /// Taken and not written yet: the head, then the body's data with its chunk framing.
+    out: VecDeque<Bytes>,
+    body_done: bool,
+    state: UploadState,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum UploadState {
+    Sending,
+    Whole,
+    /// The backend stopped taking it (it may have answered already), or the client's body
+    /// failed: the connection is not kept.
+    Abandoned,
+}
+
+impl Upload {
+    fn new(head: Bytes, body: Body, framing: RequestBody) -> Self {
+        Upload {
+            body,
+            framing,
+            written: 0,
+            out: VecDeque::from([head]),
+            body_done: false,
+            state: UploadState::Sending,
         }
     }
-    match framing {
-        RequestBody::Chunked => wr.write_all(wire::LAST_CHUNK).await.map_err(Failed::io),
-        RequestBody::Length(n) if n != written => Err(Failed {
-            cause: Cause::RequestBody(format!("{written} bytes where {n} were announced").into()),
-            nothing_back: true,
-        }),
-        _ => Ok(()),
+
+    fn sent_whole(&self) -> bool {
+        self.state == UploadState::Whole
+    }
+
+    /// Writes what the socket takes now; never the only thing a caller waits on. An error is
+    /// the client's body failing; the backend not reading any more only ends the upload.
+    fn poll_send(&mut self, stream: &mut TcpStream, cx: &mut Context<'_>) -> Result<(), Cause> {
+        loop {
+            if self.state != UploadState::Sending {
+                return Ok(());
+            }
+            if !self.out.is_empty() {
+                let slices: Vec<IoSlice<'_>> =
+                    self.out.iter().take(4).map(|b| IoSlice::new(b)).collect();
+                match Pin::new(&mut *stream).poll_write_vectored(cx, &slices) {
+                    Poll::Pending => return Ok(()),
+                    Poll::Ready(Ok(n)) if n > 0 => self.consume(n),
+                    Poll::Ready(_) => self.abandon(),
+                }
+                continue;
+            }
+            if self.body_done {
+                self.state = UploadState::Whole;
+                continue;
+            }
+            match hyper::body::Body::poll_frame(Pin::new(&mut self.body), cx) {
+                Poll::Pending => return Ok(()),
+                Poll::Ready(Some(Ok(frame))) => {
+                    // trailers are not forwarded to HTTP/1 backends
+                    if let Ok(data) = frame.into_data() {
+                        self.take(data)?;
+                    }
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    self.abandon();
+                    return Err(Cause::RequestBody(e));
+                }
+                Poll::Ready(None) => self.end()?,
+            }
+        }
+    }
+
+    /// Queues a piece of the body, framed; more than the announced length is refused before
+    /// a byte of it leaves.
+    fn take(&mut self, data: Bytes) -> Result<(), Cause> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        self.written += data.len() as u64;
+        match self.framing {
+            RequestBody::Length(n) if self.written > n => {
+                self.abandon();
+                return Err(Cause::RequestBody(
+                    format!("more than the {n} bytes announced").into(),
+                ));
+            }
+            RequestBody::Chunked => {
+                self.out.push_back(wire::chunk_header(data.len()));
+                self.out.push_back(data);
+                self.out.push_back(Bytes::from_static(wire::CHUNK_END));
+            }
+            _ => self.out.push_back(data),
+        }
+        Ok(())
+    }
+
+    fn end(&mut self) -> Result<(), Cause> {
+        match self.framing {
+            RequestBody::Chunked => self.out.push_back(Bytes::from_static(wire::LAST_CHUNK)),
+            RequestBody::Length(n) if n != self.written => {
+                self.abandon();
+                return Err(Cause::RequestBody(
+                    format!("{} bytes where {n} were announced", self.written).into(),
+                ));
+            }
+            _ => {}
+        }
+        self.body_done = true;
+        Ok(())
+    }
+
+    /// Drops `n` written bytes from the front of the queue.
+    fn consume(&mut self, mut n: usize) {
+        while let Some(front) = self.out.front_mut() {
+            if n < front.len() {
+                front.advance(n);
+                return;
+            }
+            n -= front.len();
+            self.out.pop_front();
+        }
+    }
+
+    fn abandon(&mut self) {
+        self.state = UploadState::Abandoned;
+        self.out.clear();
     }
 }
 
@@ -477,15 +605,19 @@ enum Reading {
 struct Answer {
     conn: Option<Conn>,
     reading: Reading,
+    /// What is left to send of a request's body, sent as the answer is read.
+    upload: Option<Upload>,
     home: Option<Home>,
 }
 
 impl Answer {
-    /// The body is read: the connection goes home if it has one and nothing is left over.
+    /// The body is read: the connection goes home if it has one, the request went whole and
+    /// nothing is left over.
     fn finish(&mut self) {
         self.reading = Reading::Done;
+        let sent = self.upload.take().is_none_or(|u| u.sent_whole());
         if let (Some(conn), Some(home)) = (self.conn.take(), self.home.take()) {
-            if conn.buf.is_empty() {
+            if sent && conn.buf.is_empty() {
                 home.pools.give_back(home.backend, conn);
             }
         }
@@ -536,6 +668,11 @@ impl hyper::body::Body for Answer {
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Polled {
         let this = &mut *self;
+        if let (Some(upload), Some(conn)) = (this.upload.as_mut(), this.conn.as_mut()) {
+            // an error is the client's body failing after the answer began: the upload is
+            // abandoned, and the connection will not be kept
+            let _ = upload.poll_send(&mut conn.stream, cx);
+        }
         loop {
             if let Some(answer) = this.take_buffered() {
                 return answer;
@@ -580,5 +717,55 @@ impl std::fmt::Debug for Answer {
         f.debug_struct("Answer")
             .field("reading", &self.reading)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use http_body_util::{BodyExt, Full, Limited};
+
+    fn framing(method: Method, length: Option<&'static str>, body: Body) -> RequestBody {
+        let mut req = Request::new(body);
+        *req.method_mut() = method;
+        if let Some(l) = length {
+            let value = header::HeaderValue::from_static(l);
+            req.headers_mut().insert(header::CONTENT_LENGTH, value);
+        }
+        let (parts, body) = req.into_parts();
+        request_framing(&parts, &body)
+    }
+
+    /// A body whose length nobody knows (a chunked upload, an HTTP/2 stream without length).
+    struct Unknown;
+
+    impl hyper::body::Body for Unknown {
+        type Data = Bytes;
+        type Error = BoxError;
+        fn poll_frame(self: Pin<&mut Self>, _: &mut Context<'_>) -> Polled {
+            Poll::Ready(None)
+        }
+    }
+
+    #[test]
+    fn a_requests_framing_comes_from_what_the_client_declared() {
+        let hello = Full::new(Bytes::from_static(b"hello"))
+            .map_err(|never| match never {})
+            .boxed();
+        assert_eq!(
+            framing(Method::POST, Some("5"), hello),
+            RequestBody::Length(5)
+        );
+        assert_eq!(
+            framing(Method::POST, None, Unknown.boxed()),
+            RequestBody::Chunked
+        );
+        // an HTTP/2 GET whose head did not end its stream: no body, as hyper's client sent it
+        assert!(framing(Method::GET, None, Unknown.boxed()).is_empty());
+        // a site limit of 0 bytes: Limited's exact(0) is not the body's length; the body must
+        // be read (and refused), not dropped
+        let limited = Limited::new(Unknown, 0).boxed();
+        assert_eq!(framing(Method::POST, None, limited), RequestBody::Chunked);
     }
 }

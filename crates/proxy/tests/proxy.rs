@@ -1330,16 +1330,25 @@ async fn an_upload_answered_early_does_not_hold_the_client() {
 type Scripted = (&'static str, &'static str, bool);
 
 /// A backend that answers each request head with the bytes scripted for its path (404 for
-/// others) and counts its connections: it writes what a real backend would not, to see what
-/// the proxy makes of it.
-async fn scripted_backend(script: &'static [Scripted]) -> (SocketAddr, Arc<AtomicUsize>) {
+/// others; an empty answer closes without a word), counts its connections and logs the paths
+/// it was asked for: it writes what a real backend would not, to see what the proxy makes of
+/// it. `/slow` is answered "ok" after 300 ms.
+struct ScriptedBackend {
+    addr: SocketAddr,
+    accepted: Arc<AtomicUsize>,
+    asked: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+async fn scripted_backend(script: &'static [Scripted]) -> ScriptedBackend {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let accepted = Arc::new(AtomicUsize::new(0));
-    let count = Arc::clone(&accepted);
+    let asked = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (count, log) = (Arc::clone(&accepted), Arc::clone(&asked));
     tokio::spawn(async move {
         while let Ok((mut s, _)) = listener.accept().await {
             count.fetch_add(1, Ordering::SeqCst);
+            let log = Arc::clone(&log);
             tokio::spawn(async move {
                 let mut head = Vec::new();
                 let mut buf = [0u8; 4096];
@@ -1351,10 +1360,17 @@ async fn scripted_backend(script: &'static [Scripted]) -> (SocketAddr, Arc<Atomi
                             .nth(1)
                             .unwrap_or_default()
                             .to_owned();
-                        let (answer, close) = script.iter().find(|(p, _, _)| *p == path).map_or(
-                            ("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n", false),
-                            |(_, a, c)| (*a, *c),
-                        );
+                        log.lock().unwrap().push(path.clone());
+                        if path == "/slow" {
+                            tokio::time::sleep(Duration::from_millis(300)).await;
+                        }
+                        let (answer, close) = match script.iter().find(|(p, _, _)| *p == path) {
+                            Some((_, answer, close)) => (*answer, *close),
+                            None if path == "/slow" => {
+                                ("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", false)
+                            }
+                            None => ("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n", false),
+                        };
                         if s.write_all(answer.as_bytes()).await.is_err() || close {
                             return;
                         }
@@ -1367,7 +1383,11 @@ async fn scripted_backend(script: &'static [Scripted]) -> (SocketAddr, Arc<Atomi
             });
         }
     });
-    (addr, accepted)
+    ScriptedBackend {
+        addr,
+        accepted,
+        asked,
+    }
 }
 
 #[tokio::test]
@@ -1384,7 +1404,7 @@ async fn backend_answers_of_every_framing_come_through_and_ambiguous_ones_are_re
         ("/bad-chunk", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloXX", false),
         ("/short", "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhell", true),
     ];
-    let (addr, accepted) = scripted_backend(SCRIPT).await;
+    let ScriptedBackend { addr, accepted, .. } = scripted_backend(SCRIPT).await;
     let e = env();
     one_site(&e, addr);
     let mut o = options(&e);
@@ -1483,10 +1503,137 @@ async fn request_bodies_reach_the_backend_whole_by_length_and_in_chunks() {
     );
     let r = raw(http, by_length.as_bytes()).await;
     assert!(r.contains("PUT /up") && r.contains("body: 300000\n"), "{r}");
+    // an absolute-form target with no path reaches the backend as origin-form "/?q"
+    let r = raw(
+        http,
+        b"GET http://a.test?x=1 HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(r.contains("GET /?x=1\n"), "{r}");
     let empty =
         "POST /empty HTTP/1.1\r\nHost: a.test\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
     let r = raw(http, empty.as_bytes()).await;
     assert!(r.contains("POST /empty") && r.contains("body: 0\n"), "{r}");
     drop(b);
+    p.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_request_the_backend_drops_unanswered_is_sent_again_once_only() {
+    const SCRIPT: &[Scripted] = &[("/crash", "", true)];
+    let b = scripted_backend(SCRIPT).await;
+    let e = env();
+    one_site(&e, b.addr);
+    let mut o = options(&e);
+    o.workers = 1;
+    let p = Proxy::start(o).await.unwrap();
+    let http = p.http_addr.unwrap();
+    // four kept-alive connections in the pool
+    let slow = (0..4).map(|_| async move { get(http, "a.test", "/slow", "").await });
+    for r in all_at_once(slow).await {
+        assert_eq!(status(&r), 200, "{r}");
+    }
+    assert_eq!(b.accepted.load(Ordering::SeqCst), 4);
+    // a GET that makes the backend close without answering (a worker that died): sent again
+    // once, on a fresh connection, then 502 — not once per pooled connection
+    let r = get(http, "a.test", "/crash", "").await;
+    assert_eq!(status(&r), 502, "{r}");
+    let crashes = b
+        .asked
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|p| *p == "/crash")
+        .count();
+    assert_eq!(crashes, 2, "the backend was asked {crashes} times");
+    p.shutdown().await;
+}
+
+/// A backend that answers at once with a chunked head, then echoes the request's body (of
+/// the Content-Length it announced) as it reads it: full duplex, as a streaming application.
+async fn echo_backend() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut data = Vec::new();
+                let mut buf = vec![0u8; 65536];
+                let end = loop {
+                    if let Some(end) = data.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break end + 4;
+                    }
+                    match s.read(&mut buf).await {
+                        Ok(n) if n > 0 => data.extend_from_slice(&buf[..n]),
+                        _ => return,
+                    }
+                };
+                let head = String::from_utf8_lossy(&data[..end]).to_ascii_lowercase();
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length: "))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0);
+                let answer = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+                if s.write_all(answer).await.is_err() {
+                    return;
+                }
+                let mut body = data.split_off(end);
+                let mut echoed = 0;
+                while echoed < length {
+                    if body.is_empty() {
+                        match s.read(&mut buf).await {
+                            Ok(n) if n > 0 => body.extend_from_slice(&buf[..n]),
+                            _ => return,
+                        }
+                    }
+                    let chunk = format!("{:x}\r\n", body.len());
+                    let sent = s.write_all(chunk.as_bytes()).await.is_ok()
+                        && s.write_all(&body).await.is_ok()
+                        && s.write_all(b"\r\n").await.is_ok();
+                    if !sent {
+                        return;
+                    }
+                    echoed += body.len();
+                    body.clear();
+                }
+                let _ = s.write_all(b"0\r\n\r\n").await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn a_backend_answering_while_it_reads_the_upload_gets_all_of_it() {
+    let addr = echo_backend().await;
+    let e = env();
+    one_site(&e, addr);
+    let p = Proxy::start(options(&e)).await.unwrap();
+    let http = p.http_addr.unwrap();
+    // the client sends half, waits (the backend's answer head comes back meanwhile), then
+    // the rest, which must still reach the backend
+    let half = "z".repeat(100_000); // not a hex digit: chunk sizes never count
+    let mut s = TcpStream::connect(http).await.unwrap();
+    let head = format!(
+        "PUT /echo HTTP/1.1\r\nHost: a.test\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        2 * half.len()
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(half.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    s.write_all(half.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+    let out = String::from_utf8_lossy(&out);
+    assert!(read.is_ok(), "the echo never ended: {} bytes", out.len());
+    assert!(
+        out.starts_with("HTTP/1.1 200"),
+        "{}",
+        &out[..out.len().min(200)]
+    );
+    let echoed = out.bytes().filter(|b| *b == b'z').count();
+    assert_eq!(echoed, 2 * half.len(), "bytes echoed");
+    assert!(out.ends_with("0\r\n\r\n"), "the body looks cut");
     p.shutdown().await;
 }

@@ -75,6 +75,9 @@ pub fn encode_request_head(
 ) {
     out.extend_from_slice(method.as_str().as_bytes());
     out.push(b' ');
+    if !path_and_query.starts_with('/') && path_and_query != "*" {
+        out.push(b'/'); // an absolute-form target with no path: `http://a.test?q` is `/?q`
+    }
     out.extend_from_slice(path_and_query.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
     for (name, value) in headers {
@@ -405,10 +408,11 @@ mod tests {
         encode_request_head(
             &mut out,
             &Method::GET,
-            "/",
+            "?q=1",
             &h,
             RequestBody::of(Some(0), false),
         );
+        assert!(out.starts_with(b"GET /?q=1 HTTP/1.1\r\n"));
         assert!(!String::from_utf8(out).unwrap().contains("content-length"));
         let mut out = Vec::new();
         encode_request_head(&mut out, &Method::PUT, "/", &h, RequestBody::of(None, true));
