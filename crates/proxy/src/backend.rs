@@ -360,16 +360,7 @@ impl Conn {
     async fn exchange(&mut self, head: &[u8], method: &Method) -> Result<ResponseHead, Failed> {
         self.stream.write_all(head).await.map_err(Failed::io)?;
         let mut nothing_back = true;
-        poll_fn(|cx| {
-            poll_head(
-                &mut self.stream,
-                &mut self.buf,
-                method,
-                &mut nothing_back,
-                cx,
-            )
-        })
-        .await
+        poll_fn(|cx| self.poll_head(method, &mut nothing_back, cx)).await
     }
 
     /// Sends the request and its body while the answer's head is awaited: a backend may
@@ -389,56 +380,48 @@ impl Conn {
                     nothing_back,
                 }));
             }
-            poll_head(
-                &mut self.stream,
-                &mut self.buf,
-                method,
-                &mut nothing_back,
-                cx,
-            )
+            self.poll_head(method, &mut nothing_back, cx)
         })
         .await?;
         Ok((head, upload))
     }
-}
 
-/// Reads until a final answer's head is whole (1xx answers are read and passed over).
-fn poll_head(
-    stream: &mut TcpStream,
-    buf: &mut BytesMut,
-    method: &Method,
-    nothing_back: &mut bool,
-    cx: &mut Context<'_>,
-) -> Poll<Result<ResponseHead, Failed>> {
-    loop {
-        if !buf.is_empty() {
-            *nothing_back = false;
-            match wire::parse_response_head(buf, method) {
-                Ok(Head::Complete(head)) => return Poll::Ready(Ok(head)),
-                Ok(Head::Informational) => continue,
-                Ok(Head::Partial) => {}
-                Err(e) => {
-                    return Poll::Ready(Err(Failed {
-                        cause: Cause::Malformed(e),
-                        nothing_back: false,
-                    }))
+    /// Reads until a final answer's head is whole (1xx answers are read and passed over);
+    /// `nothing_back` turns false with the first byte.
+    fn poll_head(
+        &mut self,
+        method: &Method,
+        nothing_back: &mut bool,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<ResponseHead, Failed>> {
+        let Conn { stream, buf } = self;
+        loop {
+            if !buf.is_empty() {
+                *nothing_back = false;
+                match wire::parse_response_head(buf, method) {
+                    Ok(Head::Complete(head)) => return Poll::Ready(Ok(head)),
+                    Ok(Head::Informational) => continue,
+                    Ok(Head::Partial) => {}
+                    Err(e) => {
+                        return Poll::Ready(Err(Failed {
+                            cause: Cause::Malformed(e),
+                            nothing_back: false,
+                        }))
+                    }
                 }
             }
+            make_room(buf, READ_SIZE);
+            let read = tokio_util::io::poll_read_buf(Pin::new(&mut *stream), cx, buf);
+            let cause = match ready!(read) {
+                Ok(0) => Cause::Closed,
+                Ok(_) => continue,
+                Err(e) => Cause::Io(e),
+            };
+            return Poll::Ready(Err(Failed {
+                cause,
+                nothing_back: *nothing_back,
+            }));
         }
-        make_room(buf, READ_SIZE);
-        let cause = match ready!(tokio_util::io::poll_read_buf(
-            Pin::new(&mut *stream),
-            cx,
-            buf
-        )) {
-            Ok(0) => Cause::Closed,
-            Ok(_) => continue,
-            Err(e) => Cause::Io(e),
-        };
-        return Poll::Ready(Err(Failed {
-            cause,
-            nothing_back: *nothing_back,
-        }));
     }
 }
 
