@@ -1141,6 +1141,21 @@ async fn access_log_reopened_on_reload_and_written_out_at_shutdown() {
     assert!(text.contains("/after"), "the reopened log: {text:?}");
 }
 
+/// Reads from `s` until `pending` holds a whole request head, and takes the head out (what
+/// follows it stays in `pending`); `None` once the peer has closed first.
+async fn next_head(s: &mut TcpStream, pending: &mut Vec<u8>) -> Option<Vec<u8>> {
+    let mut buf = [0u8; 4096];
+    loop {
+        if let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+            return Some(pending.drain(..end + 4).collect());
+        }
+        match s.read(&mut buf).await {
+            Ok(n) if n > 0 => pending.extend_from_slice(&buf[..n]),
+            _ => return None,
+        }
+    }
+}
+
 /// A bare HTTP/1.1 backend that counts its connections and answers "ok" to each request;
 /// with `linger`, it closes each connection that long after its first answer, silently (no
 /// `Connection: close`), as a backend's keep-alive timeout does.
@@ -1153,26 +1168,15 @@ async fn counting_backend(linger: Option<Duration>) -> (SocketAddr, Arc<AtomicUs
         while let Ok((mut s, _)) = listener.accept().await {
             count.fetch_add(1, Ordering::SeqCst);
             tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut buf = [0u8; 4096];
-                loop {
-                    let Ok(n) = s.read(&mut buf).await else {
-                        return;
-                    };
-                    if n == 0 {
+                let mut pending = Vec::new();
+                while next_head(&mut s, &mut pending).await.is_some() {
+                    let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+                    if s.write_all(ok).await.is_err() {
                         return;
                     }
-                    head.extend_from_slice(&buf[..n]);
-                    while let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
-                        head.drain(..end + 4);
-                        let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
-                        if s.write_all(ok).await.is_err() {
-                            return;
-                        }
-                        if let Some(d) = linger {
-                            tokio::time::sleep(d).await;
-                            return; // dropped: closed without a word
-                        }
+                    if let Some(d) = linger {
+                        tokio::time::sleep(d).await;
+                        return; // dropped: closed without a word
                     }
                 }
             });
@@ -1271,13 +1275,8 @@ async fn early_answer_backend() -> SocketAddr {
     tokio::spawn(async move {
         while let Ok((mut s, _)) = listener.accept().await {
             tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut buf = [0u8; 4096];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match s.read(&mut buf).await {
-                        Ok(n) if n > 0 => head.extend_from_slice(&buf[..n]),
-                        _ => return,
-                    }
+                if next_head(&mut s, &mut Vec::new()).await.is_none() {
+                    return;
                 }
                 let answer = b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n";
                 if s.write_all(answer).await.is_ok() {
@@ -1350,34 +1349,26 @@ async fn scripted_backend(script: &'static [Scripted]) -> ScriptedBackend {
             count.fetch_add(1, Ordering::SeqCst);
             let log = Arc::clone(&log);
             tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut buf = [0u8; 4096];
-                loop {
-                    while let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
-                        let request: Vec<u8> = head.drain(..end + 4).collect();
-                        let path = String::from_utf8_lossy(&request)
-                            .split(' ')
-                            .nth(1)
-                            .unwrap_or_default()
-                            .to_owned();
-                        log.lock().unwrap().push(path.clone());
-                        if path == "/slow" {
-                            tokio::time::sleep(Duration::from_millis(300)).await;
-                        }
-                        let (answer, close) = match script.iter().find(|(p, _, _)| *p == path) {
-                            Some((_, answer, close)) => (*answer, *close),
-                            None if path == "/slow" => {
-                                ("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", false)
-                            }
-                            None => ("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n", false),
-                        };
-                        if s.write_all(answer.as_bytes()).await.is_err() || close {
-                            return;
-                        }
+                let mut pending = Vec::new();
+                while let Some(request) = next_head(&mut s, &mut pending).await {
+                    let path = String::from_utf8_lossy(&request)
+                        .split(' ')
+                        .nth(1)
+                        .unwrap_or_default()
+                        .to_owned();
+                    log.lock().unwrap().push(path.clone());
+                    if path == "/slow" {
+                        tokio::time::sleep(Duration::from_millis(300)).await;
                     }
-                    match s.read(&mut buf).await {
-                        Ok(n) if n > 0 => head.extend_from_slice(&buf[..n]),
-                        _ => return,
+                    let (answer, close) = match script.iter().find(|(p, _, _)| *p == path) {
+                        Some((_, answer, close)) => (*answer, *close),
+                        None if path == "/slow" => {
+                            ("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", false)
+                        }
+                        None => ("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n", false),
+                    };
+                    if s.write_all(answer.as_bytes()).await.is_err() || close {
+                        return;
                     }
                 }
             });
@@ -1557,18 +1548,11 @@ async fn echo_backend() -> SocketAddr {
     tokio::spawn(async move {
         while let Ok((mut s, _)) = listener.accept().await {
             tokio::spawn(async move {
-                let mut data = Vec::new();
-                let mut buf = vec![0u8; 65536];
-                let end = loop {
-                    if let Some(end) = data.windows(4).position(|w| w == b"\r\n\r\n") {
-                        break end + 4;
-                    }
-                    match s.read(&mut buf).await {
-                        Ok(n) if n > 0 => data.extend_from_slice(&buf[..n]),
-                        _ => return,
-                    }
+                let mut body = Vec::new();
+                let Some(head) = next_head(&mut s, &mut body).await else {
+                    return;
                 };
-                let head = String::from_utf8_lossy(&data[..end]).to_ascii_lowercase();
+                let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
                 let length: usize = head
                     .lines()
                     .find_map(|l| l.strip_prefix("content-length: "))
@@ -1578,7 +1562,7 @@ async fn echo_backend() -> SocketAddr {
                 if s.write_all(answer).await.is_err() {
                     return;
                 }
-                let mut body = data.split_off(end);
+                let mut buf = vec![0u8; 65536];
                 let mut echoed = 0;
                 while echoed < length {
                     if body.is_empty() {
