@@ -23,7 +23,7 @@
 
 mod wire;
 
-use crate::http::{Body, BoxError};
+use crate::http::{full, Body, BoxError};
 use bytes::{Buf, Bytes, BytesMut};
 use hyper::body::{Frame, Incoming, SizeHint};
 use hyper::client::conn::http1::{self, SendRequest};
@@ -129,10 +129,7 @@ impl Backends {
         wire::encode_request_head(&mut head, &parts.method, path, &parts.headers, framing);
         if !framing.is_empty() {
             // sent once: its body is read as it goes
-            let mut conn = match self.take(backend) {
-                Some(conn) => conn,
-                None => Box::pin(connect(backend)).await?,
-            };
+            let (mut conn, _) = self.take_or_connect(backend, true).await?;
             let upload = Upload::new(head.into(), body, framing);
             // boxed: the less usual path, which would make every request's future larger
             let (answer, upload) = Box::pin(conn.exchange_with_body(upload, &parts.method))
@@ -144,12 +141,7 @@ impl Backends {
         // back (the backend closed it as the request left) and the method is idempotent.
         let mut pooled = true;
         loop {
-            let (mut conn, reused) = match pooled.then(|| self.take(backend)).flatten() {
-                Some(conn) => (conn, true),
-                // boxed: a cold path that would otherwise make every request's future
-                // (moved on each spawn) larger
-                None => (Box::pin(connect(backend)).await?, false),
-            };
+            let (mut conn, reused) = self.take_or_connect(backend, pooled).await?;
             match conn.exchange(&head, &parts.method).await {
                 Ok(answer) => return Ok(self.answer(backend, conn, answer, None)),
                 Err(f) if f.nothing_back && reused && parts.method.is_idempotent() => {
@@ -188,7 +180,7 @@ impl Backends {
         };
         let body = if answer.reading == Reading::Done {
             answer.finish();
-            empty()
+            full(Bytes::new())
         } else {
             http_body_util::BodyExt::boxed(answer)
         };
@@ -217,6 +209,16 @@ impl Backends {
             .map_err(http)?;
         tokio::spawn(conn.with_upgrades());
         sender.send_request(req).await.map_err(http)
+    }
+
+    /// An idle connection to `backend` (when `pooled`) or a new one, and whether it was idle.
+    async fn take_or_connect(&self, backend: &str, pooled: bool) -> Result<(Conn, bool), Error> {
+        match pooled.then(|| self.take(backend)).flatten() {
+            Some(conn) => Ok((conn, true)),
+            // boxed: a cold path that would otherwise make every request's future (moved on
+            // each spawn) larger
+            None => Ok((Box::pin(connect(backend)).await?, false)),
+        }
     }
 
     /// The most recently used idle connection to `backend` that is still open.
@@ -259,13 +261,6 @@ impl Backends {
         }
         pools.retain(|_, list| !list.is_empty());
     }
-}
-
-fn empty() -> Body {
-    use http_body_util::BodyExt;
-    http_body_util::Empty::new()
-        .map_err(|never| match never {})
-        .boxed()
 }
 
 /// How the request's body goes to the backend. A length is trusted when the client declared
@@ -692,14 +687,6 @@ impl hyper::body::Body for Answer {
             Reading::Done => SizeHint::with_exact(0),
             _ => SizeHint::default(),
         }
-    }
-}
-
-impl std::fmt::Debug for Answer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Answer")
-            .field("reading", &self.reading)
-            .finish()
     }
 }
 

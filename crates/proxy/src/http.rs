@@ -30,7 +30,7 @@ pub struct Client {
     pub tls: bool,
 }
 
-fn full(s: impl Into<Bytes>) -> Body {
+pub(crate) fn full(s: impl Into<Bytes>) -> Body {
     Full::new(s.into()).map_err(|never| match never {}).boxed()
 }
 
