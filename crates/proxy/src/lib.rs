@@ -15,6 +15,7 @@
 pub mod access_log;
 pub mod acme;
 pub mod backend;
+mod balance;
 pub mod coalesce;
 mod error;
 pub mod guard;

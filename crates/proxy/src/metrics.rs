@@ -54,8 +54,10 @@ pub struct Global {
     pub certificate_failures: AtomicU64,
     pub websockets_open: AtomicU64,
     pub access_log_dropped: AtomicU64,
-    /// Connections accepted by each worker thread (how the kernel spreads them).
+    /// Connections served by each worker thread (once evened out, see `crate::balance`).
     pub worker_connections: Vec<AtomicU64>,
+    /// Connections accepted by one worker and handed to a less busy one.
+    pub connections_handed_over: AtomicU64,
 }
 
 impl Global {
@@ -112,9 +114,16 @@ pub fn render(global: &Global, sites: &[std::sync::Arc<crate::table::Site>]) -> 
         "Client connections accepted.",
         &global.connections_total,
     );
+    g(
+        &mut o,
+        "connections_handed_over_total",
+        "counter",
+        "Client connections accepted by one worker thread and served by a less busy one.",
+        &global.connections_handed_over,
+    );
     let _ = writeln!(
         o,
-        "# HELP pic2_proxy_worker_connections_total Client connections accepted by each worker thread.\n\
+        "# HELP pic2_proxy_worker_connections_total Client connections served by each worker thread.\n\
          # TYPE pic2_proxy_worker_connections_total counter"
     );
     for (i, c) in global.worker_connections.iter().enumerate() {

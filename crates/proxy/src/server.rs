@@ -3,6 +3,7 @@
 
 use crate::acme::{Acme, AcmeOptions};
 use crate::backend::Backends;
+use crate::balance::{Balance, Handoff, Open, Placed};
 use crate::guard::{Framing, Guarded};
 use crate::http::{handle, Client};
 use crate::metrics::Global;
@@ -112,6 +113,7 @@ pub struct Shared {
     /// upgraded connection, a WebSocket, holds one of its own).
     connection_slots: Arc<tokio::sync::Semaphore>,
     per_client: Arc<crate::per_client::PerClient>,
+    pub(crate) balance: Balance,
 }
 
 /// What an open connection (or a WebSocket tunnel) holds: one of `max_connections`, and
@@ -339,6 +341,7 @@ impl Proxy {
         };
         let state_dir = PathBuf::from(&settings.state_dir);
         let per_client = crate::per_client::PerClient::new(per_client_limit(&table, &options));
+        let (balance, inboxes) = Balance::new(workers);
         let shared = Arc::new(Shared {
             acme: Acme::new(Arc::clone(&certs), options.acme.clone()),
             http_public_port: options.public_http_port.or(http_addr.map(|a| a.port())),
@@ -358,6 +361,7 @@ impl Proxy {
             acme_wake: Notify::new(),
             connection_slots: Arc::new(tokio::sync::Semaphore::new(options.max_connections)),
             per_client,
+            balance,
             options,
         });
         {
@@ -373,9 +377,10 @@ impl Proxy {
         // worker i gets the i-th socket of each listener
         let mut http_l = http_l.into_iter().flatten();
         let mut https_l = https_l.into_iter().flatten();
-        let sockets = (0..workers).map(|_| crate::worker::Sockets {
+        let sockets = inboxes.into_iter().map(|inbox| crate::worker::Sockets {
             http: http_l.next(),
             https: https_l.next(),
+            inbox,
         });
         let mut running = Vec::with_capacity(workers);
         for (index, sockets) in sockets.enumerate() {
@@ -525,18 +530,26 @@ async fn acme_loop(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     }
 }
 
+/// What a worker's loops share: the proxy's state, the worker's index and its backend pool.
+#[derive(Clone)]
+pub(crate) struct Worker {
+    pub shared: Arc<Shared>,
+    pub index: usize,
+    pub backends: Backends,
+    pub stop: watch::Receiver<bool>,
+}
+
 pub(crate) async fn accept_loop(
     listener: TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,
-    shared: Arc<Shared>,
-    worker: usize,
-    backends: Backends,
-    mut stop: watch::Receiver<bool>,
+    mut worker: Worker,
 ) {
     // every connection's task, from its TLS handshake on: shutdown waits for them
     let connections = tokio_util::task::TaskTracker::new();
+    let shared = Arc::clone(&worker.shared);
     loop {
-        let Some((stream, addr)) = accept_until_stop(&listener, &mut stop, "accept").await else {
+        let Some((stream, addr)) = accept_until_stop(&listener, &mut worker.stop, "accept").await
+        else {
             break;
         };
         let Some(slots) = shared.take_slots(addr.ip()) else {
@@ -544,22 +557,86 @@ pub(crate) async fn accept_loop(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let shared = Arc::clone(&shared);
-        let tls = tls.clone();
-        let backends = backends.clone();
-        let stop = stop.clone();
-        connections.spawn(async move {
-            shared.global.connections_total.fetch_add(1, Relaxed);
-            if let Some(c) = shared.global.worker_connections.get(worker) {
-                c.fetch_add(1, Relaxed);
+        let open = match shared.balance.place(worker.index) {
+            Placed::Here(open) => open,
+            Placed::There(other, open) => {
+                let Ok(stream) = stream.into_std() else { continue };
+                let h = Handoff {
+                    stream,
+                    addr,
+                    tls: tls.is_some(),
+                    slots,
+                    open,
+                };
+                // refused only when that worker has stopped: shutting down, like a
+                // connection still in the backlog then, this one is closed
+                if shared.balance.hand_over(other, h).is_ok() {
+                    shared.global.connections_handed_over.fetch_add(1, Relaxed);
+                }
+                continue;
             }
-            shared.global.connections_open.fetch_add(1, Relaxed);
-            serve_conn(stream, addr, tls, &shared, backends, stop).await;
-            shared.global.connections_open.fetch_sub(1, Relaxed);
-            drop(slots);
-        });
+        };
+        spawn_connection(&connections, &worker, (stream, addr, slots, open), tls.clone());
     }
     drop(listener);
+    finish(connections, &shared).await;
+}
+
+/// Serves the connections other workers hand over (see [`crate::balance`]).
+pub(crate) async fn handoff_loop(
+    mut inbox: mpsc::UnboundedReceiver<Handoff>,
+    acceptor: tokio_rustls::TlsAcceptor,
+    mut worker: Worker,
+) {
+    let connections = tokio_util::task::TaskTracker::new();
+    loop {
+        let h = tokio::select! {
+            h = inbox.recv() => match h {
+                Some(h) => h,
+                None => break,
+            },
+            _ = worker.stop.changed() => break,
+        };
+        // registered with this worker's runtime from here on
+        let Ok(stream) = tokio::net::TcpStream::from_std(h.stream) else {
+            continue;
+        };
+        let tls = h.tls.then(|| acceptor.clone());
+        spawn_connection(&connections, &worker, (stream, h.addr, h.slots, h.open), tls);
+    }
+    let shared = Arc::clone(&worker.shared);
+    finish(connections, &shared).await;
+}
+
+/// A connection to serve: its stream, its client, what it holds of the limits, its count.
+type Accepted = (tokio::net::TcpStream, SocketAddr, Slots, Open);
+
+fn spawn_connection(
+    connections: &tokio_util::task::TaskTracker,
+    worker: &Worker,
+    (stream, addr, slots, open): Accepted,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) {
+    let Worker {
+        shared,
+        index,
+        backends,
+        stop,
+    } = worker.clone();
+    connections.spawn(async move {
+        shared.global.connections_total.fetch_add(1, Relaxed);
+        if let Some(c) = shared.global.worker_connections.get(index) {
+            c.fetch_add(1, Relaxed);
+        }
+        shared.global.connections_open.fetch_add(1, Relaxed);
+        serve_conn(stream, addr, tls, &shared, backends, stop).await;
+        shared.global.connections_open.fetch_sub(1, Relaxed);
+        drop((slots, open));
+    });
+}
+
+/// Stops taking connections and waits for those open, up to the grace period.
+async fn finish(connections: tokio_util::task::TaskTracker, shared: &Shared) {
     connections.close();
     let grace = shared.options.shutdown_grace;
     let _ = tokio::time::timeout(grace, connections.wait()).await;

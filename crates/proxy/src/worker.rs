@@ -1,6 +1,7 @@
 //! The serving threads: one per core, each with its own single-threaded runtime, its own
-//! listening sockets (SO_REUSEPORT on the shared addresses: the kernel spreads connections)
-//! and its own pool of backend connections.
+//! listening sockets (SO_REUSEPORT on the shared addresses: the kernel spreads connections,
+//! [`crate::balance`] evens out what it spreads unevenly) and its own pool of backend
+//! connections.
 //!
 //! Why not one multi-threaded runtime: there, hyper's client drives each backend connection
 //! in a task of its own, so every request hops between two tasks and, more often than not,
@@ -9,18 +10,20 @@
 //! the first byte to the last, as in nginx's and HAProxy's workers. What the threads share
 //! (routes, certificates, maintenance switches, counters) is behind `ArcSwap` and atomics.
 
-use crate::server::{accept_loop, Shared};
+use crate::balance::Handoff;
+use crate::server::{accept_loop, handoff_loop, Shared, Worker};
 use crate::Error;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
-/// The listening sockets of one worker, before its runtime registers them.
-#[derive(Debug, Default)]
+/// The listening sockets of one worker, before its runtime registers them, and its inbox
+/// of connections other workers hand over.
 pub(crate) struct Sockets {
     pub http: Option<std::net::TcpListener>,
     pub https: Option<std::net::TcpListener>,
+    pub inbox: mpsc::UnboundedReceiver<Handoff>,
 }
 
 /// Binds `workers` sockets on `addr` with SO_REUSEPORT. The first one resolves a port 0; the
@@ -121,20 +124,20 @@ async fn serve(
     stop: watch::Receiver<bool>,
 ) {
     let backends = crate::backend::Backends::new();
+    let worker = Worker {
+        shared,
+        index,
+        backends: backends.clone(),
+        stop: stop.clone(),
+    };
     let mut loops = JoinSet::new();
+    loops.spawn(handoff_loop(sockets.inbox, acceptor.clone(), worker.clone()));
     let listeners = [(sockets.http, None), (sockets.https, Some(acceptor))];
     for (socket, tls) in listeners {
         let Some(socket) = socket else { continue };
         match tokio::net::TcpListener::from_std(socket) {
             Ok(l) => {
-                loops.spawn(accept_loop(
-                    l,
-                    tls,
-                    Arc::clone(&shared),
-                    index,
-                    backends.clone(),
-                    stop.clone(),
-                ));
+                loops.spawn(accept_loop(l, tls, worker.clone()));
             }
             Err(e) => tracing::error!("a worker cannot listen: {e}"),
         }

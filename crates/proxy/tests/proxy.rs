@@ -1051,6 +1051,58 @@ async fn every_worker_serves_the_one_port() {
     p.shutdown().await;
 }
 
+/// The kernel hashes connections onto the workers' sockets blind to load; connections that
+/// stay open end up spread evenly all the same (within two), whichever socket took them.
+#[tokio::test]
+async fn connections_that_stay_open_are_spread_evenly_over_the_workers() {
+    let b = backend().await;
+    let e = env();
+    one_site(&e, b.addr);
+    let mut o = options(&e);
+    o.workers = 4;
+    let p = Proxy::start(o).await.unwrap();
+    let http = p.http_addr.unwrap();
+    let mut held = Vec::new();
+    for _ in 0..40 {
+        // one at a time, each answered once (so counted) before the next is opened
+        let mut s = TcpStream::connect(http).await.unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+            .await
+            .unwrap();
+        let mut seen = Vec::new();
+        while !String::from_utf8_lossy(&seen).contains("\r\n\r\n") {
+            let mut buf = [0u8; 4096];
+            let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(n > 0, "closed before answering");
+            seen.extend_from_slice(&buf[..n]);
+        }
+        assert_eq!(status(&String::from_utf8_lossy(&seen)), 200);
+        held.push(s);
+    }
+    let per_worker: Vec<u64> = p
+        .shared
+        .global
+        .worker_connections
+        .iter()
+        .map(|c| c.load(Ordering::SeqCst))
+        .collect();
+    assert_eq!(per_worker.iter().sum::<u64>(), 40);
+    assert!(
+        per_worker.iter().all(|n| (9..=11).contains(n)),
+        "{per_worker:?}"
+    );
+    let m = get(p.metrics_addr.unwrap(), "x", "/metrics", "").await;
+    assert!(
+        !m.contains("pic2_proxy_connections_handed_over_total 0\n"),
+        "40 connections hashed evenly by chance? {m}"
+    );
+    drop(held);
+    p.shutdown().await;
+}
+
 async fn all_at_once<F: std::future::Future<Output = String> + Send + 'static>(
     futures: impl Iterator<Item = F>,
 ) -> Vec<String> {
