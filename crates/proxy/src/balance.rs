@@ -128,7 +128,11 @@ mod tests {
         let (b, _inboxes) = Balance::new(2);
         let _first = b.place(0);
         let second = b.place(0);
-        assert_eq!(placed_on(&second, 0), 0, "1 against 0 is no imbalance worth a hop");
+        assert_eq!(
+            placed_on(&second, 0),
+            0,
+            "1 against 0 is no imbalance worth a hop"
+        );
         let third = b.place(0);
         assert_eq!(placed_on(&third, 0), 1);
     }

@@ -4,14 +4,20 @@
 //! Why: h2 writes each DATA frame of more than 256 bytes on its own (it chains the payload
 //! instead of copying it, and flushes before it takes the next), so behind TLS every 1 KB
 //! response cost a record, an encryption and a `writev` — measured: one client write per
-//! response where HAProxy makes one per four. Here writes are taken into a buffer, and a flush
-//! first lets the other ready tasks run once (their streams add their frames), then writes it
-//! all at once.
+//! response where HAProxy makes one per four. Here writes are taken into a buffer, and the
+//! buffer is written at the first flush after the runtime has looked for I/O again (see
+//! [`Coalesced::poll_flush`]): by then the streams whose backends answered in that turn have
+//! added their frames. Measured under h2load (32 connections of 10 streams): 0.54 client
+//! writes per request when the flush only let the tasks already woken run first, 0.17 now.
 
 use bytes::{Buf, BytesMut};
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::Arc;
 use std::task::{ready, Context, Poll};
+use std::task::{Wake, Waker};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// Beyond this, a write waits for the buffer to go out first.
@@ -19,12 +25,40 @@ const MAX_BUFFERED: usize = 64 * 1024;
 /// A buffer that grew past this is given back once empty (idle connections hold little).
 const KEPT_CAPACITY: usize = 16 * 1024;
 
-/// A stream whose writes are gathered until a flush, and whose flushes yield once.
+/// A stream whose writes are gathered, and written out once per turn of the event loop.
 pub struct Coalesced<S> {
     inner: S,
     buf: BytesMut,
-    /// This flush already let the other tasks run.
-    yielded: bool,
+    deferred: Option<Arc<Deferred>>,
+}
+
+/// A wake-up asked of the runtime, and whether it came.
+struct Deferred {
+    fired: AtomicBool,
+    task: Waker,
+}
+
+impl Deferred {
+    /// Asks the runtime to wake the task once it has looked for I/O again.
+    fn arm(cx: &mut Context<'_>) -> Arc<Deferred> {
+        let d = Arc::new(Deferred {
+            fired: AtomicBool::new(false),
+            task: cx.waker().clone(),
+        });
+        let waker = Waker::from(Arc::clone(&d));
+        // tokio's yield puts the waker on the runtime's deferred list, woken after the next
+        // poll of the I/O driver (outside a tokio runtime: at once)
+        let mut later = std::pin::pin!(tokio::task::yield_now());
+        let _ = later.as_mut().poll(&mut Context::from_waker(&waker));
+        d
+    }
+}
+
+impl Wake for Deferred {
+    fn wake(self: Arc<Self>) {
+        self.fired.store(true, Relaxed);
+        self.task.wake_by_ref();
+    }
 }
 
 impl<S> Coalesced<S> {
@@ -32,7 +66,7 @@ impl<S> Coalesced<S> {
         Coalesced {
             inner,
             buf: BytesMut::new(),
-            yielded: false,
+            deferred: None,
         }
     }
 }
@@ -110,17 +144,28 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Coalesced<S> {
         true
     }
 
+    /// Says "done" before the bytes are written, and writes them at a later flush: h2
+    /// flushes between frames too (before it takes each DATA frame past the first), so
+    /// writing at once would send one or two responses at a time. The first flush of a batch
+    /// asks the runtime for a wake-up once it has looked for I/O again; until then flushes
+    /// only say "done", and h2 goes on adding the frames of every stream answered meanwhile;
+    /// the first flush after that wake-up writes the whole batch. Nothing waits for ever: the
+    /// wake-up brings h2 back, and h2 flushes on every turn (and shuts down the connection,
+    /// which writes what is left, before it closes it).
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if !this.buf.is_empty() && !this.yielded {
-            // Once: the tasks already woken (other streams of this connection, answered in
-            // this turn) run before the write, and add their frames to it.
-            this.yielded = true;
-            cx.waker().wake_by_ref();
-            return Poll::Pending;
+        if !this.buf.is_empty() {
+            match &this.deferred {
+                None => {
+                    this.deferred = Some(Deferred::arm(cx));
+                    return Poll::Ready(Ok(()));
+                }
+                Some(d) if !d.fired.load(Relaxed) => return Poll::Ready(Ok(())),
+                Some(_) => {}
+            }
         }
         ready!(this.poll_drain(cx))?;
-        this.yielded = false;
+        this.deferred = None;
         Pin::new(&mut this.inner).poll_flush(cx)
     }
 
@@ -136,6 +181,26 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// The first flush says "done" and writes nothing; the next one, once the runtime has
+    /// looked for I/O (here: the test task yields), writes everything gathered meanwhile.
+    #[tokio::test]
+    async fn a_flush_writes_once_the_runtime_has_looked_for_io() {
+        let (a, mut b) = tokio::io::duplex(1 << 20);
+        let mut c = Coalesced::new(a);
+        c.write_all(b"one ").await.unwrap();
+        c.flush().await.unwrap();
+        c.write_all(b"two").await.unwrap();
+        c.flush().await.unwrap();
+        let mut probe = [0u8; 16];
+        let early =
+            tokio::time::timeout(std::time::Duration::from_millis(50), b.read(&mut probe)).await;
+        assert!(early.is_err(), "bytes left in the turn they were written");
+        tokio::task::yield_now().await;
+        c.flush().await.unwrap();
+        let n = b.read(&mut probe).await.unwrap();
+        assert_eq!(probe.get(..n), Some(&b"one two"[..]));
+    }
 
     #[tokio::test]
     async fn writes_leave_together_at_the_flush_and_nothing_is_lost() {

@@ -560,7 +560,9 @@ pub(crate) async fn accept_loop(
         let open = match shared.balance.place(worker.index) {
             Placed::Here(open) => open,
             Placed::There(other, open) => {
-                let Ok(stream) = stream.into_std() else { continue };
+                let Ok(stream) = stream.into_std() else {
+                    continue;
+                };
                 let h = Handoff {
                     stream,
                     addr,
@@ -576,7 +578,12 @@ pub(crate) async fn accept_loop(
                 continue;
             }
         };
-        spawn_connection(&connections, &worker, (stream, addr, slots, open), tls.clone());
+        spawn_connection(
+            &connections,
+            &worker,
+            (stream, addr, slots, open),
+            tls.clone(),
+        );
     }
     drop(listener);
     finish(connections, &shared).await;
@@ -602,7 +609,12 @@ pub(crate) async fn handoff_loop(
             continue;
         };
         let tls = h.tls.then(|| acceptor.clone());
-        spawn_connection(&connections, &worker, (stream, h.addr, h.slots, h.open), tls);
+        spawn_connection(
+            &connections,
+            &worker,
+            (stream, h.addr, h.slots, h.open),
+            tls,
+        );
     }
     let shared = Arc::clone(&worker.shared);
     finish(connections, &shared).await;

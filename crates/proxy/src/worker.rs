@@ -131,7 +131,11 @@ async fn serve(
         stop: stop.clone(),
     };
     let mut loops = JoinSet::new();
-    loops.spawn(handoff_loop(sockets.inbox, acceptor.clone(), worker.clone()));
+    loops.spawn(handoff_loop(
+        sockets.inbox,
+        acceptor.clone(),
+        worker.clone(),
+    ));
     let listeners = [(sockets.http, None), (sockets.https, Some(acceptor))];
     for (socket, tls) in listeners {
         let Some(socket) = socket else { continue };
