@@ -94,7 +94,6 @@ impl Balance {
     }
 
     /// The open connections of each worker.
-    #[cfg(test)]
     pub(crate) fn open(&self) -> impl Iterator<Item = usize> + '_ {
         self.open.iter().map(|n| n.load(Relaxed))
     }

@@ -96,13 +96,24 @@ impl<S: AsyncWrite + Unpin> Coalesced<S> {
     }
 }
 
-impl<S: AsyncRead + Unpin> AsyncRead for Coalesced<S> {
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Coalesced<S> {
+    /// A read that ends the connection (end of file, error) first tries to write what a
+    /// deferred flush left: after an end of file without TLS close_notify, h2 closes at once,
+    /// without the shutdown that writes it, and the answers it took for sent would be lost.
+    /// Once: a peer gone or not reading must not hold the connection open.
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+        let this = self.get_mut();
+        let room = buf.remaining();
+        let read = ready!(Pin::new(&mut this.inner).poll_read(cx, buf));
+        let ended = read.is_err() || (room > 0 && buf.remaining() == room);
+        if ended && !this.buf.is_empty() {
+            let _ = this.poll_drain(cx);
+        }
+        Poll::Ready(read)
     }
 }
 
@@ -150,18 +161,17 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Coalesced<S> {
     /// asks the runtime for a wake-up once it has looked for I/O again; until then flushes
     /// only say "done", and h2 goes on adding the frames of every stream answered meanwhile;
     /// the first flush after that wake-up writes the whole batch. Nothing waits for ever: the
-    /// wake-up brings h2 back, and h2 flushes on every turn (and shuts down the connection,
-    /// which writes what is left, before it closes it).
+    /// wake-up brings h2 back, and h2 flushes on every turn; it shuts the connection down
+    /// (which writes what is left) before it closes it, except after an end of file, which
+    /// [`Coalesced::poll_read`] sees. Left: hyper drops an HTTP/2 connection unflushed when
+    /// it refuses a CONNECT with a body, and the answers of that turn go with it.
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         if !this.buf.is_empty() {
-            match &this.deferred {
-                None => {
-                    this.deferred = Some(Deferred::arm(cx));
-                    return Poll::Ready(Ok(()));
-                }
-                Some(d) if !d.fired.load(Relaxed) => return Poll::Ready(Ok(())),
-                Some(_) => {}
+            let d = this.deferred.get_or_insert_with(|| Deferred::arm(cx));
+            // (outside a tokio runtime the wake-up comes at once: written at once)
+            if !d.fired.load(Relaxed) {
+                return Poll::Ready(Ok(()));
             }
         }
         ready!(this.poll_drain(cx))?;
@@ -198,8 +208,38 @@ mod tests {
         assert!(early.is_err(), "bytes left in the turn they were written");
         tokio::task::yield_now().await;
         c.flush().await.unwrap();
-        let n = b.read(&mut probe).await.unwrap();
+        let n = tokio::time::timeout(std::time::Duration::from_secs(5), b.read(&mut probe))
+            .await
+            .expect("the second flush wrote nothing")
+            .unwrap();
         assert_eq!(probe.get(..n), Some(&b"one two"[..]));
+    }
+
+    /// h2 closes without a shutdown after an end of file: what a deferred flush left goes
+    /// out when the read sees the end.
+    #[tokio::test]
+    async fn an_end_of_file_writes_what_a_deferred_flush_left() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut peer = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (ours, _) = listener.accept().await.unwrap();
+        let mut c = Coalesced::new(ours);
+        c.write_all(b"answer").await.unwrap();
+        c.flush().await.unwrap(); // deferred: nothing written yet
+        peer.shutdown().await.unwrap();
+        let mut scratch = [0u8; 8];
+        assert_eq!(c.read(&mut scratch).await.unwrap(), 0);
+        drop(c); // as h2 does: no flush, no shutdown
+        let mut got = Vec::new();
+        tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            peer.read_to_end(&mut got),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        assert_eq!(got, b"answer");
     }
 
     #[tokio::test]

@@ -54,7 +54,8 @@ pub struct Global {
     pub certificate_failures: AtomicU64,
     pub websockets_open: AtomicU64,
     pub access_log_dropped: AtomicU64,
-    /// Connections served by each worker thread (once evened out, see `crate::balance`).
+    /// Connections served by each worker thread since the start (what `crate::balance` keeps
+    /// even is the connections open at once, a gauge of their own).
     pub worker_connections: Vec<AtomicU64>,
     /// Connections accepted by one worker and handed to a less busy one.
     pub connections_handed_over: AtomicU64,
@@ -77,7 +78,12 @@ fn label(s: &str) -> String {
 }
 
 /// The Prometheus text exposition of everything.
-pub fn render(global: &Global, sites: &[std::sync::Arc<crate::table::Site>]) -> String {
+/// The text format of every counter; `worker_open` is each worker's open connections.
+pub fn render(
+    global: &Global,
+    worker_open: &[usize],
+    sites: &[std::sync::Arc<crate::table::Site>],
+) -> String {
     let mut o = String::new();
     let g = |o: &mut String, name: &str, kind: &str, help: &str, v: &AtomicU64| {
         let _ = writeln!(
@@ -131,6 +137,17 @@ pub fn render(global: &Global, sites: &[std::sync::Arc<crate::table::Site>]) -> 
             o,
             "pic2_proxy_worker_connections_total{{worker=\"{i}\"}} {}",
             c.load(Relaxed)
+        );
+    }
+    let _ = writeln!(
+        o,
+        "# HELP pic2_proxy_worker_connections_open Client connections open on each worker thread (kept within two of each other).\n\
+         # TYPE pic2_proxy_worker_connections_open gauge"
+    );
+    for (i, n) in worker_open.iter().enumerate() {
+        let _ = writeln!(
+            o,
+            "pic2_proxy_worker_connections_open{{worker=\"{i}\"}} {n}"
         );
     }
     g(

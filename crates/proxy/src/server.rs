@@ -570,8 +570,8 @@ pub(crate) async fn accept_loop(
                     slots,
                     open,
                 };
-                // refused only when that worker has stopped: shutting down, like a
-                // connection still in the backlog then, this one is closed
+                // refused only once that worker has stopped taking them (shutting down):
+                // like a connection still in the backlog then, this one is closed
                 if shared.balance.hand_over(other, h).is_ok() {
                     shared.global.connections_handed_over.fetch_add(1, Relaxed);
                 }
@@ -605,8 +605,12 @@ pub(crate) async fn handoff_loop(
             _ = worker.stop.changed() => break,
         };
         // registered with this worker's runtime from here on
-        let Ok(stream) = tokio::net::TcpStream::from_std(h.stream) else {
-            continue;
+        let stream = match tokio::net::TcpStream::from_std(h.stream) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!("a connection handed over could not be served: {e}");
+                continue;
+            }
         };
         let tls = h.tls.then(|| acceptor.clone());
         spawn_connection(
@@ -831,7 +835,8 @@ async fn metrics_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watc
                         "/health" => (200, "ok\n".to_owned()),
                         "/metrics" => {
                             let t = shared.table.load_full();
-                            (200, crate::metrics::render(&shared.global, &t.sites))
+                            let open: Vec<usize> = shared.balance.open().collect();
+                            (200, crate::metrics::render(&shared.global, &open, &t.sites))
                         }
                         _ => (404, "not found\n".to_owned()),
                     };

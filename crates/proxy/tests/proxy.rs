@@ -1099,8 +1099,30 @@ async fn connections_that_stay_open_are_spread_evenly_over_the_workers() {
         !m.contains("pic2_proxy_connections_handed_over_total 0\n"),
         "40 connections hashed evenly by chance? {m}"
     );
+    let open = open_per_worker(&m);
+    assert_eq!(open.iter().sum::<u64>(), 40, "{m}");
+    assert!(open.iter().all(|n| (9..=11).contains(n)), "{open:?}");
     drop(held);
+    // every connection closed is uncounted on the worker that served it
+    let mut open = Vec::new();
+    for _ in 0..100 {
+        open = open_per_worker(&get(p.metrics_addr.unwrap(), "x", "/metrics", "").await);
+        if open.iter().sum::<u64>() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(open, [0, 0, 0, 0]);
     p.shutdown().await;
+}
+
+/// The `pic2_proxy_worker_connections_open` gauges of a metrics page, by worker.
+fn open_per_worker(metrics: &str) -> Vec<u64> {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("pic2_proxy_worker_connections_open{"))
+        .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
+        .collect()
 }
 
 async fn all_at_once<F: std::future::Future<Output = String> + Send + 'static>(
