@@ -1066,22 +1066,54 @@ async fn connections_that_stay_open_are_spread_evenly_over_the_workers() {
     for _ in 0..40 {
         // one at a time, each answered once (so counted) before the next is opened
         let mut s = TcpStream::connect(http).await.unwrap();
-        s.write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
-            .await
-            .unwrap();
-        let mut seen = Vec::new();
-        while !String::from_utf8_lossy(&seen).contains("\r\n\r\n") {
-            let mut buf = [0u8; 4096];
-            let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
-                .await
-                .unwrap()
-                .unwrap();
-            assert!(n > 0, "closed before answering");
-            seen.extend_from_slice(&buf[..n]);
-        }
-        assert_eq!(status(&String::from_utf8_lossy(&seen)), 200);
+        ask_once(&mut s).await;
         held.push(s);
     }
+    spread_evenly_then_uncounted(&p, held).await;
+    p.shutdown().await;
+}
+
+/// The same over TLS: the worker a connection is handed to does the handshake.
+#[tokio::test]
+async fn tls_connections_handed_over_are_served_by_the_worker_taking_them() {
+    let b = backend().await;
+    let e = env();
+    let (cert, _) = one_tls_site(&e, b.addr);
+    let mut o = options(&e);
+    o.workers = 4;
+    let p = Proxy::start(o).await.unwrap();
+    let https = p.https_addr.unwrap();
+    let mut held = Vec::new();
+    for _ in 0..40 {
+        let mut s = tls_connect(https, "a.test", &[Path::new(&cert)], &[b"http/1.1"]).await;
+        ask_once(&mut s).await;
+        held.push(s);
+    }
+    spread_evenly_then_uncounted(&p, held).await;
+    p.shutdown().await;
+}
+
+/// Sends `GET /` for a.test on `s` and reads until the answer's head, which must be a 200.
+async fn ask_once<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(s: &mut S) {
+    s.write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    while !String::from_utf8_lossy(&seen).contains("\r\n\r\n") {
+        let mut buf = [0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0, "closed before answering");
+        seen.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(status(&String::from_utf8_lossy(&seen)), 200);
+}
+
+/// Checks that the 40 `held` connections are spread over `p`'s 4 workers within two, some
+/// of them handed over, then closes them and checks every worker's count back to 0.
+async fn spread_evenly_then_uncounted<S>(p: &Proxy, held: Vec<S>) {
     let per_worker: Vec<u64> = p
         .shared
         .global
@@ -1113,7 +1145,6 @@ async fn connections_that_stay_open_are_spread_evenly_over_the_workers() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(open, [0, 0, 0, 0]);
-    p.shutdown().await;
 }
 
 /// The `pic2_proxy_worker_connections_open` gauges of a metrics page, by worker.
