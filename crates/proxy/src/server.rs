@@ -560,8 +560,12 @@ pub(crate) async fn accept_loop(
         let open = match shared.balance.place(worker.index) {
             Placed::Here(open) => open,
             Placed::There(other, open) => {
-                let Ok(stream) = stream.into_std() else {
-                    continue;
+                let stream = match stream.into_std() {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::warn!("a connection could not be handed over: {e}");
+                        continue;
+                    }
                 };
                 let h = Handoff {
                     stream,
@@ -620,6 +624,10 @@ pub(crate) async fn handoff_loop(
             tls,
         );
     }
+    // shutting down: the workers still accepting are refused from now on, and what they
+    // handed over meanwhile is closed now rather than at the end of the grace period
+    inbox.close();
+    while inbox.try_recv().is_ok() {}
     let shared = Arc::clone(&worker.shared);
     finish(connections, &shared).await;
 }
