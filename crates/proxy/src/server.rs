@@ -628,8 +628,7 @@ pub(crate) async fn handoff_loop(
     // handed over meanwhile is closed now rather than at the end of the grace period
     inbox.close();
     while inbox.try_recv().is_ok() {}
-    let shared = Arc::clone(&worker.shared);
-    finish(connections, &shared).await;
+    finish(connections, &worker.shared).await;
 }
 
 /// A connection to serve: its stream, its client, what it holds of the limits, its count.

@@ -1261,33 +1261,44 @@ async fn next_head(s: &mut TcpStream, pending: &mut Vec<u8>) -> Option<Vec<u8>> 
     }
 }
 
-/// A bare HTTP/1.1 backend that counts its connections and answers "ok" to each request;
-/// with `linger`, it closes each connection that long after its first answer, silently (no
-/// `Connection: close`), as a backend's keep-alive timeout does.
-async fn counting_backend(linger: Option<Duration>) -> (SocketAddr, Arc<AtomicUsize>) {
+/// A bare backend on port 0 that runs `serve` on each connection it accepts, in a task of its
+/// own, and counts the connections.
+async fn raw_backend<F, Fut>(serve: F) -> (SocketAddr, Arc<AtomicUsize>)
+where
+    F: Fn(TcpStream) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let accepted = Arc::new(AtomicUsize::new(0));
     let count = Arc::clone(&accepted);
     tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
+        while let Ok((s, _)) = listener.accept().await {
             count.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(async move {
-                let mut pending = Vec::new();
-                while next_head(&mut s, &mut pending).await.is_some() {
-                    let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
-                    if s.write_all(ok).await.is_err() {
-                        return;
-                    }
-                    if let Some(d) = linger {
-                        tokio::time::sleep(d).await;
-                        return; // dropped: closed without a word
-                    }
-                }
-            });
+            tokio::spawn(serve(s));
         }
     });
     (addr, accepted)
+}
+
+/// A bare HTTP/1.1 backend that counts its connections and answers "ok" to each request;
+/// with `linger`, it closes each connection that long after its first answer, silently (no
+/// `Connection: close`), as a backend's keep-alive timeout does.
+async fn counting_backend(linger: Option<Duration>) -> (SocketAddr, Arc<AtomicUsize>) {
+    raw_backend(move |mut s| async move {
+        let mut pending = Vec::new();
+        while next_head(&mut s, &mut pending).await.is_some() {
+            let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+            if s.write_all(ok).await.is_err() {
+                return;
+            }
+            if let Some(d) = linger {
+                tokio::time::sleep(d).await;
+                return; // dropped: closed without a word
+            }
+        }
+    })
+    .await
 }
 
 #[tokio::test]
@@ -1375,21 +1386,16 @@ async fn forwarding_headers_of_trusted_proxies_only() {
 /// A backend that answers every request at once with 401 and an empty body, reading only its
 /// head (as an application refusing an upload before reading it), and keeps the connection.
 async fn early_answer_backend() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                if next_head(&mut s, &mut Vec::new()).await.is_none() {
-                    return;
-                }
-                let answer = b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n";
-                if s.write_all(answer).await.is_ok() {
-                    tokio::time::sleep(Duration::from_secs(30)).await; // never reads the body
-                }
-            });
+    let (addr, _) = raw_backend(|mut s| async move {
+        if next_head(&mut s, &mut Vec::new()).await.is_none() {
+            return;
         }
-    });
+        let answer = b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n";
+        if s.write_all(answer).await.is_ok() {
+            tokio::time::sleep(Duration::from_secs(30)).await; // never reads the body
+        }
+    })
+    .await;
     addr
 }
 
@@ -1444,41 +1450,36 @@ struct ScriptedBackend {
 }
 
 async fn scripted_backend(script: &'static [Scripted]) -> ScriptedBackend {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let accepted = Arc::new(AtomicUsize::new(0));
     let asked = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let (count, log) = (Arc::clone(&accepted), Arc::clone(&asked));
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            count.fetch_add(1, Ordering::SeqCst);
-            let log = Arc::clone(&log);
-            tokio::spawn(async move {
-                let mut pending = Vec::new();
-                while let Some(request) = next_head(&mut s, &mut pending).await {
-                    let path = String::from_utf8_lossy(&request)
-                        .split(' ')
-                        .nth(1)
-                        .unwrap_or_default()
-                        .to_owned();
-                    log.lock().unwrap().push(path.clone());
-                    if path == "/slow" {
-                        tokio::time::sleep(Duration::from_millis(300)).await;
-                    }
-                    let (answer, close) = match script.iter().find(|(p, _, _)| *p == path) {
-                        Some((_, answer, close)) => (*answer, *close),
-                        None if path == "/slow" => {
-                            ("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", false)
-                        }
-                        None => ("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n", false),
-                    };
-                    if s.write_all(answer.as_bytes()).await.is_err() || close {
-                        return;
-                    }
+    let log = Arc::clone(&asked);
+    let (addr, accepted) = raw_backend(move |mut s| {
+        let log = Arc::clone(&log);
+        async move {
+            let mut pending = Vec::new();
+            while let Some(request) = next_head(&mut s, &mut pending).await {
+                let path = String::from_utf8_lossy(&request)
+                    .split(' ')
+                    .nth(1)
+                    .unwrap_or_default()
+                    .to_owned();
+                log.lock().unwrap().push(path.clone());
+                if path == "/slow" {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
                 }
-            });
+                let (answer, close) = match script.iter().find(|(p, _, _)| *p == path) {
+                    Some((_, answer, close)) => (*answer, *close),
+                    None if path == "/slow" => {
+                        ("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", false)
+                    }
+                    None => ("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n", false),
+                };
+                if s.write_all(answer.as_bytes()).await.is_err() || close {
+                    return;
+                }
+            }
         }
-    });
+    })
+    .await;
     ScriptedBackend {
         addr,
         accepted,
@@ -1648,48 +1649,43 @@ async fn a_request_the_backend_drops_unanswered_is_sent_again_once_only() {
 /// A backend that answers at once with a chunked head, then echoes the request's body (of
 /// the Content-Length it announced) as it reads it: full duplex, as a streaming application.
 async fn echo_backend() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut body = Vec::new();
-                let Some(head) = next_head(&mut s, &mut body).await else {
-                    return;
-                };
-                let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
-                let length: usize = head
-                    .lines()
-                    .find_map(|l| l.strip_prefix("content-length: "))
-                    .and_then(|v| v.trim().parse().ok())
-                    .unwrap_or(0);
-                let answer = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
-                if s.write_all(answer).await.is_err() {
-                    return;
-                }
-                let mut buf = vec![0u8; 65536];
-                let mut echoed = 0;
-                while echoed < length {
-                    if body.is_empty() {
-                        match s.read(&mut buf).await {
-                            Ok(n) if n > 0 => body.extend_from_slice(&buf[..n]),
-                            _ => return,
-                        }
-                    }
-                    let chunk = format!("{:x}\r\n", body.len());
-                    let sent = s.write_all(chunk.as_bytes()).await.is_ok()
-                        && s.write_all(&body).await.is_ok()
-                        && s.write_all(b"\r\n").await.is_ok();
-                    if !sent {
-                        return;
-                    }
-                    echoed += body.len();
-                    body.clear();
-                }
-                let _ = s.write_all(b"0\r\n\r\n").await;
-            });
+    let (addr, _) = raw_backend(|mut s| async move {
+        let mut body = Vec::new();
+        let Some(head) = next_head(&mut s, &mut body).await else {
+            return;
+        };
+        let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length: "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        let answer = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+        if s.write_all(answer).await.is_err() {
+            return;
         }
-    });
+        let mut buf = vec![0u8; 65536];
+        let mut echoed = 0;
+        while echoed < length {
+            if body.is_empty() {
+                match s.read(&mut buf).await {
+                    Ok(n) if n > 0 => body.extend_from_slice(&buf[..n]),
+                    _ => return,
+                }
+            }
+            let chunk = format!("{:x}\r\n", body.len());
+            let sent = s.write_all(chunk.as_bytes()).await.is_ok()
+                && s.write_all(&body).await.is_ok()
+                && s.write_all(b"\r\n").await.is_ok();
+            if !sent {
+                return;
+            }
+            echoed += body.len();
+            body.clear();
+        }
+        let _ = s.write_all(b"0\r\n\r\n").await;
+    })
+    .await;
     addr
 }
 
