@@ -100,11 +100,15 @@ struct Idle {
     since: Instant,
 }
 
+/// Idle connections by backend (`host:port`), looked up twice a request: with a fast hasher
+/// (the keys are the routes' own, never a client's).
+type Pools = HashMap<Arc<str>, Vec<Idle>, foldhash::fast::RandomState>;
+
 /// A worker's pools (cheap to clone). Only its own thread uses it: the lock is never
 /// contended, it is there because hyper wants services that could move between threads.
 #[derive(Clone, Default)]
 pub struct Backends {
-    idle: Arc<Mutex<HashMap<String, Vec<Idle>>>>,
+    idle: Arc<Mutex<Pools>>,
 }
 
 impl std::fmt::Debug for Backends {
@@ -119,20 +123,47 @@ impl Backends {
     }
 
     /// Sends `req` (origin-form URI, Host set, hop-by-hop headers removed) to `backend`
-    /// (`host:port`) on a kept-alive connection or a new one. The answer's body reads the
-    /// rest from the connection, and gives it back to the pool once read to its end.
-    pub async fn send(&self, backend: &str, req: Request<Body>) -> Result<Response<Body>, Error> {
+    /// (`host:port`) on a kept-alive connection or a new one; `more_headers` writes header
+    /// lines of the caller's into the head, after `req`'s. The answer's body reads the rest
+    /// from the connection, and gives it back to the pool once read to its end.
+    ///
+    /// The head is written before the future is made: the request's headers and the
+    /// caller's writer are gone by its first wait, and not part of every request's future.
+    pub fn send<'a>(
+        &'a self,
+        backend: &'a Arc<str>,
+        req: Request<Body>,
+        more_headers: impl FnOnce(&mut Vec<u8>),
+    ) -> impl std::future::Future<Output = Result<Response<Body>, Error>> + Send + 'a {
         let (parts, body) = req.into_parts();
         let framing = request_framing(&parts, &body);
         let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-        let mut head = Vec::with_capacity(256 + 64 * parts.headers.len());
-        wire::encode_request_head(&mut head, &parts.method, path, &parts.headers, framing);
+        let mut head = Vec::with_capacity(512 + 64 * parts.headers.len());
+        wire::encode_request_head(
+            &mut head,
+            &parts.method,
+            path,
+            &parts.headers,
+            more_headers,
+            framing,
+        );
+        self.send_head(backend, parts.method, head, body, framing)
+    }
+
+    async fn send_head(
+        &self,
+        backend: &Arc<str>,
+        method: Method,
+        head: Vec<u8>,
+        body: Body,
+        framing: RequestBody,
+    ) -> Result<Response<Body>, Error> {
         if !framing.is_empty() {
             // sent once: its body is read as it goes
             let (mut conn, _) = self.take_or_connect(backend, true).await?;
             let upload = Upload::new(head.into(), body, framing);
             // boxed: the less usual path, which would make every request's future larger
-            let (answer, upload) = Box::pin(conn.exchange_with_body(upload, &parts.method))
+            let (answer, upload) = Box::pin(conn.exchange_with_body(upload, &method))
                 .await
                 .map_err(|f| f.cause.with(backend))?;
             return Ok(self.answer(backend, conn, answer, Some(upload)));
@@ -142,9 +173,9 @@ impl Backends {
         let mut pooled = true;
         loop {
             let (mut conn, reused) = self.take_or_connect(backend, pooled).await?;
-            match conn.exchange(&head, &parts.method).await {
+            match conn.exchange(&head, &method).await {
                 Ok(answer) => return Ok(self.answer(backend, conn, answer, None)),
-                Err(f) if f.nothing_back && reused && parts.method.is_idempotent() => {
+                Err(f) if f.nothing_back && reused && method.is_idempotent() => {
                     pooled = false;
                 }
                 Err(f) => return Err(f.cause.with(backend)),
@@ -157,14 +188,14 @@ impl Backends {
     /// when it may.
     fn answer(
         &self,
-        backend: &str,
+        backend: &Arc<str>,
         conn: Conn,
         head: ResponseHead,
         upload: Option<Upload>,
     ) -> Response<Body> {
         let home = head.reusable.then(|| Home {
             pools: self.clone(),
-            backend: backend.to_owned(),
+            backend: Arc::clone(backend),
         });
         let reading = match head.body {
             ResponseBody::None | ResponseBody::Length(0) => Reading::Done,
@@ -234,7 +265,7 @@ impl Backends {
         }
     }
 
-    fn give_back(&self, backend: String, mut conn: Conn) {
+    fn give_back(&self, backend: Arc<str>, mut conn: Conn) {
         if conn.buf.capacity() > MAX_READ_BUFFER {
             conn.buf = BytesMut::new();
         }
@@ -562,7 +593,8 @@ impl Upload {
 /// Where a connection goes back to once its answer has been read.
 struct Home {
     pools: Backends,
-    backend: String,
+    /// The site's own name of its backend, shared: no copy per request.
+    backend: Arc<str>,
 }
 
 /// What a poll of a body gives.

@@ -12,8 +12,8 @@ use std::sync::Arc;
 #[derive(Debug)]
 pub struct Site {
     pub name: String,
-    /// `host:port` of the backend.
-    pub backend: String,
+    /// `host:port` of the backend (shared with the backend pools, which are keyed by it).
+    pub backend: Arc<str>,
     /// The backend as a URI authority (None if it is not one: its requests get 502).
     pub authority: Option<hyper::http::uri::Authority>,
     pub tls: RouteTls,
@@ -31,9 +31,13 @@ pub struct HostEntry {
     pub redirect_to: Option<Arc<str>>,
 }
 
+/// Host names to their entries. Looked up on every request with a name the client chose, but
+/// never grown from one: a fast hasher is safe here (keyed anyway, per process).
+pub type Hosts = HashMap<String, HostEntry, foldhash::fast::RandomState>;
+
 #[derive(Debug)]
 pub struct Table {
-    pub hosts: HashMap<String, HostEntry>,
+    pub hosts: Hosts,
     pub sites: Vec<Arc<Site>>,
     pub admin: Vec<Net>,
     /// Proxies in front whose forwarding headers are believed ([`crate::origin`]).
@@ -98,12 +102,12 @@ impl Table {
                     .collect()
             })
             .unwrap_or_default();
-        let mut hosts = HashMap::new();
+        let mut hosts = Hosts::default();
         let mut sites = Vec::with_capacity(routes.sites.len());
         for r in &routes.sites {
             let site = Arc::new(Site {
                 name: r.name.clone(),
-                backend: r.backend.clone(),
+                backend: Arc::from(r.backend.as_str()),
                 authority: r.backend.parse().ok(),
                 tls: r.tls.clone(),
                 hsts: r.hsts,

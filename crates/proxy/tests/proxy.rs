@@ -233,6 +233,11 @@ async fn routing_aliases_404_and_forwarded_headers() {
         assert_eq!(status(&r), 200, "{host}: {r}");
         assert!(r.contains("GET /x?y=1"), "{r}");
     }
+    // the backend gets the routed name, whatever spelling the client used
+    let r = get(http, "A.TEST.:80", "/", "").await;
+    assert!(r.contains("\nhost: a.test\n"), "{r}");
+    assert!(r.contains("x-forwarded-host: a.test\n"), "{r}");
+    assert!(!r.contains("A.TEST"), "{r}");
     // the client's own forwarding headers are replaced, never passed on
     let r = get(http, "a.test", "/", "X-Forwarded-For: 6.6.6.6\r\nForwarded: for=6.6.6.6\r\nX-Real-IP: 6.6.6.6\r\nX-Forwarded-Proto: https\r\n").await;
     assert!(!r.contains("6.6.6.6"), "{r}");

@@ -64,13 +64,15 @@ impl RequestBody {
 }
 
 /// Writes the request head. `headers` has no hop-by-hop header left (the caller stripped
-/// them); Content-Length is written from `body`, never copied, and several Cookie fields (an
-/// HTTP/2 client splits them) become the one line HTTP/1.1 allows (RFC 9113 §8.2.3).
+/// them); `more_headers` writes lines of its own after them; Content-Length is written from
+/// `body`, never copied, and several Cookie fields (an HTTP/2 client splits them) become the
+/// one line HTTP/1.1 allows (RFC 9113 §8.2.3).
 pub fn encode_request_head(
     out: &mut Vec<u8>,
     method: &Method,
     path_and_query: &str,
     headers: &HeaderMap,
+    more_headers: impl FnOnce(&mut Vec<u8>),
     body: RequestBody,
 ) {
     out.extend_from_slice(method.as_str().as_bytes());
@@ -89,6 +91,7 @@ pub fn encode_request_head(
         }
         line(out, name.as_str().as_bytes(), value.as_bytes());
     }
+    more_headers(out);
     let mut cookies = headers.get_all(header::COOKIE).iter();
     if let Some(first) = cookies.next() {
         out.extend_from_slice(b"cookie: ");
@@ -157,9 +160,14 @@ pub enum Head {
 /// Parses the response head at the start of `buf`, and takes it out of the buffer once it is
 /// complete. `method` is the request's (a HEAD's answer has no body).
 pub fn parse_response_head(buf: &mut BytesMut, method: &Method) -> Result<Head, Malformed> {
-    let mut slots = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
-    let mut resp = httparse::Response::new(&mut slots);
-    let len = match resp.parse(buf) {
+    // on the stack and left uninitialised: filling 128 empty headers cost more than parsing
+    // a usual answer's eight (callgrind)
+    let mut slots =
+        [const { std::mem::MaybeUninit::<httparse::Header>::uninit() }; MAX_RESPONSE_HEADERS];
+    let mut resp = httparse::Response::new(&mut []);
+    let parsed = httparse::ParserConfig::default()
+        .parse_response_with_uninit_headers(&mut resp, buf, &mut slots);
+    let len = match parsed {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) if buf.len() >= MAX_RESPONSE_HEAD => {
             return Err(Malformed::HeadTooLarge)
@@ -173,18 +181,22 @@ pub fn parse_response_head(buf: &mut BytesMut, method: &Method) -> Result<Head, 
     }
     let code = resp.code.unwrap_or(0);
     let http11 = resp.version == Some(1);
-    // where each name and value sits in the buffer, so that the values can share it
+    // where each name and value sits in the buffer, so that the values can share it once
+    // the head is taken out (on the stack: a vector was one more allocation a request)
     let base = buf.as_ptr() as usize;
-    let spans: Vec<(HeaderName, usize, usize)> = resp
-        .headers
-        .iter()
-        .map(|h| {
-            let name = HeaderName::from_bytes(h.name.as_bytes())
-                .map_err(|_| Malformed::Head("invalid header name"))?;
-            let start = h.value.as_ptr() as usize - base;
-            Ok((name, start, start + h.value.len()))
-        })
-        .collect::<Result<_, Malformed>>()?;
+    let offset = |p: *const u8| u32::try_from(p as usize - base).unwrap_or(u32::MAX);
+    let mut spans = [[0u32; 4]; MAX_RESPONSE_HEADERS];
+    for (span, h) in spans.iter_mut().zip(resp.headers.iter()) {
+        let name = offset(h.name.as_ptr());
+        let value = offset(h.value.as_ptr());
+        *span = [
+            name,
+            name + u32::try_from(h.name.len()).unwrap_or(u32::MAX),
+            value,
+            value + u32::try_from(h.value.len()).unwrap_or(u32::MAX),
+        ];
+    }
+    let count = resp.headers.len();
     let head = buf.split_to(len).freeze();
     if (100..200).contains(&code) {
         return match code {
@@ -193,10 +205,19 @@ pub fn parse_response_head(buf: &mut BytesMut, method: &Method) -> Result<Head, 
         };
     }
     let status = StatusCode::from_u16(code).map_err(|_| Malformed::Head("invalid status"))?;
-    let mut headers = HeaderMap::with_capacity(spans.len());
-    for (name, start, end) in spans {
-        let value = HeaderValue::from_maybe_shared(head.slice(start..end))
-            .map_err(|_| Malformed::Head("invalid header value"))?;
+    let mut headers = HeaderMap::with_capacity(count);
+    for [name_start, name_end, value_start, value_end] in spans.into_iter().take(count) {
+        let at = |start: u32, end: u32| (start as usize)..(end as usize);
+        let name = head
+            .get(at(name_start, name_end))
+            .and_then(|n| HeaderName::from_bytes(n).ok())
+            .ok_or(Malformed::Head("invalid header name"))?;
+        let value = at(value_start, value_end);
+        // within the head (httparse's spans are): checked, as `slice` would panic otherwise
+        let value = (value.end <= head.len())
+            .then(|| head.slice(value))
+            .and_then(|v| HeaderValue::from_maybe_shared(v).ok())
+            .ok_or(Malformed::Head("invalid header value"))?;
         headers.append(name, value);
     }
     let (body, framed_twice) = response_body(&headers, status, method)?;
@@ -398,11 +419,12 @@ mod tests {
             &Method::POST,
             "/p?q=1",
             &h,
+            |out| out.extend_from_slice(b"x-more: 1\r\n"),
             RequestBody::Length(5),
         );
         assert_eq!(
             String::from_utf8(out).unwrap(),
-            "POST /p?q=1 HTTP/1.1\r\nhost: a.test\r\ncookie: a=1; b=2\r\ncontent-length: 5\r\n\r\n"
+            "POST /p?q=1 HTTP/1.1\r\nhost: a.test\r\nx-more: 1\r\ncookie: a=1; b=2\r\ncontent-length: 5\r\n\r\n"
         );
         let mut out = Vec::new();
         encode_request_head(
@@ -410,12 +432,20 @@ mod tests {
             &Method::GET,
             "?q=1",
             &h,
+            |_| {},
             RequestBody::of(Some(0), false),
         );
         assert!(out.starts_with(b"GET /?q=1 HTTP/1.1\r\n"));
         assert!(!String::from_utf8(out).unwrap().contains("content-length"));
         let mut out = Vec::new();
-        encode_request_head(&mut out, &Method::PUT, "/", &h, RequestBody::of(None, true));
+        encode_request_head(
+            &mut out,
+            &Method::PUT,
+            "/",
+            &h,
+            |_| {},
+            RequestBody::of(None, true),
+        );
         assert!(String::from_utf8(out)
             .unwrap()
             .ends_with("transfer-encoding: chunked\r\n\r\n"));
