@@ -73,17 +73,40 @@ enum Verdict {
 /// (hyper refuses it), so hyper's own limit must not be above this (a check in server.rs).
 pub(crate) const HEADERS_CAP: usize = 128;
 
+/// What parsing the bytes at the start of a head gives.
+enum Parsed {
+    /// The head is whole, and this long.
+    Whole(usize, Verdict),
+    /// Its end has not come yet.
+    Partial,
+}
+
+/// The verdict on `head`, which is whole.
 fn check(head: &[u8], max_headers: usize) -> Verdict {
+    match parse(head, max_headers) {
+        Parsed::Whole(_, verdict) => verdict,
+        Parsed::Partial => Verdict::Next(Mode::Aside),
+    }
+}
+
+/// Parses the head at the start of `bytes`, and judges it once whole. A head hyper cannot
+/// parse either sets the guard aside at once (hyper refuses it, and closes the connection).
+fn parse(bytes: &[u8], max_headers: usize) -> Parsed {
     // on the stack and left uninitialised: this runs for every HTTP/1 request
     let mut slots = [const { std::mem::MaybeUninit::<httparse::Header>::uninit() }; HEADERS_CAP];
     let n = max_headers.min(HEADERS_CAP);
     let slots = slots.get_mut(..n).unwrap_or_default();
     let mut req = httparse::Request::new(&mut []);
-    match req.parse_with_uninit_headers(head, slots) {
-        Ok(httparse::Status::Complete(_)) => {}
+    match req.parse_with_uninit_headers(bytes, slots) {
+        Ok(httparse::Status::Complete(len)) => Parsed::Whole(len, judge(&req)),
+        Ok(httparse::Status::Partial) => Parsed::Partial,
         // hyper parses the same bytes and refuses them itself
-        _ => return Verdict::Next(Mode::Aside),
+        Err(_) => Parsed::Whole(bytes.len(), Verdict::Next(Mode::Aside)),
     }
+}
+
+/// The verdict on a parsed head: what its framing headers say of the bytes that follow.
+fn judge(req: &httparse::Request<'_, '_>) -> Verdict {
     let method = req.method.unwrap_or("");
     if method == "PRI" || method == "CONNECT" {
         return Verdict::Next(Mode::Aside);
@@ -274,6 +297,21 @@ impl Framing {
                         self.head_start = at + u64::try_from(i).unwrap_or(u64::MAX);
                     }
                     let rest = data.get(i..).unwrap_or_default();
+                    // the usual case, a head whole in one read: parsed once, where it lies
+                    // (looking for its end byte by byte first was most of the guard's time)
+                    if self.head.is_empty() {
+                        if let Parsed::Whole(len, verdict) = parse(rest, self.max_headers) {
+                            if len > self.limit {
+                                self.mode = Mode::TooLarge;
+                                return None;
+                            }
+                            if self.apply(verdict) {
+                                return Some(i + len - 1);
+                            }
+                            i += len;
+                            continue;
+                        }
+                    }
                     let Some(end) = self.head_end(rest) else {
                         if self.head.len() + rest.len() > self.limit {
                             self.head = Vec::new();
@@ -297,25 +335,33 @@ impl Framing {
                         self.head.clear();
                         v
                     };
-                    match verdict {
-                        Verdict::Refuse => {
-                            self.mode = Mode::Refused;
-                            return Some(i + end);
-                        }
-                        Verdict::Next(m) => {
-                            self.mode = m;
-                            self.switch_asked = false;
-                        }
-                        Verdict::Upgrade(m) => {
-                            self.mode = m;
-                            self.switch_asked = true;
-                        }
+                    if self.apply(verdict) {
+                        return Some(i + end);
                     }
                     i += end + 1;
                 }
             }
         }
         None
+    }
+
+    /// Follows a head's verdict; true when it refused the head.
+    fn apply(&mut self, verdict: Verdict) -> bool {
+        match verdict {
+            Verdict::Refuse => {
+                self.mode = Mode::Refused;
+                return true;
+            }
+            Verdict::Next(m) => {
+                self.mode = m;
+                self.switch_asked = false;
+            }
+            Verdict::Upgrade(m) => {
+                self.mode = m;
+                self.switch_asked = true;
+            }
+        }
+        false
     }
 
     /// The index in `rest` of the line feed ending the head: an empty line, `\n` or `\r\n`,
@@ -768,6 +814,8 @@ mod tests {
         for s in [
             &b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nPOST / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n"[..],
             b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+            // not HTTP at all (a TLS hello on the plain port): hyper refuses it
+            b"\x16\x03\x01\x02\x00\x01\r\n\r\nPOST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
         ] {
             assert_eq!(refused_at(s), None, "{}", String::from_utf8_lossy(s));
         }
