@@ -441,9 +441,10 @@ pub struct Guarded<S> {
     /// After a refusal: the guard's request still to deliver, then the end of the stream.
     verdict: Option<bytes::Bytes>,
     eof: bool,
-    /// hyper's header timeout does not run out on a head whose bytes the guard holds (the
-    /// slowloris test failed without this clock): the guard times each head itself, from its
-    /// first byte. `timed_head` is the stream offset of the head being timed.
+    /// The only clock on a head's bytes: hyper's header timer is off (it could not run out
+    /// on bytes the guard holds anyway, and cost a timer per request), so the guard times
+    /// each head itself, from its first byte. `timed_head` is the stream offset of the head
+    /// being timed.
     head_timeout: Duration,
     head_deadline: Option<Pin<Box<tokio::time::Sleep>>>,
     timed_head: u64,

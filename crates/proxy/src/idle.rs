@@ -1,6 +1,7 @@
 //! When something last happened on a connection, and a future that waits for it to have been
-//! idle long enough: the idle timeouts of tunnels (no byte either way) and of HTTP/2
-//! connections (no new request).
+//! idle long enough: the idle timeouts of tunnels (no byte either way) and of HTTP/1 and
+//! HTTP/2 connections (no new request). One timer per connection, moved on only when it
+//! fires: a timer armed per request costs a timer wheel insertion and removal each time.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;

@@ -34,7 +34,9 @@ pub struct Options {
     /// The public ports used in redirects when they differ from the bound ones.
     pub public_http_port: Option<u16>,
     pub public_https_port: Option<u16>,
-    /// Time to read a request head, and to wait for the next one on an idle connection.
+    /// Time to read a request head (from its first byte), and the longest an HTTP/1
+    /// connection stays open with no new request (counted from the last one's start: a
+    /// connection whose answer took longer is closed once it is sent).
     pub header_read_timeout: Duration,
     pub tls_handshake_timeout: Duration,
     /// Time for a backend to send its response head.
@@ -689,9 +691,13 @@ async fn accept_until_stop(
 
 fn builder(shared: &Shared) -> hyper_util::server::conn::auto::Builder<TokioExecutor> {
     let mut b = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    // No header timer of hyper's: it armed one, an allocation and a timer wheel insertion
+    // and removal, for every request. The framing guard times each head from its first byte,
+    // and `drive` closes a connection with no new request for as long (one timer per
+    // connection, moved on only when it fires).
     b.http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(shared.options.header_read_timeout)
+        .header_read_timeout(None)
         // the guard refuses heads over the limit (431, its page): hyper's buffer, which also
         // holds pipelined bytes, has room to spare so that its bare 431 never comes first
         .max_buf_size(shared.options.max_header_bytes.max(8192) * 2)
@@ -764,9 +770,15 @@ async fn serve_conn(
         None => {
             let client = Client { addr, tls: false };
             let s = Arc::clone(shared);
-            let svc = service_fn(move |req| handle(Arc::clone(&s), backends.clone(), client, req));
+            let activity = crate::idle::Activity::new();
+            let seen = activity.clone();
+            let svc = service_fn(move |req| {
+                seen.touch();
+                handle(Arc::clone(&s), backends.clone(), client, req)
+            });
             let conn = b.serve_connection_with_upgrades(TokioIo::new(guard(stream, shared)), svc);
-            drive(conn, stop, None).await;
+            let idle = shared.options.header_read_timeout;
+            drive(conn, stop, Some((&activity, idle))).await;
         }
         Some(acceptor) => {
             let hs = tokio::select! {
@@ -807,11 +819,16 @@ async fn serve_conn(
                 let idle = shared.options.idle_timeout;
                 drive(conn, stop, Some((&activity, idle))).await;
             } else {
-                let svc =
-                    service_fn(move |req| handle(Arc::clone(&s), backends.clone(), client, req));
+                let activity = crate::idle::Activity::new();
+                let seen = activity.clone();
+                let svc = service_fn(move |req| {
+                    seen.touch();
+                    handle(Arc::clone(&s), backends.clone(), client, req)
+                });
                 let io = TokioIo::new(guard(tls_stream, shared));
                 let conn = b.serve_connection_with_upgrades(io, svc);
-                drive(conn, stop, None).await;
+                let idle = shared.options.header_read_timeout;
+                drive(conn, stop, Some((&activity, idle))).await;
             }
         }
     }
