@@ -109,6 +109,8 @@ type Pools = HashMap<Arc<str>, Vec<Idle>, foldhash::fast::RandomState>;
 #[derive(Clone, Default)]
 pub struct Backends {
     idle: Arc<Mutex<Pools>>,
+    /// The worker's timers for the waits on a backend's answer ([`crate::deadline`]).
+    pub(crate) timers: crate::deadline::Timers,
 }
 
 impl std::fmt::Debug for Backends {

@@ -360,17 +360,17 @@ async fn forward(
             return page(StatusCode::SERVICE_UNAVAILABLE, pages::busy());
         };
         let out = forwarding.inserted_into(out);
-        let sent = tokio::time::timeout(waiting, backends.send_upgrade(backend, out)).await;
+        let sent = backends
+            .timers
+            .timeout(waiting, backends.send_upgrade(backend, out))
+            .await;
         return match answered(backend, sent) {
             Ok(resp) => tunnel(shared, client_up, resp, slots),
             Err(no) => no.page(),
         };
     }
-    let sent = tokio::time::timeout(
-        waiting,
-        backends.send(backend, out, |head| forwarding.write(head)),
-    )
-    .await;
+    let sending = backends.send(backend, out, |head| forwarding.write(head));
+    let sent = backends.timers.timeout(waiting, sending).await;
     match answered(backend, sent) {
         Ok(resp) => {
             let (mut parts, body) = resp.into_parts();
@@ -584,7 +584,7 @@ impl NoAnswer {
 /// The backend's response, or why there is none.
 fn answered<T>(
     backend: &str,
-    sent: Result<Result<T, crate::backend::Error>, tokio::time::error::Elapsed>,
+    sent: Result<Result<T, crate::backend::Error>, crate::deadline::Elapsed>,
 ) -> Result<T, NoAnswer> {
     match sent {
         Err(_) => Err(NoAnswer::Timeout),

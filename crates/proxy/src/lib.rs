@@ -17,6 +17,7 @@ pub mod acme;
 pub mod backend;
 mod balance;
 pub mod coalesce;
+mod deadline;
 mod error;
 pub mod guard;
 pub mod http;
