@@ -21,6 +21,7 @@ PACKAGES=(
     wordpress wordpress-theme-twentytwentyone   # installed on a runtime by an end-to-end test
     pebble openssl curl             # local ACME CA for the proxy tests (dev/pebble.sh)
     nginx haproxy caddy wrk nghttp2-client  # bench/proxy peers and load tools (h2load)
+    valgrind                        # bench/proxy/instructions.sh (callgrind)
     cmake                           # the Pingora prototype (libz-ng-sys)
     coreutils diffutils grep sed mawk   # used by the scripts (normally already there)
 )
