@@ -23,6 +23,8 @@
 
 mod wire;
 
+pub(crate) use wire::HOP_BY_HOP;
+
 use crate::http::{full, Body, BoxError};
 use bytes::{Buf, Bytes, BytesMut};
 use hyper::body::{Frame, Incoming, SizeHint};

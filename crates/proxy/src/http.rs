@@ -1,7 +1,8 @@
 //! One request: host → site, redirects, maintenance, limits, forwarding headers, the
 //! backend call (keep-alive pool), WebSocket upgrades, and the access log line.
 
-use crate::backend::Backends;
+// hop-by-hop headers: the backend client's list, for the client's requests too
+use crate::backend::{Backends, HOP_BY_HOP as HOP};
 use crate::origin::Origin;
 use crate::pages;
 use crate::server::Shared;
@@ -54,17 +55,6 @@ fn redirect(location: &str) -> Response<Body> {
     }
     r
 }
-
-const HOP: [HeaderName; 8] = [
-    header::CONNECTION,
-    HeaderName::from_static("close"), // reserved (RFC 9110 §7.6.1): never forwarded
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-];
 
 const FORWARDING: [HeaderName; 6] = [
     header::FORWARDED,
@@ -371,12 +361,9 @@ async fn forward(
     }
     let sending = backends.send(backend, out, |head| forwarding.write(head));
     let sent = backends.timers.timeout(waiting, sending).await;
+    // the answer's hop-by-hop headers were left out as its head was read
     match answered(backend, sent) {
-        Ok(resp) => {
-            let (mut parts, body) = resp.into_parts();
-            strip_hop(&mut parts.headers);
-            Response::from_parts(parts, body)
-        }
+        Ok(resp) => resp,
         Err(no) => no.page(),
     }
 }

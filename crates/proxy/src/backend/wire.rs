@@ -206,6 +206,7 @@ pub fn parse_response_head(buf: &mut BytesMut, method: &Method) -> Result<Head, 
     }
     let status = StatusCode::from_u16(code).map_err(|_| Malformed::Head("invalid status"))?;
     let mut headers = HeaderMap::with_capacity(count);
+    let mut said = Said::default();
     for [name_start, name_end, value_start, value_end] in spans.into_iter().take(count) {
         let at = |start: u32, end: u32| (start as usize)..(end as usize);
         let name = head
@@ -218,17 +219,30 @@ pub fn parse_response_head(buf: &mut BytesMut, method: &Method) -> Result<Head, 
             .then(|| head.slice(value))
             .and_then(|v| HeaderValue::from_maybe_shared(v).ok())
             .ok_or(Malformed::Head("invalid header value"))?;
+        // the framing and connection headers are read here, once, and the hop-by-hop ones
+        // never enter the map (they are this connection's, not the client's)
+        if name == header::CONTENT_LENGTH {
+            said.length(&value);
+        } else if name == header::TRANSFER_ENCODING {
+            said.codings.push(value);
+            continue;
+        } else if name == header::CONNECTION {
+            said.connection(&value);
+            continue;
+        } else if HOP_BY_HOP.contains(&name) {
+            continue;
+        }
         headers.append(name, value);
     }
-    let (body, framed_twice) = response_body(&headers, status, method)?;
+    let (body, framed_twice) = said.body(status, method)?;
     if framed_twice {
         // chunked wins (RFC 9112 §6.3), and the length is not passed on
         headers.remove(header::CONTENT_LENGTH);
     }
-    let reusable = http11
-        && !framed_twice
-        && body != ResponseBody::UntilClose
-        && !has_token(&headers, header::CONNECTION, "close");
+    for named in &said.named {
+        headers.remove(named);
+    }
+    let reusable = http11 && !framed_twice && body != ResponseBody::UntilClose && !said.close;
     Ok(Head::Complete(ResponseHead {
         status,
         headers,
@@ -237,60 +251,97 @@ pub fn parse_response_head(buf: &mut BytesMut, method: &Method) -> Result<Head, 
     }))
 }
 
-/// The body's framing, and whether the head framed it two ways (length and chunked).
-fn response_body(
-    headers: &HeaderMap,
-    status: StatusCode,
-    method: &Method,
-) -> Result<(ResponseBody, bool), Malformed> {
-    if method == Method::HEAD
-        || status == StatusCode::NO_CONTENT
-        || status == StatusCode::NOT_MODIFIED
-    {
-        return Ok((ResponseBody::None, false));
-    }
-    let has_length = headers.contains_key(header::CONTENT_LENGTH);
-    let mut codings = headers.get_all(header::TRANSFER_ENCODING).iter();
-    if let Some(first) = codings.next() {
-        let value = String::from_utf8_lossy(first.as_bytes());
-        if codings.next().is_some() || !value.trim().eq_ignore_ascii_case("chunked") {
-            return Err(Malformed::TransferEncoding(value.into_owned()));
-        }
-        return Ok((ResponseBody::Chunked, has_length));
-    }
-    if !has_length {
-        return Ok((ResponseBody::UntilClose, false));
-    }
-    content_length(headers).map(|n| (ResponseBody::Length(n), false))
+/// Hop-by-hop headers (RFC 9110 §7.6.1): about one connection, never forwarded. `close` is
+/// reserved there as a field name for the same reason.
+pub(crate) const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("close"),
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+/// What a response head's framing and connection headers say, gathered as they are read.
+#[derive(Default)]
+struct Said {
+    /// The length every Content-Length field and list item agreed on so far (RFC 9110 §8.6).
+    length: Length,
+    codings: Vec<HeaderValue>,
+    /// `Connection: close`.
+    close: bool,
+    /// Other headers that Connection names: hop-by-hop too.
+    named: Vec<HeaderName>,
 }
 
-/// The one length every Content-Length field and list item agrees on (RFC 9110 §8.6).
-fn content_length(headers: &HeaderMap) -> Result<u64, Malformed> {
-    let mut length = None;
-    for value in headers.get_all(header::CONTENT_LENGTH) {
-        let text = value.to_str().map_err(|_| Malformed::ContentLength)?;
+#[derive(Default, Clone, Copy, PartialEq, Eq)]
+enum Length {
+    #[default]
+    Absent,
+    Agreed(u64),
+    /// Two that differ, or one that is not a number.
+    Bad,
+}
+
+impl Said {
+    fn length(&mut self, value: &HeaderValue) {
+        let Ok(text) = value.to_str() else {
+            self.length = Length::Bad;
+            return;
+        };
         for item in text.split(',') {
             let item = item.trim();
-            if item.is_empty() || !item.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(Malformed::ContentLength);
-            }
-            let n: u64 = item.parse().map_err(|_| Malformed::ContentLength)?;
-            if length.is_some_and(|l| l != n) {
-                return Err(Malformed::ContentLength);
-            }
-            length = Some(n);
+            let n = (!item.is_empty() && item.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| item.parse::<u64>().ok())
+                .flatten();
+            self.length = match (self.length, n) {
+                (Length::Absent, Some(n)) => Length::Agreed(n),
+                (Length::Agreed(l), Some(n)) if l == n => Length::Agreed(l),
+                _ => Length::Bad,
+            };
         }
     }
-    length.ok_or(Malformed::ContentLength)
-}
 
-fn has_token(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
-    headers
-        .get_all(name)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case(token))
+    fn connection(&mut self, value: &HeaderValue) {
+        let Ok(text) = value.to_str() else { return };
+        for token in text.split(',').map(str::trim) {
+            if token.eq_ignore_ascii_case("close") {
+                self.close = true;
+            } else if !HOP_BY_HOP
+                .iter()
+                .any(|h| h.as_str().eq_ignore_ascii_case(token))
+            {
+                if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
+                    self.named.push(name);
+                }
+            }
+        }
+    }
+
+    /// The body's framing, and whether the head framed it two ways (length and chunked).
+    fn body(&self, status: StatusCode, method: &Method) -> Result<(ResponseBody, bool), Malformed> {
+        if method == Method::HEAD
+            || status == StatusCode::NO_CONTENT
+            || status == StatusCode::NOT_MODIFIED
+        {
+            return Ok((ResponseBody::None, false));
+        }
+        let has_length = self.length != Length::Absent;
+        if let Some(first) = self.codings.first() {
+            let value = String::from_utf8_lossy(first.as_bytes());
+            if self.codings.len() > 1 || !value.trim().eq_ignore_ascii_case("chunked") {
+                return Err(Malformed::TransferEncoding(value.into_owned()));
+            }
+            return Ok((ResponseBody::Chunked, has_length));
+        }
+        match self.length {
+            Length::Absent => Ok((ResponseBody::UntilClose, false)),
+            Length::Agreed(n) => Ok((ResponseBody::Length(n), false)),
+            Length::Bad => Err(Malformed::ContentLength),
+        }
+    }
 }
 
 /// Decodes a chunked body as its bytes come (extensions and trailers are read and dropped).
@@ -473,6 +524,17 @@ mod tests {
             Head::Complete(h) => assert_eq!(h.body, ResponseBody::None),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn hop_by_hop_headers_and_those_connection_names_never_enter_the_map() {
+        let h = complete(
+            "HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Internal\r\nKeep-Alive: timeout=5\r\n\
+             X-Internal: 1\r\nTransfer-Encoding: chunked\r\nTrailer: X-T\r\nX-Kept: 1\r\n\r\n",
+        );
+        let names: Vec<&str> = h.headers.keys().map(HeaderName::as_str).collect();
+        assert_eq!(names, ["x-kept"]);
+        assert_eq!((h.body, h.reusable), (ResponseBody::Chunked, true));
     }
 
     #[test]
