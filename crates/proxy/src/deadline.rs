@@ -36,9 +36,14 @@ pub(crate) struct Elapsed;
 impl Timers {
     /// `fut`, or [`Elapsed`] once `within` has passed.
     pub(crate) fn timeout<F: Future>(&self, within: Duration, fut: F) -> Deadline<'_, F> {
+        // a wait too long to add up (`Duration::MAX` for "no limit") is a century
+        let now = Instant::now();
+        let at = now
+            .checked_add(within)
+            .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600));
         Deadline {
             fut,
-            at: Instant::now() + within,
+            at,
             timer: None,
             timers: self,
         }

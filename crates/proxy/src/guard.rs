@@ -58,6 +58,8 @@ pub struct Framing {
     head_start: u64,
     /// The last head asked for an upgrade: a `101` answer sets the guard aside.
     switch_asked: bool,
+    /// Empty lines came since the last complete head (see [`Self::head_open`]).
+    opened: bool,
 }
 
 /// What a complete head means for the bytes that follow it.
@@ -79,13 +81,15 @@ enum Parsed {
     Whole(usize, Verdict),
     /// Its end has not come yet.
     Partial,
+    /// Not a head hyper can parse either: it refuses it (400) and closes the connection.
+    Invalid,
 }
 
 /// The verdict on `head`, which is whole.
 fn check(head: &[u8], max_headers: usize) -> Verdict {
     match parse(head, max_headers) {
         Parsed::Whole(_, verdict) => verdict,
-        Parsed::Partial => Verdict::Next(Mode::Aside),
+        Parsed::Partial | Parsed::Invalid => Verdict::Next(Mode::Aside),
     }
 }
 
@@ -101,7 +105,7 @@ fn parse(bytes: &[u8], max_headers: usize) -> Parsed {
         Ok(httparse::Status::Complete(len)) => Parsed::Whole(len, judge(&req)),
         Ok(httparse::Status::Partial) => Parsed::Partial,
         // hyper parses the same bytes and refuses them itself
-        Err(_) => Parsed::Whole(bytes.len(), Verdict::Next(Mode::Aside)),
+        Err(_) => Parsed::Invalid,
     }
 }
 
@@ -205,6 +209,7 @@ impl Framing {
             fed: 0,
             head_start: 0,
             switch_asked: false,
+            opened: false,
         }
     }
 
@@ -234,6 +239,12 @@ impl Framing {
     /// The stream offset where the current (or refused) head begins.
     pub fn head_start(&self) -> u64 {
         self.head_start
+    }
+
+    /// True while a head has begun (its first byte, or an empty line before it, came) and
+    /// is not complete yet: the time it takes is limited.
+    pub fn head_open(&self) -> bool {
+        self.mode == Mode::Head && (self.opened || !self.head.is_empty())
     }
 
     /// How many of the last bytes fed belong to a head not complete yet.
@@ -287,9 +298,12 @@ impl Framing {
                 }
                 Mode::Head => {
                     if self.head.is_empty() {
-                        // empty lines before a request line are skipped, as httparse does
+                        // empty lines before a request line are skipped, as httparse does, but
+                        // they open a head: its clock runs from them (a client sending one
+                        // line break and nothing more would otherwise hold the connection)
                         while data.get(i).is_some_and(|b| *b == b'\r' || *b == b'\n') {
                             i += 1;
+                            self.opened = true;
                         }
                         if i >= data.len() {
                             return None;
@@ -300,16 +314,23 @@ impl Framing {
                     // the usual case, a head whole in one read: parsed once, where it lies
                     // (looking for its end byte by byte first was most of the guard's time)
                     if self.head.is_empty() {
-                        if let Parsed::Whole(len, verdict) = parse(rest, self.max_headers) {
-                            if len > self.limit {
+                        match parse(rest, self.max_headers) {
+                            Parsed::Whole(len, _) if len > self.limit => {
                                 self.mode = Mode::TooLarge;
                                 return None;
                             }
-                            if self.apply(verdict) {
-                                return Some(i + len - 1);
+                            Parsed::Whole(len, verdict) => {
+                                if self.apply(verdict) {
+                                    return Some(i + len - 1);
+                                }
+                                i += len;
+                                continue;
                             }
-                            i += len;
-                            continue;
+                            Parsed::Invalid => {
+                                self.mode = Mode::Aside;
+                                return None;
+                            }
+                            Parsed::Partial => {}
                         }
                     }
                     let Some(end) = self.head_end(rest) else {
@@ -347,6 +368,7 @@ impl Framing {
 
     /// Follows a head's verdict; true when it refused the head.
     fn apply(&mut self, verdict: Verdict) -> bool {
+        self.opened = false; // the head is complete
         match verdict {
             Verdict::Refuse => {
                 self.mode = Mode::Refused;
@@ -478,7 +500,7 @@ impl<S> Guarded<S> {
     /// starts it afresh for the next head (pipelined heads each get the whole time).
     fn time_head(&mut self) {
         let start = self.framing.head_start();
-        if self.framing.held() == 0 {
+        if !self.framing.head_open() {
             self.head_deadline = None;
         } else if self.head_deadline.is_none() || self.timed_head != start {
             self.head_deadline = Some(Box::pin(tokio::time::sleep(self.head_timeout)));
@@ -738,6 +760,30 @@ mod tests {
             assert_eq!(run(stream, step), whole, "step {step}");
         }
         whole
+    }
+
+    #[test]
+    fn empty_lines_before_a_request_line_open_a_head_until_it_is_complete() {
+        let mut f = Framing::new(16 * 1024, 100);
+        assert!(!f.head_open());
+        assert_eq!(f.feed(b"\r\n"), None);
+        assert!(f.head_open(), "a line break alone starts the head's clock");
+        assert_eq!(f.feed(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"), None);
+        assert!(!f.head_open());
+        assert_eq!(f.feed(b"GET / HTTP/1.1\r\nHo"), None);
+        assert!(f.head_open());
+    }
+
+    #[test]
+    fn unparseable_bytes_set_the_guard_aside_whatever_their_length() {
+        let mut f = Framing::new(64, 100);
+        let junk = format!(
+            "POST / HTTP/1.1\r\nX: a\x01b\r\nY: {}\r\n\r\n",
+            "z".repeat(200)
+        );
+        assert_eq!(f.feed(junk.as_bytes()), None);
+        assert!(!f.too_large(), "hyper answers 400, not the guard 431");
+        assert_eq!(f.mode, Mode::Aside);
     }
 
     #[test]

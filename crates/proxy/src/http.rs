@@ -393,10 +393,13 @@ fn backend_request(
     let uri = Uri::from(path_and_query);
     let mut headers = parts.headers;
     strip(&mut headers, &FORWARDING);
-    // the client's Host is kept as it came when it is the routed name, the usual case
-    let routed = headers
-        .get(header::HOST)
-        .is_some_and(|v| v.as_bytes() == host.as_bytes());
+    // the client's Host is kept as it came when it is the routed name, the usual case, and
+    // the only Host line (a second one would reach the backend beside it)
+    let mut hosts = headers.get_all(header::HOST).iter();
+    let routed = hosts
+        .next()
+        .is_some_and(|v| v.as_bytes() == host.as_bytes())
+        && hosts.next().is_none();
     if !routed {
         if let Ok(v) = HeaderValue::from_str(host) {
             headers.insert(header::HOST, v);

@@ -34,9 +34,10 @@ pub struct Options {
     /// The public ports used in redirects when they differ from the bound ones.
     pub public_http_port: Option<u16>,
     pub public_https_port: Option<u16>,
-    /// Time to read a request head (from its first byte), and the longest an HTTP/1
-    /// connection stays open with no new request (counted from the last one's start: a
-    /// connection whose answer took longer is closed once it is sent).
+    /// Time to read a request head (from its first byte, or an empty line before it), and
+    /// the longest an HTTP/1 connection stays open with no new request (counted from the
+    /// last answer's head: a connection whose answer's body takes longer to send is closed
+    /// once it is sent).
     pub header_read_timeout: Duration,
     pub tls_handshake_timeout: Duration,
     /// Time for a backend to send its response head.
@@ -711,6 +712,22 @@ fn builder(shared: &Shared) -> hyper_util::server::conn::auto::Builder<TokioExec
     b
 }
 
+/// `answer`, with the connection's activity recorded when the request starts and when its
+/// answer is ready: an HTTP/1 connection's idle time counts from then (a slow backend's
+/// answer does not eat it), not from the request's start.
+fn active<F: std::future::Future>(
+    seen: &crate::idle::Activity,
+    answer: F,
+) -> impl std::future::Future<Output = F::Output> {
+    seen.touch();
+    let seen = seen.clone();
+    async move {
+        let out = answer.await;
+        seen.touch();
+        out
+    }
+}
+
 /// Serves `conn` to its end. On stop — or, with `idle`, once that long has passed with no
 /// new request — it is asked to finish gracefully: no new request (HTTP/1: `Connection:
 /// close`; HTTP/2: GOAWAY), those in flight complete.
@@ -773,8 +790,7 @@ async fn serve_conn(
             let activity = crate::idle::Activity::new();
             let seen = activity.clone();
             let svc = service_fn(move |req| {
-                seen.touch();
-                handle(Arc::clone(&s), backends.clone(), client, req)
+                active(&seen, handle(Arc::clone(&s), backends.clone(), client, req))
             });
             let conn = b.serve_connection_with_upgrades(TokioIo::new(guard(stream, shared)), svc);
             let idle = shared.options.header_read_timeout;
@@ -822,8 +838,7 @@ async fn serve_conn(
                 let activity = crate::idle::Activity::new();
                 let seen = activity.clone();
                 let svc = service_fn(move |req| {
-                    seen.touch();
-                    handle(Arc::clone(&s), backends.clone(), client, req)
+                    active(&seen, handle(Arc::clone(&s), backends.clone(), client, req))
                 });
                 let io = TokioIo::new(guard(tls_stream, shared));
                 let conn = b.serve_connection_with_upgrades(io, svc);

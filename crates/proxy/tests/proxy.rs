@@ -233,11 +233,16 @@ async fn routing_aliases_404_and_forwarded_headers() {
         assert_eq!(status(&r), 200, "{host}: {r}");
         assert!(r.contains("GET /x?y=1"), "{r}");
     }
-    // the backend gets the routed name, whatever spelling the client used
+    // the backend gets the routed name, whatever spelling the client used, and only it
     let r = get(http, "A.TEST.:80", "/", "").await;
     assert!(r.contains("\nhost: a.test\n"), "{r}");
     assert!(r.contains("x-forwarded-host: a.test\n"), "{r}");
     assert!(!r.contains("A.TEST"), "{r}");
+    let r = get(http, "a.test", "/", "Host: internal.test\r\n").await;
+    assert!(
+        !r.contains("internal.test"),
+        "a second Host reached the backend: {r}"
+    );
     // the client's own forwarding headers are replaced, never passed on
     let r = get(http, "a.test", "/", "X-Forwarded-For: 6.6.6.6\r\nForwarded: for=6.6.6.6\r\nX-Real-IP: 6.6.6.6\r\nX-Forwarded-Proto: https\r\n").await;
     assert!(!r.contains("6.6.6.6"), "{r}");
@@ -749,6 +754,10 @@ async fn limits_431_413_and_slow_clients() {
             .unwrap();
         slow.push(s);
     }
+    // one empty line, then nothing: the head's clock runs from it too
+    let mut s = TcpStream::connect(http).await.unwrap();
+    s.write_all(b"\r\n").await.unwrap();
+    slow.push(s);
     let t = std::time::Instant::now();
     assert_eq!(status(&get(http, "a.test", "/", "").await), 200);
     assert!(t.elapsed() < Duration::from_secs(1));
