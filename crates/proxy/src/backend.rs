@@ -23,7 +23,7 @@
 
 mod wire;
 
-pub(crate) use wire::HOP_BY_HOP;
+pub(crate) use wire::{connection_tokens, named_by_connection, HOP_BY_HOP};
 
 use crate::http::{full, Body, BoxError};
 use bytes::{Buf, Bytes, BytesMut};

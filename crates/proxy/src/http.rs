@@ -2,7 +2,7 @@
 //! backend call (keep-alive pool), WebSocket upgrades, and the access log line.
 
 // hop-by-hop headers: the backend client's list, for the client's requests too
-use crate::backend::{Backends, HOP_BY_HOP as HOP};
+use crate::backend::{connection_tokens, named_by_connection, Backends, HOP_BY_HOP as HOP};
 use crate::origin::Origin;
 use crate::pages;
 use crate::server::Shared;
@@ -80,11 +80,8 @@ fn strip(h: &mut HeaderMap, also: &[HeaderName]) {
     let named: Vec<HeaderName> = h
         .get_all(header::CONNECTION)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .filter(|n| !HOP.iter().any(|hop| hop.as_str().eq_ignore_ascii_case(n)))
-        .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
+        .flat_map(connection_tokens)
+        .filter_map(named_by_connection)
         .collect();
     while let Some(k) = h.keys().find(|k| listed(k)).cloned() {
         h.remove(&k);
@@ -98,9 +95,8 @@ fn wants_upgrade(h: &HeaderMap) -> Option<HeaderValue> {
     let conn_upgrade = h
         .get_all(header::CONNECTION)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+        .flat_map(connection_tokens)
+        .any(|t| t.eq_ignore_ascii_case("upgrade"));
     if conn_upgrade {
         h.get(header::UPGRADE).cloned()
     } else {

@@ -786,15 +786,7 @@ async fn serve_conn(
     match tls {
         None => {
             let client = Client { addr, tls: false };
-            let s = Arc::clone(shared);
-            let activity = crate::idle::Activity::new();
-            let seen = activity.clone();
-            let svc = service_fn(move |req| {
-                active(&seen, handle(Arc::clone(&s), backends.clone(), client, req))
-            });
-            let conn = b.serve_connection_with_upgrades(TokioIo::new(guard(stream, shared)), svc);
-            let idle = shared.options.header_read_timeout;
-            drive(conn, stop, Some((&activity, idle))).await;
+            serve_http1(&b, stream, client, shared, backends, stop).await;
         }
         Some(acceptor) => {
             let hs = tokio::select! {
@@ -814,8 +806,8 @@ async fn serve_conn(
                 return; // a TLS-ALPN-01 validation: the handshake was the answer
             }
             let client = Client { addr, tls: true };
-            let s = Arc::clone(shared);
             if alpn.as_deref() == Some(b"h2") {
+                let s = Arc::clone(shared);
                 // an HTTP/2 connection answers pings for ever: its idle time is the time
                 // since its last request
                 let activity = crate::idle::Activity::new();
@@ -835,18 +827,32 @@ async fn serve_conn(
                 let idle = shared.options.idle_timeout;
                 drive(conn, stop, Some((&activity, idle))).await;
             } else {
-                let activity = crate::idle::Activity::new();
-                let seen = activity.clone();
-                let svc = service_fn(move |req| {
-                    active(&seen, handle(Arc::clone(&s), backends.clone(), client, req))
-                });
-                let io = TokioIo::new(guard(tls_stream, shared));
-                let conn = b.serve_connection_with_upgrades(io, svc);
-                let idle = shared.options.header_read_timeout;
-                drive(conn, stop, Some((&activity, idle))).await;
+                serve_http1(&b, tls_stream, client, shared, backends, stop).await;
             }
         }
     }
+}
+
+/// Serves an HTTP/1 connection (plain, or TLS without h2) behind the framing guard, closed
+/// once it has had no new request for `header_read_timeout`.
+async fn serve_http1<S>(
+    b: &hyper_util::server::conn::auto::Builder<TokioExecutor>,
+    stream: S,
+    client: Client,
+    shared: &Arc<Shared>,
+    backends: Backends,
+    stop: watch::Receiver<bool>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let s = Arc::clone(shared);
+    let activity = crate::idle::Activity::new();
+    let seen = activity.clone();
+    let svc =
+        service_fn(move |req| active(&seen, handle(Arc::clone(&s), backends.clone(), client, req)));
+    let conn = b.serve_connection_with_upgrades(TokioIo::new(guard(stream, shared)), svc);
+    let idle = shared.options.header_read_timeout;
+    drive(conn, stop, Some((&activity, idle))).await;
 }
 
 /// Metrics connections served at once, and the time one may take: the endpoint is for a

@@ -264,6 +264,23 @@ pub(crate) const HOP_BY_HOP: [HeaderName; 8] = [
     header::UPGRADE,
 ];
 
+/// The tokens of a Connection field (RFC 9110 §7.6.1), trimmed; none if it is not text.
+pub(crate) fn connection_tokens(value: &HeaderValue) -> impl Iterator<Item = &str> {
+    value.to_str().unwrap_or_default().split(',').map(str::trim)
+}
+
+/// The header a Connection token names, to be removed with the hop-by-hop ones: none for a
+/// token that is one of them already (`keep-alive`, `close`), or no header name at all.
+pub(crate) fn named_by_connection(token: &str) -> Option<HeaderName> {
+    if HOP_BY_HOP
+        .iter()
+        .any(|h| h.as_str().eq_ignore_ascii_case(token))
+    {
+        return None;
+    }
+    HeaderName::from_bytes(token.as_bytes()).ok()
+}
+
 /// What a response head's framing and connection headers say, gathered as they are read.
 #[derive(Default)]
 struct Said {
@@ -305,17 +322,11 @@ impl Said {
     }
 
     fn connection(&mut self, value: &HeaderValue) {
-        let Ok(text) = value.to_str() else { return };
-        for token in text.split(',').map(str::trim) {
+        for token in connection_tokens(value) {
             if token.eq_ignore_ascii_case("close") {
                 self.close = true;
-            } else if !HOP_BY_HOP
-                .iter()
-                .any(|h| h.as_str().eq_ignore_ascii_case(token))
-            {
-                if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
-                    self.named.push(name);
-                }
+            } else if let Some(name) = named_by_connection(token) {
+                self.named.push(name);
             }
         }
     }
