@@ -31,7 +31,7 @@ else
     PIC2="$ROOT/target/release/examples/serve"
     cargo build -q --release -p pic2-proxy --example serve --manifest-path "$ROOT/Cargo.toml"
 fi
-SIM=(); [[ -z ${CACHE:-} ]] || SIM=(--cache-sim=yes --branch-sim=yes)
+SIM=(); [[ ${CACHE:-0} != 1 ]] || SIM=(--cache-sim=yes --branch-sim=yes)
 W=$(mktemp -d /tmp/pic2-bench-insn.XXXXXX)
 chmod 755 "$W"
 PIDS=()
@@ -103,7 +103,8 @@ while done < n:
     done += len(conns)
 EOC
 
-# count NAME PORT COMMAND...: Ir per request of COMMAND while it serves N requests
+# count NAME PORT COMMAND...: Ir per request of COMMAND while it serves N requests (with
+# CACHE=1: then I1 misses, D1 misses read + write, mispredicted branches, per request)
 count() {
     local name=$1 port=$2; shift 2
     valgrind --tool=callgrind --callgrind-out-file="$W/$name.out" --instr-atstart=no "${SIM[@]}" "$@" \
@@ -129,7 +130,7 @@ printf '\nbench/proxy/instructions.sh: user-space instructions per HTTP/1.1 requ
 pic2=$(WORKERS=1 count pic2 18181 "$PIC2" "$W/routes.json")
 nginx=$(count nginx 18182 nginx -c "$W/nginx.conf" -p "$W")
 haproxy=$(count haproxy 18183 haproxy -f "$W/haproxy.cfg" -db)
-if [[ -n ${CACHE:-} ]]; then
+if [[ ${CACHE:-0} == 1 ]]; then
     printf '%-8s %12s %14s %10s %10s %12s\n' proxy "Ir/request" "pic2 / proxy" "I1 misses" "D1 misses" "mispredicts"
 else
     printf '%-8s %12s %14s\n' proxy "Ir/request" "pic2 / proxy"
@@ -137,6 +138,6 @@ fi
 for p in pic2 nginx haproxy; do
     read -r ir rest <<<"${!p}"
     printf '%-8s %12s %14s' "$p" "$ir" "$(awk -v a="${pic2%% *}" -v b="$ir" 'BEGIN { printf "%.2f", a / b }')"
-    if [[ -n ${CACHE:-} ]]; then read -r i1 d1 br <<<"$rest"; printf ' %10s %10s %12s' "$i1" "$d1" "$br"; fi
+    if [[ ${CACHE:-0} == 1 ]]; then read -r i1 d1 br <<<"$rest"; printf ' %10s %10s %12s' "$i1" "$d1" "$br"; fi
     printf '\n'
 done
