@@ -9,6 +9,15 @@
 //! Here a request, its backend connection and the client connection stay on one core from
 //! the first byte to the last, as in nginx's and HAProxy's workers. What the threads share
 //! (routes, certificates, maintenance switches, counters) is behind `ArcSwap` and atomics.
+//!
+//! With more than one worker, a worker with nothing left to do yields its core before it
+//! sleeps (`sched_yield`, tokio's park hook). If a client or a backend is ready to run on
+//! that core, it runs first, and what it writes is often there when the worker looks for
+//! I/O: the worker goes on instead of sleeping and being woken, perhaps on another core.
+//! Measured on two cores (1 KB over HTTP/1.1, wrk, pic2 with and without, 13 alternated
+//! rounds): more req/s in 12 (-7 to +20 %), a lower p99 in 9; on HTTP/2 over TLS level or
+//! better (+0.4, +5 %). On one core it cost up to 15 % (the yield is one more switch there,
+//! with no other core to avoid): a single worker never yields.
 
 use crate::balance::Handoff;
 use crate::server::{accept_loop, handoff_loop, Shared, Worker};
@@ -101,10 +110,11 @@ pub(crate) fn start(
         addr: format!("worker thread {index}"),
         source,
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(spawn_err)?;
+    let mut builder = tokio::runtime::Builder::new_current_thread();
+    if shared.options.workers > 1 {
+        builder.on_thread_park(std::thread::yield_now);
+    }
+    let runtime = builder.enable_all().build().map_err(spawn_err)?;
     let (finished, done) = oneshot::channel();
     std::thread::Builder::new()
         .name(format!("pic2-proxy-{index}"))
