@@ -6,12 +6,13 @@
 # counts too; h2load: every request without a 2xx), backend connections opened (upstream
 # keep-alive shows as a handful), the proxy's CPU time per request (user + system of its
 # processes and threads, from /proc: steadier than req/s on a shared machine), RSS, and
-# pic2's ratio to each peer; a row with errors is
-# marked INVALID and left out of the ratios and the targets. The peers take turns, ROUNDS times (one run
-# each per test and round), and each figure is the median of its rounds: on a shared machine
-# one run apiece lets the noise decide. pic2's ratios to each peer are the median of the
-# rounds' own ratios (pic2's run over the peer's, same round), with their range; then the
-# issue's targets, met or not, each judged on pic2's least favourable ratio. Then pic2 with 10 vs 10,000 routes (alternated, ROUTE_ROUNDS=5 times each, the median
+# pic2's ratio to each peer; a row with errors is marked INVALID and left out of the ratios
+# and the targets. The peers take turns, ROUNDS times (one run each per test and round, the
+# order turned by one each round), and each figure is the median of its rounds: on a shared
+# machine one run apiece lets the noise decide. pic2's ratios to each peer are the median of
+# the rounds' own ratios (pic2's run over the peer's, same round), with their range; then the
+# issue's targets, met or not, each judged on pic2's least favourable ratio. Then pic2 with
+# 10 vs 10,000 routes (alternated, each first in turn, ROUTE_ROUNDS=5 times each, the median
 # of the rounds' ratios), and errors during 100 reloads under load. Prints, never asserts.
 #
 #   bench/proxy/run.sh            (DURATION=5 CONNS=64 ROUNDS=3 to change the load)
@@ -260,8 +261,11 @@ ROW='%-8s %-18s %10s %8s %8s %10s %8s %7s %8s %7s %s\n'
 declare -A OK RPS P50 P99 CPU USR ERR CONNS RSS VALID RPS_ROUNDS P99_ROUNDS CPU_ROUNDS
 for p in "${PEERS[@]}"; do OK[$p]=$(check "$p" && echo 1 || echo 0); done
 for round in $(seq "$ROUNDS"); do
+    # the order turns each round: no peer always runs first, or right after the same one
+    k=$(((round - 1) % ${#PEERS[@]}))
+    ORDER=("${PEERS[@]:k}" "${PEERS[@]:0:k}")
     for t in 1k 100k h2; do
-        for p in "${PEERS[@]}"; do
+        for p in "${ORDER[@]}"; do
             [[ ${OK[$p]} == 1 ]] || continue
             before=$(be_accepts)
             read -r u0 s0 < <(cpu_ticks "$(pid_of "$p" "$t")")
@@ -354,12 +358,13 @@ done
 PIC2_PID=$PIC2_PLAIN; stop_pic2
 PIC2_PID=$PIC2_TLS; stop_pic2
 
-# 10 vs 10,000 routes: alternated, ROUTE_ROUNDS times each (default 5); the median of the
-# rounds' 10,000 / 10 ratios (each pair a few seconds apart) and their range
+# 10 vs 10,000 routes: alternated, ROUTE_ROUNDS times each (default 5), each first in turn;
+# the median of the rounds' 10,000 / 10 ratios (each pair a few seconds apart) and their range
 ROUTE_ROUNDS=${ROUTE_ROUNDS:-5}
 R10= R10K= RERR=0
 for round in $(seq "$ROUTE_ROUNDS"); do
-    for n in 10 10000; do
+    pair="10 10000"; ((round % 2)) || pair="10000 10" # each first in turn
+    for n in $pair; do
         start_pic2 "$n" none
         read -r r _ _ e _ < <(wrk_run 18081 /1k 1024)
         stop_pic2
