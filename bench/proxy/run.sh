@@ -258,7 +258,7 @@ median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{ v[NR] = $1 } END { if (
 printf '\nbench/proxy: %s s per run, %s rounds (medians), %s connections, wrk 2 threads; h2load 32 connections x 10 streams; backend nginx on 127.0.0.1:18080; %s cores, each proxy %s workers\n' "$DUR" "$ROUNDS" "$CONNS" "$CPUS" "$CPUS"
 printf 'caddy %s, nginx %s, %s\n\n' "$(caddy version | cut -d' ' -f1)" "$(nginx -v 2>&1 | cut -d/ -f2)" "$(haproxy -v | head -1 | cut -d' ' -f1-3)"
 ROW='%-8s %-18s %10s %8s %8s %10s %8s %7s %8s %7s %s\n'
-declare -A OK RPS P50 P99 CPU USR ERR CONNS RSS VALID RPS_ROUNDS P99_ROUNDS CPU_ROUNDS
+declare -A OK RPS P50 P99 CPU USR ERR CONNS RSS VALID # each a list of rounds, but ERR and CONNS (sums)
 for p in "${PEERS[@]}"; do OK[$p]=$(check "$p" && echo 1 || echo 0); done
 for round in $(seq "$ROUNDS"); do
     # the order turns each round: no peer always runs first, or right after the same one
@@ -291,9 +291,8 @@ for t in 1k 100k h2; do
         k=$p.$t
         if [[ ${OK[$p]} != 1 ]]; then printf "$ROW" "$p" "${NAME[$t]}" - - - - - - - - "INVALID: failed the curl check"; VALID[$k]=0; continue; fi
         VALID[$k]=$([[ ${ERR[$k]} == 0 ]] && echo 1 || echo 0)
-        RPS_ROUNDS[$k]=${RPS[$k]}; P99_ROUNDS[$k]=${P99[$k]}; CPU_ROUNDS[$k]=${CPU[$k]}
-        RPS[$k]=$(median <<<"${RPS[$k]}"); P99[$k]=$(median <<<"${P99[$k]}"); CPU[$k]=$(median <<<"${CPU[$k]}")
-        printf "$ROW" "$p" "${NAME[$t]}" "$(printf %.0f "${RPS[$k]}")" "$(median <<<"${P50[$k]}")" "${P99[$k]}" "${CPU[$k]}" \
+        printf "$ROW" "$p" "${NAME[$t]}" "$(printf %.0f "$(median <<<"${RPS[$k]}")")" "$(median <<<"${P50[$k]}")" \
+            "$(median <<<"${P99[$k]}")" "$(median <<<"${CPU[$k]}")" \
             "$(median <<<"${USR[$k]}")" "${ERR[$k]}" \
             "${CONNS[$k]}" "$(median <<<"${RSS[$k]}")" "$([[ ${ERR[$k]} == 0 ]] || echo INVALID)"
     done
@@ -309,26 +308,31 @@ paired() { # paired "A1 A2 ..." "B1 B2 ..." [DIGITS]: "MEDIAN MIN MAX" of A_i / 
         med = (m % 2) ? r[(m + 1) / 2] : (r[m / 2] + r[m / 2 + 1]) / 2
         f = "%." d "f"; printf f " " f " " f "\n", med, r[1], r[m] }'
 }
-rounded() { [[ $1 == n/a ]] && echo n/a || awk -v m="$1" -v lo="$2" -v hi="$3" 'BEGIN { printf "%.2f %.2f %.2f", m, lo, hi }'; }
-shown() { [[ $1 == n/a ]] && echo n/a || awk -v m="$1" -v lo="$2" -v hi="$3" 'BEGIN { printf "%s (%s-%s)", m, lo, hi }'; }
+shown() { [[ $1 == n/a ]] && echo n/a || awk -v m="$1" -v lo="$2" -v hi="$3" 'BEGIN { printf "%.2f (%.2f-%.2f)", m, lo, hi }'; }
+is_number() { [[ $1 =~ ^[0-9]+(\.[0-9]+)?$ ]]; }
+further() { awk -v a="$1" -v b="$2" -v dir="$3" 'BEGIN { exit !(dir == "lt" ? a < b : a > b) }'; } # further A B lt|gt
 printf '\npic2 / peer, the median of the rounds'"'"' ratios (their range): req/s (>1: pic2 faster), p99 and CPU per request (<1: pic2 lower)\n'
-declare -A RATIO_RPS RATIO_P99
+# For the targets below: per test, pic2's least favourable ratio (unrounded), its peer.
+declare -A RATIO_RPS RATIO_P99 WORST_R WORST_P
 for t in 1k 100k h2; do
     for p in "${PEERS[@]:1}"; do
-        if [[ ${VALID[pic2.$t]} == 1 && ${VALID[$p.$t]} == 1 ]]; then
-            RATIO_RPS[$p.$t]=$(paired "${RPS_ROUNDS[pic2.$t]}" "${RPS_ROUNDS[$p.$t]}" 6)
-            RATIO_P99[$p.$t]=$(paired "${P99_ROUNDS[pic2.$t]}" "${P99_ROUNDS[$p.$t]}" 6)
-            printf '  %-5s vs %-8s req/s %-18s p99 %-18s cpu/req %s\n' "$t" "$p" \
-                "$(shown $(rounded ${RATIO_RPS[$p.$t]}))" "$(shown $(rounded ${RATIO_P99[$p.$t]}))" \
-                "$(shown $(paired "${CPU_ROUNDS[pic2.$t]}" "${CPU_ROUNDS[$p.$t]}"))"
-        else
+        if [[ ${VALID[pic2.$t]} != 1 || ${VALID[$p.$t]} != 1 ]]; then
             printf '  %-5s vs %-8s n/a (a row is invalid)\n' "$t" "$p"
+            continue
         fi
+        RATIO_RPS[$p.$t]=$(paired "${RPS[pic2.$t]}" "${RPS[$p.$t]}" 6)
+        RATIO_P99[$p.$t]=$(paired "${P99[pic2.$t]}" "${P99[$p.$t]}" 6)
+        printf '  %-5s vs %-8s req/s %-18s p99 %-18s cpu/req %s\n' "$t" "$p" \
+            "$(shown ${RATIO_RPS[$p.$t]})" "$(shown ${RATIO_P99[$p.$t]})" \
+            "$(shown $(paired "${CPU[pic2.$t]}" "${CPU[$p.$t]}"))"
+        r=${RATIO_RPS[$p.$t]%% *} q=${RATIO_P99[$p.$t]%% *}
+        is_number "$r" && is_number "$q" || continue
+        [[ -n ${WORST_R[$t]:-} ]] && ! further "$r" "${RATIO_RPS[${WORST_R[$t]}.$t]%% *}" lt || WORST_R[$t]=$p
+        [[ -n ${WORST_P[$t]:-} ]] && ! further "$q" "${RATIO_P99[${WORST_P[$t]}.$t]%% *}" gt || WORST_P[$t]=$p
     done
 done
 # issue 4's targets. Against the best peer means against every peer: the verdict takes the
 # least favourable of pic2's ratios (the lowest req/s ratio, the highest p99 ratio), unrounded.
-is_number() { [[ $1 =~ ^[0-9]+(\.[0-9]+)?$ ]]; }
 verdict() { # verdict MEDIAN EDGE ge|le: met when MEDIAN >= 1 (ge) or <= 1 (le); EDGE the range's other end
     is_number "$1" || { echo "n/a"; return; }
     awk -v r="$1" -v edge="$2" -v want="$3" 'BEGIN { ok = (want == "ge") ? r >= 1 : r <= 1
@@ -337,13 +341,7 @@ verdict() { # verdict MEDIAN EDGE ge|le: met when MEDIAN >= 1 (ge) or <= 1 (le);
 }
 printf '\ntargets: pic2 at or above every peer in req/s and at or below it in p99 (the least favourable median of the rounds'"'"' ratios)\n'
 for t in 1k 100k h2; do
-    worst_r= worst_p=
-    for p in "${PEERS[@]:1}"; do
-        [[ ${VALID[pic2.$t]} == 1 && ${VALID[$p.$t]} == 1 ]] || continue
-        is_number "${RATIO_RPS[$p.$t]%% *}" && is_number "${RATIO_P99[$p.$t]%% *}" || continue
-        [[ -z $worst_r ]] || awk -v a="${RATIO_RPS[$p.$t]%% *}" -v b="${RATIO_RPS[$worst_r.$t]%% *}" 'BEGIN { exit !(a < b) }' && worst_r=$p
-        [[ -z $worst_p ]] || awk -v a="${RATIO_P99[$p.$t]%% *}" -v b="${RATIO_P99[$worst_p.$t]%% *}" 'BEGIN { exit !(a > b) }' && worst_p=$p
-    done
+    worst_r=${WORST_R[$t]:-} worst_p=${WORST_P[$t]:-}
     if [[ -z $worst_r ]]; then printf '  %-5s n/a (no valid pair)\n' "$t"; continue; fi
     read -r rm _ rhi <<<"${RATIO_RPS[$worst_r.$t]}"
     read -r pm plo _ <<<"${RATIO_P99[$worst_p.$t]}"
