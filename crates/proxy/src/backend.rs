@@ -605,7 +605,7 @@ struct Home {
 type Polled = Poll<Option<Result<Frame<Bytes>, BoxError>>>;
 
 /// How much of the answer's body is left.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(PartialEq, Eq)]
 enum Reading {
     Length(u64),
     Chunked(Chunked),

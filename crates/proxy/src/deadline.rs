@@ -23,12 +23,6 @@ pub(crate) struct Timers {
     spare: Arc<Mutex<Vec<Pin<Box<Sleep>>>>>,
 }
 
-impl std::fmt::Debug for Timers {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Timers").finish_non_exhaustive()
-    }
-}
-
 /// The wait ran out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Elapsed;

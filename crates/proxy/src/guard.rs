@@ -299,8 +299,10 @@ impl Framing {
                 Mode::Head => {
                     if self.head.is_empty() {
                         // empty lines before a request line are skipped, as httparse does, but
-                        // they open a head: its clock runs from them (a client sending one
-                        // line break and nothing more would otherwise hold the connection)
+                        // they open a head: a clock runs from them (a client sending one line
+                        // break and nothing more would otherwise hold the connection). The
+                        // request line's first byte moves the head's start, and its clock
+                        // starts afresh then (see `Guarded::time_head`)
                         while data.get(i).is_some_and(|b| *b == b'\r' || *b == b'\n') {
                             i += 1;
                             self.opened = true;
@@ -465,8 +467,8 @@ pub struct Guarded<S> {
     eof: bool,
     /// The only clock on a head's bytes: hyper's header timer is off (it could not run out
     /// on bytes the guard holds anyway, and cost a timer per request), so the guard times
-    /// each head itself, from its first byte. `timed_head` is the stream offset of the head
-    /// being timed.
+    /// each head itself, from its first byte (or from empty lines before it, until that
+    /// byte comes). `timed_head` is the stream offset of the head being timed.
     head_timeout: Duration,
     head_deadline: Option<Pin<Box<tokio::time::Sleep>>>,
     timed_head: u64,
@@ -497,7 +499,10 @@ impl<S> Guarded<S> {
     }
 
     /// Starts a head's clock at its first held byte, stops it once the head is complete, and
-    /// starts it afresh for the next head (pipelined heads each get the whole time).
+    /// starts it afresh for the next head (pipelined heads each get the whole time). Empty
+    /// lines before a request line start a clock too; the request line's first byte, a new
+    /// head start, restarts it: from the first empty line a head may take up to twice the
+    /// timeout, never longer.
     fn time_head(&mut self) {
         let start = self.framing.head_start();
         if !self.framing.head_open() {

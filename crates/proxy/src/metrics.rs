@@ -77,8 +77,24 @@ fn label(s: &str) -> String {
         .replace('\n', "\\n")
 }
 
-/// The Prometheus text exposition of everything.
-/// The text format of every counter; `worker_open` is each worker's open connections.
+/// One value per worker thread, labelled by its index.
+fn per_worker(
+    o: &mut String,
+    (name, kind): (&str, &str),
+    help: &str,
+    values: impl Iterator<Item = u64>,
+) {
+    let _ = writeln!(
+        o,
+        "# HELP pic2_proxy_{name} {help}\n# TYPE pic2_proxy_{name} {kind}"
+    );
+    for (i, v) in values.enumerate() {
+        let _ = writeln!(o, "pic2_proxy_{name}{{worker=\"{i}\"}} {v}");
+    }
+}
+
+/// The Prometheus text exposition of every counter and gauge; `worker_open` is each worker's
+/// open connections.
 pub fn render(
     global: &Global,
     worker_open: &[usize],
@@ -127,29 +143,18 @@ pub fn render(
         "Client connections accepted by one worker thread and served by a less busy one.",
         &global.connections_handed_over,
     );
-    let _ = writeln!(
-        o,
-        "# HELP pic2_proxy_worker_connections_total Client connections served by each worker thread.\n\
-         # TYPE pic2_proxy_worker_connections_total counter"
+    per_worker(
+        &mut o,
+        ("worker_connections_total", "counter"),
+        "Client connections served by each worker thread.",
+        global.worker_connections.iter().map(|c| c.load(Relaxed)),
     );
-    for (i, c) in global.worker_connections.iter().enumerate() {
-        let _ = writeln!(
-            o,
-            "pic2_proxy_worker_connections_total{{worker=\"{i}\"}} {}",
-            c.load(Relaxed)
-        );
-    }
-    let _ = writeln!(
-        o,
-        "# HELP pic2_proxy_worker_connections_open Client connections open on each worker thread (kept within two of each other).\n\
-         # TYPE pic2_proxy_worker_connections_open gauge"
+    per_worker(
+        &mut o,
+        ("worker_connections_open", "gauge"),
+        "Client connections open on each worker thread (a new one goes to a worker with at least two fewer).",
+        worker_open.iter().map(|&n| u64::try_from(n).unwrap_or(u64::MAX)),
     );
-    for (i, n) in worker_open.iter().enumerate() {
-        let _ = writeln!(
-            o,
-            "pic2_proxy_worker_connections_open{{worker=\"{i}\"}} {n}"
-        );
-    }
     g(
         &mut o,
         "client_limit_refused_total",

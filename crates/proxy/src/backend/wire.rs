@@ -224,7 +224,7 @@ pub fn parse_response_head(buf: &mut BytesMut, method: &Method) -> Result<Head, 
         if name == header::CONTENT_LENGTH {
             said.length(&value);
         } else if name == header::TRANSFER_ENCODING {
-            said.codings.push(value);
+            said.coding(value);
             continue;
         } else if name == header::CONNECTION {
             said.connection(&value);
@@ -286,7 +286,10 @@ pub(crate) fn named_by_connection(token: &str) -> Option<HeaderName> {
 struct Said {
     /// The length every Content-Length field and list item agreed on so far (RFC 9110 §8.6).
     length: Length,
-    codings: Vec<HeaderValue>,
+    /// The first Transfer-Encoding field, and whether another came: only `chunked` alone is
+    /// taken, so the rest need not be kept.
+    coding: Option<HeaderValue>,
+    more_codings: bool,
     /// `Connection: close`.
     close: bool,
     /// Other headers that Connection names: hop-by-hop too.
@@ -303,6 +306,14 @@ enum Length {
 }
 
 impl Said {
+    fn coding(&mut self, value: HeaderValue) {
+        if self.coding.is_none() {
+            self.coding = Some(value);
+        } else {
+            self.more_codings = true;
+        }
+    }
+
     fn length(&mut self, value: &HeaderValue) {
         let Ok(text) = value.to_str() else {
             self.length = Length::Bad;
@@ -340,9 +351,9 @@ impl Said {
             return Ok((ResponseBody::None, false));
         }
         let has_length = self.length != Length::Absent;
-        if let Some(first) = self.codings.first() {
+        if let Some(first) = &self.coding {
             let value = String::from_utf8_lossy(first.as_bytes());
-            if self.codings.len() > 1 || !value.trim().eq_ignore_ascii_case("chunked") {
+            if self.more_codings || !value.trim().eq_ignore_ascii_case("chunked") {
                 return Err(Malformed::TransferEncoding(value.into_owned()));
             }
             return Ok((ResponseBody::Chunked, has_length));
