@@ -60,6 +60,9 @@ pub struct Framing {
     switch_asked: bool,
     /// Empty lines came since the last complete head (see [`Self::head_open`]).
     opened: bool,
+    /// The stream offset where the current head opened: its first byte, or the first
+    /// empty line before it. Its clock runs from there.
+    opened_at: u64,
 }
 
 /// What a complete head means for the bytes that follow it.
@@ -210,6 +213,7 @@ impl Framing {
             head_start: 0,
             switch_asked: false,
             opened: false,
+            opened_at: 0,
         }
     }
 
@@ -239,6 +243,12 @@ impl Framing {
     /// The stream offset where the current (or refused) head begins.
     pub fn head_start(&self) -> u64 {
         self.head_start
+    }
+
+    /// The stream offset where the current head opened: the first empty line before it, if
+    /// any, else its first byte. A head's time counts from there.
+    pub fn opened_at(&self) -> u64 {
+        self.opened_at
     }
 
     /// True while a head has begun (its first byte, or an empty line before it, came) and
@@ -300,9 +310,11 @@ impl Framing {
                     if self.head.is_empty() {
                         // empty lines before a request line are skipped, as httparse does, but
                         // they open a head: a clock runs from them (a client sending one line
-                        // break and nothing more would otherwise hold the connection). The
-                        // request line's first byte moves the head's start, and its clock
-                        // starts afresh then (see `Guarded::time_head`)
+                        // break and nothing more would otherwise hold the connection), and
+                        // goes on when the request line comes
+                        if !self.opened {
+                            self.opened_at = at + u64::try_from(i).unwrap_or(u64::MAX);
+                        }
                         while data.get(i).is_some_and(|b| *b == b'\r' || *b == b'\n') {
                             i += 1;
                             self.opened = true;
@@ -467,8 +479,8 @@ pub struct Guarded<S> {
     eof: bool,
     /// The only clock on a head's bytes: hyper's header timer is off (it could not run out
     /// on bytes the guard holds anyway, and cost a timer per request), so the guard times
-    /// each head itself, from its first byte (or from empty lines before it, until that
-    /// byte comes). `timed_head` is the stream offset of the head being timed.
+    /// each head itself, from its first byte or from the first empty line before it.
+    /// `timed_head` is the stream offset where the timed head opened.
     head_timeout: Duration,
     head_deadline: Option<Pin<Box<tokio::time::Sleep>>>,
     timed_head: u64,
@@ -498,13 +510,11 @@ impl<S> Guarded<S> {
         }
     }
 
-    /// Starts a head's clock at its first held byte, stops it once the head is complete, and
-    /// starts it afresh for the next head (pipelined heads each get the whole time). Empty
-    /// lines before a request line start a clock too; the request line's first byte, a new
-    /// head start, restarts it: from the first empty line a head may take up to twice the
-    /// timeout, never longer.
+    /// Starts a head's clock when it opens (its first byte, or an empty line before it),
+    /// stops it once the head is complete, and starts it afresh for the next head
+    /// (pipelined heads each get the whole time).
     fn time_head(&mut self) {
-        let start = self.framing.head_start();
+        let start = self.framing.opened_at();
         if !self.framing.head_open() {
             self.head_deadline = None;
         } else if self.head_deadline.is_none() || self.timed_head != start {
@@ -773,10 +783,22 @@ mod tests {
         assert!(!f.head_open());
         assert_eq!(f.feed(b"\r\n"), None);
         assert!(f.head_open(), "a line break alone starts the head's clock");
-        assert_eq!(f.feed(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"), None);
+        assert_eq!(f.feed(b"\r\nGET / HTTP/1.1\r\nHo"), None);
+        assert_eq!(
+            f.opened_at(),
+            0,
+            "the request line does not restart the clock"
+        );
+        assert_eq!(f.head_start(), 4);
+        assert_eq!(f.feed(b"st: a\r\n\r\n"), None);
         assert!(!f.head_open());
         assert_eq!(f.feed(b"GET / HTTP/1.1\r\nHo"), None);
         assert!(f.head_open());
+        assert_eq!(
+            f.opened_at(),
+            31,
+            "the next head opens at its own first byte"
+        );
     }
 
     #[test]
@@ -992,6 +1014,26 @@ mod hyper_tests {
             }
             assert_eq!(out.matches("HTTP/1.1 200").count(), 3, "{pipe}: {out}");
         }
+    }
+
+    /// A head's clock runs from the empty line before it: its request line, coming later,
+    /// does not start it afresh (which let such a head take twice the timeout).
+    #[tokio::test(start_paused = true)]
+    async fn the_head_clock_runs_from_an_empty_line_before_it() {
+        let (mut client, server) = tokio::io::duplex(64 * 1024);
+        let timeout = std::time::Duration::from_secs(5);
+        let mut g = Guarded::new(server, Framing::new(16384, 100), timeout, Box::new(|| {}));
+        let mut buf = vec![0u8; 4096];
+        client.write_all(b"\r\n").await.unwrap();
+        // the line break goes through (hyper skips it), and the clock starts
+        assert_eq!(g.read(&mut buf).await.unwrap(), 2);
+        let wait = std::time::Duration::from_secs(3);
+        assert!(tokio::time::timeout(wait, g.read(&mut buf)).await.is_err());
+        client.write_all(b"GET / HTTP/1.1\r\nHo").await.unwrap();
+        // 3 s gone: the connection ends 2 s later, not 5 (the paused clock jumps to
+        // whichever comes first, so this cannot pass by chance)
+        let read = tokio::time::timeout(wait, g.read(&mut buf)).await;
+        assert!(matches!(read, Ok(Ok(0))), "{read:?}");
     }
 
     /// A head split across reads is held in the guard's buffer; once it has gone to hyper
