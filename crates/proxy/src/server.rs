@@ -5,15 +5,18 @@ use crate::acme::{Acme, AcmeOptions};
 use crate::backend::Backends;
 use crate::balance::{Balance, Handoff, Open, Placed};
 use crate::guard::{Framing, Guarded};
-use crate::http::{handle, Client};
+use crate::http::{handle, Body, Client};
+use crate::idle::Tracked;
 use crate::metrics::Global;
 use crate::table::{read_routes, Table};
 use crate::tls::Certs;
 use crate::Error;
 use arc_swap::ArcSwap;
 use hyper::service::service_fn;
+use hyper::Response;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use std::collections::{HashMap, HashSet};
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering::Relaxed;
@@ -712,19 +715,20 @@ fn builder(shared: &Shared) -> hyper_util::server::conn::auto::Builder<TokioExec
     b
 }
 
-/// `answer`, with the connection's activity recorded when the request starts and when its
-/// answer is ready: an HTTP/1 connection's idle time counts from then (a slow backend's
-/// answer does not eat it), not from the request's start.
-fn active<F: std::future::Future>(
+/// `answer`, with its request in flight on the connection from now to the answer's last
+/// byte: a connection's idle time counts from then (a slow backend, a long download or a
+/// stream of events does not eat it, nor get it closed), not from the request's start.
+fn in_flight<F>(
     seen: &crate::idle::Activity,
     answer: F,
-) -> impl std::future::Future<Output = F::Output> {
-    seen.touch();
-    let seen = seen.clone();
+) -> impl std::future::Future<Output = Result<Response<Tracked<Body>>, Infallible>>
+where
+    F: std::future::Future<Output = Result<Response<Body>, Infallible>>,
+{
+    let flight = seen.begin();
     async move {
         let out = answer.await;
-        seen.touch();
-        out
+        out.map(|r| r.map(|body| Tracked::new(body, flight)))
     }
 }
 
@@ -809,15 +813,17 @@ async fn serve_conn(
             if alpn.as_deref() == Some(b"h2") {
                 let s = Arc::clone(shared);
                 // an HTTP/2 connection answers pings for ever: its idle time is the time
-                // since its last request
+                // with no stream in flight
                 let activity = crate::idle::Activity::new();
                 let seen = activity.clone();
                 let svc = service_fn(move |req| {
-                    seen.touch();
                     // boxed: hyper spawns each stream, and moving a 2.9 KB future into its task
                     // (and through hyper's stream wrapper) cost more than one allocation: CPU
                     // per request 26.0 -> 24.5 us, medians of five alternated h2load runs
-                    Box::pin(handle(Arc::clone(&s), backends.clone(), client, req))
+                    in_flight(
+                        &seen,
+                        Box::pin(handle(Arc::clone(&s), backends.clone(), client, req)),
+                    )
                 });
                 // HTTP/2 only: `serve_connection_with_upgrades` would ignore `http2_only` and
                 // serve HTTP/1 bytes sent after ALPN h2, beside the framing guard
@@ -834,7 +840,7 @@ async fn serve_conn(
 }
 
 /// Serves an HTTP/1 connection (plain, or TLS without h2) behind the framing guard, closed
-/// once it has had no new request for `header_read_timeout`.
+/// once it has had no request in flight and no new one for `header_read_timeout`.
 async fn serve_http1<S>(
     b: &hyper_util::server::conn::auto::Builder<TokioExecutor>,
     stream: S,
@@ -849,11 +855,11 @@ async fn serve_http1<S>(
     let activity = crate::idle::Activity::new();
     let seen = activity.clone();
     let svc = service_fn(move |req| {
-        // boxed, as on HTTP/2: `active`'s future would hold `handle`'s (2.9 KB in a debug
-        // build) inline, and it is moved whole into `active` and again into hyper's
+        // boxed, as on HTTP/2: `in_flight`'s future would hold `handle`'s (2.9 KB in a
+        // debug build) inline, and it is moved whole into `in_flight` and again into hyper's
         // dispatcher: one allocation costs less (callgrind, bench/proxy/instructions.sh:
         // 30,189 -> 29,538 instructions per request)
-        active(
+        in_flight(
             &seen,
             Box::pin(handle(Arc::clone(&s), backends.clone(), client, req)),
         )

@@ -22,7 +22,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 /// A backend on port 0: answers with the request it saw (method, path, selected headers,
-/// body length), echoes bytes after a WebSocket-style upgrade, counts requests.
+/// body length), echoes bytes after a WebSocket-style upgrade, counts requests. `/slow`
+/// answers after 3 s; `/drip` answers at once, then sends its body in four parts 0.8 s apart.
 struct Backend {
     addr: SocketAddr,
     hits: Arc<AtomicUsize>,
@@ -62,7 +63,7 @@ async fn backend_on(listener: TcpListener) -> Backend {
                                     .status(101)
                                     .header("connection", "upgrade")
                                     .header("upgrade", "websocket")
-                                    .body(Full::new(Bytes::new()))
+                                    .body(full(Bytes::new()))
                                     .unwrap(),
                             );
                         }
@@ -87,7 +88,10 @@ async fn backend_on(listener: TcpListener) -> Backend {
                         if text.contains("/slow") {
                             tokio::time::sleep(Duration::from_secs(3)).await;
                         }
-                        Ok(Response::new(Full::new(Bytes::from(text))))
+                        if text.contains("/drip") {
+                            return Ok(Response::new(drip()));
+                        }
+                        Ok(Response::new(full(Bytes::from(text))))
                     }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
@@ -98,6 +102,26 @@ async fn backend_on(listener: TcpListener) -> Backend {
         }
     });
     Backend { addr, hits, task }
+}
+
+type TestBody = http_body_util::combinators::BoxBody<Bytes, hyper::Error>;
+
+fn full(bytes: Bytes) -> TestBody {
+    Full::new(bytes).map_err(|never| match never {}).boxed()
+}
+
+/// A body of four parts, "drip\n" each, sent 0.8 s apart.
+fn drip() -> TestBody {
+    let (mut tx, body) = http_body_util::channel::Channel::new(1);
+    tokio::spawn(async move {
+        for _ in 0..4 {
+            if tx.send_data(Bytes::from_static(b"drip\n")).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(800)).await;
+        }
+    });
+    body.boxed()
 }
 
 /// The size of the backend's `/big` answer: many times the proxy's backend read buffer.
@@ -509,6 +533,72 @@ async fn an_idle_http2_connection_is_closed_with_goaway() {
     assert!(!conn.is_finished(), "closed while in use");
     let closed = tokio::time::timeout(Duration::from_secs(10), conn).await;
     assert!(closed.is_ok(), "an idle HTTP/2 connection stayed open");
+    p.shutdown().await;
+}
+
+/// A request longer than the idle time (here a body dripping for 3.2 s) keeps its
+/// connection: the idle time counts from the answer's last byte, and the next request on the
+/// same connection is served, over HTTP/1.1 (idle time `header_read_timeout`, 2 s here) and
+/// HTTP/2 (`idle_timeout`, 1 s here).
+#[tokio::test]
+async fn a_long_answer_keeps_its_connection_past_the_idle_time() {
+    let b = backend().await;
+    let e = env();
+    let (c, _) = one_tls_site(&e, b.addr);
+    let mut o = options(&e);
+    o.idle_timeout = Duration::from_secs(1);
+    let p = Proxy::start(o).await.unwrap();
+
+    let https = p.https_addr.unwrap();
+    let mut s = tls_connect(https, "a.test", &[Path::new(&c)], &[b"http/1.1"]).await;
+    s.write_all(b"GET /drip HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        .await
+        .unwrap();
+    let mut first = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !first.ends_with(b"0\r\n\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            n > 0,
+            "closed during the answer: {}",
+            String::from_utf8_lossy(&first)
+        );
+        first.extend_from_slice(&buf[..n]);
+    }
+    let first = String::from_utf8_lossy(&first);
+    assert_eq!(first.matches("drip").count(), 4, "{first}");
+    s.write_all(b"GET /again HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut second = String::new();
+    s.read_to_string(&mut second).await.unwrap();
+    assert_eq!(status(&second), 200, "HTTP/1.1: {second}");
+    assert!(second.contains("GET /again"), "{second}");
+
+    let tls = tls_connect(https, "a.test", &[Path::new(&c)], &[b"h2"]).await;
+    let (mut send, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let get = |path: &str| {
+        Request::builder()
+            .uri(format!("https://a.test{path}"))
+            .body(Full::new(Bytes::new()))
+            .unwrap()
+    };
+    let r = send.send_request(get("/drip")).await.unwrap();
+    let body = r.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body.as_ref(), b"drip\n".repeat(4).as_slice());
+    let r = send.send_request(get("/again")).await;
+    assert_eq!(
+        r.map(|r| r.status()).ok(),
+        Some(hyper::StatusCode::OK),
+        "HTTP/2"
+    );
     p.shutdown().await;
 }
 
