@@ -28,6 +28,7 @@ pub mod net;
 pub mod origin;
 mod pages;
 mod per_client;
+mod send_timeout;
 pub mod server;
 pub mod table;
 pub mod tls;

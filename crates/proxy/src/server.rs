@@ -8,6 +8,7 @@ use crate::guard::{Framing, Guarded};
 use crate::http::{handle, Body, Client};
 use crate::idle::Tracked;
 use crate::metrics::Global;
+use crate::send_timeout::SendTimeout;
 use crate::table::{read_routes, Table};
 use crate::tls::Certs;
 use crate::Error;
@@ -38,17 +39,20 @@ pub struct Options {
     pub public_http_port: Option<u16>,
     pub public_https_port: Option<u16>,
     /// Time to read a request head (from its first byte, or an empty line before it), and
-    /// the longest an HTTP/1 connection stays open with no new request (counted from the
-    /// last answer's head: a connection whose answer's body takes longer to send is closed
-    /// once it is sent).
+    /// the longest an HTTP/1 connection stays open with nothing in flight and no new
+    /// request (counted from the last answer's last byte).
     pub header_read_timeout: Duration,
     pub tls_handshake_timeout: Duration,
     /// Time for a backend to send its response head.
     pub backend_timeout: Duration,
     /// A WebSocket (or any upgraded connection) with no byte either way for this long is
-    /// closed; an HTTP/2 connection with no new request for this long is told to go away
-    /// (GOAWAY: what is in flight finishes). Keep-alive pings do not count.
+    /// closed; an HTTP/2 connection with no stream in flight and no new one for this long is
+    /// told to go away (GOAWAY). Keep-alive pings do not count.
     pub idle_timeout: Duration,
+    /// A client that takes no byte of what it is sent for this long is cut off (a slow
+    /// reader would otherwise hold its connection, and the backend connection feeding it,
+    /// for ever: the "slow read" attack). nginx's `send_timeout`, and its default.
+    pub send_timeout: Duration,
     /// Largest request head in bytes (beyond: 431).
     pub max_header_bytes: usize,
     /// Default body limit (a site's `max_body_mb` wins), in bytes.
@@ -82,6 +86,7 @@ impl Options {
             tls_handshake_timeout: Duration::from_secs(10),
             backend_timeout: Duration::from_secs(60),
             idle_timeout: Duration::from_secs(600),
+            send_timeout: Duration::from_secs(60),
             max_header_bytes: 16 * 1024,
             default_max_body: 64 * 1024 * 1024,
             max_connections: 20_000,
@@ -787,6 +792,7 @@ async fn serve_conn(
     mut stop: watch::Receiver<bool>,
 ) {
     let b = builder(shared);
+    let stream = SendTimeout::new(stream, shared.options.send_timeout);
     match tls {
         None => {
             let client = Client { addr, tls: false };

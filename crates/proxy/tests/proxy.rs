@@ -23,7 +23,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 /// A backend on port 0: answers with the request it saw (method, path, selected headers,
 /// body length), echoes bytes after a WebSocket-style upgrade, counts requests. `/slow`
-/// answers after 3 s; `/drip` answers at once, then sends its body in four parts 0.8 s apart.
+/// answers after 3 s; `/big` and `/huge` add 1 and 16 MB; `/drip` answers at once, then sends its body in four parts 0.8 s apart.
 struct Backend {
     addr: SocketAddr,
     hits: Arc<AtomicUsize>,
@@ -85,6 +85,9 @@ async fn backend_on(listener: TcpListener) -> Backend {
                         if text.contains("/big") {
                             text.push_str(&"x".repeat(BIG));
                         }
+                        if text.contains("/huge") {
+                            text.push_str(&"x".repeat(HUGE));
+                        }
                         if text.contains("/slow") {
                             tokio::time::sleep(Duration::from_secs(3)).await;
                         }
@@ -126,6 +129,9 @@ fn drip() -> TestBody {
 
 /// The size of the backend's `/big` answer: many times the proxy's backend read buffer.
 const BIG: usize = 1 << 20;
+/// The size of the backend's `/huge` answer: more than a client's socket buffers and the
+/// proxy's can hold (4 MB at most each way here: net.ipv4.tcp_wmem).
+const HUGE: usize = 16 << 20;
 
 async fn backend() -> Backend {
     backend_on(TcpListener::bind("127.0.0.1:0").await.unwrap()).await
@@ -789,6 +795,54 @@ async fn backend_down_then_back() {
     let r = get(http, "a.test", "/slow", "").await;
     assert_eq!(status(&r), 504, "{r}");
     drop(again);
+    p.shutdown().await;
+}
+
+/// A client that asks for a large answer and then takes nothing (the "slow read" attack) is
+/// cut off once `send_timeout` has passed with nothing taken; the proxy then stops reading
+/// the backend's answer. A client as slow that keeps taking bytes is served to the end.
+#[tokio::test]
+async fn a_client_that_stops_reading_is_cut_off_after_the_send_timeout() {
+    let b = backend().await;
+    let e = env();
+    one_site(&e, b.addr);
+    let mut o = options(&e);
+    o.send_timeout = Duration::from_secs(1);
+    let p = Proxy::start(o).await.unwrap();
+    let http = p.http_addr.unwrap();
+    // a small receive buffer, so that the proxy's writes wait soon
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    let mut s = sock.connect(http).await.unwrap();
+    s.write_all(b"GET /huge HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut got = Vec::new();
+    let end = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut got)).await;
+    assert!(end.is_ok(), "still open");
+    assert!(
+        got.len() < HUGE,
+        "the whole answer came ({} bytes): the client was not cut off",
+        got.len()
+    );
+    // reading steadily but slowly (a 4 KB buffer, a read every 2 ms) gets the whole answer
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    let mut s = sock.connect(http).await.unwrap();
+    s.write_all(b"GET /big HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    assert!(got.len() > BIG, "a slow reader got {} bytes", got.len());
     p.shutdown().await;
 }
 
