@@ -7,8 +7,9 @@
 //! `send_timeout` and HAProxy's `timeout client` close such a client; so does this, below
 //! TLS and HTTP, so that every protocol served on the connection has it.
 //!
-//! Nothing is armed while writes go through: a clock starts only when a write has to wait,
-//! and is stopped (left as it is) by the next write that goes through.
+//! Nothing is armed while writes go through: a [`StallClock`] starts only when a write has
+//! to wait, and is stopped (left as it is) by the next write that goes through. The framing
+//! guard times the reads of a request's body with one too (`body_read_timeout`).
 
 use std::future::Future;
 use std::io;
@@ -18,31 +19,32 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
-pub(crate) struct SendTimeout<S> {
-    inner: S,
+/// The time an operation has been waiting with no progress: started by the first wait,
+/// stopped by progress, run out once one wait has lasted `limit`.
+pub(crate) struct StallClock {
     limit: Duration,
-    /// Running while a write waits; reset, not reallocated, for the next wait.
+    /// Running while the operation waits; reset, not reallocated, for the next wait.
     clock: Option<Pin<Box<Sleep>>>,
     waiting: bool,
 }
 
-impl<S> SendTimeout<S> {
-    pub(crate) fn new(inner: S, limit: Duration) -> Self {
-        SendTimeout {
-            inner,
+impl StallClock {
+    pub(crate) fn new(limit: Duration) -> Self {
+        StallClock {
             limit,
             clock: None,
             waiting: false,
         }
     }
 
-    /// What a write that went (`Ready`) or waits (`Pending`) becomes: a wait longer than
-    /// the limit, counted from its start, is an error.
-    fn judge<T>(&mut self, cx: &mut Context<'_>, poll: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
-        if poll.is_ready() {
-            self.waiting = false;
-            return poll;
-        }
+    /// The operation made progress: the next wait starts a new count.
+    pub(crate) fn progressed(&mut self) {
+        self.waiting = false;
+    }
+
+    /// The operation waits: true once this wait has lasted the limit (else `cx` is woken
+    /// when it has).
+    pub(crate) fn waits(&mut self, cx: &mut Context<'_>) -> bool {
         let deadline = Instant::now() + self.limit;
         let clock = match self.clock.as_mut() {
             Some(clock) if self.waiting => clock,
@@ -55,12 +57,37 @@ impl<S> SendTimeout<S> {
                 .insert(Box::pin(tokio::time::sleep_until(deadline))),
         };
         self.waiting = true;
-        match clock.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+        clock.as_mut().poll(cx).is_ready()
+    }
+}
+
+/// A client's stream whose writes fail once one has waited `limit` (see the module).
+pub(crate) struct SendTimeout<S> {
+    inner: S,
+    clock: StallClock,
+}
+
+impl<S> SendTimeout<S> {
+    pub(crate) fn new(inner: S, limit: Duration) -> Self {
+        SendTimeout {
+            inner,
+            clock: StallClock::new(limit),
+        }
+    }
+
+    /// What a write that went (`Ready`) or waits (`Pending`) becomes: a wait longer than
+    /// the limit, counted from its start, is an error.
+    fn judge<T>(&mut self, cx: &mut Context<'_>, poll: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        if poll.is_ready() {
+            self.clock.progressed();
+            poll
+        } else if self.clock.waits(cx) {
+            Poll::Ready(Err(io::Error::new(
                 io::ErrorKind::TimedOut,
                 "the client took nothing for the send timeout",
-            ))),
-            Poll::Pending => Poll::Pending,
+            )))
+        } else {
+            Poll::Pending
         }
     }
 }

@@ -4,7 +4,7 @@
 use crate::acme::{Acme, AcmeOptions};
 use crate::backend::Backends;
 use crate::balance::{Balance, Handoff, Open, Placed};
-use crate::guard::{Framing, Guarded};
+use crate::guard::{Clocks, Framing, Guarded};
 use crate::http::{handle, Body, Client};
 use crate::idle::Tracked;
 use crate::metrics::Global;
@@ -42,6 +42,10 @@ pub struct Options {
     /// the longest an HTTP/1 connection stays open with nothing in flight and no new
     /// request (counted from the last answer's last byte).
     pub header_read_timeout: Duration,
+    /// The longest a read of an HTTP/1 request's body may wait for a byte (nginx's
+    /// `client_body_timeout`, and its default): past it the connection ends (the "slow
+    /// POST" attack would otherwise hold it, and a backend connection, for ever).
+    pub body_read_timeout: Duration,
     pub tls_handshake_timeout: Duration,
     /// Time for a backend to send its response head.
     pub backend_timeout: Duration,
@@ -83,6 +87,7 @@ impl Options {
             public_http_port: None,
             public_https_port: None,
             header_read_timeout: Duration::from_secs(15),
+            body_read_timeout: Duration::from_secs(60),
             tls_handshake_timeout: Duration::from_secs(10),
             backend_timeout: Duration::from_secs(60),
             idle_timeout: Duration::from_secs(600),
@@ -770,13 +775,11 @@ fn guard<S>(stream: S, shared: &Arc<Shared>) -> Guarded<S> {
     let on_refuse = Box::new(move || {
         s.global.bad_requests.fetch_add(1, Relaxed);
     });
-    let head_timeout = shared.options.header_read_timeout;
-    Guarded::new(
-        stream,
-        Framing::new(limit, MAX_HEADERS),
-        head_timeout,
-        on_refuse,
-    )
+    let clocks = Clocks {
+        head: shared.options.header_read_timeout,
+        body: shared.options.body_read_timeout,
+    };
+    Guarded::new(stream, Framing::new(limit, MAX_HEADERS), clocks, on_refuse)
 }
 
 const MAX_HEADERS: usize = 100;

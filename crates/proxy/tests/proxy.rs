@@ -846,6 +846,47 @@ async fn a_client_that_stops_reading_is_cut_off_after_the_send_timeout() {
     p.shutdown().await;
 }
 
+/// A client that announces a body and stops sending it (the "slow POST" attack) is cut off
+/// once a read of the body has waited `body_read_timeout`; one that sends it in time, even
+/// in pieces, is served.
+#[tokio::test]
+async fn a_client_that_stops_sending_its_body_is_cut_off() {
+    let b = backend().await;
+    let e = env();
+    one_site(&e, b.addr);
+    let mut o = options(&e);
+    o.body_read_timeout = Duration::from_secs(1);
+    // the backend waits for the whole body before answering: its timeout must not be what
+    // ends the first connection
+    o.backend_timeout = Duration::from_secs(30);
+    let p = Proxy::start(o).await.unwrap();
+    let http = p.http_addr.unwrap();
+    let head =
+        b"POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length: 20\r\nConnection: close\r\n\r\n";
+
+    let mut s = TcpStream::connect(http).await.unwrap();
+    s.write_all(head).await.unwrap();
+    s.write_all(b"0123456789").await.unwrap();
+    let mut got = Vec::new();
+    let end = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut got)).await;
+    assert!(
+        end.is_ok(),
+        "a body that stopped coming held its connection"
+    );
+
+    let mut s = TcpStream::connect(http).await.unwrap();
+    s.write_all(head).await.unwrap();
+    for part in [&b"0123456789"[..], b"abcdefghij"] {
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        s.write_all(part).await.unwrap();
+    }
+    let mut got = String::new();
+    s.read_to_string(&mut got).await.unwrap();
+    assert_eq!(status(&got), 200, "{got}");
+    assert!(got.contains("body: 20"), "{got}");
+    p.shutdown().await;
+}
+
 #[tokio::test]
 async fn limits_431_413_and_slow_clients() {
     let (_e, b, p) = basic().await;
