@@ -26,6 +26,7 @@ mod wire;
 pub(crate) use wire::{connection_tokens, named_by_connection, HOP_BY_HOP};
 
 use crate::http::{full, Body, BoxError};
+use crate::send_timeout::StallClock;
 use bytes::{Buf, Bytes, BytesMut};
 use hyper::body::{Frame, Incoming, SizeHint};
 use hyper::client::conn::http1::{self, SendRequest};
@@ -78,6 +79,8 @@ pub enum Error {
     },
     #[error("{backend} closed the connection before its answer's head")]
     Closed { backend: String },
+    #[error("{backend} did not answer within the backend timeout")]
+    Timeout { backend: String },
     #[error("{backend} answered something pic2 cannot forward safely: {source}")]
     Malformed { backend: String, source: Malformed },
     /// The client's body failed: cut short, or over the site's limit (413).
@@ -133,11 +136,16 @@ impl Backends {
     ///
     /// The head is written before the future is made: the request's headers and the
     /// caller's writer are gone by its first wait, and not part of every request's future.
+    ///
+    /// `waiting`, the backend timeout, bounds every wait on the backend: for its answer's
+    /// head once the request is sent whole, for the next byte of a request's body it takes
+    /// (an upload on a slow link may take longer in all) and of its answer's body.
     pub fn send<'a>(
         &'a self,
         backend: &'a Arc<str>,
         req: Request<Body>,
         more_headers: impl FnOnce(&mut Vec<u8>),
+        waiting: Duration,
     ) -> impl std::future::Future<Output = Result<Response<Body>, Error>> + Send + 'a {
         let (parts, body) = req.into_parts();
         let framing = request_framing(&parts, &body);
@@ -151,7 +159,7 @@ impl Backends {
             more_headers,
             framing,
         );
-        self.send_head(backend, parts.method, head, body, framing)
+        self.send_head(backend, parts.method, head, body, (framing, waiting))
     }
 
     async fn send_head(
@@ -160,31 +168,56 @@ impl Backends {
         method: Method,
         head: Vec<u8>,
         body: Body,
-        framing: RequestBody,
+        (framing, waiting): (RequestBody, Duration),
     ) -> Result<Response<Body>, Error> {
         if !framing.is_empty() {
-            // sent once: its body is read as it goes
-            let (mut conn, _) = self.take_or_connect(backend, true).await?;
+            // sent once: its body is read as it goes. Boxed: the less usual path, which
+            // would make every request's future larger
             let upload = Upload::new(head.into(), body, framing);
-            // boxed: the less usual path, which would make every request's future larger
-            let (answer, upload) = Box::pin(conn.exchange_with_body(upload, &method))
-                .await
-                .map_err(|f| f.cause.with(backend))?;
-            return Ok(self.answer(backend, conn, answer, Some(upload)));
+            return Box::pin(self.send_with_body(backend, &method, upload, waiting)).await;
         }
-        // No body: sent again once, on a fresh connection, when a reused one gave nothing
-        // back (the backend closed it as the request left) and the method is idempotent.
+        let answered = self
+            .timers
+            .timeout(waiting, self.send_without_body(backend, &method, &head))
+            .await;
+        let (conn, answer) = answered.unwrap_or_else(|_| Err(Cause::Timeout.with(backend)))?;
+        Ok(self.answer(backend, conn, answer, None, waiting))
+    }
+
+    /// Sent again once, on a fresh connection, when a reused one gave nothing back (the
+    /// backend closed it as the request left) and the method is idempotent.
+    async fn send_without_body(
+        &self,
+        backend: &Arc<str>,
+        method: &Method,
+        head: &[u8],
+    ) -> Result<(Conn, ResponseHead), Error> {
         let mut pooled = true;
         loop {
             let (mut conn, reused) = self.take_or_connect(backend, pooled).await?;
-            match conn.exchange(&head, &method).await {
-                Ok(answer) => return Ok(self.answer(backend, conn, answer, None)),
+            match conn.exchange(head, method).await {
+                Ok(answer) => return Ok((conn, answer)),
                 Err(f) if f.nothing_back && reused && method.is_idempotent() => {
                     pooled = false;
                 }
                 Err(f) => return Err(f.cause.with(backend)),
             }
         }
+    }
+
+    async fn send_with_body(
+        &self,
+        backend: &Arc<str>,
+        method: &Method,
+        upload: Upload,
+        waiting: Duration,
+    ) -> Result<Response<Body>, Error> {
+        let (mut conn, _) = self.take_or_connect(backend, true).await?;
+        let (answer, upload) = conn
+            .exchange_with_body(upload, method, waiting)
+            .await
+            .map_err(|f| f.cause.with(backend))?;
+        Ok(self.answer(backend, conn, answer, Some(upload), waiting))
     }
 
     /// The response for the client: its body reads the rest of the answer (and sends the
@@ -196,6 +229,7 @@ impl Backends {
         conn: Conn,
         head: ResponseHead,
         upload: Option<Upload>,
+        waiting: Duration,
     ) -> Response<Body> {
         let home = head.reusable.then(|| Home {
             pools: self.clone(),
@@ -212,6 +246,7 @@ impl Backends {
             reading,
             upload,
             home,
+            stall: StallClock::new(waiting),
         };
         let body = if answer.reading == Reading::Done {
             answer.finish();
@@ -360,6 +395,7 @@ struct Failed {
 enum Cause {
     Io(std::io::Error),
     Closed,
+    Timeout,
     Malformed(Malformed),
     RequestBody(BoxError),
 }
@@ -370,6 +406,7 @@ impl Cause {
         match self {
             Cause::Io(source) => Error::Io { backend, source },
             Cause::Closed => Error::Closed { backend },
+            Cause::Timeout => Error::Timeout { backend },
             Cause::Malformed(source) => Error::Malformed { backend, source },
             Cause::RequestBody(source) => Error::RequestBody { source },
         }
@@ -396,21 +433,47 @@ impl Conn {
     /// Sends the request and its body while the answer's head is awaited: a backend may
     /// answer before it has read it all (a 401 or 413 to an upload, or an echo that streams
     /// back as it reads). What is left of the body then goes on with the answer's body.
+    ///
+    /// `waiting` counts from the last byte the backend took, not from the request's start:
+    /// an upload on a slow link may take longer than that in all, and the backend then has
+    /// the whole time to answer once it is sent. The timer goes off early when bytes went
+    /// meanwhile and is moved on then (lazily: not reset at every write).
     async fn exchange_with_body(
         &mut self,
         mut upload: Upload,
         method: &Method,
+        waiting: Duration,
     ) -> Result<(ResponseHead, Upload), Failed> {
         let mut nothing_back = true;
+        let mut last_taken = tokio::time::Instant::now();
+        let late = tokio::time::sleep(waiting);
+        tokio::pin!(late);
         let head = poll_fn(|cx| {
-            if let Err(cause) = upload.poll_send(&mut self.stream, cx) {
+            match upload.poll_send(&mut self.stream, cx) {
+                Ok(true) => last_taken = tokio::time::Instant::now(),
+                Ok(false) => {}
                 // the client's body failed (cut short, over the site's limit): no answer
-                return Poll::Ready(Err(Failed {
-                    cause,
-                    nothing_back,
-                }));
+                Err(cause) => {
+                    return Poll::Ready(Err(Failed {
+                        cause,
+                        nothing_back,
+                    }))
+                }
             }
-            self.poll_head(method, &mut nothing_back, cx)
+            if let Poll::Ready(head) = self.poll_head(method, &mut nothing_back, cx) {
+                return Poll::Ready(head);
+            }
+            while std::future::Future::poll(late.as_mut(), cx).is_ready() {
+                let due = last_taken + waiting;
+                if tokio::time::Instant::now() >= due {
+                    return Poll::Ready(Err(Failed {
+                        cause: Cause::Timeout,
+                        nothing_back,
+                    }));
+                }
+                late.as_mut().reset(due);
+            }
+            Poll::Pending
         })
         .await?;
         Ok((head, upload))
@@ -499,19 +562,24 @@ impl Upload {
         self.state == UploadState::Whole
     }
 
-    /// Writes what the socket takes now; never the only thing a caller waits on. An error is
-    /// the client's body failing; the backend not reading any more only ends the upload.
-    fn poll_send(&mut self, stream: &mut TcpStream, cx: &mut Context<'_>) -> Result<(), Cause> {
+    /// Writes what the socket takes now; never the only thing a caller waits on. True when
+    /// the backend took bytes. An error is the client's body failing; the backend not
+    /// reading any more only ends the upload.
+    fn poll_send(&mut self, stream: &mut TcpStream, cx: &mut Context<'_>) -> Result<bool, Cause> {
+        let mut taken = false;
         loop {
             if self.state != UploadState::Sending {
-                return Ok(());
+                return Ok(taken);
             }
             if !self.out.is_empty() {
                 let slices: Vec<IoSlice<'_>> =
                     self.out.iter().take(4).map(|b| IoSlice::new(b)).collect();
                 match Pin::new(&mut *stream).poll_write_vectored(cx, &slices) {
-                    Poll::Pending => return Ok(()),
-                    Poll::Ready(Ok(n)) if n > 0 => self.consume(n),
+                    Poll::Pending => return Ok(taken),
+                    Poll::Ready(Ok(n)) if n > 0 => {
+                        self.consume(n);
+                        taken = true;
+                    }
                     Poll::Ready(_) => self.abandon(),
                 }
                 continue;
@@ -521,7 +589,7 @@ impl Upload {
                 continue;
             }
             match hyper::body::Body::poll_frame(Pin::new(&mut self.body), cx) {
-                Poll::Pending => return Ok(()),
+                Poll::Pending => return Ok(taken),
                 Poll::Ready(Some(Ok(frame))) => {
                     // trailers are not forwarded to HTTP/1 backends
                     if let Ok(data) = frame.into_data() {
@@ -622,6 +690,9 @@ struct Answer {
     /// What is left to send of a request's body, sent as the answer is read.
     upload: Option<Upload>,
     home: Option<Home>,
+    /// A read that waits the backend timeout for a byte fails the answer (a backend that
+    /// stops in the middle of it would otherwise hold the client for ever).
+    stall: StallClock,
 }
 
 impl Answer {
@@ -700,7 +771,17 @@ impl hyper::body::Body for Answer {
             };
             make_room(&mut conn.buf, want);
             let read = tokio_util::io::poll_read_buf(Pin::new(&mut conn.stream), cx, &mut conn.buf);
-            match ready!(read) {
+            let read = match read {
+                Poll::Pending if this.stall.waits(cx) => {
+                    return this.fail("the backend sent nothing for the backend timeout")
+                }
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(read) => {
+                    this.stall.progressed();
+                    read
+                }
+            };
+            match read {
                 Ok(0) if this.reading == Reading::UntilClose => {
                     this.conn = None;
                     this.reading = Reading::Done;

@@ -349,14 +349,20 @@ async fn forward(
         let sent = backends
             .timers
             .timeout(waiting, backends.send_upgrade(backend, out))
-            .await;
+            .await
+            .unwrap_or_else(|_| {
+                Err(crate::backend::Error::Timeout {
+                    backend: backend.to_string(),
+                })
+            });
         return match answered(backend, sent) {
             Ok(resp) => tunnel(shared, client_up, resp, slots),
             Err(no) => no.page(),
         };
     }
-    let sending = backends.send(backend, out, |head| forwarding.write(head));
-    let sent = backends.timers.timeout(waiting, sending).await;
+    let sent = backends
+        .send(backend, out, |head| forwarding.write(head), waiting)
+        .await;
     // the answer's hop-by-hop headers were left out as its head was read
     match answered(backend, sent) {
         Ok(resp) => resp,
@@ -568,18 +574,15 @@ impl NoAnswer {
 }
 
 /// The backend's response, or why there is none.
-fn answered<T>(
-    backend: &str,
-    sent: Result<Result<T, crate::backend::Error>, crate::deadline::Elapsed>,
-) -> Result<T, NoAnswer> {
+fn answered<T>(backend: &str, sent: Result<T, crate::backend::Error>) -> Result<T, NoAnswer> {
     match sent {
-        Err(_) => Err(NoAnswer::Timeout),
-        Ok(Err(e)) if is_body_limit(&e) => Err(NoAnswer::BodyTooLarge),
-        Ok(Err(e)) => {
+        Err(crate::backend::Error::Timeout { .. }) => Err(NoAnswer::Timeout),
+        Err(e) if is_body_limit(&e) => Err(NoAnswer::BodyTooLarge),
+        Err(e) => {
             tracing::debug!(backend, error = %e, "backend request failed");
             Err(NoAnswer::Unreachable)
         }
-        Ok(Ok(r)) => Ok(r),
+        Ok(r) => Ok(r),
     }
 }
 

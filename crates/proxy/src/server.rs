@@ -47,7 +47,9 @@ pub struct Options {
     /// POST" attack would otherwise hold it, and a backend connection, for ever).
     pub body_read_timeout: Duration,
     pub tls_handshake_timeout: Duration,
-    /// Time for a backend to send its response head.
+    /// The longest wait on a backend: for its answer's head once the request is sent
+    /// whole, for it to take the next byte of a request's body, for the next byte of its
+    /// answer's body (nginx's `proxy_read_timeout` and `proxy_send_timeout` in one).
     pub backend_timeout: Duration,
     /// A WebSocket (or any upgraded connection) with no byte either way for this long is
     /// closed; an HTTP/2 connection with no stream in flight and no new one for this long is

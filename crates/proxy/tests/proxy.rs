@@ -23,7 +23,8 @@ use tokio::net::{TcpListener, TcpStream};
 
 /// A backend on port 0: answers with the request it saw (method, path, selected headers,
 /// body length), echoes bytes after a WebSocket-style upgrade, counts requests. `/slow`
-/// answers after 3 s; `/big` and `/huge` add 1 and 16 MB; `/drip` answers at once, then sends its body in four parts 0.8 s apart.
+/// answers after 3 s; `/big` and `/huge` add 1 and 16 MB; `/stall` sends a part of its body
+/// and then nothing; `/drip` answers at once, then sends its body in four parts 0.8 s apart.
 struct Backend {
     addr: SocketAddr,
     hits: Arc<AtomicUsize>,
@@ -94,6 +95,9 @@ async fn backend_on(listener: TcpListener) -> Backend {
                         if text.contains("/drip") {
                             return Ok(Response::new(drip()));
                         }
+                        if text.contains("/stall") {
+                            return Ok(Response::new(stall()));
+                        }
                         Ok(Response::new(full(Bytes::from(text))))
                     }
                 });
@@ -123,6 +127,16 @@ fn drip() -> TestBody {
             }
             tokio::time::sleep(Duration::from_millis(800)).await;
         }
+    });
+    body.boxed()
+}
+
+/// A body that sends "part\n", then nothing for 30 s.
+fn stall() -> TestBody {
+    let (mut tx, body) = http_body_util::channel::Channel::new(1);
+    tokio::spawn(async move {
+        let _ = tx.send_data(Bytes::from_static(b"part\n")).await;
+        tokio::time::sleep(Duration::from_secs(30)).await;
     });
     body.boxed()
 }
@@ -884,6 +898,47 @@ async fn a_client_that_stops_sending_its_body_is_cut_off() {
     s.read_to_string(&mut got).await.unwrap();
     assert_eq!(status(&got), 200, "{got}");
     assert!(got.contains("body: 20"), "{got}");
+    p.shutdown().await;
+}
+
+/// The backend timeout (2 s here) bounds each wait on the backend, not the whole exchange:
+/// an upload that takes longer in all, on a slow link, is served; an answer that stops in
+/// the middle is cut off.
+#[tokio::test]
+async fn the_backend_timeout_bounds_each_wait_not_the_whole_exchange() {
+    let (_e, _b, p) = basic().await;
+    let http = p.http_addr.unwrap();
+    let mut s = TcpStream::connect(http).await.unwrap();
+    s.write_all(
+        b"POST /upload HTTP/1.1\r\nHost: a.test\r\nContent-Length: 30\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    for _ in 0..6 {
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        s.write_all(b"12345").await.unwrap();
+    }
+    let mut got = String::new();
+    s.read_to_string(&mut got).await.unwrap();
+    assert_eq!(status(&got), 200, "an upload of 3.6 s: {got}");
+    assert!(got.contains("body: 30"), "{got}");
+
+    let mut s = TcpStream::connect(http).await.unwrap();
+    s.write_all(b"GET /stall HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    let end = tokio::time::timeout(Duration::from_secs(6), s.read_to_end(&mut got)).await;
+    let got = String::from_utf8_lossy(&got);
+    assert!(
+        end.is_ok(),
+        "an answer stopped in the middle held its client: {got}"
+    );
+    assert!(got.contains("part"), "{got}");
+    assert!(
+        !got.ends_with("0\r\n\r\n"),
+        "a cut answer looked whole: {got}"
+    );
     p.shutdown().await;
 }
 
