@@ -26,7 +26,7 @@ mod wire;
 pub(crate) use wire::{connection_tokens, named_by_connection, HOP_BY_HOP};
 
 use crate::http::{full, Body, BoxError};
-use crate::send_timeout::StallClock;
+use crate::stall::StallClock;
 use bytes::{Buf, Bytes, BytesMut};
 use hyper::body::{Frame, Incoming, SizeHint};
 use hyper::client::conn::http1::{self, SendRequest};
@@ -159,7 +159,7 @@ impl Backends {
             more_headers,
             framing,
         );
-        self.send_head(backend, parts.method, head, body, (framing, waiting))
+        self.send_head(backend, parts.method, head, body, framing, waiting)
     }
 
     async fn send_head(
@@ -168,7 +168,8 @@ impl Backends {
         method: Method,
         head: Vec<u8>,
         body: Body,
-        (framing, waiting): (RequestBody, Duration),
+        framing: RequestBody,
+        waiting: Duration,
     ) -> Result<Response<Body>, Error> {
         if !framing.is_empty() {
             // sent once: its body is read as it goes. Boxed: the less usual path, which
@@ -450,8 +451,12 @@ impl Conn {
         tokio::pin!(late);
         let head = poll_fn(|cx| {
             match upload.poll_send(&mut self.stream, cx) {
-                Ok(true) => last_taken = tokio::time::Instant::now(),
-                Ok(false) => {}
+                // a wait on the client is not the backend's: its time starts when the
+                // client's bytes are there to take
+                Ok(sent) if sent.taken || sent.on_client => {
+                    last_taken = tokio::time::Instant::now();
+                }
+                Ok(_) => {}
                 // the client's body failed (cut short, over the site's limit): no answer
                 Err(cause) => {
                     return Poll::Ready(Err(Failed {
@@ -464,7 +469,10 @@ impl Conn {
                 return Poll::Ready(head);
             }
             while std::future::Future::poll(late.as_mut(), cx).is_ready() {
-                let due = last_taken + waiting;
+                // a wait too long to add up (`Duration::MAX`) never runs out
+                let Some(due) = last_taken.checked_add(waiting) else {
+                    return Poll::Pending;
+                };
                 if tokio::time::Instant::now() >= due {
                     return Poll::Ready(Err(Failed {
                         cause: Cause::Timeout,
@@ -537,6 +545,14 @@ struct Upload {
     state: UploadState,
 }
 
+/// What a turn of [`Upload::poll_send`] did: whether the backend took bytes, and whether
+/// the upload now waits on the client's body (else on the backend, or it is over).
+#[derive(Clone, Copy, Debug)]
+struct Sent {
+    taken: bool,
+    on_client: bool,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum UploadState {
     Sending,
@@ -562,20 +578,28 @@ impl Upload {
         self.state == UploadState::Whole
     }
 
-    /// Writes what the socket takes now; never the only thing a caller waits on. True when
-    /// the backend took bytes. An error is the client's body failing; the backend not
-    /// reading any more only ends the upload.
-    fn poll_send(&mut self, stream: &mut TcpStream, cx: &mut Context<'_>) -> Result<bool, Cause> {
+    /// Writes what the socket takes now; never the only thing a caller waits on. Says
+    /// whether the backend took bytes, and who the upload waits on. An error is the
+    /// client's body failing; the backend not reading any more only ends the upload.
+    fn poll_send(&mut self, stream: &mut TcpStream, cx: &mut Context<'_>) -> Result<Sent, Cause> {
         let mut taken = false;
         loop {
             if self.state != UploadState::Sending {
-                return Ok(taken);
+                return Ok(Sent {
+                    taken,
+                    on_client: false,
+                });
             }
             if !self.out.is_empty() {
                 let slices: Vec<IoSlice<'_>> =
                     self.out.iter().take(4).map(|b| IoSlice::new(b)).collect();
                 match Pin::new(&mut *stream).poll_write_vectored(cx, &slices) {
-                    Poll::Pending => return Ok(taken),
+                    Poll::Pending => {
+                        return Ok(Sent {
+                            taken,
+                            on_client: false,
+                        })
+                    }
                     Poll::Ready(Ok(n)) if n > 0 => {
                         self.consume(n);
                         taken = true;
@@ -589,7 +613,13 @@ impl Upload {
                 continue;
             }
             match hyper::body::Body::poll_frame(Pin::new(&mut self.body), cx) {
-                Poll::Pending => return Ok(taken),
+                // the client's own clock (`body_read_timeout`) times this wait
+                Poll::Pending => {
+                    return Ok(Sent {
+                        taken,
+                        on_client: true,
+                    })
+                }
                 Poll::Ready(Some(Ok(frame))) => {
                     // trailers are not forwarded to HTTP/1 backends
                     if let Ok(data) = frame.into_data() {
@@ -755,8 +785,11 @@ impl hyper::body::Body for Answer {
         let this = &mut *self;
         if let (Some(upload), Some(conn)) = (this.upload.as_mut(), this.conn.as_mut()) {
             // an error is the client's body failing after the answer began: the upload is
-            // abandoned, and the connection will not be kept
-            let _ = upload.poll_send(&mut conn.stream, cx);
+            // abandoned, and the connection will not be kept. A backend taking the body
+            // is busy with it: its answer's next byte may wait until it is all in
+            if let Ok(Sent { taken: true, .. }) = upload.poll_send(&mut conn.stream, cx) {
+                this.stall.progressed();
+            }
         }
         loop {
             if let Some(answer) = this.take_buffered() {

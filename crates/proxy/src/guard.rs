@@ -15,7 +15,6 @@
 //! cannot parse, it steps aside for the rest of the connection (hyper still reads Content-Length with Transfer-Encoding as chunked and closes
 //! the connection after that request, so nothing is smuggled there either).
 
-use crate::send_timeout::StallClock;
 use bytes::{Buf, BytesMut};
 use std::future::Future as _;
 use std::io;
@@ -258,19 +257,6 @@ impl Framing {
         self.mode == Mode::Head && (self.opened || !self.head.is_empty())
     }
 
-    /// True while a request's body is being read (its framing says more bytes belong to it).
-    pub fn body_open(&self) -> bool {
-        matches!(
-            self.mode,
-            Mode::Body(_)
-                | Mode::ChunkSize(..)
-                | Mode::ChunkExt(_)
-                | Mode::ChunkData(_)
-                | Mode::ChunkEnd(_)
-                | Mode::Trailer(_)
-        )
-    }
-
     /// How many of the last bytes fed belong to a head not complete yet.
     pub fn held(&self) -> usize {
         if self.mode == Mode::Head {
@@ -477,13 +463,6 @@ pub fn refusal_status(value: &[u8]) -> Option<u16> {
         .filter(|s| *s == 400 || *s == 431)
 }
 
-/// The time limits of a guarded connection's reads (see [`Guarded::new`]).
-#[derive(Clone, Copy, Debug)]
-pub struct Clocks {
-    pub head: Duration,
-    pub body: Duration,
-}
-
 /// A connection's stream with its [`Framing`] applied to everything read from it.
 pub struct Guarded<S> {
     inner: S,
@@ -505,19 +484,16 @@ pub struct Guarded<S> {
     head_timeout: Duration,
     head_deadline: Option<Pin<Box<tokio::time::Sleep>>>,
     timed_head: u64,
-    /// A request body's reads: one that waits `body_read_timeout` for a byte ends the
-    /// connection (a client announcing a body and sending it a byte now and then would
-    /// otherwise hold its connection and the backend's for ever: the "slow POST" attack).
-    body_clock: StallClock,
 }
 
 impl<S> Guarded<S> {
-    /// `clocks.head`: the time a head may take to arrive, from its first byte; `clocks.body`:
-    /// the longest a body's read may wait for a byte. Past either, the connection ends.
+    /// `head_timeout`: the time a head may take to arrive, from its first byte or the first
+    /// empty line before it; past it the
+    /// connection ends.
     pub fn new(
         inner: S,
         framing: Framing,
-        clocks: Clocks,
+        head_timeout: Duration,
         on_refuse: Box<dyn FnOnce() + Send>,
     ) -> Self {
         Guarded {
@@ -529,10 +505,9 @@ impl<S> Guarded<S> {
             base: 0,
             verdict: None,
             eof: false,
-            head_timeout: clocks.head,
+            head_timeout,
             head_deadline: None,
             timed_head: 0,
-            body_clock: StallClock::new(clocks.body),
         }
     }
 
@@ -563,12 +538,6 @@ impl<S> Guarded<S> {
             self.eof = true;
         }
         expired
-    }
-
-    /// A read of the client waits (`Pending`): true when it waits inside a body and has
-    /// waited too long.
-    fn body_timed_out(&mut self, cx: &mut Context<'_>) -> bool {
-        self.framing.body_open() && self.body_clock.waits(cx)
     }
 
     /// Follows the `n` bytes just read at the end of `pending`; decides what may go.
@@ -630,10 +599,9 @@ impl<S> Guarded<S> {
         let start = buf.filled().len();
         match Pin::new(&mut self.inner).poll_read(cx, buf) {
             Poll::Pending if self.head_timed_out(cx) => return Some(Poll::Ready(Ok(()))),
-            Poll::Pending if self.body_timed_out(cx) => return Some(Poll::Ready(Err(body_late()))),
             Poll::Pending => return Some(Poll::Pending),
             Poll::Ready(Err(e)) => return Some(Poll::Ready(Err(e))),
-            Poll::Ready(Ok(())) => self.body_clock.progressed(),
+            Poll::Ready(Ok(())) => {}
         }
         let fresh = buf.filled().get(start..).unwrap_or_default();
         if fresh.is_empty() {
@@ -681,13 +649,6 @@ impl<S> Guarded<S> {
     }
 }
 
-fn body_late() -> io::Error {
-    io::Error::new(
-        io::ErrorKind::TimedOut,
-        "no byte of the request body for the body read timeout",
-    )
-}
-
 /// Bytes asked of the client per read.
 const READ_SIZE: usize = 16 * 1024;
 
@@ -731,13 +692,9 @@ impl<S: AsyncRead + Unpin> AsyncRead for Guarded<S> {
                 &mut this.pending,
             ) {
                 Poll::Pending if this.head_timed_out(cx) => return Poll::Ready(Ok(())),
-                Poll::Pending if this.body_timed_out(cx) => return Poll::Ready(Err(body_late())),
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Ready(Ok(n)) => {
-                    this.body_clock.progressed();
-                    n
-                }
+                Poll::Ready(Ok(n)) => n,
             };
             if n == 0 {
                 // the client is done: hyper gets a head left incomplete, and sees the end
@@ -982,10 +939,7 @@ mod hyper_tests {
         let g = Guarded::new(
             server,
             Framing::new(16384, 100),
-            Clocks {
-                head: std::time::Duration::from_secs(5),
-                body: std::time::Duration::from_secs(5),
-            },
+            std::time::Duration::from_secs(5),
             Box::new(|| {}),
         );
         let svc =
@@ -1069,11 +1023,7 @@ mod hyper_tests {
     async fn the_head_clock_runs_from_an_empty_line_before_it() {
         let (mut client, server) = tokio::io::duplex(64 * 1024);
         let timeout = std::time::Duration::from_secs(5);
-        let clocks = Clocks {
-            head: timeout,
-            body: timeout,
-        };
-        let mut g = Guarded::new(server, Framing::new(16384, 100), clocks, Box::new(|| {}));
+        let mut g = Guarded::new(server, Framing::new(16384, 100), timeout, Box::new(|| {}));
         let mut buf = vec![0u8; 4096];
         client.write_all(b"\r\n").await.unwrap();
         // the line break goes through (hyper skips it), and the clock starts
@@ -1087,43 +1037,6 @@ mod hyper_tests {
         assert!(matches!(read, Ok(Ok(0))), "{read:?}");
     }
 
-    /// A read inside a request's body waits at most the body clock for a byte, each wait
-    /// counted afresh; between requests no such clock runs.
-    #[tokio::test(start_paused = true)]
-    async fn a_body_read_that_waits_too_long_ends_the_connection() {
-        let (mut client, server) = tokio::io::duplex(64 * 1024);
-        let second = std::time::Duration::from_secs(1);
-        let clocks = Clocks {
-            head: 5 * second,
-            body: 5 * second,
-        };
-        let mut g = Guarded::new(server, Framing::new(16384, 100), clocks, Box::new(|| {}));
-        let mut buf = vec![0u8; 4096];
-        let head = b"POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\nab";
-        client.write_all(head).await.unwrap();
-        assert_eq!(g.read(&mut buf).await.unwrap(), head.len());
-        // 4 s with nothing, then a byte: the wait ends in time, and the next one has 5 s
-        assert!(tokio::time::timeout(4 * second, g.read(&mut buf))
-            .await
-            .is_err());
-        client.write_all(b"c").await.unwrap();
-        assert_eq!(g.read(&mut buf).await.unwrap(), 1);
-        let started = tokio::time::Instant::now();
-        let err = g.read(&mut buf).await.unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
-        assert_eq!(tokio::time::Instant::now() - started, 5 * second);
-
-        // a whole request, then nothing: a keep-alive connection waiting is not timed here
-        let (mut client, server) = tokio::io::duplex(64 * 1024);
-        let mut g = Guarded::new(server, Framing::new(16384, 100), clocks, Box::new(|| {}));
-        let whole = b"POST / HTTP/1.1\r\nContent-Length: 2\r\n\r\nab";
-        client.write_all(whole).await.unwrap();
-        assert_eq!(g.read(&mut buf).await.unwrap(), whole.len());
-        assert!(tokio::time::timeout(60 * second, g.read(&mut buf))
-            .await
-            .is_err());
-    }
-
     /// A head split across reads is held in the guard's buffer; once it has gone to hyper
     /// the buffer goes too: a connection waiting for its next request holds none.
     #[tokio::test]
@@ -1132,10 +1045,7 @@ mod hyper_tests {
         let mut g = Guarded::new(
             server,
             Framing::new(16384, 100),
-            Clocks {
-                head: std::time::Duration::from_secs(5),
-                body: std::time::Duration::from_secs(5),
-            },
+            std::time::Duration::from_secs(5),
             Box::new(|| {}),
         );
         let mut buf = vec![0u8; 4096];

@@ -6,6 +6,7 @@ use crate::backend::{connection_tokens, named_by_connection, Backends, HOP_BY_HO
 use crate::origin::Origin;
 use crate::pages;
 use crate::server::Shared;
+use crate::stall::StalledBody;
 use crate::table::{normalize_host, HostEntry, Site};
 use bytes::Bytes;
 use http_body_util::{combinators::BoxBody, BodyExt, Full, Limited};
@@ -19,7 +20,7 @@ use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub type Body = BoxBody<Bytes, BoxError>;
@@ -118,10 +119,11 @@ fn smuggling(req: &Request<Incoming>) -> bool {
     te.first().is_some_and(|v| v.as_bytes() != b"chunked")
 }
 
-fn is_body_limit(e: &(dyn std::error::Error + 'static)) -> bool {
+/// True when `e`, or an error under it, is a `T`.
+fn caused_by<T: std::error::Error + 'static>(e: &(dyn std::error::Error + 'static)) -> bool {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = cur {
-        if err.is::<http_body_util::LengthLimitError>() {
+        if err.is::<T>() {
             return true;
         }
         cur = err.source();
@@ -336,7 +338,7 @@ async fn forward(
     site: &Site,
 ) -> Response<Body> {
     let backend = &site.backend;
-    let (out, client_upgrade) = backend_request(req, host, site);
+    let (out, client_upgrade) = backend_request(req, host, site, shared.options.body_read_timeout);
     let forwarding = Forwarding { origin, host };
     let waiting = shared.options.backend_timeout;
     if let Some(client_up) = client_upgrade {
@@ -378,6 +380,7 @@ fn backend_request(
     mut req: Request<Incoming>,
     host: &str,
     site: &Site,
+    body_read_timeout: Duration,
 ) -> (Request<Body>, Option<hyper::upgrade::OnUpgrade>) {
     let upgrade = if req.version() == Version::HTTP_11 {
         wants_upgrade(req.headers())
@@ -411,9 +414,17 @@ fn backend_request(
         headers.insert(header::UPGRADE, u.clone());
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
-    let body: Body = Limited::new(body, usize::try_from(site.max_body).unwrap_or(usize::MAX))
-        .map_err(|e| -> BoxError { e })
-        .boxed();
+    let limit = usize::try_from(site.max_body).unwrap_or(usize::MAX);
+    let body: Body = if hyper::body::Body::is_end_stream(&body) {
+        Limited::new(body, limit)
+            .map_err(|e| -> BoxError { e })
+            .boxed()
+    } else {
+        let timed = StalledBody::new(body, body_read_timeout);
+        Limited::new(timed, limit)
+            .map_err(|e| -> BoxError { e })
+            .boxed()
+    };
     let mut out = Request::new(body);
     *out.method_mut() = parts.method;
     *out.uri_mut() = uri;
@@ -559,14 +570,17 @@ fn scheme(origin: &Origin) -> &'static str {
 enum NoAnswer {
     Timeout,
     BodyTooLarge,
+    /// The client stopped sending its body: its fault, not the backend's.
+    BodyTooSlow,
     Unreachable,
 }
 
 impl NoAnswer {
-    /// The page that says so: 504, 413, 502.
+    /// The page that says so: 504, 413, 408, 502.
     fn page(self) -> Response<Body> {
         match self {
             NoAnswer::Timeout => page(StatusCode::GATEWAY_TIMEOUT, pages::gateway_timeout()),
+            NoAnswer::BodyTooSlow => page(StatusCode::REQUEST_TIMEOUT, pages::request_timeout()),
             NoAnswer::BodyTooLarge => page(StatusCode::PAYLOAD_TOO_LARGE, pages::too_large()),
             NoAnswer::Unreachable => page(StatusCode::BAD_GATEWAY, pages::bad_gateway()),
         }
@@ -577,7 +591,8 @@ impl NoAnswer {
 fn answered<T>(backend: &str, sent: Result<T, crate::backend::Error>) -> Result<T, NoAnswer> {
     match sent {
         Err(crate::backend::Error::Timeout { .. }) => Err(NoAnswer::Timeout),
-        Err(e) if is_body_limit(&e) => Err(NoAnswer::BodyTooLarge),
+        Err(e) if caused_by::<http_body_util::LengthLimitError>(&e) => Err(NoAnswer::BodyTooLarge),
+        Err(e) if caused_by::<crate::stall::BodyTimedOut>(&e) => Err(NoAnswer::BodyTooSlow),
         Err(e) => {
             tracing::debug!(backend, error = %e, "backend request failed");
             Err(NoAnswer::Unreachable)

@@ -30,6 +30,7 @@ mod pages;
 mod per_client;
 mod send_timeout;
 pub mod server;
+mod stall;
 pub mod table;
 pub mod tls;
 mod tunnel;

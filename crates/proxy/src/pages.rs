@@ -35,6 +35,15 @@ pub fn gateway_timeout() -> String {
     )
 }
 
+pub fn request_timeout() -> String {
+    page(
+        "Envoi interrompu",
+        "Upload stopped",
+        "Votre navigateur a cessé d’envoyer les données du formulaire ou du fichier. Vérifiez votre connexion et réessayez.",
+        "Your browser stopped sending the form’s or the file’s data. Please check your connection and try again.",
+    )
+}
+
 pub fn busy() -> String {
     page(
         "Serveur surchargé",

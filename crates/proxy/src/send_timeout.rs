@@ -5,61 +5,18 @@
 //! it, for as long as it likes: the socket's buffer fills, every write waits, and no timer
 //! of the connection's runs out (it is not idle, a request is in flight). nginx's
 //! `send_timeout` and HAProxy's `timeout client` close such a client; so does this, below
-//! TLS and HTTP, so that every protocol served on the connection has it.
+//! TLS and HTTP. What it does not see: an HTTP/2 client that reads its socket but leaves a
+//! stream's flow-control window shut (its writes never wait; the stream stays in flight).
 //!
 //! Nothing is armed while writes go through: a [`StallClock`] starts only when a write has
-//! to wait, and is stopped (left as it is) by the next write that goes through. The framing
-//! guard times the reads of a request's body with one too (`body_read_timeout`).
+//! to wait, and is stopped (left as it is) by the next write that goes through.
 
-use std::future::Future;
+use crate::stall::StallClock;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::time::{Instant, Sleep};
-
-/// The time an operation has been waiting with no progress: started by the first wait,
-/// stopped by progress, run out once one wait has lasted `limit`.
-pub(crate) struct StallClock {
-    limit: Duration,
-    /// Running while the operation waits; reset, not reallocated, for the next wait.
-    clock: Option<Pin<Box<Sleep>>>,
-    waiting: bool,
-}
-
-impl StallClock {
-    pub(crate) fn new(limit: Duration) -> Self {
-        StallClock {
-            limit,
-            clock: None,
-            waiting: false,
-        }
-    }
-
-    /// The operation made progress: the next wait starts a new count.
-    pub(crate) fn progressed(&mut self) {
-        self.waiting = false;
-    }
-
-    /// The operation waits: true once this wait has lasted the limit (else `cx` is woken
-    /// when it has).
-    pub(crate) fn waits(&mut self, cx: &mut Context<'_>) -> bool {
-        let deadline = Instant::now() + self.limit;
-        let clock = match self.clock.as_mut() {
-            Some(clock) if self.waiting => clock,
-            Some(clock) => {
-                clock.as_mut().reset(deadline);
-                clock
-            }
-            None => self
-                .clock
-                .insert(Box::pin(tokio::time::sleep_until(deadline))),
-        };
-        self.waiting = true;
-        clock.as_mut().poll(cx).is_ready()
-    }
-}
 
 /// A client's stream whose writes fail once one has waited `limit` (see the module).
 pub(crate) struct SendTimeout<S> {
@@ -145,6 +102,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::time::Instant;
 
     /// A pipe of 16 bytes: a reader that never reads fills it at once.
     #[tokio::test(start_paused = true)]

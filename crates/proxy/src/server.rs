@@ -4,7 +4,7 @@
 use crate::acme::{Acme, AcmeOptions};
 use crate::backend::Backends;
 use crate::balance::{Balance, Handoff, Open, Placed};
-use crate::guard::{Clocks, Framing, Guarded};
+use crate::guard::{Framing, Guarded};
 use crate::http::{handle, Body, Client};
 use crate::idle::Tracked;
 use crate::metrics::Global;
@@ -42,9 +42,10 @@ pub struct Options {
     /// the longest an HTTP/1 connection stays open with nothing in flight and no new
     /// request (counted from the last answer's last byte).
     pub header_read_timeout: Duration,
-    /// The longest a read of an HTTP/1 request's body may wait for a byte (nginx's
-    /// `client_body_timeout`, and its default): past it the connection ends (the "slow
-    /// POST" attack would otherwise hold it, and a backend connection, for ever).
+    /// The longest a read of a request's body may wait for the client (nginx's
+    /// `client_body_timeout`, and its default): past it the request fails and its
+    /// connection ends (the "slow POST" attack would otherwise hold it, and a backend
+    /// connection, for ever).
     pub body_read_timeout: Duration,
     pub tls_handshake_timeout: Duration,
     /// The longest wait on a backend: for its answer's head once the request is sent
@@ -709,8 +710,8 @@ fn builder(shared: &Shared) -> hyper_util::server::conn::auto::Builder<TokioExec
     let mut b = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     // No header timer of hyper's: it armed one, an allocation and a timer wheel insertion
     // and removal, for every request. The framing guard times each head from its first byte,
-    // and `drive` closes a connection with no new request for as long (one timer per
-    // connection, moved on only when it fires).
+    // and `drive` closes a connection with nothing in flight and no new request for as long
+    // (one timer per connection, moved on only when it fires).
     b.http1()
         .timer(TokioTimer::new())
         .header_read_timeout(None)
@@ -744,9 +745,9 @@ where
     }
 }
 
-/// Serves `conn` to its end. On stop — or, with `idle`, once that long has passed with no
-/// new request — it is asked to finish gracefully: no new request (HTTP/1: `Connection:
-/// close`; HTTP/2: GOAWAY), those in flight complete.
+/// Serves `conn` to its end. On stop — or, with `idle`, once that long has passed with
+/// nothing in flight and no new request — it is asked to finish gracefully: no new request
+/// (HTTP/1: `Connection: close`; HTTP/2: GOAWAY), those in flight complete.
 async fn drive<C>(
     conn: C,
     mut stop: watch::Receiver<bool>,
@@ -777,11 +778,13 @@ fn guard<S>(stream: S, shared: &Arc<Shared>) -> Guarded<S> {
     let on_refuse = Box::new(move || {
         s.global.bad_requests.fetch_add(1, Relaxed);
     });
-    let clocks = Clocks {
-        head: shared.options.header_read_timeout,
-        body: shared.options.body_read_timeout,
-    };
-    Guarded::new(stream, Framing::new(limit, MAX_HEADERS), clocks, on_refuse)
+    let head_timeout = shared.options.header_read_timeout;
+    Guarded::new(
+        stream,
+        Framing::new(limit, MAX_HEADERS),
+        head_timeout,
+        on_refuse,
+    )
 }
 
 const MAX_HEADERS: usize = 100;
