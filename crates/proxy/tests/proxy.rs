@@ -435,6 +435,26 @@ async fn tls_connect(
     .unwrap()
 }
 
+/// An HTTP/2 client on `tls`, its connection driven by a task of its own (returned: it ends
+/// with the connection).
+async fn h2_over<B>(
+    tls: tokio_rustls::client::TlsStream<TcpStream>,
+) -> (
+    hyper::client::conn::http2::SendRequest<B>,
+    tokio::task::JoinHandle<Result<(), hyper::Error>>,
+)
+where
+    B: hyper::body::Body + Unpin + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let (send, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+            .await
+            .unwrap();
+    (send, tokio::spawn(conn))
+}
+
 /// Connects over TLS with SNI `name`, trusting `roots` (PEM files); returns the peer
 /// certificate (DER) and the negotiated ALPN, and the HTTP response to GET /.
 async fn tls_get(
@@ -453,11 +473,7 @@ async fn tls_get(
         .body(Full::new(Bytes::new()))
         .unwrap();
     let (st, body) = if proto.as_deref() == Some(b"h2") {
-        let (mut s, c) =
-            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
-                .await
-                .unwrap();
-        tokio::spawn(c);
+        let (mut s, _) = h2_over(tls).await;
         let r = s.send_request(req).await.unwrap();
         let st = r.status().as_u16();
         (
@@ -536,11 +552,7 @@ async fn an_idle_http2_connection_is_closed_with_goaway() {
     o.idle_timeout = Duration::from_secs(1);
     let p = Proxy::start(o).await.unwrap();
     let tls = tls_connect(p.https_addr.unwrap(), "a.test", &[Path::new(&c)], &[b"h2"]).await;
-    let (mut send, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
-            .await
-            .unwrap();
-    let conn = tokio::spawn(conn);
+    let (mut send, conn) = h2_over(tls).await;
     for _ in 0..6 {
         // a request every 0.3 s: in use, kept
         let req = Request::builder()
@@ -599,11 +611,7 @@ async fn a_long_answer_keeps_its_connection_past_the_idle_time() {
     assert!(second.contains("GET /again"), "{second}");
 
     let tls = tls_connect(https, "a.test", &[Path::new(&c)], &[b"h2"]).await;
-    let (mut send, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
+    let (mut send, _) = h2_over(tls).await;
     let get = |path: &str| {
         Request::builder()
             .uri(format!("https://a.test{path}"))
@@ -898,11 +906,7 @@ async fn a_client_that_stops_sending_its_body_is_cut_off() {
 
     // HTTP/2: the same 408, on a stream
     let tls = tls_connect(https, "a.test", &roots, &[b"h2"]).await;
-    let (mut send, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
+    let (mut send, _) = h2_over(tls).await;
     let (mut tx, body) = http_body_util::channel::Channel::<Bytes, hyper::Error>::new(1);
     tx.send_data(Bytes::from_static(b"0123456789"))
         .await
