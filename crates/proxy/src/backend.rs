@@ -784,11 +784,17 @@ impl hyper::body::Body for Answer {
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Polled {
         let this = &mut *self;
         if let (Some(upload), Some(conn)) = (this.upload.as_mut(), this.conn.as_mut()) {
-            // an error is the client's body failing after the answer began: the upload is
-            // abandoned, and the connection will not be kept. A backend taking the body
-            // is busy with it: its answer's next byte may wait until it is all in
-            if let Ok(Sent { taken: true, .. }) = upload.poll_send(&mut conn.stream, cx) {
-                this.stall.progressed();
+            match upload.poll_send(&mut conn.stream, cx) {
+                // a backend taking the body, or waiting for the client's next bytes, is not
+                // the one late: its answer's next byte may wait until the body is all in
+                Ok(sent) if sent.taken || sent.on_client => this.stall.progressed(),
+                Ok(_) => {}
+                // the client's body failed after the answer began (cut short, over the
+                // limit, stopped): the upload is abandoned and the connection not kept; the
+                // backend is told at once (end of its input) rather than left waiting
+                Err(_) => {
+                    let _ = Pin::new(&mut conn.stream).poll_shutdown(cx);
+                }
             }
         }
         loop {

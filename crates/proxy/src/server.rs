@@ -728,17 +728,23 @@ fn builder(shared: &Shared) -> hyper_util::server::conn::auto::Builder<TokioExec
     b
 }
 
-/// `answer`, with its request in flight on the connection from now to the answer's last
-/// byte: a connection's idle time counts from then (a slow backend, a long download or a
-/// stream of events does not eat it, nor get it closed), not from the request's start.
-fn in_flight<F>(
+/// One request of a connection, answered by [`handle`], in flight on the connection from
+/// now to its answer's last byte: the connection's idle time counts from then (a slow
+/// backend or a long download does not eat it, nor get it closed).
+///
+/// `handle`'s future is boxed: hyper moves it into its HTTP/1 dispatcher, or into a task
+/// per HTTP/2 stream, and moving 2.9 KB cost more than one allocation (callgrind,
+/// bench/proxy/instructions.sh: 30,189 -> 29,538 instructions per HTTP/1 request; HTTP/2
+/// CPU per request 26.0 -> 24.5 us, medians of five alternated h2load runs).
+fn in_flight(
     seen: &crate::idle::Activity,
-    answer: F,
-) -> impl std::future::Future<Output = Result<Response<Tracked<Body>>, Infallible>>
-where
-    F: std::future::Future<Output = Result<Response<Body>, Infallible>>,
-{
+    shared: &Arc<Shared>,
+    backends: &Backends,
+    client: Client,
+    req: hyper::Request<hyper::body::Incoming>,
+) -> impl std::future::Future<Output = Result<Response<Tracked<Body>>, Infallible>> {
     let flight = seen.begin();
+    let answer = Box::pin(handle(Arc::clone(shared), backends.clone(), client, req));
     async move {
         let out = answer.await;
         out.map(|r| r.map(|body| Tracked::new(body, flight)))
@@ -830,15 +836,7 @@ async fn serve_conn(
                 // with no stream in flight
                 let activity = crate::idle::Activity::new();
                 let seen = activity.clone();
-                let svc = service_fn(move |req| {
-                    // boxed: hyper spawns each stream, and moving a 2.9 KB future into its task
-                    // (and through hyper's stream wrapper) cost more than one allocation: CPU
-                    // per request 26.0 -> 24.5 us, medians of five alternated h2load runs
-                    in_flight(
-                        &seen,
-                        Box::pin(handle(Arc::clone(&s), backends.clone(), client, req)),
-                    )
-                });
+                let svc = service_fn(move |req| in_flight(&seen, &s, &backends, client, req));
                 // HTTP/2 only: `serve_connection_with_upgrades` would ignore `http2_only` and
                 // serve HTTP/1 bytes sent after ALPN h2, beside the framing guard
                 let b = b.http2_only();
@@ -868,16 +866,7 @@ async fn serve_http1<S>(
     let s = Arc::clone(shared);
     let activity = crate::idle::Activity::new();
     let seen = activity.clone();
-    let svc = service_fn(move |req| {
-        // boxed, as on HTTP/2: `in_flight`'s future would hold `handle`'s (2.9 KB in a
-        // debug build) inline, and it is moved whole into `in_flight` and again into hyper's
-        // dispatcher: one allocation costs less (callgrind, bench/proxy/instructions.sh:
-        // 30,189 -> 29,538 instructions per request)
-        in_flight(
-            &seen,
-            Box::pin(handle(Arc::clone(&s), backends.clone(), client, req)),
-        )
-    });
+    let svc = service_fn(move |req| in_flight(&seen, &s, &backends, client, req));
     let conn = b.serve_connection_with_upgrades(TokioIo::new(guard(stream, shared)), svc);
     let idle = shared.options.header_read_timeout;
     drive(conn, stop, Some((&activity, idle))).await;

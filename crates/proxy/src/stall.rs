@@ -63,6 +63,10 @@ impl StallClock {
 /// A request body whose reads may each wait `limit` for the client, no longer: past it the
 /// body fails (the "slow POST" attack, a client announcing a body and sending a byte now and
 /// then, would otherwise hold its connection and a backend connection for ever).
+///
+/// Over HTTP/2 a wait may not be the client's: a stream whose backend stops taking its body
+/// leaves its data unread, and once that fills the connection's flow-control window (hyper's
+/// default, 1 MB) the other streams' clients cannot send either, and may be timed out.
 pub(crate) struct StalledBody<B> {
     body: B,
     clock: StallClock,
