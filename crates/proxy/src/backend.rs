@@ -435,10 +435,9 @@ impl Conn {
     /// answer before it has read it all (a 401 or 413 to an upload, or an echo that streams
     /// back as it reads). What is left of the body then goes on with the answer's body.
     ///
-    /// `waiting` counts from the last byte the backend took, not from the request's start:
-    /// an upload on a slow link may take longer than that in all, and the backend then has
-    /// the whole time to answer once it is sent. The timer goes off early when bytes went
-    /// meanwhile and is moved on then (lazily: not reset at every write).
+    /// `waiting` bounds each wait on the backend, not the whole exchange: an upload on a
+    /// slow link may take longer than that in all, and the backend then has the whole time
+    /// to answer once it is sent.
     async fn exchange_with_body(
         &mut self,
         mut upload: Upload,
@@ -446,16 +445,10 @@ impl Conn {
         waiting: Duration,
     ) -> Result<(ResponseHead, Upload), Failed> {
         let mut nothing_back = true;
-        let mut last_taken = tokio::time::Instant::now();
-        let late = tokio::time::sleep(waiting);
-        tokio::pin!(late);
+        let mut stall = StallClock::new(waiting);
         let head = poll_fn(|cx| {
             match upload.poll_send(&mut self.stream, cx) {
-                // a wait on the client is not the backend's: its time starts when the
-                // client's bytes are there to take
-                Ok(sent) if sent.taken || sent.on_client => {
-                    last_taken = tokio::time::Instant::now();
-                }
+                Ok(sent) if sent.backend_not_late() => stall.progressed(),
                 Ok(_) => {}
                 // the client's body failed (cut short, over the site's limit): no answer
                 Err(cause) => {
@@ -468,18 +461,11 @@ impl Conn {
             if let Poll::Ready(head) = self.poll_head(method, &mut nothing_back, cx) {
                 return Poll::Ready(head);
             }
-            while std::future::Future::poll(late.as_mut(), cx).is_ready() {
-                // a wait too long to add up (`Duration::MAX`) never runs out
-                let Some(due) = last_taken.checked_add(waiting) else {
-                    return Poll::Pending;
-                };
-                if tokio::time::Instant::now() >= due {
-                    return Poll::Ready(Err(Failed {
-                        cause: Cause::Timeout,
-                        nothing_back,
-                    }));
-                }
-                late.as_mut().reset(due);
+            if stall.waits(cx) {
+                return Poll::Ready(Err(Failed {
+                    cause: Cause::Timeout,
+                    nothing_back,
+                }));
             }
             Poll::Pending
         })
@@ -551,6 +537,15 @@ struct Upload {
 struct Sent {
     taken: bool,
     on_client: bool,
+}
+
+impl Sent {
+    /// The backend is not the one late: it took bytes, or the upload waits on the client
+    /// (whose own clock, `body_read_timeout`, times that wait). The backend's clock then
+    /// starts afresh.
+    fn backend_not_late(self) -> bool {
+        self.taken || self.on_client
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -785,9 +780,8 @@ impl hyper::body::Body for Answer {
         let this = &mut *self;
         if let (Some(upload), Some(conn)) = (this.upload.as_mut(), this.conn.as_mut()) {
             match upload.poll_send(&mut conn.stream, cx) {
-                // a backend taking the body, or waiting for the client's next bytes, is not
-                // the one late: its answer's next byte may wait until the body is all in
-                Ok(sent) if sent.taken || sent.on_client => this.stall.progressed(),
+                // its answer's next byte may wait until the body is all in
+                Ok(sent) if sent.backend_not_late() => this.stall.progressed(),
                 Ok(_) => {}
                 // the client's body failed after the answer began (cut short, over the
                 // limit, stopped): the upload is abandoned and the connection not kept; the

@@ -23,6 +23,14 @@ pub(crate) struct Timers {
     spare: Arc<Mutex<Vec<Pin<Box<Sleep>>>>>,
 }
 
+/// `within` from now; a wait too long to add up (`Duration::MAX` for "no limit") is a
+/// century.
+pub(crate) fn after(within: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(within)
+        .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
+}
+
 /// The wait ran out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Elapsed;
@@ -30,14 +38,9 @@ pub(crate) struct Elapsed;
 impl Timers {
     /// `fut`, or [`Elapsed`] once `within` has passed.
     pub(crate) fn timeout<F: Future>(&self, within: Duration, fut: F) -> Deadline<'_, F> {
-        // a wait too long to add up (`Duration::MAX` for "no limit") is a century
-        let now = Instant::now();
-        let at = now
-            .checked_add(within)
-            .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600));
         Deadline {
             fut,
-            at,
+            at: after(within),
             timer: None,
             timers: self,
         }

@@ -414,17 +414,12 @@ fn backend_request(
         headers.insert(header::UPGRADE, u.clone());
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
+    // a body never read (none, or not asked for) arms no clock
+    let timed = StalledBody::new(body, body_read_timeout);
     let limit = usize::try_from(site.max_body).unwrap_or(usize::MAX);
-    let body: Body = if hyper::body::Body::is_end_stream(&body) {
-        Limited::new(body, limit)
-            .map_err(|e| -> BoxError { e })
-            .boxed()
-    } else {
-        let timed = StalledBody::new(body, body_read_timeout);
-        Limited::new(timed, limit)
-            .map_err(|e| -> BoxError { e })
-            .boxed()
-    };
+    let body: Body = Limited::new(timed, limit)
+        .map_err(|e| -> BoxError { e })
+        .boxed();
     let mut out = Request::new(body);
     *out.method_mut() = parts.method;
     *out.uri_mut() = uri;

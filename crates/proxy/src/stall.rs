@@ -4,8 +4,8 @@
 //! no limit lets a client or a backend that stops hold a connection for ever. nginx's
 //! `client_body_timeout`, `send_timeout` and `proxy_read_timeout` time each wait instead, and
 //! so do the users of [`StallClock`]: the request body ([`StalledBody`],
-//! `body_read_timeout`), the writes to a client (`crate::send_timeout`), the reads of a
-//! backend's answer (`crate::backend`).
+//! `body_read_timeout`), the writes to a client (`crate::send_timeout`), the waits on a
+//! backend taking an upload, then for its answer's head and body (`crate::backend`).
 //!
 //! Nothing is armed while the operation goes on: a clock starts only when it has to wait,
 //! and is stopped (left armed, to go off once for nothing) by the next progress.
@@ -14,7 +14,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::time::{Instant, Sleep};
+use tokio::time::Sleep;
 
 /// The time an operation has been waiting with no progress: started by the first wait,
 /// stopped by progress, run out once one wait has lasted `limit`.
@@ -44,11 +44,7 @@ impl StallClock {
     pub(crate) fn waits(&mut self, cx: &mut Context<'_>) -> bool {
         if !self.waiting {
             self.waiting = true;
-            // a limit too large to add up (`Duration::MAX`) is a century
-            let now = Instant::now();
-            let deadline = now
-                .checked_add(self.limit)
-                .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600));
+            let deadline = crate::deadline::after(self.limit);
             match self.clock.as_mut() {
                 Some(clock) => clock.as_mut().reset(deadline),
                 None => self.clock = Some(Box::pin(tokio::time::sleep_until(deadline))),
@@ -124,6 +120,7 @@ mod tests {
     use super::*;
     use bytes::Bytes;
     use http_body_util::BodyExt;
+    use tokio::time::Instant;
 
     /// Each wait of the body has the whole limit; one that lasts it fails the body. The
     /// paused clock jumps to the next timer, so the times read back are exact.
