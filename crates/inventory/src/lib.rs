@@ -26,7 +26,7 @@ pub use model::{
 };
 pub use net::ClientHost;
 pub use passwd::PasswdConfig;
-pub use proxy::ProxyConfig;
+pub use proxy::{ProxyConfig, Timeout, Timeouts};
 pub use source::{LineCol, SourceFile, Span, Spanned};
 pub use types::{Access, AccountName, DbName, Dn, Domain, Email, Ident, PhpVersion, SshKey};
 

@@ -270,6 +270,9 @@ pub struct Site {
     pub hsts: bool,
     /// Largest request body accepted by the proxy, in MB (default: the proxy's).
     pub max_body_mb: Option<u32>,
+    /// The proxy's longest wait on this site's backend (default: `[proxy]`'s), for a site
+    /// whose scripts legitimately think long (an export, a report).
+    pub backend_timeout: Option<crate::proxy::Timeout>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -773,6 +776,7 @@ fn read_site(value: Value<'_>, span: Span, name: &str, sink: &mut Sink) -> Optio
     let redirect = t.opt::<Spanned<Redirect>>("redirect", sink);
     let hsts = t.opt::<bool>("hsts", sink).unwrap_or(false);
     let max_body_mb = t.opt::<u32>("max_body_mb", sink);
+    let backend_timeout = t.opt("backend_timeout_seconds", sink);
     t.finish(sink);
     Some(Site {
         span,
@@ -784,6 +788,7 @@ fn read_site(value: Value<'_>, span: Span, name: &str, sink: &mut Sink) -> Optio
         redirect,
         hsts,
         max_body_mb,
+        backend_timeout,
     })
 }
 

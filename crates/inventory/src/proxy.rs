@@ -1,9 +1,10 @@
 //! The `[proxy]` section: settings of the reverse proxy (`pic2 proxy`).
 
 use crate::diagnostic::{Code, Diagnostic};
-use crate::read::{Sink, Table};
+use crate::read::{wrong_type, FromToml, Sink, Table};
 use crate::source::{Span, Spanned};
 use crate::types::Email;
+use toml_span::value::ValueInner;
 use toml_span::Value;
 
 #[derive(Clone, Debug)]
@@ -34,6 +35,73 @@ pub struct ProxyConfig {
     /// Connections one client address (an IPv6 /64) may hold open at once, over all sites
     /// (the proxy's default: 256); trusted proxies are not limited. At least 1.
     pub max_connections_per_client: Option<Spanned<u32>>,
+    /// The proxy's timeouts, each in whole seconds (absent: the proxy's defaults).
+    pub timeouts: Timeouts,
+}
+
+/// The `*_timeout_seconds` keys of `[proxy]`: nginx's names and defaults, for admins who
+/// know them (a site's own `backend_timeout_seconds` wins over `backend`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Timeouts {
+    /// To read a request head, and an HTTP/1 connection's wait for its next request
+    /// (`client_header_timeout`, `keepalive_timeout`; default 15).
+    pub header_read: Option<Timeout>,
+    /// The longest wait for a request body's next bytes (`client_body_timeout`; 60).
+    pub body_read: Option<Timeout>,
+    /// The longest wait on a backend: for its answer, to take the request's body, for the
+    /// answer body's next bytes (`proxy_read_timeout`, `proxy_send_timeout`; 60).
+    pub backend: Option<Timeout>,
+    /// The longest a client may take none of what it is sent (`send_timeout`; 60).
+    pub send: Option<Timeout>,
+    /// A WebSocket's, or an HTTP/2 connection's with no request, longest silence (600).
+    pub idle: Option<Timeout>,
+}
+
+/// A timeout in whole seconds, from 1 to [`Timeout::MAX`] (a day): 0 would cut every
+/// exchange at once, and a wait longer than a day is a peer that is gone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Timeout(u32);
+
+impl Timeout {
+    pub const MAX: u32 = 86_400;
+
+    /// `seconds` if it is within 1 to [`Timeout::MAX`].
+    pub fn new(seconds: u32) -> Option<Timeout> {
+        (1..=Self::MAX)
+            .contains(&seconds)
+            .then_some(Timeout(seconds))
+    }
+
+    pub fn seconds(self) -> u32 {
+        self.0
+    }
+}
+
+impl FromToml for Timeout {
+    fn from_toml(mut value: Value<'_>, sink: &mut Sink) -> Option<Self> {
+        let span: Span = value.span.into();
+        match value.take() {
+            ValueInner::Integer(i) => {
+                let timeout = u32::try_from(i).ok().and_then(Timeout::new);
+                if timeout.is_none() {
+                    sink.push(
+                        Diagnostic::new(
+                            Code::InvalidValue,
+                            span,
+                            format!("a timeout of {i} seconds is out of range"),
+                        )
+                        .label(format!("expected 1 to {} (a day)", Timeout::MAX))
+                        .hint("leave the key out for the proxy's default"),
+                    );
+                }
+                timeout
+            }
+            other => {
+                wrong_type(sink, span, "a whole number of seconds", &other);
+                None
+            }
+        }
+    }
 }
 
 pub(crate) fn read_proxy(value: Value<'_>, sink: &mut Sink) -> Option<ProxyConfig> {
@@ -52,6 +120,13 @@ pub(crate) fn read_proxy(value: Value<'_>, sink: &mut Sink) -> Option<ProxyConfi
         acme_ca_file: t.opt("acme_ca_file", sink),
         acme_challenge: t.opt("acme_challenge", sink),
         max_connections_per_client: at_least_one(t.opt("max_connections_per_client", sink), sink),
+        timeouts: Timeouts {
+            header_read: t.opt("header_read_timeout_seconds", sink),
+            body_read: t.opt("body_read_timeout_seconds", sink),
+            backend: t.opt("backend_timeout_seconds", sink),
+            send: t.opt("send_timeout_seconds", sink),
+            idle: t.opt("idle_timeout_seconds", sink),
+        },
     };
     t.finish(sink);
     Some(c)

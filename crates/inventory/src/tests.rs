@@ -462,3 +462,52 @@ fn a_per_client_connection_limit_of_zero_is_refused_where_written() {
         vec![]
     );
 }
+
+#[test]
+fn timeouts_out_of_range_are_refused_where_written() {
+    let text = with("[proxy]\nsend_timeout_seconds = 0\nidle_timeout_seconds = 86401\nbackend_timeout_seconds = 120\n");
+    let e = errors(&text);
+    assert_eq!(e.len(), 2, "{e:?}");
+    assert_eq!(
+        (e[0].0, e[0].1),
+        ("invalid-value", line_of(&text, "send_timeout"))
+    );
+    assert_eq!(
+        (e[1].0, e[1].1),
+        ("invalid-value", line_of(&text, "idle_timeout"))
+    );
+    assert_eq!(e[1].3, "86401");
+    let site = BASE.replace(
+        "aliases = [\"www.alice.example\"]",
+        "aliases = [\"www.alice.example\"]\nbackend_timeout_seconds = -5",
+    );
+    let e = errors(&site);
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert_eq!(
+        (e[0].0, e[0].1),
+        ("invalid-value", line_of(&site, "backend_timeout"))
+    );
+    assert_eq!(e[0].3, "-5");
+    let e = errors(&with(
+        "[proxy]
+send_timeout_seconds = \"60s\"\n",
+    ));
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert_eq!(e[0].0, "wrong-type");
+}
+
+#[test]
+fn timeouts_are_read_from_proxy_and_sites() {
+    let text = with("[proxy]\nheader_read_timeout_seconds = 20\nbackend_timeout_seconds = 90\n")
+        .replace(
+            "aliases = [\"www.alice.example\"]",
+            "aliases = [\"www.alice.example\"]\nbackend_timeout_seconds = 600",
+        );
+    let inv = load("t.toml", &text).unwrap();
+    let t = inv.proxy.as_ref().unwrap().timeouts;
+    assert_eq!(t.header_read.map(|t| t.seconds()), Some(20));
+    assert_eq!(t.backend.map(|t| t.seconds()), Some(90));
+    assert_eq!((t.body_read, t.send, t.idle), (None, None, None));
+    let site = inv.sites.values().next().unwrap();
+    assert_eq!(site.backend_timeout.map(|t| t.seconds()), Some(600));
+}

@@ -7,7 +7,7 @@ use crate::origin::Origin;
 use crate::pages;
 use crate::server::Shared;
 use crate::stall::StalledBody;
-use crate::table::{normalize_host, HostEntry, Site};
+use crate::table::{normalize_host, HostEntry, Site, Timeouts};
 use bytes::Bytes;
 use http_body_util::{combinators::BoxBody, BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -330,7 +330,7 @@ async fn route(
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
         return r;
     }
-    let mut resp = forward(shared, backends, origin, req, host, site).await;
+    let mut resp = forward(shared, backends, origin, req, host, site, &table.timeouts).await;
     if origin.https && site.hsts {
         resp.headers_mut().insert(
             header::STRICT_TRANSPORT_SECURITY,
@@ -347,11 +347,12 @@ async fn forward(
     req: Request<Incoming>,
     host: &str,
     site: &Site,
+    timeouts: &Timeouts,
 ) -> Response<Body> {
     let backend = &site.backend;
-    let (out, client_upgrade) = backend_request(req, host, site, shared.options.body_read_timeout);
+    let (out, client_upgrade) = backend_request(req, host, site, timeouts.body_read);
     let forwarding = Forwarding { origin, host };
-    let waiting = shared.options.backend_timeout;
+    let waiting = site.backend_timeout;
     if let Some(client_up) = client_upgrade {
         // the client's connection gives its slots back when hyper hands it over: the
         // tunnel, which may live for hours, holds its own, taken before the backend is asked
@@ -369,7 +370,7 @@ async fn forward(
                 })
             });
         return match answered(backend, sent) {
-            Ok(resp) => tunnel(shared, client_up, resp, slots),
+            Ok(resp) => tunnel(shared, client_up, resp, slots, timeouts.idle),
             Err(no) => no.page(),
         };
     }
@@ -616,6 +617,7 @@ fn tunnel(
     client_up: hyper::upgrade::OnUpgrade,
     mut resp: Response<Incoming>,
     slots: crate::server::Slots,
+    idle: Duration,
 ) -> Response<Body> {
     if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
         let (mut parts, body) = resp.into_parts();
@@ -628,12 +630,7 @@ fn tunnel(
         let _slots = slots;
         if let (Ok(a), Ok(b)) = (client_up.await, backend_up.await) {
             shared.global.websockets_open.fetch_add(1, Relaxed);
-            crate::tunnel::join(
-                TokioIo::new(a),
-                TokioIo::new(b),
-                shared.options.idle_timeout,
-            )
-            .await;
+            crate::tunnel::join(TokioIo::new(a), TokioIo::new(b), idle).await;
             shared.global.websockets_open.fetch_sub(1, Relaxed);
         }
     });

@@ -38,6 +38,8 @@ pub struct Options {
     /// The public ports used in redirects when they differ from the bound ones.
     pub public_http_port: Option<u16>,
     pub public_https_port: Option<u16>,
+    // The five timeouts below are defaults: the routes' `settings.timeouts` win over them
+    // (a site's `backend_timeout_seconds` over both), read again on every reload.
     /// Time to read a request head (from its first byte, or an empty line before it), and
     /// the longest an HTTP/1 connection stays open with nothing in flight and no new
     /// request (counted from the last answer's last byte).
@@ -81,6 +83,20 @@ pub struct Options {
 }
 
 impl Options {
+    /// What applies where the routes say nothing.
+    pub fn defaults(&self) -> crate::table::Defaults {
+        crate::table::Defaults {
+            max_body: self.default_max_body,
+            timeouts: crate::table::Timeouts {
+                header_read: self.header_read_timeout,
+                body_read: self.body_read_timeout,
+                backend: self.backend_timeout,
+                send: self.send_timeout,
+                idle: self.idle_timeout,
+            },
+        }
+    }
+
     pub fn new(routes: impl Into<PathBuf>) -> Self {
         Options {
             routes: routes.into(),
@@ -198,7 +214,7 @@ impl Shared {
         let res = (|| {
             let routes = read_routes(&self.options.routes)?;
             let old = self.table.load_full();
-            let table = Table::build(routes, Some(&old), self.options.default_max_body)?;
+            let table = Table::build(routes, Some(&old), self.options.defaults())?;
             // taken before the files are read: one that changes meanwhile is read again at
             // the next poll, rather than its old content kept under its new fingerprint
             let fp = self.fingerprint_of(&table);
@@ -322,7 +338,7 @@ impl Proxy {
     /// Reads the routes, loads the certificates, binds the listeners and starts serving.
     pub async fn start(options: Options) -> Result<Proxy, Error> {
         let routes = read_routes(&options.routes)?;
-        let table = Table::build(routes, None, options.default_max_body)?;
+        let table = Table::build(routes, None, options.defaults())?;
         let settings = table.routes.settings.clone();
         let workers = options.workers.max(1);
         let bind_workers = |addr: Option<String>| match addr {
@@ -778,13 +794,12 @@ async fn drive<C>(
 }
 
 /// An HTTP/1 connection's stream behind the framing guard (smuggling shapes refused, 400).
-fn guard<S>(stream: S, shared: &Arc<Shared>) -> Guarded<S> {
+fn guard<S>(stream: S, shared: &Arc<Shared>, head_timeout: Duration) -> Guarded<S> {
     let limit = shared.options.max_header_bytes.max(8192);
     let s = Arc::clone(shared);
     let on_refuse = Box::new(move || {
         s.global.bad_requests.fetch_add(1, Relaxed);
     });
-    let head_timeout = shared.options.header_read_timeout;
     Guarded::new(
         stream,
         Framing::new(limit, MAX_HEADERS),
@@ -806,11 +821,13 @@ async fn serve_conn(
     mut stop: watch::Receiver<bool>,
 ) {
     let b = builder(shared);
-    let stream = SendTimeout::new(stream, shared.options.send_timeout);
+    // as the routes are now: a reload applies to the connections opened after it
+    let timeouts = shared.table.load().timeouts;
+    let stream = SendTimeout::new(stream, timeouts.send);
     match tls {
         None => {
             let client = Client { addr, tls: false };
-            serve_http1(&b, stream, client, shared, backends, stop).await;
+            serve_http1(&b, stream, client, shared, backends, stop, timeouts).await;
         }
         Some(acceptor) => {
             let hs = tokio::select! {
@@ -842,10 +859,9 @@ async fn serve_conn(
                 let b = b.http2_only();
                 let io = TokioIo::new(crate::coalesce::Coalesced::new(tls_stream));
                 let conn = b.serve_connection(io, svc);
-                let idle = shared.options.idle_timeout;
-                drive(conn, stop, Some((&activity, idle))).await;
+                drive(conn, stop, Some((&activity, timeouts.idle))).await;
             } else {
-                serve_http1(&b, tls_stream, client, shared, backends, stop).await;
+                serve_http1(&b, tls_stream, client, shared, backends, stop, timeouts).await;
             }
         }
     }
@@ -860,6 +876,7 @@ async fn serve_http1<S>(
     shared: &Arc<Shared>,
     backends: Backends,
     stop: watch::Receiver<bool>,
+    timeouts: crate::table::Timeouts,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -867,9 +884,9 @@ async fn serve_http1<S>(
     let activity = crate::idle::Activity::new();
     let seen = activity.clone();
     let svc = service_fn(move |req| in_flight(&seen, &s, &backends, client, req));
-    let conn = b.serve_connection_with_upgrades(TokioIo::new(guard(stream, shared)), svc);
-    let idle = shared.options.header_read_timeout;
-    drive(conn, stop, Some((&activity, idle))).await;
+    let guarded = guard(stream, shared, timeouts.header_read);
+    let conn = b.serve_connection_with_upgrades(TokioIo::new(guarded), svc);
+    drive(conn, stop, Some((&activity, timeouts.header_read))).await;
 }
 
 /// Metrics connections served at once, and the time one may take: the endpoint is for a

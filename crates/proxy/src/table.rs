@@ -7,6 +7,42 @@ use pic2_render::proxy::{RedirectTo, RouteTls, Routes};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
+
+/// The proxy's timeouts: the routes' settings over the options' defaults
+/// ([`crate::Options`] says what each bounds).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    pub header_read: Duration,
+    pub body_read: Duration,
+    pub backend: Duration,
+    pub send: Duration,
+    pub idle: Duration,
+}
+
+impl Timeouts {
+    /// `settings`' timeouts, each absent one taken from `defaults`.
+    fn over(settings: &pic2_render::proxy::Timeouts, defaults: Timeouts) -> Timeouts {
+        let pick = |seconds: Option<u32>, default| {
+            seconds.map_or(default, |s| Duration::from_secs(u64::from(s)))
+        };
+        Timeouts {
+            header_read: pick(settings.header_read_seconds, defaults.header_read),
+            body_read: pick(settings.body_read_seconds, defaults.body_read),
+            backend: pick(settings.backend_seconds, defaults.backend),
+            send: pick(settings.send_seconds, defaults.send),
+            idle: pick(settings.idle_seconds, defaults.idle),
+        }
+    }
+}
+
+/// What applies where the routes say nothing (from [`crate::Options`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Defaults {
+    /// Largest request body, in bytes.
+    pub max_body: u64,
+    pub timeouts: Timeouts,
+}
 
 /// One site as the request path needs it.
 #[derive(Debug)]
@@ -20,6 +56,8 @@ pub struct Site {
     pub hsts: bool,
     /// Largest request body in bytes.
     pub max_body: u64,
+    /// The longest wait on this backend (the site's own, or the table's).
+    pub backend_timeout: Duration,
     pub metrics: Arc<SiteMetrics>,
 }
 
@@ -42,6 +80,7 @@ pub struct Table {
     pub admin: Vec<Net>,
     /// Proxies in front whose forwarding headers are believed ([`crate::origin`]).
     pub trusted: Vec<Net>,
+    pub timeouts: Timeouts,
     pub routes: Routes,
 }
 
@@ -80,7 +119,7 @@ impl Table {
     pub fn build(
         routes: Routes,
         previous: Option<&Table>,
-        default_max_body: u64,
+        defaults: Defaults,
     ) -> Result<Table, Error> {
         if routes.version != 1 {
             return Err(Error::invalid(
@@ -94,6 +133,7 @@ impl Table {
         };
         let admin = networks(&routes.settings.admin_addresses)?;
         let trusted = networks(&routes.settings.trusted_proxies)?;
+        let timeouts = Timeouts::over(&routes.settings.timeouts, defaults.timeouts);
         let old: HashMap<&str, &Arc<SiteMetrics>> = previous
             .map(|p| {
                 p.sites
@@ -113,7 +153,10 @@ impl Table {
                 hsts: r.hsts,
                 max_body: r
                     .max_body_mb
-                    .map_or(default_max_body, |mb| u64::from(mb) * 1024 * 1024),
+                    .map_or(defaults.max_body, |mb| u64::from(mb) * 1024 * 1024),
+                backend_timeout: r
+                    .backend_timeout_seconds
+                    .map_or(timeouts.backend, |s| Duration::from_secs(u64::from(s))),
                 metrics: old
                     .get(r.name.as_str())
                     .map_or_else(|| Arc::new(SiteMetrics::default()), |m| Arc::clone(m)),
@@ -149,6 +192,7 @@ impl Table {
             sites,
             admin,
             trusted,
+            timeouts,
             routes,
         })
     }
@@ -174,8 +218,34 @@ mod tests {
     fn the_demo_routes_compile_with_redirects() {
         let text = r#"{"version":1,"sites":[{"name":"a.test","hosts":["a.test","www.a.test"],
             "backend":"127.0.0.1:1","tls":{"mode":"none"},"redirect":"www"}]}"#;
-        let t = Table::build(serde_json::from_str(text).unwrap(), None, 1).unwrap();
+        let t = Table::build(serde_json::from_str(text).unwrap(), None, defaults()).unwrap();
         assert_eq!(t.hosts["a.test"].redirect_to.as_deref(), Some("www.a.test"));
         assert!(t.hosts["www.a.test"].redirect_to.is_none());
+    }
+
+    fn defaults() -> Defaults {
+        crate::Options::new("unused").defaults()
+    }
+
+    #[test]
+    fn timeouts_are_the_routes_over_the_defaults_and_a_site_over_both() {
+        let text = r#"{"version":1,"settings":{"timeouts":{"send_seconds":5,"backend_seconds":90}},
+            "sites":[{"name":"a.test","hosts":["a.test"],"backend":"127.0.0.1:1","tls":{"mode":"none"}},
+            {"name":"b.test","hosts":["b.test"],"backend":"127.0.0.1:2","tls":{"mode":"none"},
+             "backend_timeout_seconds":600}]}"#;
+        let d = defaults();
+        let t = Table::build(serde_json::from_str(text).unwrap(), None, d).unwrap();
+        assert_eq!(t.timeouts.send, Duration::from_secs(5));
+        assert_eq!(t.timeouts.backend, Duration::from_secs(90));
+        assert_eq!(t.timeouts.header_read, d.timeouts.header_read);
+        assert_eq!(t.timeouts.idle, d.timeouts.idle);
+        assert_eq!(
+            t.hosts["a.test"].site.backend_timeout,
+            Duration::from_secs(90)
+        );
+        assert_eq!(
+            t.hosts["b.test"].site.backend_timeout,
+            Duration::from_secs(600)
+        );
     }
 }

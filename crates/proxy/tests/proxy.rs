@@ -977,6 +977,54 @@ async fn the_backend_timeout_bounds_each_wait_not_the_whole_exchange() {
     p.shutdown().await;
 }
 
+/// The routes' timeouts win over the options' (the proxy's defaults), a site's own backend
+/// timeout over both, and a reload applies them.
+#[tokio::test]
+async fn timeouts_come_from_the_routes_and_a_site_may_wait_longer() {
+    let b = backend().await;
+    let e = env();
+    let none = serde_json::json!({"mode":"none"});
+    let patient = {
+        let mut s = site("a.test", &["a.test"], b.addr, none.clone());
+        s["backend_timeout_seconds"] = 5.into();
+        s
+    };
+    let sites = vec![patient, site("b.test", &["b.test"], b.addr, none)];
+    let settings = |t: serde_json::Value| serde_json::json!({"timeouts": t});
+    write_routes(
+        &e,
+        settings(serde_json::json!({"backend_seconds": 1})),
+        sites.clone(),
+    );
+    let mut o = options(&e);
+    o.backend_timeout = Duration::from_secs(30);
+    let p = Proxy::start(o).await.unwrap();
+    let http = p.http_addr.unwrap();
+    // `/slow` answers after 3 s: past the routes' 1 s, within a.test's own 5 s
+    let (a, b_) = tokio::join!(
+        get(http, "a.test", "/slow", ""),
+        get(http, "b.test", "/slow", "")
+    );
+    assert_eq!(status(&a), 200, "a.test waits its own 5 s: {a}");
+    assert_eq!(status(&b_), 504, "b.test waits the routes' 1 s: {b_}");
+
+    write_routes(&e, settings(serde_json::json!({})), sites);
+    let mut after = String::new();
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        after = get(http, "b.test", "/slow", "").await;
+        if status(&after) == 200 {
+            break;
+        }
+    }
+    assert_eq!(
+        status(&after),
+        200,
+        "after the reload, the options' 30 s: {after}"
+    );
+    p.shutdown().await;
+}
+
 #[tokio::test]
 async fn limits_431_413_and_slow_clients() {
     let (_e, b, p) = basic().await;

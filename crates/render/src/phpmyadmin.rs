@@ -108,8 +108,11 @@ pub fn config_php(inv: &ValidInventory) -> String {
          $cfg['TempDir'] = '/var/lib/phpmyadmin/tmp';\n\
          $cfg['VersionCheck'] = false;\n\
          $cfg['SendErrorReports'] = 'never';\n\
-         $cfg['LoginCookieValidity'] = 3600;\n",
+         $cfg['LoginCookieValidity'] = 3600;\n\
+         $cfg['ExecTimeLimit'] = {exec_time_limit};\n",
         port = db.url.value.port,
+        // the proxy waits as long for this site's backend (`proxy::routes`)
+        exec_time_limit = crate::proxy::PHPMYADMIN_EXEC_TIME_LIMIT,
     )
 }
 

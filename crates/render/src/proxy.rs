@@ -10,6 +10,9 @@ use serde::{Deserialize, Serialize};
 /// Let's Encrypt's production directory, the default CA.
 pub const LETS_ENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
 
+/// phpMyAdmin's `ExecTimeLimit` default, in seconds: how long an import or export may run.
+pub const PHPMYADMIN_EXEC_TIME_LIMIT: u32 = 300;
+
 /// The whole routes file.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -42,6 +45,45 @@ pub struct Settings {
     /// Connections one client address may hold open (absent: the proxy's default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_connections_per_client: Option<u32>,
+    /// The inventory's `*_timeout_seconds` (absent: the proxy's defaults).
+    #[serde(default, skip_serializing_if = "Timeouts::is_empty")]
+    pub timeouts: Timeouts,
+}
+
+/// The proxy's timeouts in whole seconds, each absent for the proxy's default
+/// (`pic2_inventory::Timeouts` says what each bounds).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Timeouts {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub header_read_seconds: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body_read_seconds: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backend_seconds: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub send_seconds: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idle_seconds: Option<u32>,
+}
+
+impl Timeouts {
+    pub fn is_empty(&self) -> bool {
+        *self == Timeouts::default()
+    }
+}
+
+impl From<pic2_inventory::Timeouts> for Timeouts {
+    fn from(t: pic2_inventory::Timeouts) -> Self {
+        let s = |t: Option<pic2_inventory::Timeout>| t.map(pic2_inventory::Timeout::seconds);
+        Timeouts {
+            header_read_seconds: s(t.header_read),
+            body_read_seconds: s(t.body_read),
+            backend_seconds: s(t.backend),
+            send_seconds: s(t.send),
+            idle_seconds: s(t.idle),
+        }
+    }
 }
 
 impl Default for Settings {
@@ -58,6 +100,7 @@ impl Default for Settings {
             trusted_proxies: Vec::new(),
             metrics_listen: None,
             max_connections_per_client: None,
+            timeouts: Timeouts::default(),
         }
     }
 }
@@ -82,6 +125,9 @@ pub struct Route {
     /// Largest request body, in MB (default: the proxy's).
     #[serde(default)]
     pub max_body_mb: Option<u32>,
+    /// The longest wait on this backend, in seconds (default: the settings' `backend`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend_timeout_seconds: Option<u32>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -121,6 +167,7 @@ pub fn routes(inv: &ValidInventory) -> Routes {
         settings.metrics_listen = get(&p.metrics_listen);
         settings.max_connections_per_client =
             p.max_connections_per_client.as_ref().map(|n| n.value);
+        settings.timeouts = p.timeouts.into();
     }
     let mut sites = Vec::new();
     for (domain, site) in &inv.sites {
@@ -148,6 +195,7 @@ pub fn routes(inv: &ValidInventory) -> Routes {
             }),
             hsts: site.hsts,
             max_body_mb: site.max_body_mb,
+            backend_timeout_seconds: site.backend_timeout.map(pic2_inventory::Timeout::seconds),
         });
     }
     if let (Some(domain), Some(passwd)) = (&inv.services.passwd, &inv.passwd) {
@@ -159,6 +207,7 @@ pub fn routes(inv: &ValidInventory) -> Routes {
             redirect: None,
             hsts: true,
             max_body_mb: Some(1),
+            backend_timeout_seconds: None,
         });
     }
     // phpMyAdmin, when its container runs (`[containers]` and `[services] phpmyadmin`).
@@ -171,6 +220,9 @@ pub fn routes(inv: &ValidInventory) -> Routes {
             redirect: None,
             hsts: true,
             max_body_mb: Some(64),
+            // phpMyAdmin's own limit on an import or export (`ExecTimeLimit`): the proxy's
+            // 60 s would answer 504 to a large import the script is still running
+            backend_timeout_seconds: Some(PHPMYADMIN_EXEC_TIME_LIMIT),
         });
     }
     sites.sort_by(|a, b| a.name.cmp(&b.name));
