@@ -6,7 +6,8 @@
 //! of the connection's runs out (it is not idle, a request is in flight). nginx's
 //! `send_timeout` and HAProxy's `timeout client` close such a client; so does this, below
 //! TLS and HTTP. What it does not see: an HTTP/2 client that reads its socket but leaves a
-//! stream's flow-control window shut (its writes never wait; the stream stays in flight).
+//! stream's flow-control window shut (its writes never wait; the stream stays in flight);
+//! [`crate::idle::Activity::starved`] does.
 //!
 //! Nothing is armed while writes go through: a [`StallClock`] starts only when a write has
 //! to wait, and is stopped (left as it is) by the next write that goes through.

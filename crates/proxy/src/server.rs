@@ -767,30 +767,35 @@ fn in_flight(
     }
 }
 
-/// Serves `conn` to its end. On stop — or, with `idle`, once that long has passed with
-/// nothing in flight and no new request — it is asked to finish gracefully: no new request
-/// (HTTP/1: `Connection: close`; HTTP/2: GOAWAY), those in flight complete.
+/// Serves `conn` to its end. On stop, or once `idle` has passed with nothing in flight and
+/// no new request, it is asked to finish gracefully: no new request (HTTP/1:
+/// `Connection: close`; HTTP/2: GOAWAY), those in flight complete. An HTTP/2 connection one
+/// of whose answers has waited `send_timeout` on its client's window (an activity
+/// [`watching_windows`](crate::idle::Activity::watching_windows)) is closed at once, even
+/// then: a graceful end would wait for that answer.
 async fn drive<C>(
     conn: C,
     mut stop: watch::Receiver<bool>,
-    idle: Option<(&crate::idle::Activity, Duration)>,
+    activity: &crate::idle::Activity,
+    idle: Duration,
+    send_timeout: Duration,
 ) where
     C: hyper_util::server::graceful::GracefulConnection,
 {
     tokio::pin!(conn);
-    let idle = async {
-        match idle {
-            Some((activity, time)) => activity.idle_for(time).await,
-            None => std::future::pending().await,
-        }
-    };
+    let starved = activity.starved(send_timeout);
+    tokio::pin!(starved);
     tokio::select! {
         _ = conn.as_mut() => return,
+        () = starved.as_mut() => return,
         _ = stop.changed() => {}
-        () = idle => {}
+        () = activity.idle_for(idle) => {}
     }
     conn.as_mut().graceful_shutdown();
-    let _ = conn.await;
+    tokio::select! {
+        _ = conn => {}
+        () = starved => {}
+    }
 }
 
 /// An HTTP/1 connection's stream behind the framing guard (smuggling shapes refused, 400).
@@ -851,7 +856,7 @@ async fn serve_conn(
                 let s = Arc::clone(shared);
                 // an HTTP/2 connection answers pings for ever: its idle time is the time
                 // with no stream in flight
-                let activity = crate::idle::Activity::new();
+                let activity = crate::idle::Activity::watching_windows();
                 let seen = activity.clone();
                 let svc = service_fn(move |req| in_flight(&seen, &s, &backends, client, req));
                 // HTTP/2 only: `serve_connection_with_upgrades` would ignore `http2_only` and
@@ -859,7 +864,7 @@ async fn serve_conn(
                 let b = b.http2_only();
                 let io = TokioIo::new(crate::coalesce::Coalesced::new(tls_stream));
                 let conn = b.serve_connection(io, svc);
-                drive(conn, stop, Some((&activity, timeouts.idle))).await;
+                drive(conn, stop, &activity, timeouts.idle, timeouts.send).await;
             } else {
                 serve_http1(&b, tls_stream, client, shared, backends, stop, timeouts).await;
             }
@@ -886,7 +891,7 @@ async fn serve_http1<S>(
     let svc = service_fn(move |req| in_flight(&seen, &s, &backends, client, req));
     let guarded = guard(stream, shared, timeouts.header_read);
     let conn = b.serve_connection_with_upgrades(TokioIo::new(guarded), svc);
-    drive(conn, stop, Some((&activity, timeouts.header_read))).await;
+    drive(conn, stop, &activity, timeouts.header_read, timeouts.send).await;
 }
 
 /// Metrics connections served at once, and the time one may take: the endpoint is for a

@@ -630,6 +630,58 @@ async fn a_long_answer_keeps_its_connection_past_the_idle_time() {
     p.shutdown().await;
 }
 
+/// An HTTP/2 client that reads its socket but keeps a stream's flow-control window shut
+/// never makes a write wait: without its own clock the answer, and the backend connection
+/// feeding it, would be held for ever (the "slow read" attack over HTTP/2). An answer read
+/// steadily, even longer than that time, is not cut.
+#[tokio::test]
+async fn an_http2_client_holding_its_window_shut_is_cut_off() {
+    let b = backend().await;
+    let e = env();
+    let (c, _) = one_tls_site(&e, b.addr);
+    let mut o = options(&e);
+    o.send_timeout = Duration::from_secs(1);
+    let p = Proxy::start(o).await.unwrap();
+    let https = p.https_addr.unwrap();
+    let get = |path: &str| {
+        Request::builder()
+            .uri(format!("https://a.test{path}"))
+            .body(Full::new(Bytes::new()))
+            .unwrap()
+    };
+
+    let tls = tls_connect(https, "a.test", &[Path::new(&c)], &[b"h2"]).await;
+    let (mut send, conn) = h2_over(tls).await;
+    let r = send.send_request(get("/drip")).await.unwrap();
+    let body = r.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(
+        body.as_ref(),
+        b"drip\n".repeat(4).as_slice(),
+        "3.2 s, read steadily"
+    );
+
+    let tls = tls_connect(https, "a.test", &[Path::new(&c)], &[b"h2"]).await;
+    let (mut send, conn_held) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+        .initial_stream_window_size(16 * 1024)
+        .handshake(TokioIo::new(tls))
+        .await
+        .unwrap();
+    let conn_held = tokio::spawn(conn_held);
+    // the answer's body is never read: its window stays shut once 16 KB are in
+    let held = send.send_request(get("/huge")).await.unwrap();
+    let ended = tokio::time::timeout(Duration::from_secs(6), conn_held).await;
+    assert!(
+        ended.is_ok(),
+        "a stream with its window shut held its connection"
+    );
+    drop(held);
+    assert!(
+        !conn.is_finished(),
+        "the steady reader's connection was cut too"
+    );
+    p.shutdown().await;
+}
+
 /// A second proxy on the ports of a running one fails to start (SO_REUSEPORT, which the
 /// workers use, would otherwise let it share them silently).
 #[tokio::test]
