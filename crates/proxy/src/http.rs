@@ -6,7 +6,7 @@ use crate::backend::{connection_tokens, named_by_connection, Backends, HOP_BY_HO
 use crate::origin::Origin;
 use crate::pages;
 use crate::server::Shared;
-use crate::stall::StalledBody;
+use crate::stall::{AnswerStalled, BodyTimedOut, StalledBody};
 use crate::table::{normalize_host, HostEntry, Site, Timeouts};
 use bytes::Bytes;
 use http_body_util::{combinators::BoxBody, BodyExt, Full, Limited};
@@ -370,7 +370,7 @@ async fn forward(
                 })
             });
         return match answered(backend, sent) {
-            Ok(resp) => tunnel(shared, client_up, resp, slots, timeouts.idle),
+            Ok(resp) => tunnel(shared, client_up, resp, slots, waiting, timeouts.idle),
             Err(no) => no.page(),
         };
     }
@@ -432,7 +432,10 @@ fn backend_request(
     let body = if hyper::body::Body::is_end_stream(&body) {
         limited(body, limit)
     } else {
-        limited(StalledBody::new(body, body_read_timeout), limit)
+        limited(
+            StalledBody::<_, BodyTimedOut>::new(body, body_read_timeout),
+            limit,
+        )
     };
     let mut out = Request::new(body);
     *out.method_mut() = parts.method;
@@ -601,7 +604,7 @@ fn answered<T>(backend: &str, sent: Result<T, crate::backend::Error>) -> Result<
     match sent {
         Err(crate::backend::Error::Timeout { .. }) => Err(NoAnswer::Timeout),
         Err(e) if caused_by::<http_body_util::LengthLimitError>(&e) => Err(NoAnswer::BodyTooLarge),
-        Err(e) if caused_by::<crate::stall::BodyTimedOut>(&e) => Err(NoAnswer::BodyTooSlow),
+        Err(e) if caused_by::<BodyTimedOut>(&e) => Err(NoAnswer::BodyTooSlow),
         Err(e) => {
             tracing::debug!(backend, error = %e, "backend request failed");
             Err(NoAnswer::Unreachable)
@@ -611,18 +614,21 @@ fn answered<T>(backend: &str, sent: Result<T, crate::backend::Error>) -> Result<
 }
 
 /// An upgrade the backend accepted (101): both streams are joined by a task of their own
-/// that outlives the request (and any reload); anything else goes back as it came.
+/// that outlives the request (and any reload), silent for `idle` at most; anything else
+/// goes back as it came, each wait for its body's next bytes `waiting` at most.
 fn tunnel(
     shared: &Arc<Shared>,
     client_up: hyper::upgrade::OnUpgrade,
     mut resp: Response<Incoming>,
     slots: crate::server::Slots,
+    waiting: Duration,
     idle: Duration,
 ) -> Response<Body> {
     if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
         let (mut parts, body) = resp.into_parts();
         strip_hop(&mut parts.headers);
-        return Response::from_parts(parts, body.map_err(|e| -> BoxError { Box::new(e) }).boxed());
+        let body = StalledBody::<_, AnswerStalled>::new(body, waiting);
+        return Response::from_parts(parts, body.boxed());
     }
     let backend_up = hyper::upgrade::on(&mut resp);
     let shared = Arc::clone(shared);

@@ -56,36 +56,48 @@ impl StallClock {
     }
 }
 
-/// A request body whose reads may each wait `limit` for the client, no longer: past it the
-/// body fails (the "slow POST" attack, a client announcing a body and sending a byte now and
-/// then, would otherwise hold its connection and a backend connection for ever).
+/// A body whose reads may each wait `limit`, no longer: past it the body fails with `E`.
 ///
-/// Over HTTP/2 a wait may not be the client's: a stream whose backend stops taking its body
-/// leaves its data unread, and once that fills the connection's flow-control window (hyper's
-/// default, 1 MB) the other streams' clients cannot send either, and may be timed out.
-pub(crate) struct StalledBody<B> {
+/// A request body's (`E` = [`BodyTimedOut`]): the "slow POST" attack, a client announcing a
+/// body and sending a byte now and then, would otherwise hold its connection and a backend
+/// connection for ever. Over HTTP/2 a wait may not be the client's: a stream whose backend
+/// stops taking its body leaves its data unread, and once that fills the connection's
+/// flow-control window (hyper's default, 1 MB) the other streams' clients cannot send
+/// either, and may be timed out.
+///
+/// An answer's from hyper's client (`E` = [`AnswerStalled`]; pic2's own client times its
+/// answers itself): a backend that stops in the middle would hold its client for ever.
+pub(crate) struct StalledBody<B, E> {
     body: B,
     clock: StallClock,
+    error: std::marker::PhantomData<fn() -> E>,
 }
 
-impl<B> StalledBody<B> {
+impl<B, E> StalledBody<B, E> {
     pub(crate) fn new(body: B, limit: Duration) -> Self {
         StalledBody {
             body,
             clock: StallClock::new(limit),
+            error: std::marker::PhantomData,
         }
     }
 }
 
 /// A request body's client sent nothing for `body_read_timeout`.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Default, thiserror::Error)]
 #[error("no byte of the request body for the body read timeout")]
 pub(crate) struct BodyTimedOut;
 
-impl<B> hyper::body::Body for StalledBody<B>
+/// A backend sent nothing of its answer's body for the backend timeout.
+#[derive(Debug, Default, thiserror::Error)]
+#[error("the backend sent nothing for the backend timeout")]
+pub(crate) struct AnswerStalled;
+
+impl<B, E> hyper::body::Body for StalledBody<B, E>
 where
     B: hyper::body::Body + Unpin,
     B::Error: Into<crate::http::BoxError>,
+    E: Default + Into<crate::http::BoxError>,
 {
     type Data = B::Data;
     type Error = crate::http::BoxError;
@@ -96,7 +108,7 @@ where
     ) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
         let this = self.get_mut();
         match Pin::new(&mut this.body).poll_frame(cx) {
-            Poll::Pending if this.clock.waits(cx) => Poll::Ready(Some(Err(BodyTimedOut.into()))),
+            Poll::Pending if this.clock.waits(cx) => Poll::Ready(Some(Err(E::default().into()))),
             Poll::Pending => Poll::Pending,
             Poll::Ready(frame) => {
                 this.clock.progressed();
@@ -128,7 +140,7 @@ mod tests {
     async fn a_body_that_stops_coming_fails_after_the_limit() {
         let second = Duration::from_secs(1);
         let (mut tx, body) = http_body_util::channel::Channel::<Bytes, BodyTimedOut>::new(1);
-        let mut body = StalledBody::new(body, 5 * second);
+        let mut body = StalledBody::<_, BodyTimedOut>::new(body, 5 * second);
         tokio::spawn(async move {
             for _ in 0..3 {
                 tokio::time::sleep(4 * second).await;
@@ -155,7 +167,7 @@ mod tests {
     async fn a_wait_is_counted_from_its_start_not_from_the_last_progress_before_it() {
         let second = Duration::from_secs(1);
         let (mut tx, body) = http_body_util::channel::Channel::<Bytes, BodyTimedOut>::new(8);
-        let mut body = StalledBody::new(body, 5 * second);
+        let mut body = StalledBody::<_, BodyTimedOut>::new(body, 5 * second);
         tx.send_data(Bytes::from_static(b"a")).await.unwrap();
         body.frame().await.unwrap().unwrap();
         // 30 s with nobody reading the body (a backend slow to take it): no wait of the

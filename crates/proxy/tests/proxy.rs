@@ -47,7 +47,8 @@ async fn backend_on(listener: TcpListener) -> Backend {
                 let svc = service_fn(move |mut req: Request<hyper::body::Incoming>| {
                     h.fetch_add(1, Ordering::SeqCst);
                     async move {
-                        if req.headers().contains_key("upgrade") {
+                        // `/stall` refuses an upgrade: it answers as to any request
+                        if req.headers().contains_key("upgrade") && req.uri().path() != "/stall" {
                             let up = hyper::upgrade::on(&mut req);
                             tokio::spawn(async move {
                                 let mut io = TokioIo::new(up.await.unwrap());
@@ -1025,6 +1026,27 @@ async fn the_backend_timeout_bounds_each_wait_not_the_whole_exchange() {
     assert!(
         !got.ends_with("0\r\n\r\n"),
         "a cut answer looked whole: {got}"
+    );
+
+    // an upgrade the backend refuses: its answer comes through hyper's client, timed too
+    let mut s = TcpStream::connect(http).await.unwrap();
+    s.write_all(
+        b"GET /stall HTTP/1.1\r\nHost: a.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut got = Vec::new();
+    let end = tokio::time::timeout(Duration::from_secs(6), s.read_to_end(&mut got)).await;
+    let got = String::from_utf8_lossy(&got);
+    assert!(
+        end.is_ok(),
+        "a refused upgrade's stalled answer held its client: {got}"
+    );
+    assert_eq!(status(&got), 200, "{got}");
+    assert!(got.contains("part"), "{got}");
+    assert!(
+        !got.ends_with("0\r\n\r\n"),
+        "a cut answer to a refused upgrade looked whole: {got}"
     );
     p.shutdown().await;
 }
