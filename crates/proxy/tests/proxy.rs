@@ -1810,6 +1810,92 @@ async fn early_answer_backend() -> SocketAddr {
     addr
 }
 
+/// A backend that answers a POST's head at once ("early", chunked), then reads the body:
+/// whole (100 bytes), it ends the answer with "done"; cut short, it reports what it got and
+/// whether its input ended (`tx`) instead.
+async fn streaming_early_backend(
+    tx: tokio::sync::mpsc::UnboundedSender<(usize, bool)>,
+) -> SocketAddr {
+    let (addr, _) = raw_backend(move |mut s| {
+        let tx = tx.clone();
+        async move {
+            let mut got = Vec::new();
+            if next_head(&mut s, &mut got).await.is_none() {
+                return;
+            }
+            let head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nearly\r\n";
+            if s.write_all(head).await.is_err() {
+                return;
+            }
+            let mut buf = [0u8; 1024];
+            while got.len() < 100 {
+                match tokio::time::timeout(Duration::from_secs(20), s.read(&mut buf)).await {
+                    Ok(Ok(n)) if n > 0 => got.extend_from_slice(&buf[..n]),
+                    Ok(_) => {
+                        let _ = tx.send((got.len(), true)); // its input ended
+                        return;
+                    }
+                    Err(_) => {
+                        let _ = tx.send((got.len(), false)); // left waiting
+                        return;
+                    }
+                }
+            }
+            let _ = tx.send((got.len(), false));
+            let _ = s.write_all(b"4\r\ndone\r\n0\r\n\r\n").await;
+        }
+    })
+    .await;
+    addr
+}
+
+/// An answer under way while its upload still comes: a slow client's waits are its own (the
+/// backend, waiting for the body, is not late), and a client whose body stops gets the
+/// backend's input ended rather than left waiting.
+#[tokio::test]
+async fn an_answer_that_starts_before_its_upload_ends() {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let addr = streaming_early_backend(tx).await;
+    let e = env();
+    one_site(&e, addr);
+    let mut o = options(&e);
+    o.backend_timeout = Duration::from_secs(3);
+    o.body_read_timeout = Duration::from_secs(1);
+    let p = Proxy::start(o).await.unwrap();
+    let http = p.http_addr.unwrap();
+    let post = b"POST /up HTTP/1.1\r\nHost: a.test\r\nContent-Length: 100\r\nConnection: close\r\n\r\n0123456789";
+
+    // 90 more bytes over 4.5 s: more than the backend timeout in all, never in one wait
+    let mut s = TcpStream::connect(http).await.unwrap();
+    s.write_all(post).await.unwrap();
+    for _ in 0..9 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        s.write_all(b"0123456789").await.unwrap();
+    }
+    let mut got = String::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_string(&mut got))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(rx.recv().await, Some((100, false)));
+    assert_eq!(status(&got), 200, "{got}");
+    assert!(got.contains("early") && got.contains("done"), "{got}");
+    assert!(got.ends_with("0\r\n\r\n"), "the answer was cut: {got}");
+
+    // 10 bytes, then nothing: past the body read timeout the backend's input ends
+    let mut s = TcpStream::connect(http).await.unwrap();
+    s.write_all(post).await.unwrap();
+    // told with the body's failure (1 s), not only when the answer's wait runs out (3 s)
+    let told = tokio::time::timeout(Duration::from_millis(2500), rx.recv()).await;
+    assert_eq!(
+        told,
+        Ok(Some((10, true))),
+        "the backend was left waiting for the body"
+    );
+    drop(s);
+    p.shutdown().await;
+}
+
 #[tokio::test]
 async fn an_upload_answered_early_does_not_hold_the_client() {
     let addr = early_answer_backend().await;
