@@ -39,21 +39,24 @@ pub struct ProxyConfig {
     pub timeouts: Timeouts,
 }
 
-/// The `*_timeout_seconds` keys of `[proxy]`: nginx's names and defaults, for admins who
-/// know them (a site's own `backend_timeout_seconds` wins over `backend`).
+/// The `*_timeout_seconds` keys of `[proxy]`, each the counterpart of an nginx directive
+/// named below (a site's own `backend_timeout_seconds` wins over `backend`); the defaults
+/// are the proxy's.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Timeouts {
     /// To read a request head, and an HTTP/1 connection's wait for its next request
-    /// (`client_header_timeout`, `keepalive_timeout`; default 15).
+    /// (`client_header_timeout`, `keepalive_timeout`; default 15, where nginx has 60 and 75).
     pub header_read: Option<Timeout>,
     /// The longest wait for a request body's next bytes (`client_body_timeout`; 60).
     pub body_read: Option<Timeout>,
     /// The longest wait on a backend: for its answer, to take the request's body, for the
     /// answer body's next bytes (`proxy_read_timeout`, `proxy_send_timeout`; 60).
     pub backend: Option<Timeout>,
-    /// The longest a client may take none of what it is sent (`send_timeout`; 60).
+    /// The longest a client may take none of what it is sent (`send_timeout`; 60). Over
+    /// HTTP/2, the longest an answer may wait on its stream's flow-control window.
     pub send: Option<Timeout>,
-    /// A WebSocket's, or an HTTP/2 connection's with no request, longest silence (600).
+    /// A WebSocket's, or an HTTP/2 connection's with no request, longest silence (600;
+    /// nginx's `proxy_read_timeout` and `keepalive_timeout` do this).
     pub idle: Option<Timeout>,
 }
 

@@ -5,6 +5,7 @@
 //! timer per connection, moved on only when it fires: a timer armed per request costs a
 //! timer wheel insertion and removal each time.
 
+use bytes::Buf;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -198,9 +199,10 @@ impl<B: hyper::body::Body + Unpin> hyper::body::Body for Tracked<B> {
         let this = self.get_mut();
         this.asked_again();
         let frame = Pin::new(&mut this.body).poll_frame(cx);
-        // hyper asks again once the client's window has room, unless this was the last
-        if let (Poll::Ready(Some(Ok(_))), Some(h)) = (&frame, this.hand_offs()) {
-            if !this.body.is_end_stream() {
+        // hyper keeps a data frame, the last one too, until the client's window has room,
+        // then asks again (or, after the last, drops the body); an empty one goes at once
+        if let (Poll::Ready(Some(Ok(f))), Some(h)) = (&frame, this.hand_offs()) {
+            if f.data_ref().is_some_and(|d| d.has_remaining()) {
                 this.handed_in = Some(h.hand());
             }
         }
@@ -250,6 +252,19 @@ mod tests {
 
     /// A body that always has a frame ready, and never knows it has ended.
     struct Endless;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_last_frame_kept_waiting_starves_its_connection_too() {
+        let within = Duration::from_secs(10);
+        let activity = Activity::watching_windows();
+        let mut steady = Tracked::new(Endless, activity.begin());
+        let last = http_body_util::Full::new(bytes::Bytes::from_static(b"the whole answer"));
+        let mut held = Tracked::new(last, activity.begin());
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let _ = hyper::body::Body::poll_frame(Pin::new(&mut held), &mut cx);
+        assert!(hyper::body::Body::is_end_stream(&held));
+        assert!(starved_while_asking(&activity, within, &mut steady, within * 5).await);
+    }
 
     impl hyper::body::Body for Endless {
         type Data = bytes::Bytes;

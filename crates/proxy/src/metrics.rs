@@ -48,6 +48,7 @@ pub struct Global {
     pub connections_total: AtomicU64,
     pub tls_handshake_failures: AtomicU64,
     pub client_limit_refused: AtomicU64,
+    pub http2_windows_starved: AtomicU64,
     pub reloads: AtomicU64,
     pub reload_failures: AtomicU64,
     pub certificates_issued: AtomicU64,
@@ -161,6 +162,13 @@ pub fn render(
         "counter",
         "Connections closed at once: their client had max_connections_per_client open.",
         &global.client_limit_refused,
+    );
+    g(
+        &mut o,
+        "http2_windows_starved_total",
+        "counter",
+        "HTTP/2 connections told to go away, then closed: an answer waited send_timeout on its client's flow-control window.",
+        &global.http2_windows_starved,
     );
     g(
         &mut o,

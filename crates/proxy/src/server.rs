@@ -767,35 +767,52 @@ fn in_flight(
     }
 }
 
+/// How [`drive`] saw a connection end.
+#[derive(Debug, PartialEq, Eq)]
+enum Ended {
+    /// Of itself, or after being asked to finish (stop, idleness).
+    Served,
+    /// An answer waited `send_timeout` on its client's HTTP/2 window.
+    Starved,
+}
+
 /// Serves `conn` to its end. On stop, or once `idle` has passed with nothing in flight and
 /// no new request, it is asked to finish gracefully: no new request (HTTP/1:
 /// `Connection: close`; HTTP/2: GOAWAY), those in flight complete. An HTTP/2 connection one
 /// of whose answers has waited `send_timeout` on its client's window (an activity
-/// [`watching_windows`](crate::idle::Activity::watching_windows)) is closed at once, even
-/// then: a graceful end would wait for that answer.
+/// [`watching_windows`](crate::idle::Activity::watching_windows)) is told to go away too,
+/// then closed if it has not ended after one more `send_timeout`: the other streams may
+/// finish meanwhile and new requests go to a new connection, but the starved answer would
+/// never end by itself.
 async fn drive<C>(
     conn: C,
     mut stop: watch::Receiver<bool>,
     activity: &crate::idle::Activity,
     idle: Duration,
     send_timeout: Duration,
-) where
+) -> Ended
+where
     C: hyper_util::server::graceful::GracefulConnection,
 {
     tokio::pin!(conn);
     let starved = activity.starved(send_timeout);
     tokio::pin!(starved);
+    let mut ended = Ended::Served;
     tokio::select! {
-        _ = conn.as_mut() => return,
-        () = starved.as_mut() => return,
+        _ = conn.as_mut() => return ended,
+        () = starved.as_mut() => ended = Ended::Starved,
         _ = stop.changed() => {}
         () = activity.idle_for(idle) => {}
     }
     conn.as_mut().graceful_shutdown();
-    tokio::select! {
-        _ = conn => {}
-        () = starved => {}
+    if ended == Ended::Served {
+        tokio::select! {
+            _ = conn.as_mut() => return ended,
+            () = starved => ended = Ended::Starved,
+        }
     }
+    let _ = tokio::time::timeout(send_timeout, conn).await;
+    ended
 }
 
 /// An HTTP/1 connection's stream behind the framing guard (smuggling shapes refused, 400).
@@ -864,7 +881,11 @@ async fn serve_conn(
                 let b = b.http2_only();
                 let io = TokioIo::new(crate::coalesce::Coalesced::new(tls_stream));
                 let conn = b.serve_connection(io, svc);
-                drive(conn, stop, &activity, timeouts.idle, timeouts.send).await;
+                if drive(conn, stop, &activity, timeouts.idle, timeouts.send).await
+                    == Ended::Starved
+                {
+                    shared.global.http2_windows_starved.fetch_add(1, Relaxed);
+                }
             } else {
                 serve_http1(&b, tls_stream, client, shared, backends, stop, timeouts).await;
             }
@@ -891,7 +912,8 @@ async fn serve_http1<S>(
     let svc = service_fn(move |req| in_flight(&seen, &s, &backends, client, req));
     let guarded = guard(stream, shared, timeouts.header_read);
     let conn = b.serve_connection_with_upgrades(TokioIo::new(guarded), svc);
-    drive(conn, stop, &activity, timeouts.header_read, timeouts.send).await;
+    // HTTP/1 answers are timed at the socket (`SendTimeout`): never starved here
+    let _ = drive(conn, stop, &activity, timeouts.header_read, timeouts.send).await;
 }
 
 /// Metrics connections served at once, and the time one may take: the endpoint is for a

@@ -22,17 +22,29 @@ pub struct Timeouts {
 
 impl Timeouts {
     /// `settings`' timeouts, each absent one taken from `defaults`.
-    fn over(settings: &pic2_render::proxy::Timeouts, defaults: Timeouts) -> Timeouts {
-        let pick = |seconds: Option<u32>, default| {
-            seconds.map_or(default, |s| Duration::from_secs(u64::from(s)))
-        };
-        Timeouts {
-            header_read: pick(settings.header_read_seconds, defaults.header_read),
-            body_read: pick(settings.body_read_seconds, defaults.body_read),
-            backend: pick(settings.backend_seconds, defaults.backend),
-            send: pick(settings.send_seconds, defaults.send),
-            idle: pick(settings.idle_seconds, defaults.idle),
-        }
+    fn over(settings: &pic2_render::proxy::Timeouts, defaults: Timeouts) -> Result<Self, Error> {
+        Ok(Timeouts {
+            header_read: seconds_or(settings.header_read_seconds, defaults.header_read)?,
+            body_read: seconds_or(settings.body_read_seconds, defaults.body_read)?,
+            backend: seconds_or(settings.backend_seconds, defaults.backend)?,
+            send: seconds_or(settings.send_seconds, defaults.send)?,
+            idle: seconds_or(settings.idle_seconds, defaults.idle)?,
+        })
+    }
+}
+
+/// A timeout of the routes, or `default` without one. `pic2 render` never writes 0 (the
+/// inventory refuses it), but a routes file written by hand might: it would cut every
+/// exchange at once.
+fn seconds_or(seconds: Option<u32>, default: Duration) -> Result<Duration, Error> {
+    match seconds {
+        None => Ok(default),
+        Some(0) => Err(Error::invalid(
+            "routes timeout",
+            "0",
+            "a timeout is at least 1 second",
+        )),
+        Some(s) => Ok(Duration::from_secs(u64::from(s))),
     }
 }
 
@@ -133,7 +145,7 @@ impl Table {
         };
         let admin = networks(&routes.settings.admin_addresses)?;
         let trusted = networks(&routes.settings.trusted_proxies)?;
-        let timeouts = Timeouts::over(&routes.settings.timeouts, defaults.timeouts);
+        let timeouts = Timeouts::over(&routes.settings.timeouts, defaults.timeouts)?;
         let old: HashMap<&str, &Arc<SiteMetrics>> = previous
             .map(|p| {
                 p.sites
@@ -154,9 +166,7 @@ impl Table {
                 max_body: r
                     .max_body_mb
                     .map_or(defaults.max_body, |mb| u64::from(mb) * 1024 * 1024),
-                backend_timeout: r
-                    .backend_timeout_seconds
-                    .map_or(timeouts.backend, |s| Duration::from_secs(u64::from(s))),
+                backend_timeout: seconds_or(r.backend_timeout_seconds, timeouts.backend)?,
                 metrics: old
                     .get(r.name.as_str())
                     .map_or_else(|| Arc::new(SiteMetrics::default()), |m| Arc::clone(m)),
@@ -247,5 +257,9 @@ mod tests {
             t.hosts["b.test"].site.backend_timeout,
             Duration::from_secs(600)
         );
+        for zero in [text.replace(":5,", ":0,"), text.replace(":600", ":0")] {
+            let e = Table::build(serde_json::from_str(&zero).unwrap(), None, d).unwrap_err();
+            assert!(e.to_string().contains("at least 1 second"), "{e}");
+        }
     }
 }

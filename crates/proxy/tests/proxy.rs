@@ -661,25 +661,32 @@ async fn an_http2_client_holding_its_window_shut_is_cut_off() {
         "3.2 s, read steadily"
     );
 
-    let tls = tls_connect(https, "a.test", &[Path::new(&c)], &[b"h2"]).await;
-    let (mut send, conn_held) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
-        .initial_stream_window_size(16 * 1024)
-        .handshake(TokioIo::new(tls))
-        .await
-        .unwrap();
-    let conn_held = tokio::spawn(conn_held);
-    // the answer's body is never read: its window stays shut once 16 KB are in
-    let held = send.send_request(get("/huge")).await.unwrap();
-    let ended = tokio::time::timeout(Duration::from_secs(6), conn_held).await;
-    assert!(
-        ended.is_ok(),
-        "a stream with its window shut held its connection"
-    );
-    drop(held);
+    // in the middle of a long answer (a 16 KB window, never opened again), and a window of
+    // 0: not even a short answer's only frame (its length known) goes out
+    for (window, path) in [(16 * 1024, "/huge"), (0, "/short")] {
+        let tls = tls_connect(https, "a.test", &[Path::new(&c)], &[b"h2"]).await;
+        let (mut send, held_conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+            .initial_stream_window_size(window)
+            .handshake(TokioIo::new(tls))
+            .await
+            .unwrap();
+        let held_conn = tokio::spawn(held_conn);
+        // the answer's body is never read
+        let held = send.send_request(get(path)).await.unwrap();
+        // told to go away after one to two send timeouts, closed one later
+        let ended = tokio::time::timeout(Duration::from_secs(8), held_conn).await;
+        assert!(
+            ended.is_ok(),
+            "{path}: a stream with its window shut held its connection"
+        );
+        drop(held);
+    }
     assert!(
         !conn.is_finished(),
         "the steady reader's connection was cut too"
     );
+    let starved = p.shared.global.http2_windows_starved.load(Ordering::SeqCst);
+    assert_eq!(starved, 2);
     p.shutdown().await;
 }
 

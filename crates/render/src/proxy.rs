@@ -220,9 +220,10 @@ pub fn routes(inv: &ValidInventory) -> Routes {
             redirect: None,
             hsts: true,
             max_body_mb: Some(64),
-            // phpMyAdmin's own limit on an import or export (`ExecTimeLimit`): the proxy's
-            // 60 s would answer 504 to a large import the script is still running
-            backend_timeout_seconds: Some(PHPMYADMIN_EXEC_TIME_LIMIT),
+            // phpMyAdmin's own limit on an import or export (`ExecTimeLimit`), and a little
+            // more for its own error to arrive: the proxy's 60 s would answer 504 to a large
+            // import the script is still running
+            backend_timeout_seconds: Some(PHPMYADMIN_EXEC_TIME_LIMIT + 10),
         });
     }
     sites.sort_by(|a, b| a.name.cmp(&b.name));
