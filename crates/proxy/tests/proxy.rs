@@ -690,6 +690,58 @@ async fn an_http2_client_holding_its_window_shut_is_cut_off() {
     p.shutdown().await;
 }
 
+/// HTTP/2 "rapid reset" (CVE-2023-44487): a client that opens streams and cancels them at
+/// once, or once each has reached the backend, must not turn one connection into a flood of
+/// backend requests. hyper's h2 counts such resets and ends the connection (GOAWAY,
+/// ENHANCE_YOUR_CALM); this keeps that true of the proxy as built.
+#[tokio::test]
+async fn http2_rapid_reset_is_cut_short() {
+    let b = backend().await;
+    let e = env();
+    let (c, _) = one_tls_site(&e, b.addr);
+    let p = Proxy::start(options(&e)).await.unwrap();
+    let https = p.https_addr.unwrap();
+    for (batch, wait) in [(1, Duration::ZERO), (100, Duration::from_millis(20))] {
+        let tls = tls_connect(https, "a.test", &[Path::new(&c)], &[b"h2"]).await;
+        let (mut send, conn) = h2::client::handshake(tls).await.unwrap();
+        let conn = tokio::spawn(conn);
+        let mut opened = 0;
+        'batches: while opened < 20_000 {
+            let mut streams = Vec::new();
+            for _ in 0..batch {
+                let Ok(ready) = send.ready().await else {
+                    break 'batches;
+                };
+                send = ready;
+                let req = Request::get("https://a.test/slow").body(()).unwrap();
+                let Ok((_, stream)) = send.send_request(req, true) else {
+                    break 'batches;
+                };
+                streams.push(stream);
+                opened += 1;
+            }
+            tokio::time::sleep(wait).await; // 20 ms: every stream has reached the backend
+            for mut stream in streams {
+                stream.send_reset(h2::Reason::CANCEL);
+            }
+        }
+        let ended = tokio::time::timeout(Duration::from_secs(5), conn).await;
+        let cut = ended.map(|r| r.unwrap().is_err());
+        assert_eq!(
+            cut,
+            Ok(true),
+            "batch {batch}: not cut after {opened} resets"
+        );
+        assert!(
+            opened <= 1_000,
+            "batch {batch}: {opened} streams opened and reset"
+        );
+    }
+    let hits = b.hits.load(Ordering::SeqCst);
+    assert!(hits <= 500, "{hits} requests reached the backend");
+    p.shutdown().await;
+}
+
 /// A second proxy on the ports of a running one fails to start (SO_REUSEPORT, which the
 /// workers use, would otherwise let it share them silently).
 #[tokio::test]
