@@ -119,6 +119,12 @@ impl Activity {
         InFlight(self.clone())
     }
 
+    /// No request in flight: a keep-alive wait, a head not yet whole, an HTTP/2 connection
+    /// without a stream.
+    pub(crate) fn nothing_in_flight(&self) -> bool {
+        self.state.in_flight.load(Relaxed) == 0
+    }
+
     /// Resolves once `idle` has passed with no [`touch`](Self::touch) and nothing in flight.
     /// A request longer than `idle` (a long download, a stream of events, a slow upload) is
     /// not cut, and the connection's idle time counts from its end.

@@ -49,6 +49,9 @@ pub struct Global {
     pub tls_handshake_failures: AtomicU64,
     pub client_limit_refused: AtomicU64,
     pub http2_windows_starved: AtomicU64,
+    /// Times every slot was found taken (the idle connections then asked to close).
+    pub crowded: AtomicU64,
+    pub idle_reclaimed: AtomicU64,
     pub reloads: AtomicU64,
     pub reload_failures: AtomicU64,
     pub certificates_issued: AtomicU64,
@@ -162,6 +165,20 @@ pub fn render(
         "counter",
         "Connections closed at once: their client had max_connections_per_client open.",
         &global.client_limit_refused,
+    );
+    g(
+        &mut o,
+        "connections_full_total",
+        "counter",
+        "Times a new connection found max_connections taken; the connections with nothing in flight were then asked to close.",
+        &global.crowded,
+    );
+    g(
+        &mut o,
+        "idle_connections_reclaimed_total",
+        "counter",
+        "Connections with nothing in flight closed to make room, max_connections being taken.",
+        &global.idle_reclaimed,
     );
     g(
         &mut o,

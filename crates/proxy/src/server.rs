@@ -147,6 +147,12 @@ pub struct Shared {
     /// One permit per open client connection, for all workers and listeners together (an
     /// upgraded connection, a WebSocket, holds one of its own).
     connection_slots: Arc<tokio::sync::Semaphore>,
+    /// The open connections, asked to close when every slot is taken and they have nothing
+    /// in flight ([`Shared::reclaim_idle`]).
+    room: crate::room::Room,
+    /// When the connections were last told, in milliseconds since `started` (0: never).
+    crowded_at: std::sync::atomic::AtomicU64,
+    started: std::time::Instant,
     per_client: Arc<crate::per_client::PerClient>,
     pub(crate) balance: Balance,
 }
@@ -161,9 +167,10 @@ pub(crate) struct Slots {
 impl Shared {
     /// Slots for a new connection or tunnel from `ip`; `None` when a limit is reached.
     pub(crate) fn take_slots(&self, ip: std::net::IpAddr) -> Option<Slots> {
-        let all = Arc::clone(&self.connection_slots)
-            .try_acquire_owned()
-            .ok()?;
+        let Ok(all) = Arc::clone(&self.connection_slots).try_acquire_owned() else {
+            self.reclaim_idle();
+            return None;
+        };
         let client = if crate::origin::is_trusted(&self.table.load().trusted, ip) {
             None
         } else {
@@ -177,6 +184,32 @@ impl Shared {
             _all: all,
             _client: client,
         })
+    }
+
+    /// Every slot is taken: the connections with nothing in flight (a keep-alive wait, a
+    /// head not yet whole, an HTTP/2 connection without a stream) are asked to close, as
+    /// nginx reclaims its idle keep-alive connections, so that a new client gets in at its
+    /// next try instead of after their idle timeouts (an idle HTTP/2 connection's is 10
+    /// minutes: slots held that cheaply would otherwise lock everyone out). At most once every
+    /// 100 ms: every waiting connection wakes to look.
+    fn reclaim_idle(&self) {
+        const EVERY_MS: u64 = 100;
+        let now = u64::try_from(self.started.elapsed().as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        let last = self.crowded_at.load(Relaxed);
+        if last != 0 && now.saturating_sub(last) < EVERY_MS {
+            return;
+        }
+        if self
+            .crowded_at
+            .compare_exchange(last, now, Relaxed, Relaxed)
+            .is_ok()
+        {
+            self.global.crowded.fetch_add(1, Relaxed);
+            let closed = self.room.make();
+            self.global.idle_reclaimed.fetch_add(closed, Relaxed);
+        }
     }
 
     /// True when an access log is written.
@@ -337,6 +370,7 @@ pub struct Proxy {
 impl Proxy {
     /// Reads the routes, loads the certificates, binds the listeners and starts serving.
     pub async fn start(options: Options) -> Result<Proxy, Error> {
+        crate::descriptors::raise_for(options.max_connections);
         let routes = read_routes(&options.routes)?;
         let table = Table::build(routes, None, options.defaults())?;
         let settings = table.routes.settings.clone();
@@ -395,6 +429,9 @@ impl Proxy {
             maintenance_lock: Mutex::new(None),
             acme_wake: Notify::new(),
             connection_slots: Arc::new(tokio::sync::Semaphore::new(options.max_connections)),
+            room: crate::room::Room::default(),
+            crowded_at: std::sync::atomic::AtomicU64::new(0),
+            started: std::time::Instant::now(),
             per_client,
             balance,
             options,
@@ -815,6 +852,17 @@ where
     ended
 }
 
+impl Global {
+    fn count(&self, ended: &Ended) {
+        match ended {
+            Ended::Served => {}
+            Ended::Starved => {
+                self.http2_windows_starved.fetch_add(1, Relaxed);
+            }
+        }
+    }
+}
+
 /// An HTTP/1 connection's stream behind the framing guard (smuggling shapes refused, 400).
 fn guard<S>(stream: S, shared: &Arc<Shared>, head_timeout: Duration) -> Guarded<S> {
     let limit = shared.options.max_header_bytes.max(8192);
@@ -842,14 +890,15 @@ async fn serve_conn(
     backends: Backends,
     mut stop: watch::Receiver<bool>,
 ) {
-    let b = builder(shared);
     // as the routes are now: a reload applies to the connections opened after it
     let timeouts = shared.table.load().timeouts;
+    // for `Room`, which closes the idle ones when every slot is taken
+    let socket = rustix::io::dup(&stream).ok();
     let stream = SendTimeout::new(stream, timeouts.send);
     match tls {
         None => {
             let client = Client { addr, tls: false };
-            serve_http1(&b, stream, client, shared, backends, stop, timeouts).await;
+            serve_http1(stream, client, shared, backends, stop, timeouts, socket).await;
         }
         Some(acceptor) => {
             let hs = tokio::select! {
@@ -878,16 +927,15 @@ async fn serve_conn(
                 let svc = service_fn(move |req| in_flight(&seen, &s, &backends, client, req));
                 // HTTP/2 only: `serve_connection_with_upgrades` would ignore `http2_only` and
                 // serve HTTP/1 bytes sent after ALPN h2, beside the framing guard
+                let b = builder(shared);
                 let b = b.http2_only();
                 let io = TokioIo::new(crate::coalesce::Coalesced::new(tls_stream));
                 let conn = b.serve_connection(io, svc);
-                if drive(conn, stop, &activity, timeouts.idle, timeouts.send).await
-                    == Ended::Starved
-                {
-                    shared.global.http2_windows_starved.fetch_add(1, Relaxed);
-                }
+                let _listed = shared.room.list(&activity, socket);
+                let ended = drive(conn, stop, &activity, timeouts.idle, timeouts.send).await;
+                shared.global.count(&ended);
             } else {
-                serve_http1(&b, tls_stream, client, shared, backends, stop, timeouts).await;
+                serve_http1(tls_stream, client, shared, backends, stop, timeouts, socket).await;
             }
         }
     }
@@ -896,13 +944,13 @@ async fn serve_conn(
 /// Serves an HTTP/1 connection (plain, or TLS without h2) behind the framing guard, closed
 /// once it has had no request in flight and no new one for `header_read_timeout`.
 async fn serve_http1<S>(
-    b: &hyper_util::server::conn::auto::Builder<TokioExecutor>,
     stream: S,
     client: Client,
     shared: &Arc<Shared>,
     backends: Backends,
     stop: watch::Receiver<bool>,
     timeouts: crate::table::Timeouts,
+    socket: Option<std::os::fd::OwnedFd>,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -911,9 +959,12 @@ async fn serve_http1<S>(
     let seen = activity.clone();
     let svc = service_fn(move |req| in_flight(&seen, &s, &backends, client, req));
     let guarded = guard(stream, shared, timeouts.header_read);
+    let b = builder(shared);
     let conn = b.serve_connection_with_upgrades(TokioIo::new(guarded), svc);
+    let _listed = shared.room.list(&activity, socket);
     // HTTP/1 answers are timed at the socket (`SendTimeout`): never starved here
-    let _ = drive(conn, stop, &activity, timeouts.header_read, timeouts.send).await;
+    let ended = drive(conn, stop, &activity, timeouts.header_read, timeouts.send).await;
+    shared.global.count(&ended);
 }
 
 /// Metrics connections served at once, and the time one may take: the endpoint is for a

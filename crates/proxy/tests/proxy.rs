@@ -690,6 +690,80 @@ async fn an_http2_client_holding_its_window_shut_is_cut_off() {
     p.shutdown().await;
 }
 
+/// Every slot taken by connections that hold them cheaply (keep-alive waits, heads never
+/// finished, an HTTP/2 connection without a stream): a new client gets in at a next try, as
+/// those make room, while a request in flight keeps its connection.
+#[tokio::test]
+async fn a_full_proxy_makes_room_by_closing_idle_connections() {
+    let b = backend().await;
+    let e = env();
+    let (c, k) = self_signed(&e, "t.test");
+    let tls = serde_json::json!({"mode":"files","cert":c,"key":k});
+    let sites = vec![
+        site(
+            "a.test",
+            &["a.test"],
+            b.addr,
+            serde_json::json!({"mode":"none"}),
+        ),
+        site("t.test", &["t.test"], b.addr, tls),
+    ];
+    write_routes(&e, serde_json::json!({}), sites);
+    let mut o = options(&e);
+    o.max_connections = 6;
+    o.header_read_timeout = Duration::from_secs(30); // no idle timer helps here
+    o.backend_timeout = Duration::from_secs(5);
+    let p = Proxy::start(o).await.unwrap();
+    let http = p.http_addr.unwrap();
+    let mut busy = TcpStream::connect(http).await.unwrap();
+    busy.write_all(b"GET /slow HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut idle = Vec::new();
+    for _ in 0..2 {
+        let mut s = TcpStream::connect(http).await.unwrap();
+        ask_once(&mut s).await;
+        idle.push(s);
+    }
+    for _ in 0..2 {
+        let mut s = TcpStream::connect(http).await.unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: a.t").await.unwrap();
+        idle.push(s);
+    }
+    let tls = tls_connect(p.https_addr.unwrap(), "t.test", &[Path::new(&c)], &[b"h2"]).await;
+    let (_h2, h2_conn) = h2_over::<Full<Bytes>>(tls).await;
+    tokio::time::sleep(Duration::from_millis(200)).await; // all six counted
+    let mut answer = String::new();
+    for _ in 0..20 {
+        answer = get(http, "a.test", "/", "").await;
+        if status(&answer) == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status(&answer), 200, "no room made: {answer}");
+    let mut rest = String::new();
+    busy.read_to_string(&mut rest).await.unwrap();
+    assert_eq!(status(&rest), 200, "the request in flight was cut: {rest}");
+    let closed = tokio::time::timeout(Duration::from_secs(2), h2_conn).await;
+    assert!(
+        closed.is_ok(),
+        "the HTTP/2 connection without a stream kept its slot"
+    );
+    for mut s in idle {
+        let mut buf = [0u8; 64];
+        let n = tokio::time::timeout(Duration::from_secs(2), s.read(&mut buf)).await;
+        assert!(
+            matches!(n, Ok(Ok(0)) | Ok(Err(_))),
+            "an idle connection kept its slot"
+        );
+    }
+    let g = &p.shared.global;
+    assert!(g.idle_reclaimed.load(Ordering::SeqCst) >= 5);
+    assert!(g.crowded.load(Ordering::SeqCst) >= 1);
+    p.shutdown().await;
+}
+
 /// HTTP/2 "rapid reset" (CVE-2023-44487): a client that opens streams and cancels them at
 /// once, or once each has reached the backend, must not turn one connection into a flood of
 /// backend requests. hyper's h2 counts such resets and ends the connection (GOAWAY,
