@@ -119,6 +119,12 @@ impl Activity {
         InFlight(self.clone())
     }
 
+    /// The time since something last happened (a request began or ended).
+    pub(crate) fn quiet_for(&self) -> Duration {
+        let last = Duration::from_millis(self.state.last.load(Relaxed));
+        self.start.elapsed().saturating_sub(last)
+    }
+
     /// No request in flight: a keep-alive wait, a head not yet whole, an HTTP/2 connection
     /// without a stream.
     pub(crate) fn nothing_in_flight(&self) -> bool {

@@ -49,8 +49,8 @@ pub struct Global {
     pub tls_handshake_failures: AtomicU64,
     pub client_limit_refused: AtomicU64,
     pub http2_windows_starved: AtomicU64,
-    /// Times every slot was found taken (the idle connections then asked to close).
-    pub crowded: AtomicU64,
+    /// Connections (and upgrades) refused: every one of `max_connections` was taken.
+    pub refused_full: AtomicU64,
     pub idle_reclaimed: AtomicU64,
     pub reloads: AtomicU64,
     pub reload_failures: AtomicU64,
@@ -168,16 +168,16 @@ pub fn render(
     );
     g(
         &mut o,
-        "connections_full_total",
+        "connections_refused_full_total",
         "counter",
-        "Times a new connection found max_connections taken; the connections with nothing in flight were then asked to close.",
-        &global.crowded,
+        "Connections and WebSocket upgrades refused: max_connections were open (quiet ones are then closed to make room).",
+        &global.refused_full,
     );
     g(
         &mut o,
         "idle_connections_reclaimed_total",
         "counter",
-        "Connections with nothing in flight closed to make room, max_connections being taken.",
+        "Connections with nothing in flight for a second or more closed to make room, max_connections being open.",
         &global.idle_reclaimed,
     );
     g(

@@ -12,9 +12,11 @@
 //! Nothing is armed while writes go through: a [`StallClock`] starts only when a write has
 //! to wait, and is stopped (left as it is) by the next write that goes through.
 
+use crate::room::Exit;
 use crate::stall::StallClock;
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -23,13 +25,28 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 pub(crate) struct SendTimeout<S> {
     inner: S,
     clock: StallClock,
+    /// Told while a write waits, so that `crate::room` spares the connection (its answer's
+    /// end may be in buffers above the socket).
+    exit: Option<Arc<Exit>>,
+    waiting: bool,
 }
 
 impl<S> SendTimeout<S> {
-    pub(crate) fn new(inner: S, limit: Duration) -> Self {
+    pub(crate) fn new(inner: S, limit: Duration, exit: Option<Arc<Exit>>) -> Self {
         SendTimeout {
             inner,
             clock: StallClock::new(limit),
+            exit,
+            waiting: false,
+        }
+    }
+
+    fn waiting(&mut self, waiting: bool) {
+        if self.waiting != waiting {
+            self.waiting = waiting;
+            if let Some(exit) = &self.exit {
+                exit.writes_wait(waiting);
+            }
         }
     }
 
@@ -38,6 +55,7 @@ impl<S> SendTimeout<S> {
     fn judge<T>(&mut self, cx: &mut Context<'_>, poll: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
         if poll.is_ready() {
             self.clock.progressed();
+            self.waiting(false);
             poll
         } else if self.clock.waits(cx) {
             Poll::Ready(Err(io::Error::new(
@@ -45,6 +63,7 @@ impl<S> SendTimeout<S> {
                 "the client took nothing for the send timeout",
             )))
         } else {
+            self.waiting(true);
             Poll::Pending
         }
     }
@@ -109,7 +128,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_client_that_takes_nothing_is_cut_off_after_the_limit() {
         let (mut client, server) = tokio::io::duplex(16);
-        let mut s = SendTimeout::new(server, Duration::from_secs(60));
+        let mut s = SendTimeout::new(server, Duration::from_secs(60), None);
         s.write_all(&[b'x'; 16]).await.unwrap();
         let started = Instant::now();
         let err = s.write_all(b"more").await.unwrap_err();
@@ -123,7 +142,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_slow_client_that_keeps_reading_is_served() {
         let (mut client, server) = tokio::io::duplex(16);
-        let mut s = SendTimeout::new(server, Duration::from_secs(60));
+        let mut s = SendTimeout::new(server, Duration::from_secs(60), None);
         let reader = tokio::spawn(async move {
             let mut all = Vec::new();
             let mut buf = [0u8; 16];

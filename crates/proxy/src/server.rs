@@ -168,6 +168,7 @@ impl Shared {
     /// Slots for a new connection or tunnel from `ip`; `None` when a limit is reached.
     pub(crate) fn take_slots(&self, ip: std::net::IpAddr) -> Option<Slots> {
         let Ok(all) = Arc::clone(&self.connection_slots).try_acquire_owned() else {
+            self.global.refused_full.fetch_add(1, Relaxed);
             self.reclaim_idle();
             return None;
         };
@@ -206,7 +207,6 @@ impl Shared {
             .compare_exchange(last, now, Relaxed, Relaxed)
             .is_ok()
         {
-            self.global.crowded.fetch_add(1, Relaxed);
             let closed = self.room.make();
             self.global.idle_reclaimed.fetch_add(closed, Relaxed);
         }
@@ -892,13 +892,13 @@ async fn serve_conn(
 ) {
     // as the routes are now: a reload applies to the connections opened after it
     let timeouts = shared.table.load().timeouts;
-    // for `Room`, which closes the idle ones when every slot is taken
-    let socket = rustix::io::dup(&stream).ok();
-    let stream = SendTimeout::new(stream, timeouts.send);
+    // for `Room`, which closes idle connections when every slot is taken
+    let exit = crate::room::Exit::of(&stream);
+    let stream = SendTimeout::new(stream, timeouts.send, exit.clone());
     match tls {
         None => {
             let client = Client { addr, tls: false };
-            serve_http1(stream, client, shared, backends, stop, timeouts, socket).await;
+            serve_http1(stream, client, shared, backends, stop, timeouts, exit).await;
         }
         Some(acceptor) => {
             let hs = tokio::select! {
@@ -931,11 +931,11 @@ async fn serve_conn(
                 let b = b.http2_only();
                 let io = TokioIo::new(crate::coalesce::Coalesced::new(tls_stream));
                 let conn = b.serve_connection(io, svc);
-                let _listed = shared.room.list(&activity, socket);
+                let _listed = shared.room.list(&activity, exit);
                 let ended = drive(conn, stop, &activity, timeouts.idle, timeouts.send).await;
                 shared.global.count(&ended);
             } else {
-                serve_http1(tls_stream, client, shared, backends, stop, timeouts, socket).await;
+                serve_http1(tls_stream, client, shared, backends, stop, timeouts, exit).await;
             }
         }
     }
@@ -950,7 +950,7 @@ async fn serve_http1<S>(
     backends: Backends,
     stop: watch::Receiver<bool>,
     timeouts: crate::table::Timeouts,
-    socket: Option<std::os::fd::OwnedFd>,
+    exit: Option<Arc<crate::room::Exit>>,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -961,7 +961,7 @@ async fn serve_http1<S>(
     let guarded = guard(stream, shared, timeouts.header_read);
     let b = builder(shared);
     let conn = b.serve_connection_with_upgrades(TokioIo::new(guarded), svc);
-    let _listed = shared.room.list(&activity, socket);
+    let _listed = shared.room.list(&activity, exit);
     // HTTP/1 answers are timed at the socket (`SendTimeout`): never starved here
     let ended = drive(conn, stop, &activity, timeouts.header_read, timeouts.send).await;
     shared.global.count(&ended);
