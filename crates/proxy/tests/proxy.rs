@@ -2006,7 +2006,7 @@ async fn an_answer_that_starts_before_its_upload_ends() {
     one_site(&e, addr);
     let mut o = options(&e);
     o.backend_timeout = Duration::from_secs(3);
-    o.body_read_timeout = Duration::from_secs(1);
+    o.body_read_timeout = Duration::from_millis(1500);
     let p = Proxy::start(o).await.unwrap();
     let http = p.http_addr.unwrap();
     let post = b"POST /up HTTP/1.1\r\nHost: a.test\r\nContent-Length: 100\r\nConnection: close\r\n\r\n0123456789";
@@ -2031,7 +2031,7 @@ async fn an_answer_that_starts_before_its_upload_ends() {
     // 10 bytes, then nothing: past the body read timeout the backend's input ends
     let mut s = TcpStream::connect(http).await.unwrap();
     s.write_all(post).await.unwrap();
-    // told with the body's failure (1 s), not only when the answer's wait runs out (3 s)
+    // told with the body's failure (1.5 s), not only when the answer's wait runs out (3 s)
     let told = tokio::time::timeout(Duration::from_millis(2500), rx.recv()).await;
     assert_eq!(
         told,
