@@ -23,7 +23,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 /// A backend on port 0: answers with the request it saw (method, path, selected headers,
 /// body length), echoes bytes after a WebSocket-style upgrade, counts requests. `/slow`
-/// answers after 3 s; `/big` and `/huge` add 1 and 16 MB; `/stall` sends a part of its body
+/// answers after 3 s; `/big` and `/huge` add 1 and 64 MB; `/stall` sends a part of its body
 /// and then nothing; `/drip` answers at once, then sends its body in four parts 0.8 s apart.
 struct Backend {
     addr: SocketAddr,
