@@ -404,6 +404,18 @@ fn one_tls_site(e: &Env, backend: SocketAddr) -> (String, String) {
     (c, k)
 }
 
+/// A proxy serving a.test over TLS only (a self-signed certificate: its PEM files' paths) in
+/// front of the test backend, with the test options as `tune` leaves them.
+async fn tls_proxy(tune: impl FnOnce(&mut Options)) -> (Env, Backend, Proxy, (String, String)) {
+    let b = backend().await;
+    let e = env();
+    let files = one_tls_site(&e, b.addr);
+    let mut o = options(&e);
+    tune(&mut o);
+    let p = Proxy::start(o).await.unwrap();
+    (e, b, p, files)
+}
+
 /// A TLS connection with SNI `name` offering `alpn`, trusting `roots` (PEM files).
 async fn tls_connect(
     addr: SocketAddr,
@@ -504,10 +516,7 @@ async fn tls_get(
 /// pass beside the framing guard): only HTTP/2 is spoken on such a connection.
 #[tokio::test]
 async fn http1_bytes_after_alpn_h2_are_not_served() {
-    let b = backend().await;
-    let e = env();
-    let (c, _) = one_tls_site(&e, b.addr);
-    let p = Proxy::start(options(&e)).await.unwrap();
+    let (_e, b, p, (c, _)) = tls_proxy(|_| {}).await;
     let mut tls = tls_connect(p.https_addr.unwrap(), "a.test", &[Path::new(&c)], &[b"h2"]).await;
     assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
     let smuggled = b"POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
@@ -528,10 +537,7 @@ async fn http1_bytes_after_alpn_h2_are_not_served() {
 /// every handshake.
 #[tokio::test]
 async fn a_mismatched_key_keeps_the_certificate_served() {
-    let b = backend().await;
-    let e = env();
-    let (c, k) = one_tls_site(&e, b.addr);
-    let p = Proxy::start(options(&e)).await.unwrap();
+    let (_e, _b, p, (c, k)) = tls_proxy(|_| {}).await;
     let https = p.https_addr.unwrap();
     let (before, _, st, _) = tls_get(https, "a.test", &[Path::new(&c)], &[b"http/1.1"]).await;
     assert_eq!(st, 200);
@@ -546,12 +552,7 @@ async fn a_mismatched_key_keeps_the_certificate_served() {
 /// would keep it open for ever, holding a connection slot); one in use is not.
 #[tokio::test]
 async fn an_idle_http2_connection_is_closed_with_goaway() {
-    let b = backend().await;
-    let e = env();
-    let (c, _) = one_tls_site(&e, b.addr);
-    let mut o = options(&e);
-    o.idle_timeout = Duration::from_secs(1);
-    let p = Proxy::start(o).await.unwrap();
+    let (_e, _b, p, (c, _)) = tls_proxy(|o| o.idle_timeout = Duration::from_secs(1)).await;
     let tls = tls_connect(p.https_addr.unwrap(), "a.test", &[Path::new(&c)], &[b"h2"]).await;
     let (mut send, conn) = h2_over(tls).await;
     for _ in 0..6 {
@@ -575,12 +576,7 @@ async fn an_idle_http2_connection_is_closed_with_goaway() {
 /// HTTP/2 (`idle_timeout`, 1 s here).
 #[tokio::test]
 async fn a_long_answer_keeps_its_connection_past_the_idle_time() {
-    let b = backend().await;
-    let e = env();
-    let (c, _) = one_tls_site(&e, b.addr);
-    let mut o = options(&e);
-    o.idle_timeout = Duration::from_secs(1);
-    let p = Proxy::start(o).await.unwrap();
+    let (_e, _b, p, (c, _)) = tls_proxy(|o| o.idle_timeout = Duration::from_secs(1)).await;
 
     let https = p.https_addr.unwrap();
     let mut s = tls_connect(https, "a.test", &[Path::new(&c)], &[b"http/1.1"]).await;
@@ -637,12 +633,7 @@ async fn a_long_answer_keeps_its_connection_past_the_idle_time() {
 /// steadily, even longer than that time, is not cut.
 #[tokio::test]
 async fn an_http2_client_holding_its_window_shut_is_cut_off() {
-    let b = backend().await;
-    let e = env();
-    let (c, _) = one_tls_site(&e, b.addr);
-    let mut o = options(&e);
-    o.send_timeout = Duration::from_secs(1);
-    let p = Proxy::start(o).await.unwrap();
+    let (_e, _b, p, (c, _)) = tls_proxy(|o| o.send_timeout = Duration::from_secs(1)).await;
     let https = p.https_addr.unwrap();
     let get = |path: &str| {
         Request::builder()
@@ -783,10 +774,7 @@ async fn a_full_proxy_makes_room_by_closing_idle_connections() {
 /// ENHANCE_YOUR_CALM); this keeps that true of the proxy as built.
 #[tokio::test]
 async fn http2_rapid_reset_is_cut_short() {
-    let b = backend().await;
-    let e = env();
-    let (c, _) = one_tls_site(&e, b.addr);
-    let p = Proxy::start(options(&e)).await.unwrap();
+    let (_e, b, p, (c, _)) = tls_proxy(|_| {}).await;
     let https = p.https_addr.unwrap();
     for (batch, wait) in [(1, Duration::ZERO), (100, Duration::from_millis(20))] {
         let tls = tls_connect(https, "a.test", &[Path::new(&c)], &[b"h2"]).await;
@@ -911,13 +899,11 @@ async fn one_client_cannot_hold_every_connection() {
 /// client): before the fix every restart waited out tls_handshake_timeout.
 #[tokio::test]
 async fn shutdown_does_not_wait_for_a_silent_tls_handshake() {
-    let b = backend().await;
-    let e = env();
-    one_tls_site(&e, b.addr);
-    let mut o = options(&e);
-    o.tls_handshake_timeout = Duration::from_secs(60);
-    o.shutdown_grace = Duration::from_secs(60);
-    let p = Proxy::start(o).await.unwrap();
+    let (_e, _b, p, _) = tls_proxy(|o| {
+        o.tls_handshake_timeout = Duration::from_secs(60);
+        o.shutdown_grace = Duration::from_secs(60);
+    })
+    .await;
     let _silent = TcpStream::connect(p.https_addr.unwrap()).await.unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
     let started = std::time::Instant::now();
@@ -1072,15 +1058,13 @@ async fn a_client_that_stops_reading_is_cut_off_after_the_send_timeout() {
 /// that sends it in time, even in pieces, is served.
 #[tokio::test]
 async fn a_client_that_stops_sending_its_body_is_cut_off() {
-    let b = backend().await;
-    let e = env();
-    let (c, _) = one_tls_site(&e, b.addr);
-    let mut o = options(&e);
-    o.body_read_timeout = Duration::from_secs(3);
-    // the backend waits for the whole body before answering: its timeout must not be what
-    // ends the request
-    o.backend_timeout = Duration::from_secs(30);
-    let p = Proxy::start(o).await.unwrap();
+    let (_e, _b, p, (c, _)) = tls_proxy(|o| {
+        o.body_read_timeout = Duration::from_secs(3);
+        // the backend waits for the whole body before answering: its timeout must not be
+        // what ends the request
+        o.backend_timeout = Duration::from_secs(30);
+    })
+    .await;
     let https = p.https_addr.unwrap();
     let roots = [Path::new(&c)];
     let head =
@@ -1633,12 +1617,7 @@ async fn connections_that_stay_open_are_spread_evenly_over_the_workers() {
 /// The same over TLS: the worker a connection is handed to does the handshake.
 #[tokio::test]
 async fn tls_connections_handed_over_are_served_by_the_worker_taking_them() {
-    let b = backend().await;
-    let e = env();
-    let (cert, _) = one_tls_site(&e, b.addr);
-    let mut o = options(&e);
-    o.workers = 4;
-    let p = Proxy::start(o).await.unwrap();
+    let (_e, _b, p, (cert, _)) = tls_proxy(|o| o.workers = 4).await;
     let https = p.https_addr.unwrap();
     let mut held = Vec::new();
     for _ in 0..40 {
