@@ -147,10 +147,10 @@ pub struct Shared {
     /// One permit per open client connection, for all workers and listeners together (an
     /// upgraded connection, a WebSocket, holds one of its own).
     connection_slots: Arc<tokio::sync::Semaphore>,
-    /// The open connections, asked to close when every slot is taken and they have nothing
-    /// in flight ([`Shared::reclaim_idle`]).
+    /// The open connections, some of which are closed when every slot is taken
+    /// ([`Shared::reclaim_idle`]).
     room: crate::room::Room,
-    /// When the connections were last told, in milliseconds since `started` (0: never).
+    /// When the last sweep was, in milliseconds since `started` (0: never).
     crowded_at: std::sync::atomic::AtomicU64,
     started: std::time::Instant,
     per_client: Arc<crate::per_client::PerClient>,
@@ -187,12 +187,9 @@ impl Shared {
         })
     }
 
-    /// Every slot is taken: the connections with nothing in flight (a keep-alive wait, a
-    /// head not yet whole, an HTTP/2 connection without a stream) are asked to close, as
-    /// nginx reclaims its idle keep-alive connections, so that a new client gets in at its
-    /// next try instead of after their idle timeouts (an idle HTTP/2 connection's is 10
-    /// minutes: slots held that cheaply would otherwise lock everyone out). At most once every
-    /// 100 ms: every waiting connection wakes to look.
+    /// Every slot is taken: some quiet connections with nothing in flight are closed
+    /// ([`crate::room`] says which), so that a new client gets in at its next try instead of
+    /// after their idle timeouts. At most once every 100 ms: a sweep walks every connection.
     fn reclaim_idle(&self) {
         const EVERY_MS: u64 = 100;
         let now = u64::try_from(self.started.elapsed().as_millis())
