@@ -768,6 +768,90 @@ async fn a_full_proxy_makes_room_by_closing_idle_connections() {
     p.shutdown().await;
 }
 
+/// One raw HTTP/2 frame: length, type, flags, stream (1, or 0 for SETTINGS), payload.
+fn h2_frame(kind: u8, flags: u8, payload: &[u8]) -> Vec<u8> {
+    let len = u32::try_from(payload.len()).unwrap().to_be_bytes();
+    let stream = u8::from(kind != 0x4);
+    let mut f = vec![len[1], len[2], len[3], kind, flags, 0, 0, 0, stream];
+    f.extend_from_slice(payload);
+    f
+}
+
+/// HTTP/2 "CONTINUATION flood" (2024, VU#421644): a header block that never ends, in
+/// endless CONTINUATION frames, empty or not, must end its connection before it costs
+/// memory or CPU without bound. h2 (0.4.4 and later) allows a block `max_header_list_size`
+/// over the frame size, plus a quarter, and 5 frames at least: here the connection ends
+/// after the client's first 70,000 or so frames, those its socket buffers took at once.
+#[tokio::test]
+async fn http2_continuation_flood_is_cut_short() {
+    let (_e, b, p, (c, _)) = tls_proxy(|_| {}).await;
+    let https = p.https_addr.unwrap();
+    // :method GET, :scheme https, :path /, then :authority a.test (HPACK, no Huffman)
+    let block = b"\x82\x87\x84\x41\x06a.test";
+    // the same block, ended: answered (the frames are understood)
+    let mut tls = tls_connect(https, "a.test", &[Path::new(&c)], &[b"h2"]).await;
+    tls.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        .await
+        .unwrap();
+    tls.write_all(&h2_frame(0x4, 0, &[])).await.unwrap();
+    tls.write_all(&h2_frame(0x1, 0x5, block)).await.unwrap();
+    let mut got = Vec::new();
+    let answered = loop {
+        // frames from the server: 9 bytes of head, then the payload; HEADERS (1) on stream 1
+        let mut at = 0;
+        let mut found = false;
+        while got.len() >= at + 9 {
+            let len = usize::from(got[at]) << 16
+                | usize::from(got[at + 1]) << 8
+                | usize::from(got[at + 2]);
+            if got[at + 3] == 0x1 && got[at + 8] == 1 {
+                found = true;
+            }
+            at += 9 + len;
+        }
+        if found {
+            break true;
+        }
+        let mut buf = [0u8; 4096];
+        match tokio::time::timeout(Duration::from_secs(5), tls.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => got.extend_from_slice(&buf[..n]),
+            _ => break false,
+        }
+    };
+    assert!(answered, "a whole header block was not answered: {got:?}");
+    for fragment in [&b""[..], &b"\x82"[..]] {
+        let mut tls = tls_connect(https, "a.test", &[Path::new(&c)], &[b"h2"]).await;
+        tls.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+            .await
+            .unwrap();
+        tls.write_all(&h2_frame(0x4, 0, &[])).await.unwrap(); // SETTINGS
+                                                              // HEADERS with END_STREAM and without END_HEADERS
+        tls.write_all(&h2_frame(0x1, 0x1, block)).await.unwrap();
+        let continuation = h2_frame(0x9, 0, fragment).repeat(1000);
+        let mut sent = 0;
+        let flood = async {
+            while sent < 1_000_000 && tls.write_all(&continuation).await.is_ok() {
+                sent += 1000;
+            }
+        };
+        let cut = tokio::time::timeout(Duration::from_secs(10), flood).await;
+        assert!(
+            cut.is_ok(),
+            "fragment {fragment:?}: {sent} frames taken in 10 s"
+        );
+        assert!(
+            sent < 1_000_000,
+            "fragment {fragment:?}: a million frames taken"
+        );
+    }
+    assert_eq!(
+        b.hits.load(Ordering::SeqCst),
+        1,
+        "only the whole block was sent on"
+    );
+    p.shutdown().await;
+}
+
 /// HTTP/2 "rapid reset" (CVE-2023-44487): a client that opens streams and cancels them at
 /// once, or once each has reached the backend, must not turn one connection into a flood of
 /// backend requests. hyper's h2 counts such resets and ends the connection (GOAWAY,
