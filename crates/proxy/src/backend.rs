@@ -26,7 +26,7 @@ mod wire;
 pub(crate) use wire::{connection_tokens, named_by_connection, HOP_BY_HOP};
 
 use crate::http::{full, Body, BoxError};
-use crate::stall::StallClock;
+use crate::stall::{StallClock, Stalled};
 use bytes::{Buf, Bytes, BytesMut};
 use hyper::body::{Frame, Incoming, SizeHint};
 use hyper::client::conn::http1::{self, SendRequest};
@@ -458,16 +458,15 @@ impl Conn {
                     }))
                 }
             }
-            if let Poll::Ready(head) = self.poll_head(method, &mut nothing_back, cx) {
-                return Poll::Ready(head);
-            }
-            if stall.waits(cx) {
-                return Poll::Ready(Err(Failed {
-                    cause: Cause::Timeout,
-                    nothing_back,
-                }));
-            }
-            Poll::Pending
+            let head = self.poll_head(method, &mut nothing_back, cx);
+            stall.time(cx, head).map(|timed| {
+                timed.unwrap_or_else(|Stalled| {
+                    Err(Failed {
+                        cause: Cause::Timeout,
+                        nothing_back,
+                    })
+                })
+            })
         })
         .await?;
         Ok((head, upload))
@@ -804,15 +803,8 @@ impl hyper::body::Body for Answer {
             };
             make_room(&mut conn.buf, want);
             let read = tokio_util::io::poll_read_buf(Pin::new(&mut conn.stream), cx, &mut conn.buf);
-            let read = match read {
-                Poll::Pending if this.stall.waits(cx) => {
-                    return this.fail("the backend sent nothing for the backend timeout")
-                }
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(read) => {
-                    this.stall.progressed();
-                    read
-                }
+            let Ok(read) = ready!(this.stall.time(cx, read)) else {
+                return this.fail("the backend sent nothing for the backend timeout");
             };
             match read {
                 Ok(0) if this.reading == Reading::UntilClose => {

@@ -64,23 +64,28 @@ impl HandOffs {
 
 impl Activity {
     pub(crate) fn new() -> Self {
-        Activity {
-            start: Instant::now(),
-            state: Arc::default(),
-        }
+        Self::with(State::default())
     }
 
     /// For an HTTP/2 connection: also counts the answers waiting on their client's
     /// flow-control window, for [`starved`](Self::starved).
     pub(crate) fn watching_windows() -> Self {
-        let state = State {
+        Self::with(State {
             waiting_on_client: Some(HandOffs::default()),
             ..State::default()
-        };
+        })
+    }
+
+    fn with(state: State) -> Self {
         Activity {
             start: Instant::now(),
             state: Arc::new(state),
         }
+    }
+
+    /// When something last happened.
+    fn last(&self) -> Instant {
+        self.start + Duration::from_millis(self.state.last.load(Relaxed))
     }
 
     /// Resolves once an answer has waited on its client's flow-control window for at
@@ -121,8 +126,7 @@ impl Activity {
 
     /// The time since something last happened (a request began or ended).
     pub(crate) fn quiet_for(&self) -> Duration {
-        let last = Duration::from_millis(self.state.last.load(Relaxed));
-        self.start.elapsed().saturating_sub(last)
+        self.last().elapsed()
     }
 
     /// No request in flight: a keep-alive wait, a head not yet whole, an HTTP/2 connection
@@ -136,14 +140,13 @@ impl Activity {
     /// not cut, and the connection's idle time counts from its end.
     pub(crate) async fn idle_for(&self, idle: Duration) {
         loop {
-            let last = self.start + Duration::from_millis(self.state.last.load(Relaxed));
             // an idle time too large to add up means none
-            let Some(at) = last.checked_add(idle) else {
+            let Some(at) = self.last().checked_add(idle) else {
                 return std::future::pending().await;
             };
             if Instant::now() < at {
                 tokio::time::sleep_until(at).await;
-            } else if self.state.in_flight.load(Relaxed) == 0 {
+            } else if self.nothing_in_flight() {
                 return;
             } else {
                 // looked at again in `idle`: a flight that ends meanwhile touches, and the

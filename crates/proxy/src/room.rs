@@ -15,7 +15,7 @@
 
 use crate::idle::Activity;
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -23,6 +23,8 @@ use std::time::Duration;
 const PER_SWEEP: usize = 64;
 /// A connection quiet for less than this is spared.
 const QUIET: Duration = Duration::from_secs(1);
+/// Sweeps are this far apart at least: each walks every connection.
+const BETWEEN_SWEEPS: Duration = Duration::from_millis(100);
 
 /// What closes a connection from outside: a duplicate of its socket's descriptor, and
 /// whether a write to it waits on the client (set by `crate::send_timeout`).
@@ -52,9 +54,23 @@ impl Exit {
 }
 
 /// The open connections that may be closed to make room.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Room {
     open: Mutex<slab::Slab<(Activity, Arc<Exit>)>>,
+    started: std::time::Instant,
+    /// When the last sweep was, in milliseconds since `started` (0: never). Read without
+    /// the lock: every refused connection asks for a sweep.
+    swept_at: AtomicU64,
+}
+
+impl Default for Room {
+    fn default() -> Self {
+        Room {
+            open: Mutex::default(),
+            started: std::time::Instant::now(),
+            swept_at: AtomicU64::new(0),
+        }
+    }
 }
 
 impl Room {
@@ -64,9 +80,26 @@ impl Room {
         Listed { room: self, key }
     }
 
+    /// Every slot is taken: [`make`](Self::make)s room, unless the last sweep was less than
+    /// [`BETWEEN_SWEEPS`] ago; how many connections were closed.
+    pub(crate) fn sweep(&self) -> u64 {
+        let now = u64::try_from(self.started.elapsed().as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        let last = self.swept_at.load(Relaxed);
+        let between = u64::try_from(BETWEEN_SWEEPS.as_millis()).unwrap_or(u64::MAX);
+        if last != 0 && now.saturating_sub(last) < between {
+            return 0;
+        }
+        match self.swept_at.compare_exchange(last, now, Relaxed, Relaxed) {
+            Ok(_) => self.make(),
+            Err(_) => 0, // another thread sweeps
+        }
+    }
+
     /// Closes up to [`PER_SWEEP`] listed connections with nothing in flight, the longest
     /// quiet first; how many.
-    pub(crate) fn make(&self) -> u64 {
+    fn make(&self) -> u64 {
         let open = self.lock();
         let mut idle: Vec<(Duration, &Exit)> = open
             .iter()

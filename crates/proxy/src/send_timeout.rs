@@ -13,7 +13,7 @@
 //! to wait, and is stopped (left as it is) by the next write that goes through.
 
 use crate::room::Exit;
-use crate::stall::StallClock;
+use crate::stall::{StallClock, Stalled};
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -28,7 +28,6 @@ pub(crate) struct SendTimeout<S> {
     /// Told while a write waits, so that `crate::room` spares the connection (its answer's
     /// end may be in buffers above the socket).
     exit: Option<Arc<Exit>>,
-    waiting: bool,
 }
 
 impl<S> SendTimeout<S> {
@@ -37,35 +36,29 @@ impl<S> SendTimeout<S> {
             inner,
             clock: StallClock::new(limit),
             exit,
-            waiting: false,
-        }
-    }
-
-    fn waiting(&mut self, waiting: bool) {
-        if self.waiting != waiting {
-            self.waiting = waiting;
-            if let Some(exit) = &self.exit {
-                exit.writes_wait(waiting);
-            }
         }
     }
 
     /// What a write that went (`Ready`) or waits (`Pending`) becomes: a wait longer than
     /// the limit, counted from its start, is an error.
     fn judge<T>(&mut self, cx: &mut Context<'_>, poll: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
-        if poll.is_ready() {
-            self.clock.progressed();
-            self.waiting(false);
-            poll
-        } else if self.clock.waits(cx) {
-            Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "the client took nothing for the send timeout",
-            )))
-        } else {
-            self.waiting(true);
-            Poll::Pending
+        let was_waiting = self.clock.is_waiting();
+        let timed = self.clock.time(cx, poll);
+        if let Some(exit) = self
+            .exit
+            .as_ref()
+            .filter(|_| was_waiting != self.clock.is_waiting())
+        {
+            exit.writes_wait(!was_waiting);
         }
+        timed.map(|timed| {
+            timed.unwrap_or_else(|Stalled| {
+                Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the client took nothing for the send timeout",
+                ))
+            })
+        })
     }
 }
 

@@ -147,12 +147,8 @@ pub struct Shared {
     /// One permit per open client connection, for all workers and listeners together (an
     /// upgraded connection, a WebSocket, holds one of its own).
     connection_slots: Arc<tokio::sync::Semaphore>,
-    /// The open connections, some of which are closed when every slot is taken
-    /// ([`Shared::reclaim_idle`]).
+    /// The open connections, some of which are closed when every slot is taken.
     room: crate::room::Room,
-    /// When the last sweep was, in milliseconds since `started` (0: never).
-    crowded_at: std::sync::atomic::AtomicU64,
-    started: std::time::Instant,
     per_client: Arc<crate::per_client::PerClient>,
     pub(crate) balance: Balance,
 }
@@ -169,7 +165,8 @@ impl Shared {
     pub(crate) fn take_slots(&self, ip: std::net::IpAddr) -> Option<Slots> {
         let Ok(all) = Arc::clone(&self.connection_slots).try_acquire_owned() else {
             self.global.refused_full.fetch_add(1, Relaxed);
-            self.reclaim_idle();
+            let closed = self.room.sweep();
+            self.global.idle_reclaimed.fetch_add(closed, Relaxed);
             return None;
         };
         let client = if crate::origin::is_trusted(&self.table.load().trusted, ip) {
@@ -185,28 +182,6 @@ impl Shared {
             _all: all,
             _client: client,
         })
-    }
-
-    /// Every slot is taken: some quiet connections with nothing in flight are closed
-    /// ([`crate::room`] says which), so that a new client gets in at its next try instead of
-    /// after their idle timeouts. At most once every 100 ms: a sweep walks every connection.
-    fn reclaim_idle(&self) {
-        const EVERY_MS: u64 = 100;
-        let now = u64::try_from(self.started.elapsed().as_millis())
-            .unwrap_or(u64::MAX)
-            .max(1);
-        let last = self.crowded_at.load(Relaxed);
-        if last != 0 && now.saturating_sub(last) < EVERY_MS {
-            return;
-        }
-        if self
-            .crowded_at
-            .compare_exchange(last, now, Relaxed, Relaxed)
-            .is_ok()
-        {
-            let closed = self.room.make();
-            self.global.idle_reclaimed.fetch_add(closed, Relaxed);
-        }
     }
 
     /// True when an access log is written.
@@ -427,8 +402,6 @@ impl Proxy {
             acme_wake: Notify::new(),
             connection_slots: Arc::new(tokio::sync::Semaphore::new(options.max_connections)),
             room: crate::room::Room::default(),
-            crowded_at: std::sync::atomic::AtomicU64::new(0),
-            started: std::time::Instant::now(),
             per_client,
             balance,
             options,
@@ -849,17 +822,6 @@ where
     ended
 }
 
-impl Global {
-    fn count(&self, ended: &Ended) {
-        match ended {
-            Ended::Served => {}
-            Ended::Starved => {
-                self.http2_windows_starved.fetch_add(1, Relaxed);
-            }
-        }
-    }
-}
-
 /// An HTTP/1 connection's stream behind the framing guard (smuggling shapes refused, 400).
 fn guard<S>(stream: S, shared: &Arc<Shared>, head_timeout: Duration) -> Guarded<S> {
     let limit = shared.options.max_header_bytes.max(8192);
@@ -930,7 +892,9 @@ async fn serve_conn(
                 let conn = b.serve_connection(io, svc);
                 let _listed = shared.room.list(&activity, exit);
                 let ended = drive(conn, stop, &activity, timeouts.idle, timeouts.send).await;
-                shared.global.count(&ended);
+                if ended == Ended::Starved {
+                    shared.global.http2_windows_starved.fetch_add(1, Relaxed);
+                }
             } else {
                 serve_http1(tls_stream, client, shared, backends, stop, timeouts, exit).await;
             }
@@ -960,8 +924,7 @@ async fn serve_http1<S>(
     let conn = b.serve_connection_with_upgrades(TokioIo::new(guarded), svc);
     let _listed = shared.room.list(&activity, exit);
     // HTTP/1 answers are timed at the socket (`SendTimeout`): never starved here
-    let ended = drive(conn, stop, &activity, timeouts.header_read, timeouts.send).await;
-    shared.global.count(&ended);
+    let _ = drive(conn, stop, &activity, timeouts.header_read, timeouts.send).await;
 }
 
 /// Metrics connections served at once, and the time one may take: the endpoint is for a

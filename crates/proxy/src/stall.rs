@@ -54,7 +54,33 @@ impl StallClock {
             .as_mut()
             .is_some_and(|clock| clock.as_mut().poll(cx).is_ready())
     }
+
+    /// A wait is under way (since the last progress).
+    pub(crate) fn is_waiting(&self) -> bool {
+        self.waiting
+    }
+
+    /// `poll` timed: what is ready is progress; what waits stays pending until this wait
+    /// has lasted the limit, and is then [`Stalled`].
+    pub(crate) fn time<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        poll: Poll<T>,
+    ) -> Poll<Result<T, Stalled>> {
+        match poll {
+            Poll::Ready(done) => {
+                self.progressed();
+                Poll::Ready(Ok(done))
+            }
+            Poll::Pending if self.waits(cx) => Poll::Ready(Err(Stalled)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
 }
+
+/// A wait lasted its clock's limit.
+#[derive(Debug)]
+pub(crate) struct Stalled;
 
 /// A body whose reads may each wait `limit`, no longer: past it the body fails with `E`.
 ///
@@ -107,14 +133,11 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
         let this = self.get_mut();
-        match Pin::new(&mut this.body).poll_frame(cx) {
-            Poll::Pending if this.clock.waits(cx) => Poll::Ready(Some(Err(E::default().into()))),
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(frame) => {
-                this.clock.progressed();
-                Poll::Ready(frame.map(|f| f.map_err(Into::into)))
-            }
-        }
+        let frame = Pin::new(&mut this.body).poll_frame(cx);
+        this.clock.time(cx, frame).map(|timed| match timed {
+            Ok(frame) => frame.map(|f| f.map_err(Into::into)),
+            Err(Stalled) => Some(Err(E::default().into())),
+        })
     }
 
     fn is_end_stream(&self) -> bool {
