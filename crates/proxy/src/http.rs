@@ -5,7 +5,7 @@
 use crate::backend::{connection_tokens, named_by_connection, Backends, HOP_BY_HOP as HOP};
 use crate::origin::Origin;
 use crate::pages;
-use crate::server::Shared;
+use crate::server::{HeldSlots, Shared, Slots};
 use crate::stall::{AnswerStalled, BodyTimedOut, StalledBody};
 use crate::table::{normalize_host, HostEntry, Site, Timeouts};
 use bytes::Bytes;
@@ -26,10 +26,23 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub type Body = BoxBody<Bytes, BoxError>;
 
 /// What the connection knows about its client.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct Client {
     pub addr: SocketAddr,
     pub tls: bool,
+    /// An HTTP/1 connection's slots, which a WebSocket upgrade takes over (none on HTTP/2,
+    /// which has no upgrade).
+    pub(crate) slots: Option<Arc<crate::server::HeldSlots>>,
+}
+
+impl Client {
+    pub fn new(addr: SocketAddr, tls: bool) -> Self {
+        Client {
+            addr,
+            tls,
+            slots: None,
+        }
+    }
 }
 
 pub(crate) fn full(s: impl Into<Bytes>) -> Body {
@@ -354,9 +367,15 @@ async fn forward(
     let forwarding = Forwarding { origin, host };
     let waiting = site.backend_timeout;
     if let Some(client_up) = client_upgrade {
-        // the client's connection gives its slots back when hyper hands it over: the
-        // tunnel, which may live for hours, holds its own, taken before the backend is asked
-        let Some(slots) = shared.take_slots(origin.peer.addr.ip()) else {
+        // the tunnel, which may live for hours, holds the connection's slots once hyper hands
+        // the connection over to it (taking slots of its own instead, an upgrade on a full
+        // proxy, or from a client at its limit, got a 503); they go back to the connection
+        // if the backend does not switch
+        let held = origin.peer.slots.as_deref();
+        let Some(slots) = held
+            .and_then(HeldSlots::take)
+            .or_else(|| shared.take_slots(origin.peer.addr.ip()))
+        else {
             return page(StatusCode::SERVICE_UNAVAILABLE, pages::busy());
         };
         let out = forwarding.inserted_into(out);
@@ -370,8 +389,17 @@ async fn forward(
                 })
             });
         return match answered(backend, sent) {
-            Ok(resp) => tunnel(shared, client_up, resp, slots, waiting, timeouts.idle),
-            Err(no) => no.page(),
+            Ok(resp) if resp.status() == StatusCode::SWITCHING_PROTOCOLS => {
+                tunnel(shared, client_up, resp, slots, timeouts.idle)
+            }
+            Ok(resp) => {
+                HeldSlots::give_back(held, slots);
+                not_switched(resp, waiting)
+            }
+            Err(no) => {
+                HeldSlots::give_back(held, slots);
+                no.page()
+            }
         };
     }
     let sent = backends
@@ -613,23 +641,25 @@ fn answered<T>(backend: &str, sent: Result<T, crate::backend::Error>) -> Result<
     }
 }
 
+/// The backend's answer to an upgrade it did not accept: it goes back as it came, each wait
+/// for its body's next bytes `waiting` at most.
+fn not_switched(resp: Response<Incoming>, waiting: Duration) -> Response<Body> {
+    let (mut parts, body) = resp.into_parts();
+    strip_hop(&mut parts.headers);
+    let body = StalledBody::<_, AnswerStalled>::new(body, waiting);
+    Response::from_parts(parts, body.boxed())
+}
+
 /// An upgrade the backend accepted (101): both streams are joined by a task of their own
-/// that outlives the request (and any reload), silent for `idle` at most; anything else
-/// goes back as it came, each wait for its body's next bytes `waiting` at most.
+/// that outlives the request (and any reload), holds the connection's `slots`, and is
+/// silent for `idle` at most.
 fn tunnel(
     shared: &Arc<Shared>,
     client_up: hyper::upgrade::OnUpgrade,
     mut resp: Response<Incoming>,
-    slots: crate::server::Slots,
-    waiting: Duration,
+    slots: Slots,
     idle: Duration,
 ) -> Response<Body> {
-    if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
-        let (mut parts, body) = resp.into_parts();
-        strip_hop(&mut parts.headers);
-        let body = StalledBody::<_, AnswerStalled>::new(body, waiting);
-        return Response::from_parts(parts, body.boxed());
-    }
     let backend_up = hyper::upgrade::on(&mut resp);
     let shared = Arc::clone(shared);
     tokio::spawn(async move {
@@ -689,10 +719,7 @@ mod headers {
 
     fn origin(ip: &str, https: bool, chain: Option<&str>) -> Origin {
         Origin {
-            peer: Client {
-                addr: "192.0.2.9:4000".parse().unwrap(),
-                tls: https,
-            },
+            peer: Client::new("192.0.2.9:4000".parse().unwrap(), https),
             ip: ip.parse().unwrap(),
             known: true,
             https,

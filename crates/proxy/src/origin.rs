@@ -12,7 +12,7 @@ use hyper::header::HeaderMap;
 use std::net::IpAddr;
 
 /// The request's client as pic2 tells it to the backend, the admin check and the log.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct Origin {
     /// The connection the request came on.
     pub peer: Client,
@@ -30,15 +30,15 @@ pub struct Origin {
 /// Resolves the origin of a request that arrived on `client`'s connection.
 pub fn resolve(trusted: &[Net], client: Client, headers: &HeaderMap) -> Origin {
     let peer = client.addr.ip();
-    let direct = Origin {
-        peer: client,
-        ip: peer,
-        known: true,
-        https: client.tls,
-        chain: None,
-    };
+    let tls = client.tls;
     if !is_trusted(trusted, peer) {
-        return direct;
+        return Origin {
+            peer: client,
+            ip: peer,
+            known: true,
+            https: tls,
+            chain: None,
+        };
     }
     // each hop decoded on its own: a line with one odd byte is not thrown away whole
     let hops: Vec<&[u8]> = headers
@@ -73,7 +73,7 @@ pub fn resolve(trusted: &[Net], client: Client, headers: &HeaderMap) -> Origin {
     let https = match proto {
         Some(p) if p.eq_ignore_ascii_case(b"https") => true,
         Some(p) if p.eq_ignore_ascii_case(b"http") => false,
-        _ => client.tls,
+        _ => tls,
     };
     let chain = (!hops.is_empty()).then(|| {
         hops.iter()
@@ -109,6 +109,7 @@ fn parse_hop(hop: &str) -> Option<IpAddr> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use std::net::SocketAddr;
 
     fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
@@ -119,10 +120,7 @@ mod tests {
     }
 
     fn client(ip: &str, tls: bool) -> Client {
-        Client {
-            addr: std::net::SocketAddr::new(ip.parse().unwrap(), 5000),
-            tls,
-        }
+        Client::new(std::net::SocketAddr::new(ip.parse().unwrap(), 5000), tls)
     }
 
     fn nets(list: &[&str]) -> Vec<Net> {
@@ -137,16 +135,10 @@ mod tests {
         ]);
         let c = client("192.0.2.1", false);
         let o = resolve(&nets(&["10.0.0.0/8"]), c, &h);
-        let ip = "192.0.2.1".parse().unwrap();
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
         assert_eq!(
-            o,
-            Origin {
-                peer: c,
-                ip,
-                known: true,
-                https: false,
-                chain: None
-            }
+            (o.peer.addr, o.ip, o.known, o.https, o.chain),
+            (SocketAddr::new(ip, 5000), ip, true, false, None)
         );
         let o = resolve(&[], client("10.0.0.1", false), &h);
         assert_eq!(o.ip, "10.0.0.1".parse::<IpAddr>().unwrap());

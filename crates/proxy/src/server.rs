@@ -21,7 +21,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch, Notify};
@@ -153,11 +153,38 @@ pub struct Shared {
     pub(crate) balance: Balance,
 }
 
-/// What an open connection (or a WebSocket tunnel) holds: one of `max_connections`, and
-/// one of its client's `max_connections_per_client` (none for a trusted proxy).
+/// What an open connection (or the WebSocket tunnel it became) holds: one of
+/// `max_connections`, and one of its client's `max_connections_per_client` (none for a
+/// trusted proxy).
+#[derive(Debug)]
 pub(crate) struct Slots {
     _all: tokio::sync::OwnedSemaphorePermit,
     _client: Option<crate::per_client::Slot>,
+}
+
+/// An HTTP/1 connection's [`Slots`], which a WebSocket upgrade on it takes over: hyper then
+/// hands the connection to the tunnel, which may live for hours. They come back if the
+/// backend does not switch, and the connection goes on.
+#[derive(Debug)]
+pub(crate) struct HeldSlots(Mutex<Option<Slots>>);
+
+impl HeldSlots {
+    fn new(slots: Slots) -> Arc<Self> {
+        Arc::new(HeldSlots(Mutex::new(Some(slots))))
+    }
+
+    /// The slots, taken from the connection.
+    pub(crate) fn take(&self) -> Option<Slots> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).take()
+    }
+
+    /// Gives `slots` back to the connection they were taken from, if any (else they are
+    /// dropped: they were taken for the upgrade alone).
+    pub(crate) fn give_back(held: Option<&Self>, slots: Slots) {
+        if let Some(held) = held {
+            *held.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(slots);
+        }
+    }
 }
 
 impl Shared {
@@ -694,9 +721,9 @@ fn spawn_connection(
             c.fetch_add(1, Relaxed);
         }
         shared.global.connections_open.fetch_add(1, Relaxed);
-        serve_conn(stream, addr, tls, &shared, backends, stop).await;
+        serve_conn((stream, addr, slots), tls, &shared, backends, stop).await;
         shared.global.connections_open.fetch_sub(1, Relaxed);
-        drop((slots, open));
+        drop(open);
     });
 }
 
@@ -841,9 +868,10 @@ const MAX_HEADERS: usize = 100;
 // past the guard's own count it would step aside, and hyper alone would read such heads
 const _: () = assert!(MAX_HEADERS <= crate::guard::HEADERS_CAP);
 
+/// Serves a connection to its end; its `slots` are held meanwhile (on HTTP/1 by its
+/// [`Client`], for a WebSocket upgrade to take over).
 async fn serve_conn(
-    stream: tokio::net::TcpStream,
-    addr: SocketAddr,
+    (stream, addr, slots): (tokio::net::TcpStream, SocketAddr, Slots),
     tls: Option<tokio_rustls::TlsAcceptor>,
     shared: &Arc<Shared>,
     backends: Backends,
@@ -856,7 +884,10 @@ async fn serve_conn(
     let stream = SendTimeout::new(stream, timeouts.send, exit.clone());
     match tls {
         None => {
-            let client = Client { addr, tls: false };
+            let client = Client {
+                slots: Some(HeldSlots::new(slots)),
+                ..Client::new(addr, false)
+            };
             serve_http1(stream, client, shared, backends, stop, timeouts, exit).await;
         }
         Some(acceptor) => {
@@ -876,14 +907,16 @@ async fn serve_conn(
             if alpn.as_deref() == Some(crate::tls::ACME_TLS_ALPN) {
                 return; // a TLS-ALPN-01 validation: the handshake was the answer
             }
-            let client = Client { addr, tls: true };
             if alpn.as_deref() == Some(b"h2") {
+                let _slots = slots;
+                let client = Client::new(addr, true);
                 let s = Arc::clone(shared);
                 // an HTTP/2 connection answers pings for ever: its idle time is the time
                 // with no stream in flight
                 let activity = crate::idle::Activity::watching_windows();
                 let seen = activity.clone();
-                let svc = service_fn(move |req| in_flight(&seen, &s, &backends, client, req));
+                let svc =
+                    service_fn(move |req| in_flight(&seen, &s, &backends, client.clone(), req));
                 // HTTP/2 only: `serve_connection_with_upgrades` would ignore `http2_only` and
                 // serve HTTP/1 bytes sent after ALPN h2, beside the framing guard
                 let b = builder(shared);
@@ -896,6 +929,10 @@ async fn serve_conn(
                     shared.global.http2_windows_starved.fetch_add(1, Relaxed);
                 }
             } else {
+                let client = Client {
+                    slots: Some(HeldSlots::new(slots)),
+                    ..Client::new(addr, true)
+                };
                 serve_http1(tls_stream, client, shared, backends, stop, timeouts, exit).await;
             }
         }
@@ -918,7 +955,7 @@ async fn serve_http1<S>(
     let s = Arc::clone(shared);
     let activity = crate::idle::Activity::new();
     let seen = activity.clone();
-    let svc = service_fn(move |req| in_flight(&seen, &s, &backends, client, req));
+    let svc = service_fn(move |req| in_flight(&seen, &s, &backends, client.clone(), req));
     let guarded = guard(stream, shared, timeouts.header_read);
     let b = builder(shared);
     let conn = b.serve_connection_with_upgrades(TokioIo::new(guarded), svc);

@@ -47,8 +47,9 @@ async fn backend_on(listener: TcpListener) -> Backend {
                 let svc = service_fn(move |mut req: Request<hyper::body::Incoming>| {
                     h.fetch_add(1, Ordering::SeqCst);
                     async move {
-                        // `/stall` refuses an upgrade: it answers as to any request
-                        if req.headers().contains_key("upgrade") && req.uri().path() != "/stall" {
+                        // `/stall` and `/refuse` refuse an upgrade: they answer as to any request
+                        let refuses = ["/stall", "/refuse"].contains(&req.uri().path());
+                        if req.headers().contains_key("upgrade") && !refuses {
                             let up = hyper::upgrade::on(&mut req);
                             tokio::spawn(async move {
                                 let mut io = TokioIo::new(up.await.unwrap());
@@ -975,6 +976,64 @@ async fn one_client_cannot_hold_every_connection() {
     assert!(
         closed_at_once(over).await,
         "the WebSocket did not count against its client's connections"
+    );
+    p.shutdown().await;
+}
+
+/// Reads from `s` until what came contains `until` (5 s at most); what came.
+async fn read_until(s: &mut TcpStream, until: &str) -> String {
+    let mut seen = Vec::new();
+    while !String::from_utf8_lossy(&seen).contains(until) {
+        let mut buf = [0u8; 4096];
+        match tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => seen.extend_from_slice(&buf[..n]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&seen).into_owned()
+}
+
+/// A WebSocket takes over its connection's slot: on a proxy with a single one, an upgrade
+/// is served (it got a 503 while the tunnel took a slot of its own before the connection
+/// gave its back), the slot stays taken while the WebSocket lives and comes back when it
+/// ends. An upgrade the backend refuses leaves the slot with its connection, which goes on.
+#[tokio::test]
+async fn a_websocket_takes_over_its_connections_slot() {
+    let b = backend().await;
+    let e = env();
+    one_site(&e, b.addr);
+    let mut o = options(&e);
+    o.max_connections = 1;
+    let p = Proxy::start(o).await.unwrap();
+    let http = p.http_addr.unwrap();
+    let upgrade = |path: &str| {
+        format!("GET {path} HTTP/1.1\r\nHost: a.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+    };
+    let mut ws = TcpStream::connect(http).await.unwrap();
+    ws.write_all(upgrade("/refuse").as_bytes()).await.unwrap();
+    let refused = read_until(&mut ws, "body: 0").await;
+    assert_eq!(status(&refused), 200, "{refused}");
+    assert_eq!(
+        status(&get(http, "a.test", "/", "").await),
+        0,
+        "the connection lost its slot to the refused upgrade"
+    );
+    ws.write_all(upgrade("/ws").as_bytes()).await.unwrap();
+    let head = read_until(&mut ws, "\r\n\r\n").await;
+    assert_eq!(status(&head), 101, "{head}");
+    ws.write_all(b"ping").await.unwrap();
+    assert_eq!(read_until(&mut ws, "ping").await, "ping");
+    assert_eq!(
+        status(&get(http, "a.test", "/", "").await),
+        0,
+        "another connection was let in beside the WebSocket"
+    );
+    drop(ws);
+    let after = get_until(http, "a.test", "", 200).await;
+    assert_eq!(
+        status(&after),
+        200,
+        "the WebSocket's slot never came back: {after}"
     );
     p.shutdown().await;
 }
