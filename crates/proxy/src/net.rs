@@ -31,7 +31,22 @@ impl Net {
                 .filter(|p| *p <= max)
                 .ok_or_else(|| Error::invalid("admin address", s, "bad prefix length"))?,
         };
-        Ok(Net { addr, prefix })
+        Ok(Net::canonical(addr, prefix))
+    }
+
+    /// An IPv4-mapped network (`::ffff:192.0.2.0/120`) as the IPv4 one it is
+    /// (`192.0.2.0/24`): clients are matched as IPv4, which it would never contain.
+    fn canonical(addr: IpAddr, prefix: u8) -> Net {
+        match addr {
+            IpAddr::V6(v6) if prefix >= 96 => match v6.to_ipv4_mapped() {
+                Some(v4) => Net {
+                    addr: IpAddr::V4(v4),
+                    prefix: prefix - 96,
+                },
+                None => Net { addr, prefix },
+            },
+            _ => Net { addr, prefix },
+        }
     }
 
     pub fn contains(&self, ip: IpAddr) -> bool {
@@ -75,6 +90,14 @@ mod tests {
             .unwrap()
             .contains("10.1.2.3".parse().unwrap()));
         assert!(Net::parse("10.0.0.0/33").is_err());
+        // an IPv4-mapped network is the IPv4 one it names
+        let mapped = Net::parse("::ffff:192.0.2.0/120").unwrap();
+        assert!(mapped.contains("192.0.2.200".parse().unwrap()));
+        assert!(mapped.contains("::ffff:192.0.2.1".parse().unwrap()));
+        assert!(!mapped.contains("192.0.3.1".parse().unwrap()));
+        assert!(Net::parse("::ffff:192.0.2.7")
+            .unwrap()
+            .contains("192.0.2.7".parse().unwrap()));
         assert!(Net::parse("nope").is_err());
     }
 }

@@ -734,7 +734,8 @@ async fn finish(connections: tokio_util::task::TaskTracker, shared: &Shared) {
     let _ = tokio::time::timeout(grace, connections.wait()).await;
 }
 
-/// The next connection on `listener`, or `None` once `stop` changes (or its sender is gone).
+/// The next connection on `listener` and its client's address (an IPv4 one as such), or
+/// `None` once `stop` changes (or its sender is gone).
 /// An accept error (out of file descriptors, say) is logged as `what` and waited out for
 /// 50 ms rather than retried at once: a spinning loop would starve the thread's other work.
 async fn accept_until_stop(
@@ -745,7 +746,13 @@ async fn accept_until_stop(
     loop {
         tokio::select! {
             r = listener.accept() => match r {
-                Ok(x) => return Some(x),
+                // an IPv4 client of a dual-stack listener (`[::]:80`, the default) is
+                // `::ffff:a.b.c.d`: told as such to backends and to the access log, it
+                // would escape fail2ban's IPv4 bans and the backends' IPv4 allow-lists
+                Ok((stream, mut addr)) => {
+                    addr.set_ip(addr.ip().to_canonical());
+                    return Some((stream, addr));
+                }
                 Err(e) => {
                     tracing::warn!("{what}: {e}");
                     tokio::time::sleep(Duration::from_millis(50)).await;

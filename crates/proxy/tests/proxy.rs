@@ -78,6 +78,10 @@ async fn backend_on(listener: TcpListener) -> Backend {
                             "x-forwarded-host",
                             "forwarded",
                             "x-real-ip",
+                            "x-forwarded-ssl",
+                            "front-end-https",
+                            "true-client-ip",
+                            "x-original-url",
                         ] {
                             for v in req.headers().get_all(n) {
                                 text.push_str(&format!("{n}: {}\n", v.to_str().unwrap()));
@@ -290,8 +294,11 @@ async fn routing_aliases_404_and_forwarded_headers() {
         "a second Host reached the backend: {r}"
     );
     // the client's own forwarding headers are replaced, never passed on
-    let r = get(http, "a.test", "/", "X-Forwarded-For: 6.6.6.6\r\nForwarded: for=6.6.6.6\r\nX-Real-IP: 6.6.6.6\r\nX-Forwarded-Proto: https\r\n").await;
+    let r = get(http, "a.test", "/", "X-Forwarded-For: 6.6.6.6\r\nForwarded: for=6.6.6.6\r\nX-Real-IP: 6.6.6.6\r\nX-Forwarded-Proto: https\r\nTrue-Client-IP: 6.6.6.6\r\nX-Forwarded-Ssl: on\r\nFront-End-Https: on\r\nX-Original-URL: /admin\r\n").await;
     assert!(!r.contains("6.6.6.6"), "{r}");
+    for name in ["x-forwarded-ssl", "front-end-https", "x-original-url"] {
+        assert!(!r.contains(name), "{name} reached the backend: {r}");
+    }
     assert!(r.contains("x-forwarded-for: 127.0.0.1\n"), "{r}");
     assert!(r.contains("x-forwarded-proto: http\n"), "{r}");
     assert!(r.contains("x-forwarded-host: a.test\n"), "{r}");
@@ -309,6 +316,34 @@ async fn routing_aliases_404_and_forwarded_headers() {
     let r = raw(http, b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n").await;
     assert_eq!(status(&r), 404, "{r}");
     drop(b);
+    p.shutdown().await;
+}
+
+/// On a dual-stack listener (`[::]:80`, the default), an IPv4 client is told to the backend
+/// as the IPv4 address it is, not as `::ffff:127.0.0.1` (which fail2ban's IPv4 bans and a
+/// backend's IPv4 allow-list would never match); an IPv6 client stays IPv6.
+#[tokio::test]
+async fn an_ipv4_client_of_a_dual_stack_listener_is_told_as_ipv4() {
+    let b = backend().await;
+    let e = env();
+    one_site(&e, b.addr);
+    let mut o = options(&e);
+    o.listen_http = Some("[::]:0".into());
+    let p = Proxy::start(o)
+        .await
+        .expect("a dual-stack listener ([::]:0) on this host");
+    let port = p.http_addr.unwrap().port();
+    let v4 = get(SocketAddr::from(([127, 0, 0, 1], port)), "a.test", "/", "").await;
+    assert!(v4.contains("x-forwarded-for: 127.0.0.1\n"), "{v4}");
+    assert!(v4.contains("forwarded: for=127.0.0.1;"), "{v4}");
+    let v6 = get(
+        SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port)),
+        "a.test",
+        "/",
+        "",
+    )
+    .await;
+    assert!(v6.contains("x-forwarded-for: ::1\n"), "{v6}");
     p.shutdown().await;
 }
 
