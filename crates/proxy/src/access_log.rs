@@ -1,11 +1,17 @@
 //! The access log: one line per request, as JSON or in Apache's "combined" format (what
 //! GoAccess, AWStats and fail2ban read), written by one task in batches so that a slow disk
-//! never holds a request: when the queue is full, lines are dropped and counted.
+//! never holds a request: when the queue is full, lines are dropped and counted. The queue
+//! is bounded in bytes as well as in lines, and the fields a client writes are cut to a few
+//! kilobytes: 65,536 lines of 16 KB heads (a User-Agent of tabs escaped four times over)
+//! would have queued 4 GB behind a slow disk. The writes themselves happen on tokio's
+//! blocking pool: a log on a stalled pipe (`-`) must not freeze the reloads, the signals
+//! and ACME that share the writer's thread.
 
 use chrono::{DateTime, Utc};
 use std::io::Write as _;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch, Notify};
@@ -100,6 +106,74 @@ fn escape(s: &str) -> String {
     out
 }
 
+/// Lines queued at most (beyond, they are dropped and counted).
+const QUEUED_LINES: usize = 65_536;
+/// Bytes queued at most: about 100,000 usual lines.
+const QUEUED_BYTES: usize = 16 * 1024 * 1024;
+/// The longest path, Referer, User-Agent and Host a line keeps, in bytes (longer: cut, and
+/// `…` added). A path is kept longer: its query may be what an admin looks for.
+pub(crate) const PATH_CAP: usize = 4096;
+pub(crate) const HEADER_CAP: usize = 1024;
+
+/// `s`, cut to `cap` bytes at most (at a character's boundary) and marked as cut.
+pub(crate) fn capped(s: &str, cap: usize) -> String {
+    if s.len() <= cap {
+        return s.to_owned();
+    }
+    let mut end = cap;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+/// Where requests queue their lines for the writer.
+#[derive(Debug)]
+pub(crate) struct Queue {
+    tx: mpsc::Sender<String>,
+    /// Bytes sent and not yet taken by the writer.
+    queued: Arc<AtomicUsize>,
+}
+
+impl Queue {
+    /// Queues `line`; false (and it is dropped) when the queue is full, in lines or bytes.
+    pub(crate) fn push(&self, line: String) -> bool {
+        let n = line.len();
+        if self.queued.fetch_add(n, Relaxed) + n > QUEUED_BYTES {
+            self.queued.fetch_sub(n, Relaxed);
+            return false;
+        }
+        if self.tx.try_send(line).is_err() {
+            self.queued.fetch_sub(n, Relaxed);
+            return false;
+        }
+        true
+    }
+}
+
+/// What the writer takes lines from.
+struct Lines {
+    rx: mpsc::Receiver<String>,
+    queued: Arc<AtomicUsize>,
+}
+
+impl Lines {
+    fn taken(&self, line: &str) {
+        self.queued.fetch_sub(line.len(), Relaxed);
+    }
+}
+
+/// A queue and its writer's end.
+fn queue() -> (Queue, Lines) {
+    let (tx, rx) = mpsc::channel(QUEUED_LINES);
+    let queued = Arc::new(AtomicUsize::new(0));
+    let lines = Lines {
+        rx,
+        queued: Arc::clone(&queued),
+    };
+    (Queue { tx, queued }, lines)
+}
+
 /// The access log's writer task, seen from the proxy.
 pub(crate) struct Writer {
     /// Reopen the file (after logrotate moved it: SIGHUP, as for nginx).
@@ -109,19 +183,23 @@ pub(crate) struct Writer {
     pub task: tokio::task::JoinHandle<()>,
 }
 
-/// Starts the task writing the lines of `rx` to `path` ("-": standard output).
-pub(crate) fn start(path: PathBuf, rx: mpsc::Receiver<String>) -> Writer {
+/// Starts the task writing the lines queued to `path` ("-": standard output).
+pub(crate) fn start(path: PathBuf) -> (Queue, Writer) {
+    let (queue, lines) = queue();
     let reopen = Arc::new(Notify::new());
     let (close, closed) = watch::channel(false);
-    let task = tokio::spawn(write(path, rx, Arc::clone(&reopen), closed));
-    Writer {
+    let task = tokio::spawn(write(path, lines, Arc::clone(&reopen), closed));
+    let writer = Writer {
         reopen,
         close,
         task,
-    }
+    };
+    (queue, writer)
 }
 
-fn open(path: &Path) -> Option<Box<dyn std::io::Write + Send>> {
+type Out = Box<dyn std::io::Write + Send>;
+
+fn open(path: &Path) -> Option<Out> {
     if path.as_os_str() == "-" {
         return Some(Box::new(std::io::stdout()));
     }
@@ -142,7 +220,7 @@ fn open(path: &Path) -> Option<Box<dyn std::io::Write + Send>> {
 /// written out first) or every sender is gone.
 async fn write(
     path: PathBuf,
-    mut rx: mpsc::Receiver<String>,
+    mut lines: Lines,
     reopen: Arc<Notify>,
     mut closed: watch::Receiver<bool>,
 ) {
@@ -150,12 +228,16 @@ async fn write(
     let mut buf = String::new();
     loop {
         tokio::select! {
-            line = rx.recv() => {
+            line = lines.rx.recv() => {
                 let Some(line) = line else { return };
+                lines.taken(&line);
                 buf.push_str(&line);
                 while buf.len() < 64 * 1024 {
-                    match rx.try_recv() {
-                        Ok(l) => buf.push_str(&l),
+                    match lines.rx.try_recv() {
+                        Ok(l) => {
+                            lines.taken(&l);
+                            buf.push_str(&l);
+                        }
                         Err(_) => break,
                     }
                 }
@@ -168,18 +250,31 @@ async fn write(
                 continue;
             }
             _ = closed.changed() => {
-                while let Ok(l) = rx.try_recv() {
+                while let Ok(l) = lines.rx.try_recv() {
                     buf.push_str(&l);
                 }
-                let _ = out.write_all(buf.as_bytes());
-                let _ = out.flush();
+                let _ = written(out, buf).await;
                 return;
             }
         }
-        let _ = out.write_all(buf.as_bytes());
-        let _ = out.flush();
+        match written(out, buf).await {
+            Some((o, b)) => (out, buf) = (o, b),
+            None => return,
+        }
         buf.clear();
     }
+}
+
+/// Writes `buf` out on the blocking pool; the output and the buffer back (`None` if the
+/// pool is gone: the runtime is shutting down).
+async fn written(mut out: Out, buf: String) -> Option<(Out, String)> {
+    tokio::task::spawn_blocking(move || {
+        let _ = out.write_all(buf.as_bytes());
+        let _ = out.flush();
+        (out, buf)
+    })
+    .await
+    .ok()
 }
 
 #[cfg(test)]
@@ -212,6 +307,28 @@ mod tests {
             "2001:db8::7 - - [25/Nov/2026:21:05:09 +0000] \"GET /carte?x=1 HTTP/1.1\" 200 1024 \
              \"-\" \"curl/8 \\\"evil\\\"\\x0a127.0.0.1 - - [forged]\"\n"
         );
+    }
+
+    #[test]
+    fn fields_are_cut_at_a_character_and_marked() {
+        assert_eq!(capped("abc", 3), "abc");
+        assert_eq!(capped("abcd", 3), "abc…");
+        // "é" is two bytes: a cut inside it steps back before it
+        assert_eq!(capped("aé", 2), "a…");
+    }
+
+    #[tokio::test]
+    async fn the_queue_is_bounded_in_bytes_and_gives_them_back_as_lines_are_taken() {
+        let (q, mut lines) = queue();
+        let line = "x".repeat(1024 * 1024);
+        for _ in 0..16 {
+            assert!(q.push(line.clone()));
+        }
+        assert!(!q.push("one more\n".into()), "16 MB queued, and more taken");
+        let taken = lines.rx.recv().await.unwrap();
+        lines.taken(&taken);
+        assert!(q.push(line.clone()), "room came back");
+        assert!(!q.push(line));
     }
 
     #[test]

@@ -193,15 +193,16 @@ struct Logged {
 
 impl Logged {
     fn of(req: &Request<Incoming>) -> Self {
+        use crate::access_log::{capped, HEADER_CAP, PATH_CAP};
         let text = |n: HeaderName| {
             req.headers()
                 .get(n)
-                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                .map(|v| capped(&String::from_utf8_lossy(v.as_bytes()), HEADER_CAP))
         };
         Logged {
             time: chrono::Utc::now(),
-            method: req.method().as_str().to_owned(),
-            path: path_of(req.uri()).to_owned(),
+            method: capped(req.method().as_str(), HEADER_CAP),
+            path: capped(path_of(req.uri()), PATH_CAP),
             version: match req.version() {
                 Version::HTTP_2 => "HTTP/2.0",
                 Version::HTTP_10 => "HTTP/1.0",
@@ -225,6 +226,11 @@ impl Logged {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse().ok())
             .or_else(|| hyper::body::Body::size_hint(resp.body()).exact());
+        let host = if host.len() > crate::access_log::HEADER_CAP {
+            crate::access_log::capped(&host, crate::access_log::HEADER_CAP)
+        } else {
+            host
+        };
         crate::access_log::Entry {
             time: self.time,
             client,

@@ -138,7 +138,7 @@ pub struct Shared {
     pub global: Global,
     pub http_public_port: Option<u16>,
     pub https_public_port: Option<u16>,
-    log: Option<mpsc::Sender<String>>,
+    log: Option<crate::access_log::Queue>,
     fingerprint: Mutex<Fingerprint>,
     /// Held while the maintenance switches are read and stored (the poller and the watcher);
     /// it keeps the last read's error, so that a folder that stays unreadable is logged once.
@@ -218,11 +218,8 @@ impl Shared {
 
     /// Queues the entry's line; a full queue drops it (counted) rather than hold the request.
     pub fn access_log(&self, entry: &crate::access_log::Entry) {
-        let Some(tx) = &self.log else { return };
-        if tx
-            .try_send(entry.render(self.options.access_log_format))
-            .is_err()
-        {
+        let Some(queue) = &self.log else { return };
+        if !queue.push(entry.render(self.options.access_log_format)) {
             self.global.access_log_dropped.fetch_add(1, Relaxed);
         }
     }
@@ -403,8 +400,8 @@ impl Proxy {
         let (log, log_writer) = match &options.access_log {
             None => (None, None),
             Some(path) => {
-                let (tx, rx) = mpsc::channel(65_536);
-                (Some(tx), Some(crate::access_log::start(path.clone(), rx)))
+                let (queue, writer) = crate::access_log::start(path.clone());
+                (Some(queue), Some(writer))
             }
         };
         let state_dir = PathBuf::from(&settings.state_dir);
