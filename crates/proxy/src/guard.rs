@@ -10,10 +10,13 @@
 //! service answers that request with the bilingual page for 400 (smuggling shape) or 431 (a
 //! head over the limit), and the connection closes. The guard knows where the next head starts
 //! after a head without body, with a Content-Length or with a chunked body (its chunk
-//! framing followed); after a `101` answering an upgrade (seen on the write side), a CONNECT,
-//! the HTTP/2 preface, a head or chunk line it
-//! cannot parse, it steps aside for the rest of the connection (hyper still reads Content-Length with Transfer-Encoding as chunked and closes
-//! the connection after that request, so nothing is smuggled there either).
+//! framing followed); after a `101` answering an upgrade (seen on the write side), or a head
+//! or chunk line it cannot parse (the HTTP/2 preface among them: `HTTP/2.0` is no HTTP/1
+//! version), it steps aside for the rest of the connection (hyper still reads Content-Length
+//! with Transfer-Encoding as chunked and closes the connection after that request, so
+//! nothing is smuggled there either). A CONNECT or a `PRI` in the middle of a connection is
+//! followed as any request: pic2 refuses CONNECT (405) and never switches, and stepping
+//! aside for them let the next heads past unchecked.
 
 use bytes::{Buf, BytesMut};
 use std::future::Future as _;
@@ -32,18 +35,35 @@ enum Mode {
     Body(u64),
     /// A chunked body: the hex size (digits read so far), its extensions to the line end,
     /// the chunk's data left, the CR LF after it (`true` once the CR is seen), the trailer
-    /// lines (`true` while the current line is empty).
+    /// section.
     ChunkSize(u64, u8),
     ChunkExt(u64),
     ChunkData(u64),
     ChunkEnd(bool),
-    Trailer(bool),
+    Trailer(Trailer),
     /// No longer following the framing.
     Aside,
     /// A head was refused: nothing more is delivered.
     Refused,
     /// A head grew past the limit before its end: refused too (431).
     TooLarge,
+}
+
+/// Where in a chunked body's trailer section, byte for byte as hyper's decoder reads it: a
+/// trailer line ends at CR LF only, and the section at an empty one. Where the two
+/// disagreed (the guard ended a line at a bare LF, hyper reads on to the CR), a request head
+/// sent as "trailers" passed the guard as the previous request's, and the bytes after it as
+/// a body, while hyper read them as the next head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Trailer {
+    /// At a line's start (hyper's `EndCr`): a CR begins the section's end.
+    LineStart,
+    /// In a trailer line: up to its CR.
+    Line,
+    /// After a trailer line's CR: its LF must follow.
+    LineCr,
+    /// After the empty line's CR: its LF ends the body.
+    EndCr,
 }
 
 /// The framing follower, independent of any I/O.
@@ -114,10 +134,6 @@ fn parse(bytes: &[u8], max_headers: usize) -> Parsed {
 
 /// The verdict on a parsed head: what its framing headers say of the bytes that follow.
 fn judge(req: &httparse::Request<'_, '_>) -> Verdict {
-    let method = req.method.unwrap_or("");
-    if method == "PRI" || method == "CONNECT" {
-        return Verdict::Next(Mode::Aside);
-    }
     let mut lengths = req
         .headers
         .iter()
@@ -166,7 +182,7 @@ fn judge(req: &httparse::Request<'_, '_>) -> Verdict {
 fn chunk_step(mode: Mode, b: u8) -> Mode {
     let size_line_end = |size: u64| {
         if size == 0 {
-            Mode::Trailer(true)
+            Mode::Trailer(Trailer::LineStart)
         } else {
             Mode::ChunkData(size)
         }
@@ -193,10 +209,11 @@ fn chunk_step(mode: Mode, b: u8) -> Mode {
         (Mode::ChunkExt(size), _) => Mode::ChunkExt(size),
         (Mode::ChunkEnd(false), b'\r') => Mode::ChunkEnd(true),
         (Mode::ChunkEnd(_), b'\n') => Mode::ChunkSize(0, 0),
-        (Mode::Trailer(true), b'\n') => Mode::Head,
-        (Mode::Trailer(_), b'\n') => Mode::Trailer(true),
-        (Mode::Trailer(empty), b'\r') => Mode::Trailer(empty),
-        (Mode::Trailer(_), _) => Mode::Trailer(false),
+        (Mode::Trailer(Trailer::LineStart), b'\r') => Mode::Trailer(Trailer::EndCr),
+        (Mode::Trailer(Trailer::Line), b'\r') => Mode::Trailer(Trailer::LineCr),
+        (Mode::Trailer(Trailer::LineStart | Trailer::Line), _) => Mode::Trailer(Trailer::Line),
+        (Mode::Trailer(Trailer::LineCr), b'\n') => Mode::Trailer(Trailer::LineStart),
+        (Mode::Trailer(Trailer::EndCr), b'\n') => Mode::Head,
         _ => Mode::Aside,
     }
 }
@@ -856,6 +873,22 @@ mod tests {
         assert_eq!(refused_at(&s), Some(s.len() - 1));
         let good = [&first[..], &second[..]].concat();
         assert_eq!(refused_at(&good), None);
+    }
+
+    /// A bare LF does not end a trailer line (hyper reads on to the CR LF): a head sent as
+    /// "trailers" after `0\r\n\n` is hyper's trailers, not a request whose body would hide
+    /// the next head from the guard.
+    #[test]
+    fn a_head_hidden_in_trailers_behind_a_bare_line_feed_is_found() {
+        let hidden = b"POST / HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\nGET /x HTTP/1.1\r\nHost: a.test\r\nContent-Length: 70\r\n\r\n";
+        let bad = b"POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let s = [&hidden[..], &bad[..]].concat();
+        assert_eq!(refused_at(&s), Some(s.len() - 1));
+        // trailer lines as hyper reads them: the body ends at the empty line
+        let trailers =
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nA: 1\r\nB: 2\r\n\r\n";
+        let s = [&trailers[..], &bad[..]].concat();
+        assert_eq!(refused_at(&s), Some(s.len() - 1));
     }
 
     #[test]

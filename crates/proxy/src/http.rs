@@ -13,7 +13,7 @@ use http_body_util::{combinators::BoxBody, BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::http::uri::PathAndQuery;
-use hyper::{Request, Response, StatusCode, Uri, Version};
+use hyper::{Method, Request, Response, StatusCode, Uri, Version};
 use hyper_util::rt::TokioIo;
 use pic2_render::proxy::RouteTls;
 use std::borrow::Cow;
@@ -318,6 +318,17 @@ async fn route(
         let mut r = page(StatusCode::BAD_REQUEST, pages::bad_request());
         r.headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return r;
+    }
+    if req.method() == Method::CONNECT {
+        // not a forward proxy: refused before any site or backend sees it. hyper would
+        // otherwise take a 2xx from a backend for a tunnel, and the framing guard follows
+        // a CONNECT's bytes as any request's because it never switches
+        let mut r = page(StatusCode::METHOD_NOT_ALLOWED, pages::not_a_tunnel());
+        r.headers_mut().insert(
+            header::ALLOW,
+            HeaderValue::from_static("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"),
+        );
         return r;
     }
     let path = req.uri().path();

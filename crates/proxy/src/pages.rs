@@ -71,6 +71,15 @@ pub fn bad_request() -> String {
     )
 }
 
+pub fn not_a_tunnel() -> String {
+    page(
+        "Méthode non permise",
+        "Method not allowed",
+        "Ce serveur héberge des sites ; il ne relaie pas de connexions (CONNECT).",
+        "This server hosts sites; it does not relay connections (CONNECT).",
+    )
+}
+
 pub fn header_too_large() -> String {
     page(
         "En-têtes de requête trop volumineux",

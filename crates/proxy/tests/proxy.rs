@@ -1557,6 +1557,26 @@ async fn request_smuggling_shapes_are_rejected() {
         p.shared.global.bad_requests.load(Ordering::SeqCst),
         bad_before + 5
     );
+    // shapes that once set the guard aside for the rest of the connection, each followed
+    // by a refused head: a head hidden in trailers behind a bare LF (hyper reads it as
+    // trailers, and the guard took the refused head for its body), a CONNECT (refused,
+    // 405, before any backend), a PRI that is not the HTTP/2 preface
+    let last = &refused[0];
+    let asides = [
+        format!("POST / HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\nGET /x HTTP/1.1\r\nHost: a.test\r\nContent-Length: {}\r\n\r\n{last}", last.len()),
+        format!("CONNECT a.test:80 HTTP/1.1\r\nHost: a.test:80\r\n\r\n{last}"),
+        format!("PRI * HTTP/1.1\r\nHost: a.test\r\n\r\n{last}"),
+    ];
+    for (s, first) in asides.iter().zip([200, 405, 200]) {
+        let r = raw(http, s.as_bytes()).await;
+        assert_eq!(status(&r), first, "{s}\n---\n{r}");
+        assert!(r.contains("HTTP/1.1 400"), "not refused:\n{s}\n---\n{r}");
+        assert!(!r.contains("/smuggled"), "{r}");
+    }
+    assert_eq!(
+        p.shared.global.bad_requests.load(Ordering::SeqCst),
+        bad_before + 8
+    );
     drop(b);
     p.shutdown().await;
 }
