@@ -45,10 +45,34 @@ impl Default for AcmeOptions {
     }
 }
 
+/// A site's failed issuances, and when to try again.
 #[derive(Default)]
 struct Backoff {
     failures: u32,
     next_try: Option<Instant>,
+    /// The names they were for: another set (an alias that never pointed here dropped
+    /// from the inventory, then a reload) is tried at once, not after up to a day.
+    hosts: Vec<String>,
+}
+
+impl Backoff {
+    /// Whether an issuance for `hosts` must wait still.
+    fn holds(&self, hosts: &[String], now: Instant) -> bool {
+        self.hosts == hosts && self.next_try.is_some_and(|t| now < t)
+    }
+
+    /// Counts a failure for `hosts` (the first of a new set of names starts the count
+    /// again), waiting as [`backoff_wait`] says.
+    fn failed(&mut self, hosts: &[String], base: Duration, rate_limited: bool) {
+        if self.hosts != hosts {
+            *self = Backoff {
+                hosts: hosts.to_vec(),
+                ..Backoff::default()
+            };
+        }
+        self.failures = self.failures.saturating_add(1);
+        self.next_try = Some(Instant::now() + backoff_wait(self.failures, base, rate_limited));
+    }
 }
 
 /// The ACME side of the proxy: HTTP-01 tokens, per-site back-off, the account.
@@ -231,8 +255,8 @@ impl Acme {
                 .backoff
                 .lock()
                 .ok()
-                .and_then(|b| b.get(&r.name).and_then(|b| b.next_try))
-                .is_some_and(|t| Instant::now() < t);
+                .and_then(|b| b.get(&r.name).map(|b| b.holds(&hosts, Instant::now())))
+                .unwrap_or(false);
             if waiting {
                 continue;
             }
@@ -252,10 +276,8 @@ impl Acme {
                 match &res {
                     Ok(()) => *e = Backoff::default(),
                     Err(err) => {
-                        e.failures = e.failures.saturating_add(1);
                         let limited = matches!(err, Error::AcmeRateLimited { .. });
-                        let wait = backoff_wait(e.failures, self.options.backoff_base, limited);
-                        e.next_try = Some(Instant::now() + wait);
+                        e.failed(&hosts, self.options.backoff_base, limited);
                     }
                 }
             }
@@ -304,7 +326,11 @@ impl Acme {
                     .await
                     .map_err(e)?;
                 let json = serde_json::to_vec(&creds).map_err(|x| acme_err("(account)", x))?;
-                write_private(&path, &json)?;
+                // kept in memory even when it cannot be stored: creating one again for every
+                // site at every try would soon meet the CA's limit on new accounts
+                if let Err(err) = write_private(&path, &json) {
+                    tracing::error!("{err}: the ACME account is kept until the proxy stops");
+                }
                 acc
             }
         };
@@ -489,6 +515,25 @@ mod renewal {
         assert_eq!(mins(40, false), 24 * 60);
         assert_eq!(mins(1, true), 60);
         assert_eq!(mins(12, true), 24 * 60);
+    }
+
+    #[test]
+    fn a_back_off_holds_its_names_only() {
+        let names = |n: &[&str]| n.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        let (both, main) = (names(&["a.test", "www.a.test"]), names(&["a.test"]));
+        let mut b = Backoff::default();
+        let now = Instant::now();
+        assert!(!b.holds(&both, now));
+        b.failed(&both, Duration::from_secs(60), false);
+        b.failed(&both, Duration::from_secs(60), false);
+        assert_eq!(b.failures, 2);
+        assert!(b.holds(&both, now));
+        assert!(
+            !b.holds(&main, now),
+            "another set of names waits for nothing"
+        );
+        b.failed(&main, Duration::from_secs(60), false);
+        assert_eq!(b.failures, 1, "and starts its own count");
     }
 
     #[test]
