@@ -58,6 +58,8 @@ pub struct Timeouts {
     /// A WebSocket's, or an HTTP/2 connection's with no request, longest silence (600;
     /// nginx's `proxy_read_timeout` and `keepalive_timeout` do this).
     pub idle: Option<Timeout>,
+    /// The longest a TLS handshake may take (10; nginx's `ssl_handshake_timeout`, 60).
+    pub tls_handshake: Option<Timeout>,
 }
 
 /// A timeout in whole seconds, from 1 to [`Timeout::MAX`] (a day): 0 would cut every
@@ -129,6 +131,7 @@ pub(crate) fn read_proxy(value: Value<'_>, sink: &mut Sink) -> Option<ProxyConfi
             backend: t.opt("backend_timeout_seconds", sink),
             send: t.opt("send_timeout_seconds", sink),
             idle: t.opt("idle_timeout_seconds", sink),
+            tls_handshake: t.opt("tls_handshake_timeout_seconds", sink),
         },
     };
     t.finish(sink);

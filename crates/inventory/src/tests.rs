@@ -498,7 +498,7 @@ send_timeout_seconds = \"60s\"\n",
 
 #[test]
 fn timeouts_are_read_from_proxy_and_sites() {
-    let text = with("[proxy]\nheader_read_timeout_seconds = 20\nbackend_timeout_seconds = 90\n")
+    let text = with("[proxy]\nheader_read_timeout_seconds = 20\nbackend_timeout_seconds = 90\ntls_handshake_timeout_seconds = 5\n")
         .replace(
             "aliases = [\"www.alice.example\"]",
             "aliases = [\"www.alice.example\"]\nbackend_timeout_seconds = 600",
@@ -507,6 +507,7 @@ fn timeouts_are_read_from_proxy_and_sites() {
     let t = inv.proxy.as_ref().unwrap().timeouts;
     assert_eq!(t.header_read.map(|t| t.seconds()), Some(20));
     assert_eq!(t.backend.map(|t| t.seconds()), Some(90));
+    assert_eq!(t.tls_handshake.map(|t| t.seconds()), Some(5));
     assert_eq!((t.body_read, t.send, t.idle), (None, None, None));
     let site = inv.sites.values().next().unwrap();
     assert_eq!(site.backend_timeout.map(|t| t.seconds()), Some(600));

@@ -38,30 +38,9 @@ pub struct Options {
     /// The public ports used in redirects when they differ from the bound ones.
     pub public_http_port: Option<u16>,
     pub public_https_port: Option<u16>,
-    // The five timeouts below are defaults: the routes' `settings.timeouts` win over them
-    // (a site's `backend_timeout_seconds` over both), read again on every reload.
-    /// Time to read a request head (from its first byte, or an empty line before it), and
-    /// the longest an HTTP/1 connection stays open with nothing in flight and no new
-    /// request (counted from the last answer's last byte).
-    pub header_read_timeout: Duration,
-    /// The longest a read of a request's body may wait for the client (nginx's
-    /// `client_body_timeout`, and its default): past it the request fails and its
-    /// connection ends (the "slow POST" attack would otherwise hold it, and a backend
-    /// connection, for ever).
-    pub body_read_timeout: Duration,
-    pub tls_handshake_timeout: Duration,
-    /// The longest wait on a backend: for its answer's head once the request is sent
-    /// whole, for it to take the next byte of a request's body, for the next byte of its
-    /// answer's body (nginx's `proxy_read_timeout` and `proxy_send_timeout` in one).
-    pub backend_timeout: Duration,
-    /// A WebSocket (or any upgraded connection) with no byte either way for this long is
-    /// closed; an HTTP/2 connection with no stream in flight and no new one for this long is
-    /// told to go away (GOAWAY). Keep-alive pings do not count.
-    pub idle_timeout: Duration,
-    /// A client that takes no byte of what it is sent for this long is cut off (a slow
-    /// reader would otherwise hold its connection, and the backend connection feeding it,
-    /// for ever: the "slow read" attack). nginx's `send_timeout`, and its default.
-    pub send_timeout: Duration,
+    /// The timeouts where the routes say nothing (`crate::table::Timeouts` says what each
+    /// bounds, and its defaults).
+    pub timeouts: crate::table::Timeouts,
     /// Largest request head in bytes (beyond: 431).
     pub max_header_bytes: usize,
     /// Default body limit (a site's `max_body_mb` wins), in bytes.
@@ -87,13 +66,7 @@ impl Options {
     pub fn defaults(&self) -> crate::table::Defaults {
         crate::table::Defaults {
             max_body: self.default_max_body,
-            timeouts: crate::table::Timeouts {
-                header_read: self.header_read_timeout,
-                body_read: self.body_read_timeout,
-                backend: self.backend_timeout,
-                send: self.send_timeout,
-                idle: self.idle_timeout,
-            },
+            timeouts: self.timeouts,
         }
     }
 
@@ -105,12 +78,7 @@ impl Options {
             listen_metrics: None,
             public_http_port: None,
             public_https_port: None,
-            header_read_timeout: Duration::from_secs(15),
-            body_read_timeout: Duration::from_secs(60),
-            tls_handshake_timeout: Duration::from_secs(10),
-            backend_timeout: Duration::from_secs(60),
-            idle_timeout: Duration::from_secs(600),
-            send_timeout: Duration::from_secs(60),
+            timeouts: crate::table::Timeouts::default(),
             max_header_bytes: 16 * 1024,
             default_max_body: 64 * 1024 * 1024,
             max_connections: 20_000,
@@ -897,7 +865,7 @@ async fn serve_conn(
         Some(acceptor) => {
             let hs = tokio::select! {
                 hs = tokio::time::timeout(
-                    shared.options.tls_handshake_timeout,
+                    timeouts.tls_handshake,
                     acceptor.accept(stream),
                 ) => hs,
                 // shutting down: a handshake not done yet is not waited for

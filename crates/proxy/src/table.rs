@@ -9,15 +9,48 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The proxy's timeouts: the routes' settings over the options' defaults
-/// ([`crate::Options`] says what each bounds).
+/// The proxy's timeouts: the routes' settings (`[proxy] …_timeout_seconds` in the
+/// inventory) over [`crate::Options`]' `timeouts`, a site's `backend_timeout_seconds` over
+/// both; read again on every reload, applied to the connections opened after it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Timeouts {
+    /// Time to read a request head (from its first byte, or an empty line before it), and
+    /// the longest an HTTP/1 connection stays open with nothing in flight and no new
+    /// request (counted from the last answer's last byte). 15 s.
     pub header_read: Duration,
+    /// The longest a read of a request's body may wait for the client (nginx's
+    /// `client_body_timeout`, and its default: 60 s): past it the request fails and its
+    /// connection ends (the "slow POST" attack would otherwise hold it, and a backend
+    /// connection, for ever).
     pub body_read: Duration,
+    /// The longest wait on a backend: for its answer's head once the request is sent
+    /// whole, for it to take the next byte of a request's body, for the next byte of its
+    /// answer's body (nginx's `proxy_read_timeout` and `proxy_send_timeout` in one). 60 s.
     pub backend: Duration,
+    /// A client that takes no byte of what it is sent for this long is cut off (a slow
+    /// reader would otherwise hold its connection, and the backend connection feeding it,
+    /// for ever: the "slow read" attack). nginx's `send_timeout`, and its default: 60 s.
     pub send: Duration,
+    /// A WebSocket (or any upgraded connection) with no byte either way for this long is
+    /// closed; an HTTP/2 connection with no stream in flight and no new one for this long is
+    /// told to go away (GOAWAY). Keep-alive pings do not count. 600 s.
     pub idle: Duration,
+    /// The longest a TLS handshake may take (a connection that opens and says nothing,
+    /// or trickles its hello). 10 s.
+    pub tls_handshake: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            header_read: Duration::from_secs(15),
+            body_read: Duration::from_secs(60),
+            backend: Duration::from_secs(60),
+            send: Duration::from_secs(60),
+            idle: Duration::from_secs(600),
+            tls_handshake: Duration::from_secs(10),
+        }
+    }
 }
 
 impl Timeouts {
@@ -29,6 +62,7 @@ impl Timeouts {
             backend: seconds_or(settings.backend_seconds, defaults.backend)?,
             send: seconds_or(settings.send_seconds, defaults.send)?,
             idle: seconds_or(settings.idle_seconds, defaults.idle)?,
+            tls_handshake: seconds_or(settings.tls_handshake_seconds, defaults.tls_handshake)?,
         })
     }
 }
@@ -239,7 +273,7 @@ mod tests {
 
     #[test]
     fn timeouts_are_the_routes_over_the_defaults_and_a_site_over_both() {
-        let text = r#"{"version":1,"settings":{"timeouts":{"send_seconds":5,"backend_seconds":90}},
+        let text = r#"{"version":1,"settings":{"timeouts":{"send_seconds":5,"backend_seconds":90,"tls_handshake_seconds":3}},
             "sites":[{"name":"a.test","hosts":["a.test"],"backend":"127.0.0.1:1","tls":{"mode":"none"}},
             {"name":"b.test","hosts":["b.test"],"backend":"127.0.0.1:2","tls":{"mode":"none"},
              "backend_timeout_seconds":600}]}"#;
@@ -247,6 +281,7 @@ mod tests {
         let t = Table::build(serde_json::from_str(text).unwrap(), None, d).unwrap();
         assert_eq!(t.timeouts.send, Duration::from_secs(5));
         assert_eq!(t.timeouts.backend, Duration::from_secs(90));
+        assert_eq!(t.timeouts.tls_handshake, Duration::from_secs(3));
         assert_eq!(t.timeouts.header_read, d.timeouts.header_read);
         assert_eq!(t.timeouts.idle, d.timeouts.idle);
         assert_eq!(

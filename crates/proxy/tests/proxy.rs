@@ -192,8 +192,8 @@ fn options(env: &Env) -> Options {
     o.listen_https = Some("127.0.0.1:0".into());
     o.listen_metrics = Some("127.0.0.1:0".into());
     o.poll_interval = Duration::from_millis(100);
-    o.header_read_timeout = Duration::from_secs(2);
-    o.backend_timeout = Duration::from_secs(2);
+    o.timeouts.header_read = Duration::from_secs(2);
+    o.timeouts.backend = Duration::from_secs(2);
     o.shutdown_grace = Duration::from_secs(2);
     o
 }
@@ -588,7 +588,7 @@ async fn a_mismatched_key_keeps_the_certificate_served() {
 /// would keep it open for ever, holding a connection slot); one in use is not.
 #[tokio::test]
 async fn an_idle_http2_connection_is_closed_with_goaway() {
-    let (_e, _b, p, (c, _)) = tls_proxy(|o| o.idle_timeout = Duration::from_secs(1)).await;
+    let (_e, _b, p, (c, _)) = tls_proxy(|o| o.timeouts.idle = Duration::from_secs(1)).await;
     let tls = tls_connect(p.https_addr.unwrap(), "a.test", &[Path::new(&c)], &[b"h2"]).await;
     let (mut send, conn) = h2_over(tls).await;
     for _ in 0..6 {
@@ -612,7 +612,7 @@ async fn an_idle_http2_connection_is_closed_with_goaway() {
 /// HTTP/2 (`idle_timeout`, 1 s here).
 #[tokio::test]
 async fn a_long_answer_keeps_its_connection_past_the_idle_time() {
-    let (_e, _b, p, (c, _)) = tls_proxy(|o| o.idle_timeout = Duration::from_secs(1)).await;
+    let (_e, _b, p, (c, _)) = tls_proxy(|o| o.timeouts.idle = Duration::from_secs(1)).await;
 
     let https = p.https_addr.unwrap();
     let mut s = tls_connect(https, "a.test", &[Path::new(&c)], &[b"http/1.1"]).await;
@@ -669,7 +669,7 @@ async fn a_long_answer_keeps_its_connection_past_the_idle_time() {
 /// steadily, even longer than that time, is not cut.
 #[tokio::test]
 async fn an_http2_client_holding_its_window_shut_is_cut_off() {
-    let (_e, _b, p, (c, _)) = tls_proxy(|o| o.send_timeout = Duration::from_secs(1)).await;
+    let (_e, _b, p, (c, _)) = tls_proxy(|o| o.timeouts.send = Duration::from_secs(1)).await;
     let https = p.https_addr.unwrap();
     let get = |path: &str| {
         Request::builder()
@@ -738,8 +738,8 @@ async fn a_full_proxy_makes_room_by_closing_idle_connections() {
     write_routes(&e, serde_json::json!({}), sites);
     let mut o = options(&e);
     o.max_connections = 6;
-    o.header_read_timeout = Duration::from_secs(30); // no idle timer helps here
-    o.backend_timeout = Duration::from_secs(5);
+    o.timeouts.header_read = Duration::from_secs(30); // no idle timer helps here
+    o.timeouts.backend = Duration::from_secs(5);
     let p = Proxy::start(o).await.unwrap();
     let http = p.http_addr.unwrap();
     let mut busy = TcpStream::connect(http).await.unwrap();
@@ -1078,7 +1078,7 @@ async fn a_websocket_takes_over_its_connections_slot() {
 #[tokio::test]
 async fn shutdown_does_not_wait_for_a_silent_tls_handshake() {
     let (_e, _b, p, _) = tls_proxy(|o| {
-        o.tls_handshake_timeout = Duration::from_secs(60);
+        o.timeouts.tls_handshake = Duration::from_secs(60);
         o.shutdown_grace = Duration::from_secs(60);
     })
     .await;
@@ -1192,7 +1192,7 @@ async fn a_client_that_stops_reading_is_cut_off_after_the_send_timeout() {
     let e = env();
     one_site(&e, b.addr);
     let mut o = options(&e);
-    o.send_timeout = Duration::from_secs(1);
+    o.timeouts.send = Duration::from_secs(1);
     let p = Proxy::start(o).await.unwrap();
     let http = p.http_addr.unwrap();
     // a small receive buffer, so that the proxy's writes wait soon
@@ -1237,10 +1237,10 @@ async fn a_client_that_stops_reading_is_cut_off_after_the_send_timeout() {
 #[tokio::test]
 async fn a_client_that_stops_sending_its_body_is_cut_off() {
     let (_e, _b, p, (c, _)) = tls_proxy(|o| {
-        o.body_read_timeout = Duration::from_secs(3);
+        o.timeouts.body_read = Duration::from_secs(3);
         // the backend waits for the whole body before answering: its timeout must not be
         // what ends the request
-        o.backend_timeout = Duration::from_secs(30);
+        o.timeouts.backend = Duration::from_secs(30);
     })
     .await;
     let https = p.https_addr.unwrap();
@@ -1379,7 +1379,7 @@ async fn timeouts_come_from_the_routes_and_a_site_may_wait_longer() {
         sites.clone(),
     );
     let mut o = options(&e);
-    o.backend_timeout = Duration::from_secs(30);
+    o.timeouts.backend = Duration::from_secs(30);
     let p = Proxy::start(o).await.unwrap();
     let http = p.http_addr.unwrap();
     // `/slow` answers after 3 s: past the routes' 1 s, within a.test's own 5 s
@@ -1403,6 +1403,39 @@ async fn timeouts_come_from_the_routes_and_a_site_may_wait_longer() {
         status(&after),
         200,
         "after the reload, the options' 30 s: {after}"
+    );
+    p.shutdown().await;
+}
+
+/// The TLS handshake's time comes from the routes too: a client that connects and says
+/// nothing is closed after the routes' 1 s, not the options' 60 s.
+#[tokio::test]
+async fn the_tls_handshake_time_comes_from_the_routes() {
+    let b = backend().await;
+    let e = env();
+    let (c, k) = self_signed(&e, "a.test");
+    let tls = serde_json::json!({"mode":"files","cert":c,"key":k});
+    write_routes(
+        &e,
+        serde_json::json!({"timeouts": {"tls_handshake_seconds": 1}}),
+        vec![site("a.test", &["a.test"], b.addr, tls)],
+    );
+    let mut o = options(&e);
+    o.timeouts.tls_handshake = Duration::from_secs(60);
+    let p = Proxy::start(o).await.unwrap();
+    let mut silent = TcpStream::connect(p.https_addr.unwrap()).await.unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 16];
+    let end = tokio::time::timeout(Duration::from_secs(10), silent.read(&mut buf)).await;
+    assert!(
+        matches!(end, Ok(Ok(0) | Err(_))),
+        "still open after {:?}",
+        started.elapsed()
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
     );
     p.shutdown().await;
 }
@@ -2190,8 +2223,8 @@ async fn an_answer_that_starts_before_its_upload_ends() {
     let e = env();
     one_site(&e, addr);
     let mut o = options(&e);
-    o.backend_timeout = Duration::from_secs(3);
-    o.body_read_timeout = Duration::from_millis(1500);
+    o.timeouts.backend = Duration::from_secs(3);
+    o.timeouts.body_read = Duration::from_millis(1500);
     let p = Proxy::start(o).await.unwrap();
     let http = p.http_addr.unwrap();
     let post = b"POST /up HTTP/1.1\r\nHost: a.test\r\nContent-Length: 100\r\nConnection: close\r\n\r\n0123456789";

@@ -65,6 +65,8 @@ pub struct Timeouts {
     pub send_seconds: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub idle_seconds: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_handshake_seconds: Option<u32>,
 }
 
 impl Timeouts {
@@ -82,6 +84,7 @@ impl From<pic2_inventory::Timeouts> for Timeouts {
             backend_seconds: s(t.backend),
             send_seconds: s(t.send),
             idle_seconds: s(t.idle),
+            tls_handshake_seconds: s(t.tls_handshake),
         }
     }
 }
