@@ -250,6 +250,9 @@ async fn write(
                 continue;
             }
             _ = closed.changed() => {
+                // lines pushed from now on fail (and are counted as dropped) instead of
+                // queueing behind a writer that has ended
+                lines.rx.close();
                 while let Ok(l) = lines.rx.try_recv() {
                     buf.push_str(&l);
                 }

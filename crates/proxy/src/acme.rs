@@ -144,6 +144,17 @@ pub fn write_private(path: &Path, data: &[u8]) -> Result<(), Error> {
     std::fs::rename(&tmp, path).map_err(w)
 }
 
+/// Fails unless a file can be written where `path` will be (its folder made if need be):
+/// checked before a certificate is ordered, for one issued and then lost for want of a
+/// place to keep it is ordered again at every try, and the CA allows five a week for the
+/// same names.
+fn can_write_beside(path: &Path) -> Result<(), Error> {
+    let probe = path.with_extension("probe");
+    write_private(&probe, b"")?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
 /// What the renewal check needs of a stored certificate (its first, the leaf).
 #[derive(Debug)]
 struct Stored {
@@ -352,6 +363,8 @@ impl Acme {
         } else {
             ChallengeType::Http01
         };
+        let (cert_path, key_path) = acme_paths(state, site);
+        can_write_beside(&key_path)?;
         let account = self.account(routes).await?;
         let ids: Vec<Identifier> = hosts.iter().cloned().map(Identifier::Dns).collect();
         let mut order = account.new_order(&NewOrder::new(&ids)).await.map_err(e)?;
@@ -397,7 +410,6 @@ impl Acme {
         }
         let key_pem = order.finalize().await.map_err(e)?;
         let chain_pem = order.poll_certificate(&retry).await.map_err(e)?;
-        let (cert_path, key_path) = acme_paths(state, site);
         write_private(&key_path, key_pem.as_bytes())?;
         write_private(&cert_path, chain_pem.as_bytes())?;
         let pair = crate::tls::load_pair(&cert_path, &key_path, site)?;
@@ -534,6 +546,19 @@ mod renewal {
         );
         b.failed(&main, Duration::from_secs(60), false);
         assert_eq!(b.failures, 1, "and starts its own count");
+    }
+
+    #[test]
+    fn a_certificate_is_not_ordered_where_it_could_not_be_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = dir.path().join("certs/a.test/key.pem");
+        assert!(can_write_beside(&ok).is_ok());
+        assert!(!ok.with_extension("probe").exists(), "the probe is removed");
+        let blocked = dir.path().join("file");
+        std::fs::write(&blocked, b"").unwrap();
+        // a folder that cannot be made (a file is in the way): as a full or read-only disk
+        let e = can_write_beside(&blocked.join("a.test/key.pem")).unwrap_err();
+        assert!(e.to_string().contains("file"), "{e}");
     }
 
     #[test]

@@ -30,8 +30,9 @@ pub type Body = BoxBody<Bytes, BoxError>;
 pub struct Client {
     pub addr: SocketAddr,
     pub tls: bool,
-    /// An HTTP/1 connection's slots, which a WebSocket upgrade takes over (none on HTTP/2,
-    /// which has no upgrade).
+    /// An HTTP/1 connection's slots, which a WebSocket upgrade takes over (none over TLS
+    /// with ALPN h2; an HTTP/2 connection with prior knowledge on the plain port has them,
+    /// unused: only HTTP/1.1 upgrades).
     pub(crate) slots: Option<Arc<crate::server::HeldSlots>>,
 }
 
@@ -329,6 +330,10 @@ async fn route(
             header::ALLOW,
             HeaderValue::from_static("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"),
         );
+        // closed: hyper keeps a CONNECT's upgrade pending, and would end the connection
+        // later without an orderly close (no TLS close_notify)
+        r.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
         return r;
     }
     let path = req.uri().path();

@@ -94,8 +94,13 @@ pub(crate) fn is_trusted(trusted: &[Net], ip: IpAddr) -> bool {
     trusted.iter().any(|n| n.contains(ip))
 }
 
-/// An X-Forwarded-For entry: an address, an IPv6 one in brackets, either with a port.
+/// An X-Forwarded-For entry: an address, an IPv6 one in brackets, either with a port; an
+/// IPv4-mapped one (from a dual-stack proxy in front) as the IPv4 address it is.
 fn parse_hop(hop: &str) -> Option<IpAddr> {
+    parse_hop_as_written(hop).map(|ip| ip.to_canonical())
+}
+
+fn parse_hop_as_written(hop: &str) -> Option<IpAddr> {
     if let Ok(ip) = hop.parse() {
         return Some(ip);
     }
@@ -186,5 +191,12 @@ mod tests {
         let h = headers(&[("x-forwarded-for", "10.9.9.9")]);
         let o = resolve(&trusted, client("10.1.2.3", false), &h);
         assert_eq!(o.ip, "10.9.9.9".parse::<IpAddr>().unwrap());
+        // a dual-stack proxy in front writes IPv4 clients as mapped IPv6: told as IPv4
+        let h = headers(&[(
+            "x-forwarded-for",
+            "::ffff:203.0.113.9, [::ffff:10.1.1.1]:80",
+        )]);
+        let o = resolve(&trusted, client("10.1.2.3", false), &h);
+        assert_eq!(o.ip, "203.0.113.9".parse::<IpAddr>().unwrap());
     }
 }

@@ -1029,5 +1029,9 @@ pub fn serve(options: Options) -> Result<(), Error> {
             addr: "tokio runtime".into(),
             source,
         })?;
-    rt.block_on(run(options))
+    let ran = rt.block_on(run(options));
+    // the access log's last write may be stuck on a stalled pipe (`-`): dropping the runtime
+    // would wait for it for ever
+    rt.shutdown_timeout(Duration::from_secs(2));
+    ran
 }
