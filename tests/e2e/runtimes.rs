@@ -476,3 +476,114 @@ fn wordpress_from_debians_package_installs_and_serves_a_post() {
         &post[..post.len().min(3000)]
     );
 }
+
+/// Two owners' sites on one runtime behind `pic2 proxy`: every request is answered, by the
+/// right owner. mpm-itk ties a connection to the uid of its first request and closes it,
+/// unanswered, when asked for another owner's site; a pool of backend connections shared
+/// by the whole runtime gave such a connection to the other owner's next request, and a
+/// POST (never sent twice) got a 502.
+#[test]
+fn two_owners_on_one_runtime_behind_the_proxy_each_get_every_answer() {
+    use std::io::{Read, Write};
+    engine_answers();
+    let p = Platform::new("rtpool");
+    let state = p.dir.path().join("proxy");
+    let sites = format!(
+        r#"
+[sites."a.{{id}}.test"]
+owner = "{{id}}a"
+runtime = "php82"
+
+[sites."b.{{id}}.test"]
+owner = "{{id}}b"
+runtime = "php82"
+
+[proxy]
+state_dir = "{state}"
+"#,
+        state = state.display()
+    );
+    p.write(&body(&p, &sites));
+    p.apply(&[]);
+    for (owner, uid) in [("a", 20001), ("b", 20002)] {
+        let root = p
+            .home(&format!("rtpool{owner}"))
+            .join(format!("sites/{owner}.rtpool.test/htdocs"));
+        put(
+            &root.join("index.php"),
+            "<?php echo posix_geteuid(), ' ', strlen(file_get_contents('php://input'));",
+            uid,
+        );
+    }
+    wait_http(p.port(0), "a.rtpool.test");
+    wait_http(p.port(0), "b.rtpool.test");
+
+    // what the proxy must live with: on one connection, a request for the other owner's
+    // site is not answered
+    let mut direct = std::net::TcpStream::connect(("127.0.0.1", p.port(0))).unwrap();
+    direct
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let mut answer = |host: &str| {
+        write!(direct, "GET / HTTP/1.1\r\nHost: {host}\r\n\r\n").unwrap();
+        let mut buf = [0u8; 4096];
+        let n = direct.read(&mut buf).unwrap_or(0);
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    assert!(answer("a.rtpool.test").starts_with("HTTP/1.1 200"));
+    assert_eq!(
+        answer("b.rtpool.test"),
+        "",
+        "mpm-itk answered another uid on the same connection"
+    );
+
+    let listen = format!("127.0.0.1:{}", p.port(3));
+    let mut proxy = p
+        .command(&[
+            "proxy",
+            "--listen-http",
+            &listen,
+            "--listen-https",
+            "",
+            "--workers",
+            "1",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_http(p.port(3), "a.rtpool.test");
+    let post = |host: &str| -> (u16, String) {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", p.port(3))).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        write!(s, "POST / HTTP/1.1\r\nHost: {host}\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello").unwrap();
+        let mut raw = String::new();
+        let _ = s.read_to_string(&mut raw);
+        let status = raw
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        // an error page is told by its status: its first words are enough to see
+        let body: String = raw
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.chars().take(16).collect())
+            .unwrap_or_default();
+        (status, body)
+    };
+    let mut seen = Vec::new();
+    for _ in 0..10 {
+        seen.push(post("a.rtpool.test"));
+        seen.push(post("b.rtpool.test"));
+    }
+    let _ = proxy.kill();
+    let stderr = proxy
+        .wait_with_output()
+        .map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
+        .unwrap_or_default();
+    let want: Vec<(u16, String)> = (0..10)
+        .flat_map(|_| [(200, "20001 5".to_string()), (200, "20002 5".to_string())])
+        .collect();
+    assert_eq!(seen, want, "proxy's log:\n{stderr}");
+}

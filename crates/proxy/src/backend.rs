@@ -94,6 +94,33 @@ pub enum Error {
     },
 }
 
+/// Where a site's requests go: the backend's address, and the pool its idle connections
+/// wait in. Sites share a pool only when one connection may serve them in turn: an mpm-itk
+/// runtime ties a connection to the owner (uid) of its first request and closes it,
+/// unanswered, when asked for another owner's site (a POST, never sent twice, then got a
+/// 502), so `pic2 render` names a runtime site's owner as its route's pool.
+#[derive(Clone, Debug)]
+pub struct Target {
+    /// `host:port`.
+    pub addr: Arc<str>,
+    /// The pool's key: the address and the pool's name.
+    pool: Arc<str>,
+}
+
+impl Target {
+    pub fn new(addr: &str, pool: &str) -> Self {
+        Target {
+            addr: Arc::from(addr),
+            pool: Arc::from(format!("{addr} {pool}")),
+        }
+    }
+
+    /// The key of the pool its idle connections wait in.
+    pub fn pool_key(&self) -> &str {
+        &self.pool
+    }
+}
+
 /// A backend connection and what has been read from it and not used yet.
 struct Conn {
     stream: TcpStream,
@@ -105,7 +132,7 @@ struct Idle {
     since: Instant,
 }
 
-/// Idle connections by backend (`host:port`), looked up twice a request: with a fast hasher
+/// Idle connections by pool ([`Target`]), looked up twice a request: with a fast hasher
 /// (the keys are the routes' own, never a client's).
 type Pools = HashMap<Arc<str>, Vec<Idle>, foldhash::fast::RandomState>;
 
@@ -142,7 +169,7 @@ impl Backends {
     /// (an upload on a slow link may take longer in all) and of its answer's body.
     pub fn send<'a>(
         &'a self,
-        backend: &'a Arc<str>,
+        to: &'a Target,
         req: Request<Body>,
         more_headers: impl FnOnce(&mut Vec<u8>),
         waiting: Duration,
@@ -159,12 +186,12 @@ impl Backends {
             more_headers,
             framing,
         );
-        self.send_head(backend, parts.method, head, body, framing, waiting)
+        self.send_head(to, parts.method, head, body, framing, waiting)
     }
 
     async fn send_head(
         &self,
-        backend: &Arc<str>,
+        to: &Target,
         method: Method,
         head: Vec<u8>,
         body: Body,
@@ -175,50 +202,50 @@ impl Backends {
             // sent once: its body is read as it goes. Boxed: the less usual path, which
             // would make every request's future larger
             let upload = Upload::new(head.into(), body, framing);
-            return Box::pin(self.send_with_body(backend, &method, upload, waiting)).await;
+            return Box::pin(self.send_with_body(to, &method, upload, waiting)).await;
         }
         let answered = self
             .timers
-            .timeout(waiting, self.send_without_body(backend, &method, &head))
+            .timeout(waiting, self.send_without_body(to, &method, &head))
             .await;
-        let (conn, answer) = answered.unwrap_or_else(|_| Err(Cause::Timeout.with(backend)))?;
-        Ok(self.answer(backend, conn, answer, None, waiting))
+        let (conn, answer) = answered.unwrap_or_else(|_| Err(Cause::Timeout.with(&to.addr)))?;
+        Ok(self.answer(to, conn, answer, None, waiting))
     }
 
     /// Sent again once, on a fresh connection, when a reused one gave nothing back (the
     /// backend closed it as the request left) and the method is idempotent.
     async fn send_without_body(
         &self,
-        backend: &Arc<str>,
+        to: &Target,
         method: &Method,
         head: &[u8],
     ) -> Result<(Conn, ResponseHead), Error> {
         let mut pooled = true;
         loop {
-            let (mut conn, reused) = self.take_or_connect(backend, pooled).await?;
+            let (mut conn, reused) = self.take_or_connect(to, pooled).await?;
             match conn.exchange(head, method).await {
                 Ok(answer) => return Ok((conn, answer)),
                 Err(f) if f.nothing_back && reused && method.is_idempotent() => {
                     pooled = false;
                 }
-                Err(f) => return Err(f.cause.with(backend)),
+                Err(f) => return Err(f.cause.with(&to.addr)),
             }
         }
     }
 
     async fn send_with_body(
         &self,
-        backend: &Arc<str>,
+        to: &Target,
         method: &Method,
         upload: Upload,
         waiting: Duration,
     ) -> Result<Response<Body>, Error> {
-        let (mut conn, _) = self.take_or_connect(backend, true).await?;
+        let (mut conn, _) = self.take_or_connect(to, true).await?;
         let (answer, upload) = conn
             .exchange_with_body(upload, method, waiting)
             .await
-            .map_err(|f| f.cause.with(backend))?;
-        Ok(self.answer(backend, conn, answer, Some(upload), waiting))
+            .map_err(|f| f.cause.with(&to.addr))?;
+        Ok(self.answer(to, conn, answer, Some(upload), waiting))
     }
 
     /// The response for the client: its body reads the rest of the answer (and sends the
@@ -226,7 +253,7 @@ impl Backends {
     /// when it may.
     fn answer(
         &self,
-        backend: &Arc<str>,
+        to: &Target,
         conn: Conn,
         head: ResponseHead,
         upload: Option<Upload>,
@@ -234,7 +261,7 @@ impl Backends {
     ) -> Response<Body> {
         let home = head.reusable.then(|| Home {
             pools: self.clone(),
-            backend: Arc::clone(backend),
+            pool: Arc::clone(&to.pool),
         });
         let reading = match head.body {
             ResponseBody::None | ResponseBody::Length(0) => Reading::Done,
@@ -282,22 +309,23 @@ impl Backends {
         sender.send_request(req).await.map_err(http)
     }
 
-    /// An idle connection to `backend` (when `pooled`) or a new one, and whether it was idle.
-    async fn take_or_connect(&self, backend: &str, pooled: bool) -> Result<(Conn, bool), Error> {
-        match pooled.then(|| self.take(backend)).flatten() {
+    /// An idle connection of `to`'s pool (when `pooled`) or a new one, and whether it was
+    /// idle.
+    async fn take_or_connect(&self, to: &Target, pooled: bool) -> Result<(Conn, bool), Error> {
+        match pooled.then(|| self.take(&to.pool)).flatten() {
             Some(conn) => Ok((conn, true)),
             // boxed: a cold path that would otherwise make every request's future (moved on
             // each spawn) larger
-            None => Ok((Box::pin(connect(backend)).await?, false)),
+            None => Ok((Box::pin(connect(&to.addr)).await?, false)),
         }
     }
 
-    /// The most recently used idle connection to `backend` that is still open.
-    fn take(&self, backend: &str) -> Option<Conn> {
+    /// The most recently used idle connection of `pool` that is still open.
+    fn take(&self, pool: &str) -> Option<Conn> {
         loop {
             let idle = {
                 let mut pools = self.idle.lock().ok()?;
-                pools.get_mut(backend)?.pop()?
+                pools.get_mut(pool)?.pop()?
             };
             if idle.since.elapsed() <= IDLE_TIMEOUT && still_open(&idle.conn.stream) {
                 return Some(idle.conn);
@@ -305,14 +333,14 @@ impl Backends {
         }
     }
 
-    fn give_back(&self, backend: Arc<str>, mut conn: Conn) {
+    fn give_back(&self, pool: Arc<str>, mut conn: Conn) {
         if conn.buf.capacity() > MAX_READ_BUFFER {
             conn.buf = BytesMut::new();
         }
         let Ok(mut pools) = self.idle.lock() else {
             return;
         };
-        let list = pools.entry(backend).or_default();
+        let list = pools.entry(pool).or_default();
         if list.len() < MAX_IDLE_PER_BACKEND {
             list.push(Idle {
                 conn,
@@ -689,8 +717,8 @@ impl Upload {
 /// Where a connection goes back to once its answer has been read.
 struct Home {
     pools: Backends,
-    /// The site's own name of its backend, shared: no copy per request.
-    backend: Arc<str>,
+    /// The site's pool key, shared: no copy per request.
+    pool: Arc<str>,
 }
 
 /// What a poll of a body gives.
@@ -727,7 +755,7 @@ impl Answer {
         let sent = self.upload.take().is_none_or(|u| u.sent_whole());
         if let (Some(conn), Some(home)) = (self.conn.take(), self.home.take()) {
             if sent && conn.buf.is_empty() {
-                home.pools.give_back(home.backend, conn);
+                home.pools.give_back(home.pool, conn);
             }
         }
     }

@@ -425,14 +425,14 @@ async fn forward(
         let out = forwarding.inserted_into(out);
         let sent = backends
             .timers
-            .timeout(waiting, backends.send_upgrade(backend, out))
+            .timeout(waiting, backends.send_upgrade(&backend.addr, out))
             .await
             .unwrap_or_else(|_| {
                 Err(crate::backend::Error::Timeout {
-                    backend: backend.to_string(),
+                    backend: backend.addr.to_string(),
                 })
             });
-        return match answered(backend, sent) {
+        return match answered(&backend.addr, sent) {
             Ok(resp) if resp.status() == StatusCode::SWITCHING_PROTOCOLS => {
                 tunnel(shared, client_up, resp, slots, timeouts.idle)
             }
@@ -450,7 +450,7 @@ async fn forward(
         .send(backend, out, |head| forwarding.write(head), waiting)
         .await;
     // the answer's hop-by-hop headers were left out as its head was read
-    match answered(backend, sent) {
+    match answered(&backend.addr, sent) {
         Ok(resp) => resp,
         Err(no) => no.page(),
     }

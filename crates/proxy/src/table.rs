@@ -94,8 +94,8 @@ pub struct Defaults {
 #[derive(Debug)]
 pub struct Site {
     pub name: String,
-    /// `host:port` of the backend (shared with the backend pools, which are keyed by it).
-    pub backend: Arc<str>,
+    /// The backend (`host:port`) and the pool of its connections the site uses.
+    pub backend: crate::backend::Target,
     /// The backend as a URI authority (None if it is not one: its requests get 502).
     pub authority: Option<hyper::http::uri::Authority>,
     pub tls: RouteTls,
@@ -193,7 +193,10 @@ impl Table {
         for r in &routes.sites {
             let site = Arc::new(Site {
                 name: r.name.clone(),
-                backend: Arc::from(r.backend.as_str()),
+                backend: crate::backend::Target::new(
+                    &r.backend,
+                    r.pool.as_deref().unwrap_or(&r.name),
+                ),
                 authority: r.backend.parse().ok(),
                 tls: r.tls.clone(),
                 hsts: r.hsts,
@@ -269,6 +272,26 @@ mod tests {
 
     fn defaults() -> Defaults {
         crate::Options::new("unused").defaults()
+    }
+
+    #[test]
+    fn sites_share_a_backends_connections_only_within_a_pool() {
+        let text = r#"{"version":1,"sites":[
+            {"name":"a.test","hosts":["a.test"],"backend":"127.0.0.1:1","tls":{"mode":"none"},"pool":"owner x"},
+            {"name":"b.test","hosts":["b.test"],"backend":"127.0.0.1:1","tls":{"mode":"none"},"pool":"owner x"},
+            {"name":"c.test","hosts":["c.test"],"backend":"127.0.0.1:1","tls":{"mode":"none"},"pool":"owner y"},
+            {"name":"d.test","hosts":["d.test"],"backend":"127.0.0.1:1","tls":{"mode":"none"}},
+            {"name":"e.test","hosts":["e.test"],"backend":"127.0.0.1:1","tls":{"mode":"none"}}]}"#;
+        let t = Table::build(serde_json::from_str(text).unwrap(), None, defaults()).unwrap();
+        let pool = |h: &str| t.hosts[h].site.backend.pool_key().to_owned();
+        assert_eq!(pool("a.test"), pool("b.test"), "one owner's sites");
+        assert_ne!(pool("a.test"), pool("c.test"), "another owner's");
+        assert_ne!(
+            pool("d.test"),
+            pool("e.test"),
+            "without a pool, a site's own"
+        );
+        assert_eq!(&*t.hosts["c.test"].site.backend.addr, "127.0.0.1:1");
     }
 
     #[test]

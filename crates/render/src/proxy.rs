@@ -131,6 +131,12 @@ pub struct Route {
     /// The longest wait on this backend, in seconds (default: the settings' `backend`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backend_timeout_seconds: Option<u32>,
+    /// Routes with the same backend and pool share its kept-alive connections (default:
+    /// the route's name, a pool of its own). A runtime's sites share by owner: mpm-itk ties
+    /// a connection to the uid of its first request, and closes it unanswered when asked
+    /// for another uid's site.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -199,6 +205,7 @@ pub fn routes(inv: &ValidInventory) -> Routes {
             hsts: site.hsts,
             max_body_mb: site.max_body_mb,
             backend_timeout_seconds: site.backend_timeout.map(pic2_inventory::Timeout::seconds),
+            pool: Some(format!("owner {}", site.owner.value)),
         });
     }
     if let (Some(domain), Some(passwd)) = (&inv.services.passwd, &inv.passwd) {
@@ -211,6 +218,7 @@ pub fn routes(inv: &ValidInventory) -> Routes {
             hsts: true,
             max_body_mb: Some(1),
             backend_timeout_seconds: None,
+            pool: None,
         });
     }
     // phpMyAdmin, when its container runs (`[containers]` and `[services] phpmyadmin`).
@@ -227,6 +235,7 @@ pub fn routes(inv: &ValidInventory) -> Routes {
             // more for its own error to arrive: the proxy's 60 s would answer 504 to a large
             // import the script is still running
             backend_timeout_seconds: Some(PHPMYADMIN_EXEC_TIME_LIMIT + 10),
+            pool: None,
         });
     }
     sites.sort_by(|a, b| a.name.cmp(&b.name));
