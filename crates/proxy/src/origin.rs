@@ -23,8 +23,6 @@ pub struct Origin {
     pub known: bool,
     /// The client spoke HTTPS (to pic2, or to the trusted proxy in front).
     pub https: bool,
-    /// The X-Forwarded-For a trusted peer sent, which the peer's address is appended to.
-    pub chain: Option<String>,
 }
 
 /// Resolves the origin of a request that arrived on `client`'s connection.
@@ -37,7 +35,6 @@ pub fn resolve(trusted: &[Net], client: Client, headers: &HeaderMap) -> Origin {
             ip: peer,
             known: true,
             https: tls,
-            chain: None,
         };
     }
     // each hop decoded on its own: a line with one odd byte is not thrown away whole
@@ -75,18 +72,11 @@ pub fn resolve(trusted: &[Net], client: Client, headers: &HeaderMap) -> Origin {
         Some(p) if p.eq_ignore_ascii_case(b"http") => false,
         _ => tls,
     };
-    let chain = (!hops.is_empty()).then(|| {
-        hops.iter()
-            .map(|h| String::from_utf8_lossy(h).into_owned())
-            .collect::<Vec<_>>()
-            .join(", ")
-    });
     Origin {
         peer: client,
         ip,
         known,
         https,
-        chain,
     }
 }
 
@@ -142,8 +132,8 @@ mod tests {
         let o = resolve(&nets(&["10.0.0.0/8"]), c, &h);
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
         assert_eq!(
-            (o.peer.addr, o.ip, o.known, o.https, o.chain),
-            (SocketAddr::new(ip, 5000), ip, true, false, None)
+            (o.peer.addr, o.ip, o.known, o.https),
+            (SocketAddr::new(ip, 5000), ip, true, false)
         );
         let o = resolve(&[], client("10.0.0.1", false), &h);
         assert_eq!(o.ip, "10.0.0.1".parse::<IpAddr>().unwrap());
@@ -161,10 +151,6 @@ mod tests {
         let o = resolve(&trusted, client("10.1.2.3", false), &h);
         assert_eq!(o.ip, "203.0.113.9".parse::<IpAddr>().unwrap());
         assert!(o.https);
-        assert_eq!(
-            o.chain.as_deref(),
-            Some("6.6.6.6, 203.0.113.9, [2001:db8:f::5]:443")
-        );
         // a hop that is no address: the client is unknown, never the balancer itself
         let h = headers(&[("x-forwarded-for", "203.0.113.9, unknown")]);
         let o = resolve(&trusted, client("10.1.2.3", true), &h);

@@ -383,6 +383,12 @@ enum ChunkState {
     Done,
 }
 
+/// A chunk-size line ends with CR LF and holds no other control byte but HTAB.
+fn clean_size_line(line: &[u8]) -> bool {
+    line.strip_suffix(b"\r\n")
+        .is_some_and(|l| l.iter().all(|b| *b == b'\t' || !b.is_ascii_control()))
+}
+
 /// What the decoder gives from the bytes it has.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Decoded {
@@ -397,8 +403,17 @@ impl Chunked {
         loop {
             match self.state {
                 ChunkState::Done => return Ok(Decoded::Done),
+                // httparse takes a size line without digits for 0, and any byte in its
+                // extensions: hyper refuses both, and so do we (an empty line would end
+                // the body early and take what follows for trailers)
+                ChunkState::Size if buf.first().is_some_and(|b| !b.is_ascii_hexdigit()) => {
+                    return Err(Malformed::Chunk("a chunk-size line without digits"));
+                }
                 ChunkState::Size => match httparse::parse_chunk_size(buf) {
                     Ok(httparse::Status::Complete((used, size))) => {
+                        if !clean_size_line(buf.get(..used).unwrap_or_default()) {
+                            return Err(Malformed::Chunk("a control byte in a chunk-size line"));
+                        }
                         buf.advance(used);
                         self.state = match size {
                             0 => ChunkState::Trailers,
@@ -656,6 +671,12 @@ mod tests {
             &b"zz\r\nhello\r\n"[..],
             b"5\r\nhelloXX0\r\n\r\n",
             b"ffffffffffffffffff\r\n",
+            // no digits: read as the last chunk, "hello" would pass for the whole body
+            b"5\r\nhello\r\n\r\n5\r\nworld\r\n0\r\n\r\n",
+            b"5\r\nhello\r\n;x\r\n0\r\n\r\n",
+            // a bare LF, or a control byte, in the extensions
+            b"5;a\nb\r\nhello\r\n0\r\n\r\n",
+            b"5;a\x00\r\nhello\r\n0\r\n\r\n",
         ] {
             assert!(
                 decode_all(&[bad]).is_err(),
