@@ -222,7 +222,8 @@ impl Backends {
     ) -> Result<(Conn, ResponseHead), Error> {
         let mut pooled = true;
         loop {
-            let (mut conn, reused) = self.take_or_connect(to, pooled).await?;
+            let once = !method.is_idempotent();
+            let (mut conn, reused) = self.take_or_connect(to, pooled, once).await?;
             match conn.exchange(head, method).await {
                 Ok(answer) => return Ok((conn, answer)),
                 Err(f) if f.nothing_back && reused && method.is_idempotent() => {
@@ -240,7 +241,8 @@ impl Backends {
         upload: Upload,
         waiting: Duration,
     ) -> Result<Response<Body>, Error> {
-        let (mut conn, _) = self.take_or_connect(to, true).await?;
+        // a body is never sent twice
+        let (mut conn, _) = self.take_or_connect(to, true, true).await?;
         let (answer, upload) = conn
             .exchange_with_body(upload, method, waiting)
             .await
@@ -310,9 +312,14 @@ impl Backends {
     }
 
     /// An idle connection of `to`'s pool (when `pooled`) or a new one, and whether it was
-    /// idle.
-    async fn take_or_connect(&self, to: &Target, pooled: bool) -> Result<(Conn, bool), Error> {
-        match pooled.then(|| self.take(&to.pool)).flatten() {
+    /// idle. For a request that `once` can be sent, an idle one is checked for sure.
+    async fn take_or_connect(
+        &self,
+        to: &Target,
+        pooled: bool,
+        once: bool,
+    ) -> Result<(Conn, bool), Error> {
+        match pooled.then(|| self.take(&to.pool, once)).flatten() {
             Some(conn) => Ok((conn, true)),
             // boxed: a cold path that would otherwise make every request's future (moved on
             // each spawn) larger
@@ -320,14 +327,15 @@ impl Backends {
         }
     }
 
-    /// The most recently used idle connection of `pool` that is still open.
-    fn take(&self, pool: &str) -> Option<Conn> {
+    /// The most recently used idle connection of `pool` that is still open ([`still_open`]
+    /// `for_sure`).
+    fn take(&self, pool: &str, for_sure: bool) -> Option<Conn> {
         loop {
             let idle = {
                 let mut pools = self.idle.lock().ok()?;
                 pools.get_mut(pool)?.pop()?
             };
-            if idle.since.elapsed() <= IDLE_TIMEOUT && still_open(&idle.conn.stream) {
+            if idle.since.elapsed() <= IDLE_TIMEOUT && still_open(&idle.conn.stream, for_sure) {
                 return Some(idle.conn);
             }
         }
@@ -385,16 +393,28 @@ fn request_framing(parts: &hyper::http::request::Parts, body: &Body) -> RequestB
 /// An idle connection with nothing to read is open. One the backend closed (or wrote to
 /// unasked) is readable: a look at one byte tells. No system call in the usual case: the
 /// last read of an answer was short, which cleared tokio's readiness.
-fn still_open(stream: &TcpStream) -> bool {
+///
+/// `for_sure` looks at the socket itself, a system call, for a request that cannot be sent
+/// twice (a POST): tokio's readiness is only as fresh as the worker's last look at its
+/// events, and a close the backend sent since (Apache's keep-alive timeout counts from its
+/// last write, which a slow client's download can put seconds before ours) would cost the
+/// request a 502. A request that can be sent again is, on a fresh connection.
+fn still_open(stream: &TcpStream, for_sure: bool) -> bool {
     let mut cx = Context::from_waker(std::task::Waker::noop());
     match stream.poll_read_ready(&mut cx) {
-        Poll::Pending => true,
+        Poll::Pending if !for_sure => true,
         Poll::Ready(Err(_)) => false,
-        Poll::Ready(Ok(())) => matches!(
-            stream.try_read(&mut [0u8; 1]),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock
-        ),
+        Poll::Pending | Poll::Ready(Ok(())) => nothing_to_read(stream),
     }
+}
+
+/// Whether the socket has nothing to read and is not closed, without taking a byte.
+fn nothing_to_read(stream: &TcpStream) -> bool {
+    use rustix::net::RecvFlags;
+    matches!(
+        rustix::net::recv(stream, &mut [0u8; 1], RecvFlags::PEEK | RecvFlags::DONTWAIT),
+        Err(rustix::io::Errno::AGAIN)
+    )
 }
 
 async fn connect(backend: &str) -> Result<Conn, Error> {
@@ -865,6 +885,24 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use http_body_util::{BodyExt, Full, Limited};
+
+    /// A close that arrived after the worker last looked at its events: tokio's readiness
+    /// has not seen it, the socket has. A request that cannot be sent twice looks at the
+    /// socket.
+    #[tokio::test]
+    async fn a_close_the_worker_has_not_seen_is_found_for_a_request_sent_once() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let ours = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (peer, _) = listener.accept().unwrap();
+        assert!(still_open(&ours, true), "open");
+        drop(peer);
+        // no await from here: the runtime does not look at its events
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(still_open(&ours, false), "tokio's readiness is as it was");
+        assert!(!still_open(&ours, true), "the socket tells");
+    }
 
     fn framing(method: Method, length: Option<&'static str>, body: Body) -> RequestBody {
         let mut req = Request::new(body);
