@@ -354,9 +354,15 @@ async fn route(
     };
     let site = &entry.site;
     let https_port = shared.https_public_port;
-    let to_https = !origin.https && site.tls != RouteTls::None && https_port.is_some();
+    let target = entry.redirect_to.as_deref().unwrap_or(host);
+    // only once there is a certificate to serve there: before ACME's first one (DNS still
+    // on the old server while the migration is tested through a hosts file), or with a
+    // certificate file that cannot be read, the redirect would lead to a failed handshake
+    let to_https = !origin.https
+        && site.tls != RouteTls::None
+        && https_port.is_some()
+        && shared.certs.has(target);
     if entry.redirect_to.is_some() || to_https {
-        let target = entry.redirect_to.as_deref().unwrap_or(host);
         let (scheme, port) = if origin.https || to_https {
             ("https", https_port)
         } else {

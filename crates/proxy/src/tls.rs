@@ -41,6 +41,11 @@ impl Certs {
         self.by_name.load().get(name).cloned()
     }
 
+    /// Whether a certificate is served for `name`.
+    pub fn has(&self, name: &str) -> bool {
+        self.by_name.load().contains_key(name)
+    }
+
     /// The certificates served now, by name.
     pub fn current(&self) -> Arc<HashMap<String, Arc<CertifiedKey>>> {
         self.by_name.load_full()

@@ -1079,6 +1079,45 @@ async fn a_websocket_takes_over_its_connections_slot() {
     p.shutdown().await;
 }
 
+/// Plain HTTP goes to HTTPS only once a certificate is served for the name: an ACME site
+/// whose first certificate has not come (its DNS still on the old server while the
+/// migration is tried through a hosts file) is served over HTTP meanwhile, where a
+/// redirect would lead to a failed handshake; a site with its certificate is redirected.
+#[tokio::test]
+async fn http_goes_to_https_only_once_a_certificate_is_there() {
+    let b = backend().await;
+    let e = env();
+    let (c, k) = self_signed(&e, "t.test");
+    write_routes(
+        &e,
+        // a CA nobody answers at: no certificate comes
+        serde_json::json!({"acme_directory": "https://127.0.0.1:9/dir"}),
+        vec![
+            site(
+                "a.test",
+                &["a.test"],
+                b.addr,
+                serde_json::json!({"mode":"acme"}),
+            ),
+            site(
+                "t.test",
+                &["t.test"],
+                b.addr,
+                serde_json::json!({"mode":"files","cert":c,"key":k}),
+            ),
+        ],
+    );
+    let p = Proxy::start(options(&e)).await.unwrap();
+    let http = p.http_addr.unwrap();
+    let r = get(http, "a.test", "/x", "").await;
+    assert_eq!(status(&r), 200, "{r}");
+    assert!(r.contains("GET /x"), "{r}");
+    let r = get(http, "t.test", "/x", "").await;
+    assert_eq!(status(&r), 308, "{r}");
+    assert!(r.to_lowercase().contains("location: https://t.test"), "{r}");
+    p.shutdown().await;
+}
+
 /// Shutdown does not wait for a TLS handshake that is not coming (a scanner, a silent
 /// client): before the fix every restart waited out tls_handshake_timeout.
 #[tokio::test]
