@@ -514,6 +514,11 @@ state_dir = "{state}"
             "<?php echo posix_geteuid(), ' ', strlen(file_get_contents('php://input'));",
             uid,
         );
+        put(
+            &root.join("scheme.php"),
+            "<?php echo $_SERVER['HTTPS'] ?? 'off';",
+            uid,
+        );
     }
     wait_http(p.port(0), "a.rtpool.test");
     wait_http(p.port(0), "b.rtpool.test");
@@ -577,6 +582,25 @@ state_dir = "{state}"
         seen.push(post("a.rtpool.test"));
         seen.push(post("b.rtpool.test"));
     }
+    // PHP learns the scheme the proxy says the client used (WordPress builds its links and
+    // its admin redirects from $_SERVER['HTTPS'])
+    let scheme = |proto: &str| {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", p.port(0))).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        write!(
+            s,
+            "GET /scheme.php HTTP/1.0\r\nHost: a.rtpool.test\r\nX-Forwarded-Proto: {proto}\r\n\r\n"
+        )
+        .unwrap();
+        let mut raw = String::new();
+        let _ = s.read_to_string(&mut raw);
+        raw.split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default()
+    };
+    assert_eq!(scheme("https"), "on");
+    assert_eq!(scheme("http"), "off");
     let _ = proxy.kill();
     let stderr = proxy
         .wait_with_output()

@@ -129,6 +129,10 @@ pub fn apache_conf(inv: &ValidInventory, runtime: &Ident) -> String {
          # from Docker's bridge), so the private ranges are the proxy's.\n\
          RemoteIPHeader X-Forwarded-For\n\
          RemoteIPInternalProxy 127.0.0.1 10.0.0.0/8 172.16.0.0/12 192.168.0.0/16 ::1 fd00::/8\n\
+         # The proxy ends TLS and says how the client came (its own X-Forwarded-Proto, never\n\
+         # the client's): PHP sees $_SERVER['HTTPS'] as behind a direct HTTPS connection, which\n\
+         # WordPress, Nextcloud and Dolibarr build their links and redirects from.\n\
+         SetEnvIf X-Forwarded-Proto \"^https$\" HTTPS=on\n\
          LogFormat \"%a %l %u %t \\\"%r\\\" %>s %O \\\"%{{Referer}}i\\\" \\\"%{{User-Agent}}i\\\"\" pic2\n\
          # No request ever runs as root or a system user: mpm-itk refuses any uid or gid outside\n\
          # the accounts' range (enforced by its seccomp filter, hence no-new-privileges).\n\
