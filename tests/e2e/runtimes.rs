@@ -497,6 +497,8 @@ runtime = "php82"
 [sites."b.{{id}}.test"]
 owner = "{{id}}b"
 runtime = "php82"
+max_body_mb = 10
+backend_timeout_seconds = 120
 
 [proxy]
 state_dir = "{state}"
@@ -517,6 +519,11 @@ state_dir = "{state}"
         put(
             &root.join("scheme.php"),
             "<?php echo $_SERVER['HTTPS'] ?? 'off';",
+            uid,
+        );
+        put(
+            &root.join("limits.php"),
+            "<?php echo ini_get('upload_max_filesize'), ' ', ini_get('post_max_size'), ' ', ini_get('max_execution_time');",
             uid,
         );
     }
@@ -601,6 +608,11 @@ state_dir = "{state}"
     };
     assert_eq!(scheme("https"), "on");
     assert_eq!(scheme("http"), "off");
+    // PHP takes the uploads the proxy lets through (64 MB, or the site's), and runs as
+    // long as the proxy waits when the site says so (PHP's own 30 s otherwise)
+    let limits = |host: &str| http_get(p.port(0), host, "/limits.php").unwrap().1;
+    assert_eq!(limits("a.rtpool.test"), "64M 64M 30");
+    assert_eq!(limits("b.rtpool.test"), "10M 10M 120");
     let _ = proxy.kill();
     let stderr = proxy
         .wait_with_output()

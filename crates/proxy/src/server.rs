@@ -80,7 +80,7 @@ impl Options {
             public_https_port: None,
             timeouts: crate::table::Timeouts::default(),
             max_header_bytes: 16 * 1024,
-            default_max_body: 64 * 1024 * 1024,
+            default_max_body: u64::from(pic2_render::proxy::DEFAULT_MAX_BODY_MB) * 1024 * 1024,
             max_connections: 20_000,
             max_connections_per_client: 256,
             workers: std::thread::available_parallelism().map_or(1, usize::from),

@@ -108,6 +108,10 @@ impl Default for Settings {
     }
 }
 
+/// The largest request body a site takes without its own `max_body_mb` (the proxy's
+/// default; its runtime's PHP is given the same).
+pub const DEFAULT_MAX_BODY_MB: u32 = 64;
+
 /// One site: the names it answers to and where its requests go.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -197,6 +197,22 @@ pub fn apache_conf(inv: &ValidInventory, runtime: &Ident) -> String {
             tmp = tmp.display(),
             logs = logs.display(),
         );
+        // PHP takes what the proxy lets through (Debian's php.ini stops an upload at 2 MB and
+        // empties $_POST past 8 MB), and a script may run as long as the proxy waits for it
+        // when the site or the proxy says so (PHP's 30 s otherwise, under the proxy's 60)
+        let mb = site
+            .max_body_mb
+            .unwrap_or(crate::proxy::DEFAULT_MAX_BODY_MB);
+        let _ = writeln!(
+            out,
+            "    php_value upload_max_filesize {mb}M\n    php_value post_max_size {mb}M"
+        );
+        let waits = site
+            .backend_timeout
+            .or_else(|| inv.proxy.as_ref().and_then(|p| p.timeouts.backend));
+        if let Some(t) = waits {
+            let _ = writeln!(out, "    php_value max_execution_time {}", t.seconds());
+        }
         if let Some(smtp) = &smtp {
             let (host, port) = smtp.rsplit_once(':').unwrap_or((smtp.as_str(), "25"));
             let _ = writeln!(
