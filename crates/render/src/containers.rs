@@ -292,7 +292,8 @@ fn phpmyadmin_container(inv: &ValidInventory, network: &str) -> Option<DesiredCo
                 read_only: true,
             },
         ],
-        memory_mb: 128,
+        // an import (up to PHPMYADMIN_MAX_BODY_MB) lands in a memory file system, counted here
+        memory_mb: 256,
         labels: BTreeMap::from([(LABEL_PLATFORM.to_string(), inv.platform.name.to_string())]),
         capabilities: ["SETUID", "SETGID", "CHOWN", "KILL"]
             .iter()

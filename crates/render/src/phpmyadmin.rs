@@ -65,9 +65,13 @@ pub fn apache_conf(inv: &ValidInventory) -> String {
          ServerName {domain}\n    \
          DocumentRoot /usr/share/phpmyadmin\n    \
          Include /etc/phpmyadmin/apache.conf\n    \
+         # an import as large as its route lets through (Debian's php.ini stops at 2 MB)\n    \
+         php_value upload_max_filesize {mb}M\n    \
+         php_value post_max_size {mb}M\n    \
          Header always set X-Frame-Options DENY\n    \
          Header always set Referrer-Policy no-referrer\n\
          </VirtualHost>\n",
+        mb = crate::proxy::PHPMYADMIN_MAX_BODY_MB,
         domain = inv
             .services
             .phpmyadmin

@@ -12,6 +12,8 @@ pub const LETS_ENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
 
 /// phpMyAdmin's `ExecTimeLimit` default, in seconds: how long an import or export may run.
 pub const PHPMYADMIN_EXEC_TIME_LIMIT: u32 = 300;
+/// The largest import phpMyAdmin takes, in MB: its route's body limit and its PHP's.
+pub const PHPMYADMIN_MAX_BODY_MB: u32 = 64;
 
 /// The whole routes file.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -234,7 +236,7 @@ pub fn routes(inv: &ValidInventory) -> Routes {
             tls: RouteTls::Acme,
             redirect: None,
             hsts: true,
-            max_body_mb: Some(64),
+            max_body_mb: Some(PHPMYADMIN_MAX_BODY_MB),
             // phpMyAdmin's own limit on an import or export (`ExecTimeLimit`), and a little
             // more for its own error to arrive: the proxy's 60 s would answer 504 to a large
             // import the script is still running
