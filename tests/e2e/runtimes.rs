@@ -376,7 +376,11 @@ fn phpmyadmin_shows_a_site_user_its_own_database_only() {
     );
     // an import may be as large as the proxy lets through to phpMyAdmin, not PHP's 2 MB
     let import = curl(&jar, &[&format!("{base}index.php?route=/server/import")]);
-    assert!(import.contains("64MiB"), "the import's limit: {}", import.len());
+    assert!(
+        import.contains("64MiB"),
+        "the import's limit: {}",
+        import.len()
+    );
 }
 
 #[test]

@@ -30,6 +30,57 @@ pub struct Coalesced<S> {
     inner: S,
     buf: BytesMut,
     deferred: Option<Arc<Deferred>>,
+    /// Where the DATA payload bytes h2 frames are counted, for its connection's
+    /// [`starved`](crate::idle::Activity::starved).
+    counted: Option<(DataFrames, crate::idle::Activity)>,
+}
+
+/// Follows the HTTP/2 frames written, and counts their DATA payload bytes: each frame's
+/// 9-byte header gives its length and type, its payload is skipped in bulk.
+#[derive(Debug, Default)]
+struct DataFrames {
+    header: [u8; 9],
+    /// Bytes of the next header read so far.
+    have: usize,
+    /// Payload bytes left in the current frame, and whether it is a DATA frame.
+    left: u64,
+    data: bool,
+}
+
+impl DataFrames {
+    /// Reads the next bytes written; the DATA payload bytes among them.
+    fn feed(&mut self, mut bytes: &[u8]) -> u64 {
+        let mut counted = 0;
+        while !bytes.is_empty() {
+            if self.left > 0 {
+                let take = usize::try_from(self.left)
+                    .unwrap_or(usize::MAX)
+                    .min(bytes.len());
+                if self.data {
+                    counted += take as u64;
+                }
+                self.left -= take as u64;
+                bytes = bytes.get(take..).unwrap_or_default();
+                continue;
+            }
+            let take = (self.header.len() - self.have).min(bytes.len());
+            if let (Some(to), Some(from)) = (
+                self.header.get_mut(self.have..self.have + take),
+                bytes.get(..take),
+            ) {
+                to.copy_from_slice(from);
+            }
+            self.have += take;
+            bytes = bytes.get(take..).unwrap_or_default();
+            if self.have == self.header.len() {
+                let [a, b, c, kind, ..] = self.header;
+                self.have = 0;
+                self.left = u64::from(u32::from_be_bytes([0, a, b, c]));
+                self.data = kind == 0;
+            }
+        }
+        counted
+    }
 }
 
 /// A wake-up asked of the runtime, and whether it came.
@@ -67,6 +118,23 @@ impl<S> Coalesced<S> {
             inner,
             buf: BytesMut::new(),
             deferred: None,
+            counted: None,
+        }
+    }
+
+    /// Counts the DATA payload bytes written into `activity` ([`crate::idle::Activity::framed`]).
+    pub(crate) fn counting(mut self, activity: crate::idle::Activity) -> Self {
+        self.counted = Some((DataFrames::default(), activity));
+        self
+    }
+
+    /// `bytes` were taken from h2.
+    fn taken(&mut self, bytes: &[u8]) {
+        if let Some((frames, activity)) = &mut self.counted {
+            let n = frames.feed(bytes);
+            if n > 0 {
+                activity.framed(n);
+            }
         }
     }
 }
@@ -126,8 +194,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Coalesced<S> {
         let this = self.get_mut();
         let room = ready!(this.poll_room(cx))?;
         let n = data.len().min(room);
-        this.buf
-            .extend_from_slice(data.get(..n).unwrap_or_default());
+        let taken = data.get(..n).unwrap_or_default();
+        this.buf.extend_from_slice(taken);
+        this.taken(taken);
         Poll::Ready(Ok(n))
     }
 
@@ -141,7 +210,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Coalesced<S> {
         let mut taken = 0;
         for b in bufs {
             let n = b.len().min(room);
-            this.buf.extend_from_slice(b.get(..n).unwrap_or_default());
+            let part = b.get(..n).unwrap_or_default();
+            this.buf.extend_from_slice(part);
+            this.taken(part);
             taken += n;
             room -= n;
             if room == 0 {
@@ -191,6 +262,32 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// DATA payloads are counted, other frames not, however the writes cut the frames.
+    #[test]
+    fn data_frames_are_counted_across_writes() {
+        let frame = |kind: u8, len: usize| {
+            let mut f = vec![0, 0, 0, kind, 0, 0, 0, 0, 1];
+            f[1] = u8::try_from(len >> 8).unwrap();
+            f[2] = u8::try_from(len & 0xff).unwrap();
+            f.extend(std::iter::repeat_n(b'x', len));
+            f
+        };
+        // SETTINGS, HEADERS, DATA 300, DATA 0 (end of stream), DATA 5
+        let bytes = [
+            frame(4, 6),
+            frame(1, 20),
+            frame(0, 300),
+            frame(0, 0),
+            frame(0, 5),
+        ]
+        .concat();
+        for step in [1, 2, 7, 9, 64, bytes.len()] {
+            let mut d = DataFrames::default();
+            let counted: u64 = bytes.chunks(step).map(|c| d.feed(c)).sum();
+            assert_eq!(counted, 305, "writes of {step} bytes");
+        }
+    }
 
     /// The first flush says "done" and writes nothing; the next one, once the runtime has
     /// looked for I/O (here: the test task yields), writes everything gathered meanwhile.

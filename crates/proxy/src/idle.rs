@@ -26,40 +26,21 @@ struct State {
     /// Milliseconds since `start`.
     last: AtomicU64,
     in_flight: AtomicU32,
-    /// HTTP/2 only: answers that handed hyper a frame and have not been asked for the next
-    /// one since, counted by the epoch ([`Activity::starved`]'s ticks) they handed it in,
-    /// two epochs in turn. Hyper asks an answer for more only once its client's
-    /// flow-control window has room: a count that outlives its epoch is an answer whose
-    /// client holds its window shut while reading its socket, which no write ever waits on.
-    waiting_on_client: Option<HandOffs>,
+    /// HTTP/2 only: the answers' data bytes handed to hyper, and the DATA payload bytes h2
+    /// has framed for the socket since ([`crate::coalesce`] counts them). h2 frames data only
+    /// while its client's flow-control windows have room: bytes handed and not framed for a
+    /// whole tick of [`Activity::starved`], with nothing framed meanwhile, are answers whose
+    /// client holds its windows shut while reading its socket, which no write ever waits on.
+    /// Bytes, not frames of the answers' bodies: hyper hands an answer's last chunk to h2
+    /// whole once the window has a byte of room, and drops the body, while h2 keeps the
+    /// rest until the window opens.
+    unsent: Option<Unsent>,
 }
 
 #[derive(Debug, Default)]
-struct HandOffs {
-    epoch: AtomicU32,
-    even: AtomicU32,
-    odd: AtomicU32,
-}
-
-impl HandOffs {
-    /// A frame handed now: the epoch to give back once the answer is asked for more.
-    fn hand(&self) -> u32 {
-        let epoch = self.epoch.load(Relaxed);
-        self.bucket(epoch).fetch_add(1, Relaxed);
-        epoch
-    }
-
-    fn taken(&self, epoch: u32) {
-        self.bucket(epoch).fetch_sub(1, Relaxed);
-    }
-
-    fn bucket(&self, epoch: u32) -> &AtomicU32 {
-        if epoch.is_multiple_of(2) {
-            &self.even
-        } else {
-            &self.odd
-        }
-    }
+struct Unsent {
+    handed: AtomicU64,
+    framed: AtomicU64,
 }
 
 impl Activity {
@@ -67,13 +48,20 @@ impl Activity {
         Self::with(State::default())
     }
 
-    /// For an HTTP/2 connection: also counts the answers waiting on their client's
-    /// flow-control window, for [`starved`](Self::starved).
+    /// For an HTTP/2 connection: also counts the answers' bytes handed and framed, for
+    /// [`starved`](Self::starved).
     pub(crate) fn watching_windows() -> Self {
         Self::with(State {
-            waiting_on_client: Some(HandOffs::default()),
+            unsent: Some(Unsent::default()),
             ..State::default()
         })
+    }
+
+    /// h2 framed `n` bytes of DATA payload for the socket.
+    pub(crate) fn framed(&self, n: u64) {
+        if let Some(u) = &self.state.unsent {
+            u.framed.fetch_add(n, Relaxed);
+        }
     }
 
     fn with(state: State) -> Self {
@@ -88,25 +76,26 @@ impl Activity {
         self.start + Duration::from_millis(self.state.last.load(Relaxed))
     }
 
-    /// Resolves once an answer has waited on its client's flow-control window for at
-    /// least `within` (for at most twice that: the check runs once per `within`, one timer
-    /// per connection rather than one per frame); never without [`watching_windows`].
+    /// Resolves once data handed to hyper has waited on its client's flow-control windows
+    /// for at least `within`, with nothing framed meanwhile (for at most twice that: the
+    /// check runs once per `within`, one timer per connection rather than one per frame);
+    /// never without [`watching_windows`].
     ///
     /// Hyper gives no handle on one stream, so the caller can only close the connection,
     /// where nginx resets the stream alone; a browser grants its windows as it reads.
     pub(crate) async fn starved(&self, within: Duration) {
-        let Some(h) = &self.state.waiting_on_client else {
+        let Some(u) = &self.state.unsent else {
             return std::future::pending().await;
         };
+        // what was handed by the last tick, and framed by then
+        let mut before = (0, 0);
         loop {
             tokio::time::sleep(within).await;
-            let epoch = h.epoch.load(Relaxed);
-            // handed in the epoch before this one, so at least `within` ago, and not taken
-            if epoch > 0 && h.bucket(epoch - 1).load(Relaxed) > 0 {
+            let framed = u.framed.load(Relaxed);
+            if before.0 > framed && framed == before.1 {
                 return;
             }
-            // the next epoch reuses that bucket, now empty
-            h.epoch.store(epoch.wrapping_add(1), Relaxed);
+            before = (u.handed.load(Relaxed), framed);
         }
     }
 
@@ -169,12 +158,13 @@ impl Drop for InFlight {
 }
 
 /// An answer's body that keeps its request in flight until it ends or is dropped, and on
-/// HTTP/2 says when it waits on its client's window ([`Activity::starved`]).
+/// HTTP/2 counts the data it hands hyper ([`Activity::starved`]).
 pub(crate) struct Tracked<B> {
     body: B,
     flight: InFlight,
-    /// The epoch of the frame handed and not yet followed by a new ask.
-    handed_in: Option<u32>,
+    /// HTTP/2: the data bytes handed so far, and whether the body has ended.
+    handed: u64,
+    ended: bool,
 }
 
 impl<B> Tracked<B> {
@@ -182,24 +172,25 @@ impl<B> Tracked<B> {
         Tracked {
             body,
             flight,
-            handed_in: None,
+            handed: 0,
+            ended: false,
         }
     }
 
-    fn asked_again(&mut self) {
-        if let (Some(epoch), Some(h)) = (self.handed_in.take(), self.hand_offs()) {
-            h.taken(epoch);
-        }
-    }
-
-    fn hand_offs(&self) -> Option<&HandOffs> {
-        self.flight.0.state.waiting_on_client.as_ref()
+    fn unsent(&self) -> Option<&Unsent> {
+        self.flight.0.state.unsent.as_ref()
     }
 }
 
+/// An answer dropped before its end (its stream reset by the client, an error) takes its
+/// bytes back from the count: h2 drops what it had not framed of them, which would
+/// otherwise look unsent for ever. Those it had framed are then counted as framed but not
+/// handed, which can only hide later unsent bytes as many, never make up some.
 impl<B> Drop for Tracked<B> {
     fn drop(&mut self) {
-        self.asked_again();
+        if let (false, Some(u)) = (self.ended, self.unsent()) {
+            u.handed.fetch_sub(self.handed, Relaxed);
+        }
     }
 }
 
@@ -212,13 +203,21 @@ impl<B: hyper::body::Body + Unpin> hyper::body::Body for Tracked<B> {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
         let this = self.get_mut();
-        this.asked_again();
         let frame = Pin::new(&mut this.body).poll_frame(cx);
-        // hyper keeps a data frame, the last one too, until the client's window has room,
-        // then asks again (or, after the last, drops the body); an empty one goes at once
-        if let (Poll::Ready(Some(Ok(f))), Some(h)) = (&frame, this.hand_offs()) {
-            if f.data_ref().is_some_and(|d| d.has_remaining()) {
-                this.handed_in = Some(h.hand());
+        if this.unsent().is_some() {
+            match &frame {
+                Poll::Ready(Some(Ok(f))) => {
+                    let n = f
+                        .data_ref()
+                        .map_or(0, |d| u64::try_from(d.remaining()).unwrap_or(u64::MAX));
+                    if let Some(u) = this.unsent() {
+                        u.handed.fetch_add(n, Relaxed);
+                    }
+                    this.handed = this.handed.saturating_add(n);
+                    this.ended = this.body.is_end_stream();
+                }
+                Poll::Ready(None) => this.ended = true,
+                _ => {}
             }
         }
         frame
@@ -268,19 +267,6 @@ mod tests {
     /// A body that always has a frame ready, and never knows it has ended.
     struct Endless;
 
-    #[tokio::test(start_paused = true)]
-    async fn a_last_frame_kept_waiting_starves_its_connection_too() {
-        let within = Duration::from_secs(10);
-        let activity = Activity::watching_windows();
-        let mut steady = Tracked::new(Endless, activity.begin());
-        let last = http_body_util::Full::new(bytes::Bytes::from_static(b"the whole answer"));
-        let mut held = Tracked::new(last, activity.begin());
-        let mut cx = Context::from_waker(std::task::Waker::noop());
-        let _ = hyper::body::Body::poll_frame(Pin::new(&mut held), &mut cx);
-        assert!(hyper::body::Body::is_end_stream(&held));
-        assert!(starved_while_asking(&activity, within, &mut steady, within * 5).await);
-    }
-
     impl hyper::body::Body for Endless {
         type Data = bytes::Bytes;
         type Error = std::convert::Infallible;
@@ -295,15 +281,15 @@ mod tests {
         }
     }
 
-    /// What hyper does once the client's window has room.
-    fn ask(body: &mut Tracked<Endless>) {
+    /// What hyper does once the client's window has room: takes a frame.
+    fn ask<B: hyper::body::Body + Unpin>(body: &mut Tracked<B>) {
         let mut cx = Context::from_waker(std::task::Waker::noop());
         let _ = hyper::body::Body::poll_frame(Pin::new(body), &mut cx);
     }
 
-    /// Asks `steady` every second until the connection is found starved (true) or `for_`
-    /// has passed (false).
-    async fn starved_while_asking(
+    /// Hands and frames a byte of `steady` every second (a client reading along) until the
+    /// connection is found starved (true) or `for_` has passed (false).
+    async fn starved_while_framing(
         activity: &Activity,
         within: Duration,
         steady: &mut Tracked<Endless>,
@@ -315,58 +301,69 @@ mod tests {
         while Instant::now() < end {
             tokio::select! {
                 () = &mut starved => return true,
-                () = tokio::time::sleep(Duration::from_secs(1)) => ask(steady),
+                () = tokio::time::sleep(Duration::from_secs(1)) => {
+                    ask(steady);
+                    activity.framed(1);
+                }
             }
         }
         false
     }
 
+    /// Bytes handed and never framed, on a connection where nothing is framed (as a client
+    /// holding every window shut leaves it), starve it in one to two periods.
     #[tokio::test(start_paused = true)]
-    async fn an_answer_never_asked_again_starves_its_http2_connection_in_one_to_two_periods() {
+    async fn data_never_framed_starves_its_http2_connection_in_one_to_two_periods() {
         let within = Duration::from_secs(10);
         let activity = Activity::watching_windows();
-        let mut steady = Tracked::new(Endless, activity.begin());
-        let mut held = Tracked::new(Endless, activity.begin());
         tokio::time::advance(Duration::from_secs(3)).await;
+        let mut held = Tracked::new(Endless, activity.begin());
         ask(&mut held);
         let handed = Instant::now();
-        let long = within * 5;
-        assert!(starved_while_asking(&activity, within, &mut steady, long).await);
+        let starved = tokio::time::timeout(within * 5, activity.starved(within)).await;
+        assert!(starved.is_ok());
         let waited = Instant::now() - handed;
         assert!(waited >= within && waited <= within * 2, "{waited:?}");
 
         // HTTP/1 answers are timed at the socket: nothing is counted here
         let activity = Activity::new();
-        let mut steady = Tracked::new(Endless, activity.begin());
         ask(&mut Tracked::new(Endless, activity.begin()));
-        let mut held = Tracked::new(Endless, activity.begin());
-        ask(&mut held);
-        assert!(!starved_while_asking(&activity, within, &mut steady, long).await);
+        let quiet = tokio::time::timeout(within * 5, activity.starved(within)).await;
+        assert!(quiet.is_err());
     }
 
-    /// Frames of several answers always outstanding, each taken within a few seconds, and
-    /// an answer dropped with its frame outstanding (a stream the client reset).
+    /// Hyper hands an answer's last chunk to h2 whole and drops the body, which has ended:
+    /// its bytes still wait for the window, and count.
     #[tokio::test(start_paused = true)]
-    async fn answers_asked_again_or_dropped_never_starve_their_connection() {
+    async fn a_last_chunk_left_in_h2_starves_its_connection_too() {
+        let within = Duration::from_secs(10);
+        let activity = Activity::watching_windows();
+        let last = http_body_util::Full::new(bytes::Bytes::from_static(b"the whole answer"));
+        let mut held = Tracked::new(last, activity.begin());
+        ask(&mut held);
+        assert!(hyper::body::Body::is_end_stream(&held));
+        drop(held);
+        assert!(activity.nothing_in_flight());
+        let starved = tokio::time::timeout(within * 3, activity.starved(within)).await;
+        assert!(starved.is_ok(), "its connection looked idle");
+    }
+
+    /// Answers whose bytes are framed as they are handed, and one dropped before its end
+    /// with bytes h2 will never frame (a stream the client reset), never starve theirs.
+    #[tokio::test(start_paused = true)]
+    async fn framed_answers_and_reset_streams_never_starve_their_connection() {
         let within = Duration::from_secs(10);
         let activity = Activity::watching_windows();
         let mut steady = Tracked::new(Endless, activity.begin());
-        let mut other = Tracked::new(Endless, activity.begin());
-        ask(&mut other);
         let mut reset = Tracked::new(Endless, activity.begin());
-        ask(&mut reset);
-        drop(reset);
-        let starved = activity.starved(within);
-        tokio::pin!(starved);
-        for _ in 0..100 {
-            tokio::select! {
-                () = &mut starved => panic!("starved at {:?}", activity.start.elapsed()),
-                () = tokio::time::sleep(Duration::from_secs(3)) => {
-                    ask(&mut steady);
-                    ask(&mut other);
-                }
-            }
+        for _ in 0..5 {
+            ask(&mut reset);
         }
+        drop(reset);
+        assert!(!starved_while_framing(&activity, within, &mut steady, within * 10).await);
+        // and a quiet connection after them
+        let quiet = tokio::time::timeout(within * 5, activity.starved(within)).await;
+        assert!(quiet.is_err(), "starved at {:?}", activity.start.elapsed());
     }
 
     #[tokio::test(start_paused = true)]

@@ -893,7 +893,8 @@ async fn serve_conn(
                 // serve HTTP/1 bytes sent after ALPN h2, beside the framing guard
                 let b = builder(shared);
                 let b = b.http2_only();
-                let io = TokioIo::new(crate::coalesce::Coalesced::new(tls_stream));
+                let io = crate::coalesce::Coalesced::new(tls_stream).counting(activity.clone());
+                let io = TokioIo::new(io);
                 let conn = b.serve_connection(io, svc);
                 let _listed = shared.room.list(&activity, exit);
                 let ended = drive(conn, stop, &activity, timeouts.idle, timeouts.send).await;
