@@ -31,7 +31,7 @@ pub struct Coalesced<S> {
     buf: BytesMut,
     deferred: Option<Arc<Deferred>>,
     /// Where the DATA payload bytes h2 frames are counted, for its connection's
-    /// [`starved`](crate::idle::Activity::starved).
+    /// [`starved`](crate::idle::Activity::starved): told once per write of the buffer.
     counted: Option<(DataFrames, crate::idle::Activity)>,
 }
 
@@ -39,6 +39,8 @@ pub struct Coalesced<S> {
 /// 9-byte header gives its length and type, its payload is skipped in bulk.
 #[derive(Debug, Default)]
 struct DataFrames {
+    /// DATA payload bytes counted and not yet told.
+    untold: u64,
     header: [u8; 9],
     /// Bytes of the next header read so far.
     have: usize,
@@ -130,10 +132,16 @@ impl<S> Coalesced<S> {
 
     /// `bytes` were taken from h2.
     fn taken(&mut self, bytes: &[u8]) {
+        if let Some((frames, _)) = &mut self.counted {
+            frames.untold += frames.feed(bytes);
+        }
+    }
+
+    /// Tells the DATA bytes counted since the last time.
+    fn tell_framed(&mut self) {
         if let Some((frames, activity)) = &mut self.counted {
-            let n = frames.feed(bytes);
-            if n > 0 {
-                activity.framed(n);
+            if frames.untold > 0 {
+                activity.framed(std::mem::take(&mut frames.untold));
             }
         }
     }
@@ -142,6 +150,7 @@ impl<S> Coalesced<S> {
 impl<S: AsyncWrite + Unpin> Coalesced<S> {
     /// Writes the whole buffer out.
     fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.tell_framed();
         while !self.buf.is_empty() {
             let n = ready!(Pin::new(&mut self.inner).poll_write(cx, &self.buf))?;
             if n == 0 {
