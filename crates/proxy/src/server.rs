@@ -96,6 +96,19 @@ impl Options {
 /// The files watched for a reload, with their (modified, length) when last seen.
 type Fingerprint = Vec<(PathBuf, Option<(SystemTime, u64)>)>;
 
+/// The (modified, length) of each file, now.
+fn stamps(files: Vec<PathBuf>) -> Fingerprint {
+    files
+        .into_iter()
+        .map(|p| {
+            let m = std::fs::metadata(&p)
+                .ok()
+                .and_then(|m| Some((m.modified().ok()?, m.len())));
+            (p, m)
+        })
+        .collect()
+}
+
 /// State shared by every connection.
 pub struct Shared {
     pub options: Options,
@@ -108,6 +121,8 @@ pub struct Shared {
     pub https_public_port: Option<u16>,
     log: Option<crate::access_log::Queue>,
     fingerprint: Mutex<Fingerprint>,
+    /// Held by a reload from its first read to its last store.
+    reload_lock: Mutex<()>,
     /// Held while the maintenance switches are read and stored (the poller and the watcher);
     /// it keeps the last read's error, so that a folder that stays unreadable is logged once.
     maintenance_lock: Mutex<Option<String>>,
@@ -195,26 +210,26 @@ impl Shared {
     fn fingerprint_of(&self, table: &Table) -> Fingerprint {
         let mut files = vec![self.options.routes.clone()];
         files.extend(crate::tls::watched_files(&table.routes));
-        files
-            .into_iter()
-            .map(|p| {
-                let m = std::fs::metadata(&p)
-                    .ok()
-                    .and_then(|m| Some((m.modified().ok()?, m.len())));
-                (p, m)
-            })
-            .collect()
+        stamps(files)
     }
 
-    /// Re-reads the routes and every certificate; on error the previous ones stay.
+    /// Re-reads the routes and every certificate; on error the previous ones stay. One
+    /// reload at a time (the poller's and SIGHUP's): an older read stored last would keep
+    /// old routes under the new file's fingerprint, never read again.
     pub fn reload(&self) -> Result<(), Error> {
+        let _one_at_a_time = self
+            .reload_lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let res = (|| {
+            // each file's stamp is taken before it is read: one that changes meanwhile is
+            // read again at the next poll, rather than its old content kept under its new
+            // stamp
+            let mut fp = stamps(vec![self.options.routes.clone()]);
             let routes = read_routes(&self.options.routes)?;
             let old = self.table.load_full();
             let table = Table::build(routes, Some(&old), self.options.defaults())?;
-            // taken before the files are read: one that changes meanwhile is read again at
-            // the next poll, rather than its old content kept under its new fingerprint
-            let fp = self.fingerprint_of(&table);
+            fp.extend(stamps(crate::tls::watched_files(&table.routes)));
             let (certs, errors) = crate::tls::load_all(&table.routes, &self.certs.current());
             for e in errors {
                 tracing::warn!("{e} (its previous certificate, if any, is still served)");
@@ -390,6 +405,7 @@ impl Proxy {
             global: Global::new(workers),
             log,
             fingerprint: Mutex::new(Vec::new()),
+            reload_lock: Mutex::new(()),
             maintenance_lock: Mutex::new(None),
             acme_wake: Notify::new(),
             connection_slots: Arc::new(tokio::sync::Semaphore::new(options.max_connections)),
@@ -447,10 +463,15 @@ impl Proxy {
     /// Re-reads the routes and certificates (see [`Shared::reload`]) and reopens the access
     /// log, which logrotate may have moved.
     pub fn reload(&self) -> Result<(), Error> {
+        self.reopen_log();
+        self.shared.reload()
+    }
+
+    /// Asks the access log's writer to reopen its file (logrotate moved it).
+    fn reopen_log(&self) {
         if let Some(w) = &self.log_writer {
             w.reopen.notify_one();
         }
-        self.shared.reload()
     }
 
     /// Stops accepting, lets requests in flight finish (up to the grace period), writes the
@@ -1003,7 +1024,11 @@ pub async fn run(options: Options) -> Result<(), Error> {
     loop {
         tokio::select! {
             _ = hup.recv() => {
-                if proxy.reload().is_ok() {
+                // certificates are read and parsed off this thread, which answers the
+                // health checks and metrics meanwhile
+                proxy.reopen_log();
+                let shared = Arc::clone(&proxy.shared);
+                if let Ok(Ok(())) = tokio::task::spawn_blocking(move || shared.reload()).await {
                     tracing::info!("reloaded");
                 }
             }
