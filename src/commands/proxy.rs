@@ -11,7 +11,7 @@ pub fn run(inv: &ValidInventory, args: ProxyArgs) -> anyhow::Result<Outcome> {
         Some(p) => p,
         None => {
             let r = pic2_render::proxy::routes(inv);
-            let path = PathBuf::from(&r.settings.state_dir).join("routes.json");
+            let path = PathBuf::from(&r.settings.state_dir).join(pic2_render::proxy::ROUTES_FILE);
             if let Some(dir) = path.parent() {
                 std::fs::create_dir_all(dir)
                     .with_context(|| format!("cannot create {}", dir.display()))?;

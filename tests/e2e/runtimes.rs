@@ -500,19 +500,25 @@ fn two_owners_on_one_runtime_behind_the_proxy_each_get_every_answer() {
 [sites."a.{{id}}.test"]
 owner = "{{id}}a"
 runtime = "php82"
+tls = "none"
 
 [sites."b.{{id}}.test"]
 owner = "{{id}}b"
 runtime = "php82"
+tls = "none"
 max_body_mb = 10
 backend_timeout_seconds = 120
-
+{{more}}
 [proxy]
 state_dir = "{state}"
+# no site asks for a certificate; a CA on loopback all the same (no traffic leaves)
+acme_directory = "https://127.0.0.1:9/dir"
 "#,
         state = state.display()
     );
-    p.write(&body(&p, &sites));
+    let third =
+        "\n[sites.\"c.{id}.test\"]\nowner = \"{id}a\"\nruntime = \"php82\"\ntls = \"none\"\n";
+    p.write(&body(&p, &sites.replace("{more}", "")));
     p.apply(&[]);
     for (owner, uid) in [("a", 20001), ("b", 20002)] {
         let root = p
@@ -620,6 +626,29 @@ state_dir = "{state}"
     let limits = |host: &str| http_get(p.port(0), host, "/limits.php").unwrap().1;
     assert_eq!(limits("a.rtpool.test"), "64M 64M 30");
     assert_eq!(limits("b.rtpool.test"), "10M 10M 120");
+    // a site added by `pic2 apply` is served by the running proxy, which reloads the routes
+    // apply writes (the plan says so first)
+    p.write(&body(&p, &sites.replace("{more}", third)));
+    let plan = p.expect(&["plan"], 2);
+    assert!(plan.contains("routes.json"), "{plan}");
+    p.apply(&[]);
+    p.assert_converged();
+    let c_root = p.home("rtpoola").join("sites/c.rtpool.test/htdocs");
+    put(&c_root.join("index.php"), "<?php echo 'c';", 20001);
+    let mut served = (0, String::new());
+    for _ in 0..50 {
+        served = http_get(p.port(3), "c.rtpool.test", "/").unwrap_or_default();
+        if served.0 == 200 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert_eq!(
+        served,
+        (200, "c".to_string()),
+        "the new site through the running proxy (directly: {:?})",
+        http_get(p.port(0), "c.rtpool.test", "/")
+    );
     let _ = proxy.kill();
     let stderr = proxy
         .wait_with_output()

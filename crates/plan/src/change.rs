@@ -59,6 +59,8 @@ pub enum Phase {
     Containers,
     /// Graceful reloads, once the new configuration is written.
     Reloads,
+    /// The proxy's routes, once the runtimes serve what they lead to.
+    ProxyRoutes,
     ContainerDeletes,
     /// Users go before their database.
     DatabaseUserDeletes,

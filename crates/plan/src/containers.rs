@@ -256,7 +256,7 @@ mod tests {
         let last_files = p
             .changes
             .iter()
-            .rposition(|c| c.system == System::Files)
+            .rposition(|c| c.system == System::Files && c.phase != Phase::ProxyRoutes)
             .unwrap();
         let first_docker = p
             .changes
@@ -267,6 +267,12 @@ mod tests {
             last_files < first_docker,
             "configuration is written before the containers start"
         );
+        // the proxy's routes last: they lead to runtimes that serve their sites by then
+        let routes = p
+            .changes
+            .iter()
+            .rposition(|c| c.phase == Phase::ProxyRoutes);
+        assert_eq!(routes, Some(p.changes.len() - 1), "{:?}", p.changes.last());
     }
 
     #[test]

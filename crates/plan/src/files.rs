@@ -207,7 +207,11 @@ fn write_file(want: &DesiredPath) -> Change {
     Change::new(
         System::Files,
         Kind::Create,
-        Phase::Folders,
+        if want.after_reloads {
+            Phase::ProxyRoutes
+        } else {
+            Phase::Folders
+        },
         want.path.display().to_string(),
         format!("write {}", want.path.display()),
         Op::WriteFile {

@@ -38,6 +38,7 @@ use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::io::IoSlice;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
@@ -130,6 +131,8 @@ struct Conn {
 struct Idle {
     conn: Conn,
     since: Instant,
+    /// The routes' generation it was given back under.
+    generation: u64,
 }
 
 /// Idle connections by pool ([`Target`]), looked up twice a request: with a fast hasher
@@ -141,6 +144,11 @@ type Pools = HashMap<Arc<str>, Vec<Idle>, foldhash::fast::RandomState>;
 #[derive(Clone, Default)]
 pub struct Backends {
     idle: Arc<Mutex<Pools>>,
+    /// Bumped by every reload of the routes: a connection idle from before is not taken
+    /// again. `pic2 apply` writes the routes once the runtimes have reloaded gracefully,
+    /// and an old child of Apache serves its kept-alive connection to its end with the old
+    /// configuration (a site just added: its 404, for as long as requests keep it alive).
+    generation: Arc<AtomicU64>,
     /// The worker's timers for the waits on a backend's answer ([`crate::deadline`]).
     pub(crate) timers: crate::deadline::Timers,
 }
@@ -154,6 +162,14 @@ impl std::fmt::Debug for Backends {
 impl Backends {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Pools whose idle connections are let go when `generation` changes.
+    pub(crate) fn following(generation: Arc<AtomicU64>) -> Self {
+        Backends {
+            generation,
+            ..Self::default()
+        }
     }
 
     /// Sends `req` (origin-form URI, Host set, hop-by-hop headers removed) to `backend`
@@ -335,7 +351,10 @@ impl Backends {
                 let mut pools = self.idle.lock().ok()?;
                 pools.get_mut(pool)?.pop()?
             };
-            if idle.since.elapsed() <= IDLE_TIMEOUT && still_open(&idle.conn.stream, for_sure) {
+            if idle.since.elapsed() <= IDLE_TIMEOUT
+                && idle.generation == self.generation.load(Relaxed)
+                && still_open(&idle.conn.stream, for_sure)
+            {
                 return Some(idle.conn);
             }
         }
@@ -353,6 +372,7 @@ impl Backends {
             list.push(Idle {
                 conn,
                 since: Instant::now(),
+                generation: self.generation.load(Relaxed),
             });
         }
     }
@@ -363,8 +383,9 @@ impl Backends {
         let Ok(mut pools) = self.idle.lock() else {
             return;
         };
+        let generation = self.generation.load(Relaxed);
         for list in pools.values_mut() {
-            list.retain(|i| i.since.elapsed() <= IDLE_TIMEOUT);
+            list.retain(|i| i.since.elapsed() <= IDLE_TIMEOUT && i.generation == generation);
         }
         pools.retain(|_, list| !list.is_empty());
     }

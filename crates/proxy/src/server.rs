@@ -123,6 +123,8 @@ pub struct Shared {
     fingerprint: Mutex<Fingerprint>,
     /// Held by a reload from its first read to its last store.
     reload_lock: Mutex<()>,
+    /// Bumped by every reload: the workers' backend pools let their idle connections go.
+    pub(crate) routes_generation: Arc<std::sync::atomic::AtomicU64>,
     /// Held while the maintenance switches are read and stored (the poller and the watcher);
     /// it keeps the last read's error, so that a folder that stays unreadable is logged once.
     maintenance_lock: Mutex<Option<String>>,
@@ -238,6 +240,7 @@ impl Shared {
             self.per_client
                 .set_limit(per_client_limit(&table, &self.options));
             self.table.store(Arc::new(table));
+            self.routes_generation.fetch_add(1, Relaxed);
             if let Ok(mut f) = self.fingerprint.lock() {
                 *f = fp;
             }
@@ -406,6 +409,7 @@ impl Proxy {
             log,
             fingerprint: Mutex::new(Vec::new()),
             reload_lock: Mutex::new(()),
+            routes_generation: Arc::default(),
             maintenance_lock: Mutex::new(None),
             acme_wake: Notify::new(),
             connection_slots: Arc::new(tokio::sync::Semaphore::new(options.max_connections)),

@@ -133,7 +133,7 @@ async fn serve(
     shared: Arc<Shared>,
     stop: watch::Receiver<bool>,
 ) {
-    let backends = crate::backend::Backends::new();
+    let backends = crate::backend::Backends::following(Arc::clone(&shared.routes_generation));
     let worker = Worker {
         shared,
         index,

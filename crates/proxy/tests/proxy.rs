@@ -2137,6 +2137,47 @@ async fn counting_backend(linger: Option<Duration>) -> (SocketAddr, Arc<AtomicUs
     .await
 }
 
+/// After a reload of the routes, an idle backend connection is not taken again: `pic2
+/// apply` writes the routes once the runtimes have reloaded, and an old Apache child serves
+/// its kept-alive connection to its end with the old configuration (a site just added got
+/// its 404 for as long as requests kept that connection alive).
+#[tokio::test]
+async fn a_reload_lets_the_idle_backend_connections_go() {
+    let (addr, accepted) = counting_backend(None).await;
+    let e = env();
+    one_site(&e, addr);
+    let mut o = options(&e);
+    o.workers = 1;
+    let p = Proxy::start(o).await.unwrap();
+    let http = p.http_addr.unwrap();
+    for _ in 0..3 {
+        assert_eq!(status(&get(http, "a.test", "/", "").await), 200);
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 1, "kept alive");
+    let reloads = p.shared.global.reloads.load(Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(20)).await; // a new modification time
+    one_site(&e, addr);
+    for _ in 0..100 {
+        if p.shared.global.reloads.load(Ordering::SeqCst) > reloads {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        p.shared.global.reloads.load(Ordering::SeqCst) > reloads,
+        "not reloaded"
+    );
+    for _ in 0..3 {
+        assert_eq!(status(&get(http, "a.test", "/", "").await), 200);
+    }
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        2,
+        "one new connection, kept alive"
+    );
+    p.shutdown().await;
+}
+
 #[tokio::test]
 async fn backend_connections_are_kept_alive_and_replaced_when_closed() {
     for (linger, expected) in [(None, 1), (Some(Duration::from_millis(20)), 10)] {

@@ -12,6 +12,8 @@
 //!           htdocs/                  NAME:NAME 0750   the document root
 //!           logs/                    root:NAME 0750   Apache (root) writes, the owner reads
 //!           tmp/                     NAME:NAME 0700   PHP uploads and sessions
+//! {proxy.state_dir}/                 root:root 0700   with [proxy]: certificates, ACME account
+//!   routes.json                      root:root 0644   what `pic2 proxy` serves (reloaded on change)
 //! ```
 //! Group and others get nothing below the home: mpm-itk serves each site as its owner, so no
 //! other account (nor the web server's idle user) needs to read a site's files.
@@ -39,6 +41,10 @@ pub struct DesiredPath {
     pub mode: u32,
     /// For markers: the exact contents.
     pub contents: Option<String>,
+    /// Written once the containers have reloaded: the proxy's routes, which a running
+    /// proxy follows at once (a route must not lead to a runtime that does not serve its
+    /// site yet).
+    pub after_reloads: bool,
 }
 
 /// The folders whose entries pic2 lists to find homes and sites it no longer wants.
@@ -60,6 +66,7 @@ pub fn desired(inv: &ValidInventory) -> Vec<DesiredPath> {
         gid: uid,
         mode,
         contents: None,
+        after_reloads: false,
     };
     let mut out = vec![
         dir(inv.platform.data_dir.value.clone(), 0, 0o755),
@@ -88,6 +95,7 @@ pub fn desired(inv: &ValidInventory) -> Vec<DesiredPath> {
                 gid: id,
                 mode: 0o750,
                 contents: None,
+                after_reloads: false,
             });
             out.push(dir(site.join("tmp"), id, 0o700));
         }
@@ -99,13 +107,40 @@ pub fn desired(inv: &ValidInventory) -> Vec<DesiredPath> {
                 gid: id,
                 mode: 0o600,
                 contents: None,
+                after_reloads: false,
             });
         }
     }
     if let Some(containers) = &inv.containers {
         container_config(inv, containers, &mut out);
     }
+    if inv.proxy.is_some() {
+        proxy_routes(inv, &mut out);
+    }
     out
+}
+
+/// The proxy's routes file, which a running `pic2 proxy` reloads when it changes: `apply`
+/// writes it, so a site added or moved is served once its runtime is ready. Its folder also
+/// keeps the certificates and the ACME account key: the proxy's (root's) alone.
+fn proxy_routes(inv: &ValidInventory, out: &mut Vec<DesiredPath>) {
+    let state = PathBuf::from(crate::proxy::routes(inv).settings.state_dir);
+    out.push(DesiredPath {
+        path: state.clone(),
+        kind: PathKind::Dir,
+        uid: 0,
+        gid: 0,
+        mode: 0o700,
+        contents: None,
+        after_reloads: false,
+    });
+    out.push(DesiredPath {
+        after_reloads: true,
+        ..root_file(
+            state.join(crate::proxy::ROUTES_FILE),
+            crate::proxy::render(inv),
+        )
+    });
 }
 
 /// A generated file only root writes: a home's marker, configuration the containers mount.
@@ -117,6 +152,7 @@ fn root_file(path: PathBuf, contents: String) -> DesiredPath {
         gid: 0,
         mode: 0o644,
         contents: Some(contents),
+        after_reloads: false,
     }
 }
 
@@ -134,6 +170,7 @@ fn container_config(
         gid: 0,
         mode,
         contents: None,
+        after_reloads: false,
     };
     let base = containers.config_dir.value.clone();
     out.push(dir(base.clone(), 0o755));

@@ -110,6 +110,9 @@ impl Default for Settings {
     }
 }
 
+/// The routes file's name in the proxy's `state_dir`.
+pub const ROUTES_FILE: &str = "routes.json";
+
 /// The largest request body a site takes without its own `max_body_mb` (the proxy's
 /// default; its runtime's PHP is given the same).
 pub const DEFAULT_MAX_BODY_MB: u32 = 64;
