@@ -5,8 +5,10 @@
 
 use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
 
-/// Descriptors one client connection may hold: its socket, the duplicate `crate::room`
-/// keeps, and a backend connection.
+/// Descriptors one client connection holds: its socket, the duplicate `crate::room` keeps,
+/// and a backend connection. An HTTP/2 connection with several streams in flight holds one
+/// backend connection per stream: the limit is what the usual load needs, not a bound (a
+/// cap on backend connections per client connection is still to come).
 const PER_CONNECTION: u64 = 3;
 /// Listeners, certificates and routes being read, the access log, the runtime's own.
 const BESIDES: u64 = 256;
