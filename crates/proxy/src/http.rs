@@ -532,10 +532,12 @@ fn backend_request(
 /// when a trusted proxy named it with no address), never a trusted proxy's chain: pic2 is the
 /// trust boundary, and a runtime's Apache believes every private hop (its
 /// `RemoteIPInternalProxy`), so behind a public CDN it took the CDN for every visitor, and a
-/// client with a private address could put a forged hop before it. pic2's client writes them straight into the request head: as header map
-/// entries they cost four insertions and four allocations a request, and formatting the
-/// address twice with `format!` alone was 7 % of the user-space instructions of an HTTP/1
-/// request (callgrind).
+/// client with a private address could put a forged hop before it.
+///
+/// pic2's client writes them straight into the request head: as header map entries they
+/// cost four insertions and four allocations a request, and formatting the address twice
+/// with `format!` alone was 7 % of the user-space instructions of an HTTP/1 request
+/// (callgrind).
 struct Forwarding<'a> {
     origin: &'a Origin,
     host: &'a str,
