@@ -96,7 +96,7 @@ pub async fn forgot(
     Extension(ctx): Extension<Ctx>,
     CheckedForm(f): CheckedForm<ForgotForm>,
 ) -> Result {
-    let address = ctx.addr.to_string();
+    let address = crate::limiter::address_key(ctx.addr);
     s.forgot_by_address
         .check(&address)
         .map_err(AppError::Throttled)?;
@@ -155,7 +155,7 @@ pub async fn reset(
     Extension(ctx): Extension<Ctx>,
     CheckedForm(f): CheckedForm<ResetForm>,
 ) -> Result {
-    let address = ctx.addr.to_string();
+    let address = crate::limiter::address_key(ctx.addr);
     s.by_address.check(&address).map_err(AppError::Throttled)?;
     let page = s.page(&ctx);
     let token = ctx
@@ -362,7 +362,7 @@ pub async fn strength(
     Extension(ctx): Extension<Ctx>,
     CheckedForm(f): CheckedForm<StrengthForm>,
 ) -> Result {
-    let address = ctx.addr.to_string();
+    let address = crate::limiter::address_key(ctx.addr);
     s.strength_by_address
         .check(&address)
         .map_err(AppError::Throttled)?;
@@ -448,7 +448,7 @@ impl AppState {
         password: &str,
     ) -> Result<Option<crate::ldap::UserSession>> {
         let start = Instant::now();
-        let address = ctx.addr.to_string();
+        let address = crate::limiter::address_key(ctx.addr);
         let account_key = account.to_lowercase();
         self.by_address
             .check(&address)

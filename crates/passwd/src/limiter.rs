@@ -7,8 +7,22 @@
 //! then the oldest.
 
 use std::collections::HashMap;
+use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+/// The key a client address is limited under: an IPv6 client's /64 (what one host is
+/// usually given, and can walk through to start each try afresh), an IPv4 one as it is
+/// (an IPv4-mapped IPv6 address as the IPv4 one).
+pub fn address_key(ip: IpAddr) -> String {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            format!("{}/64", Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+        }
+        v4 => v4.to_string(),
+    }
+}
 
 const FORGET_AFTER: Duration = Duration::from_secs(3600);
 const MAX_WAIT: Duration = Duration::from_secs(3600);
@@ -92,6 +106,16 @@ impl Limiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_ipv6_client_is_limited_per_64_and_a_mapped_ipv4_one_as_ipv4() {
+        let key = |a: &str| address_key(a.parse().unwrap());
+        assert_eq!(key("2001:db8:1:2::1"), key("2001:db8:1:2:ffff::9"));
+        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
+        assert_eq!(key("2001:db8:1:2::1"), "2001:db8:1:2::/64");
+        assert_eq!(key("::ffff:192.0.2.1"), key("192.0.2.1"));
+        assert_eq!(key("192.0.2.1"), "192.0.2.1");
+    }
 
     #[test]
     fn backs_off_after_the_free_failures_and_clears_on_success() {
