@@ -75,6 +75,15 @@ impl ValidInventory {
             .iter()
             .enumerate()
             .find(|(_, (n, _))| *n == runtime)?;
-        Some(r.port.as_ref().map_or(8100 + rank as u16, |p| p.value))
+        Some(
+            r.port
+                .as_ref()
+                .map_or(default_runtime_port(rank), |p| p.value),
+        )
     }
+}
+
+/// The port of the runtime at `rank` in name order, when it names none.
+pub fn default_runtime_port(rank: usize) -> u16 {
+    u16::try_from(rank).map_or(u16::MAX, |r| 8100u16.saturating_add(r))
 }

@@ -348,6 +348,16 @@ fn weak_or_broken_ssh_keys_are_refused() {
         ),
     );
     assert_eq!(errors(&text)[0].0, "duplicate-value");
+    // a written port that is another runtime's default (itk82, first in name order: 8100)
+    let text = with("[runtimes.zz]\nphp = \"8.4\"\nbase_image = \"x\"\nport = 8100\n");
+    let e = errors(&text);
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert_eq!(e[0].0, "duplicate-value");
+    assert_eq!(e[0].1, line_of(&text, "port = 8100"));
+    assert_eq!(e[0].3, "8100");
+    // two defaults never meet; a written port clear of them is fine
+    let text = with("[runtimes.zz]\nphp = \"8.4\"\nbase_image = \"x\"\n");
+    assert_eq!(errors(&text), vec![]);
 }
 
 #[test]
