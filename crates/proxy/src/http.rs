@@ -271,7 +271,14 @@ pub async fn handle(
         None => (Cow::Owned(wanted.into_owned()), None),
     };
     let origin = crate::origin::resolve(&table.trusted, client, req.headers());
-    let resp = route(&shared, &backends, &origin, req, &host, entry, &table).await;
+    let mut resp = route(&shared, &backends, &origin, req, &host, entry, &table).await;
+    // on every answer over HTTPS of a site that asks, the proxy's own pages and redirects too
+    if origin.https && entry.is_some_and(|e| e.site.hsts) {
+        resp.headers_mut().insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        );
+    }
     let status = resp.status().as_u16();
     let elapsed = start.elapsed();
     match &entry {
@@ -393,14 +400,7 @@ async fn route(
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
         return r;
     }
-    let mut resp = forward(shared, backends, origin, req, host, site, &table.timeouts).await;
-    if origin.https && site.hsts {
-        resp.headers_mut().insert(
-            header::STRICT_TRANSPORT_SECURITY,
-            HeaderValue::from_static("max-age=31536000"),
-        );
-    }
-    resp
+    forward(shared, backends, origin, req, host, site, &table.timeouts).await
 }
 
 async fn forward(

@@ -512,12 +512,14 @@ where
 
 /// Connects over TLS with SNI `name`, trusting `roots` (PEM files); returns the peer
 /// certificate (DER) and the negotiated ALPN, and the HTTP response to GET /.
+/// A GET of `/` over TLS: the certificate served, the protocol agreed, the status, the body
+/// and the Strict-Transport-Security header.
 async fn tls_get(
     addr: SocketAddr,
     name: &str,
     roots: &[&Path],
     alpn: &[&[u8]],
-) -> (Vec<u8>, Option<Vec<u8>>, u16, String) {
+) -> (Vec<u8>, Option<Vec<u8>>, u16, String, Option<String>) {
     let tls = tls_connect(addr, name, roots, alpn).await;
     let (_, c) = tls.get_ref();
     let cert = c.peer_certificates().unwrap()[0].to_vec();
@@ -527,15 +529,9 @@ async fn tls_get(
         .header("host", name)
         .body(Full::new(Bytes::new()))
         .unwrap();
-    let (st, body) = if proto.as_deref() == Some(b"h2") {
+    let r = if proto.as_deref() == Some(b"h2") {
         let (mut s, _) = h2_over(tls).await;
-        let r = s.send_request(req).await.unwrap();
-        let st = r.status().as_u16();
-        (
-            st,
-            String::from_utf8_lossy(&r.into_body().collect().await.unwrap().to_bytes())
-                .into_owned(),
-        )
+        s.send_request(req).await.unwrap()
     } else {
         let (mut s, c) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
             .await
@@ -543,15 +539,16 @@ async fn tls_get(
         tokio::spawn(c);
         let mut req = req;
         *req.uri_mut() = "/".parse().unwrap();
-        let r = s.send_request(req).await.unwrap();
-        let st = r.status().as_u16();
-        (
-            st,
-            String::from_utf8_lossy(&r.into_body().collect().await.unwrap().to_bytes())
-                .into_owned(),
-        )
+        s.send_request(req).await.unwrap()
     };
-    (cert, proto, st, body)
+    let st = r.status().as_u16();
+    let hsts = r
+        .headers()
+        .get("strict-transport-security")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let body = r.into_body().collect().await.unwrap().to_bytes();
+    let body = String::from_utf8_lossy(&body).into_owned();
+    (cert, proto, st, body, hsts)
 }
 
 /// A client that negotiates h2 and then speaks HTTP/1 is not served HTTP/1 (which would
@@ -581,11 +578,11 @@ async fn http1_bytes_after_alpn_h2_are_not_served() {
 async fn a_mismatched_key_keeps_the_certificate_served() {
     let (_e, _b, p, (c, k)) = tls_proxy(|_| {}).await;
     let https = p.https_addr.unwrap();
-    let (before, _, st, _) = tls_get(https, "a.test", &[Path::new(&c)], &[b"http/1.1"]).await;
+    let (before, _, st, _, _) = tls_get(https, "a.test", &[Path::new(&c)], &[b"http/1.1"]).await;
     assert_eq!(st, 200);
     std::fs::write(&k, rcgen::KeyPair::generate().unwrap().serialize_pem()).unwrap();
     assert!(p.reload().is_ok(), "the routes themselves are fine");
-    let (after, _, st, _) = tls_get(https, "a.test", &[Path::new(&c)], &[b"http/1.1"]).await;
+    let (after, _, st, _, _) = tls_get(https, "a.test", &[Path::new(&c)], &[b"http/1.1"]).await;
     assert_eq!((st, after), (200, before));
     p.shutdown().await;
 }
@@ -1167,12 +1164,15 @@ async fn tls_by_sni_http2_hsts_and_certificate_file_change() {
     );
     let p = Proxy::start(options(&e)).await.unwrap();
     let https = p.https_addr.unwrap();
-    let (cert1, proto, st, body) =
+    let (cert1, proto, st, body, hsts) =
         tls_get(https, "one.test", &[Path::new(&c1)], &[b"h2", b"http/1.1"]).await;
     assert_eq!((proto.as_deref(), st), (Some(&b"h2"[..]), 200));
     assert!(body.contains("x-forwarded-proto: https"), "{body}");
-    let (cert2, proto, st, _) = tls_get(https, "two.test", &[Path::new(&c2)], &[b"http/1.1"]).await;
+    assert_eq!(hsts, None, "HSTS only where asked");
+    let (cert2, proto, st, _, hsts) =
+        tls_get(https, "two.test", &[Path::new(&c2)], &[b"http/1.1"]).await;
     assert_eq!((proto.as_deref(), st), (Some(&b"http/1.1"[..]), 200));
+    assert_eq!(hsts.as_deref(), Some("max-age=31536000"));
     assert_ne!(cert1, cert2);
     // a new certificate written in place is served without restart
     let (c3, k3) = self_signed(&e, "three.test");
@@ -1193,6 +1193,20 @@ async fn tls_by_sni_http2_hsts_and_certificate_file_change() {
         }
     }
     assert_eq!(served, new.der().to_vec());
+    // the proxy's own pages carry HSTS too (here, maintenance's 503)
+    let state = e.dir.path().join("state");
+    pic2_proxy::maintenance::set(&state, "two.test", true).unwrap();
+    let mut seen = (0, None);
+    for _ in 0..50 {
+        let (_, _, st, _, hsts) =
+            tls_get(https, "two.test", &[Path::new(&c2)], &[b"http/1.1"]).await;
+        seen = (st, hsts);
+        if st == 503 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(seen, (503, Some("max-age=31536000".to_owned())));
     p.shutdown().await;
 }
 
