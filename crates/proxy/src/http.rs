@@ -665,16 +665,24 @@ enum NoAnswer {
     BodyTooLarge,
     /// The client stopped sending its body: its fault, not the backend's.
     BodyTooSlow,
+    /// The client's body broke its own framing (a bad chunk) or ended early: its fault too.
+    BadBody,
     Unreachable,
 }
 
 impl NoAnswer {
-    /// The page that says so: 504, 413, 408, 502.
+    /// The page that says so: 504, 413, 408, 400, 502.
     fn page(self) -> Response<Body> {
         match self {
             NoAnswer::Timeout => page(StatusCode::GATEWAY_TIMEOUT, pages::gateway_timeout()),
             NoAnswer::BodyTooSlow => page(StatusCode::REQUEST_TIMEOUT, pages::request_timeout()),
             NoAnswer::BodyTooLarge => page(StatusCode::PAYLOAD_TOO_LARGE, pages::too_large()),
+            NoAnswer::BadBody => {
+                let mut r = page(StatusCode::BAD_REQUEST, pages::bad_request());
+                r.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                r
+            }
             NoAnswer::Unreachable => page(StatusCode::BAD_GATEWAY, pages::bad_gateway()),
         }
     }
@@ -686,6 +694,7 @@ fn answered<T>(backend: &str, sent: Result<T, crate::backend::Error>) -> Result<
         Err(crate::backend::Error::Timeout { .. }) => Err(NoAnswer::Timeout),
         Err(e) if caused_by::<http_body_util::LengthLimitError>(&e) => Err(NoAnswer::BodyTooLarge),
         Err(e) if caused_by::<BodyTimedOut>(&e) => Err(NoAnswer::BodyTooSlow),
+        Err(crate::backend::Error::RequestBody { .. }) => Err(NoAnswer::BadBody),
         Err(e) => {
             tracing::debug!(backend, error = %e, "backend request failed");
             Err(NoAnswer::Unreachable)
