@@ -1116,6 +1116,44 @@ async fn http_goes_to_https_only_once_a_certificate_is_there() {
     p.shutdown().await;
 }
 
+/// A graceful shutdown lets a request in flight finish (a 3 s answer, within the grace
+/// period) while new connections are no longer taken.
+#[tokio::test]
+async fn shutdown_lets_a_request_in_flight_finish_and_takes_no_new_connection() {
+    let b = backend().await;
+    let e = env();
+    one_site(&e, b.addr);
+    let mut o = options(&e);
+    o.shutdown_grace = Duration::from_secs(20);
+    o.timeouts.backend = Duration::from_secs(10);
+    let p = Proxy::start(o).await.unwrap();
+    let http = p.http_addr.unwrap();
+    let slow = tokio::spawn(get(http, "a.test", "/slow", ""));
+    tokio::time::sleep(Duration::from_millis(300)).await; // it has reached the backend
+    let stopping = tokio::spawn(p.shutdown());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let late = TcpStream::connect(http).await;
+    if let Ok(mut s) = late {
+        // the listener may linger a moment, but nothing answers there any more
+        let _ = s
+            .write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
+            .await;
+        let mut out = String::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_string(&mut out)).await;
+        assert_eq!(status(&out), 0, "served after the shutdown began: {out}");
+    }
+    let answer = tokio::time::timeout(Duration::from_secs(10), slow)
+        .await
+        .expect("the request in flight never ended")
+        .unwrap();
+    assert_eq!(status(&answer), 200, "cut by the shutdown: {answer}");
+    assert!(answer.contains("GET /slow"), "{answer}");
+    tokio::time::timeout(Duration::from_secs(10), stopping)
+        .await
+        .expect("shutdown waited past the request")
+        .unwrap();
+}
+
 /// Shutdown does not wait for a TLS handshake that is not coming (a scanner, a silent
 /// client): before the fix every restart waited out tls_handshake_timeout.
 #[tokio::test]
@@ -1543,6 +1581,13 @@ async fn limits_431_413_and_slow_clients() {
     )
     .await;
     assert!(r.contains("body: 5"), "{r}");
+    // the limit is b.test's own: a.test takes the same 2 MB
+    let mut req =
+        b"POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length: 2000000\r\nConnection: close\r\n\r\n"
+            .to_vec();
+    req.extend(std::iter::repeat_n(b'z', 2_000_000));
+    let r = raw(http, &req).await;
+    assert!(r.contains("body: 2000000"), "{}", &r[..r.len().min(300)]);
     // slowloris: 50 clients dribbling headers do not slow a normal client, and are cut off
     let mut slow = Vec::new();
     for _ in 0..50 {
@@ -1861,15 +1906,27 @@ async fn metrics_and_health() {
     assert_eq!(status(&get(http, "zzz.test", "/", "").await), 404);
     let m = p.metrics_addr.unwrap();
     let r = get(m, "x", "/health", "").await;
+    assert_eq!(status(&r), 200, "{r}");
     assert!(r.ends_with("ok\n"), "{r}");
+    // a 413, counted as the site's 4xx
+    let r = get(http, "a.test", "/", "Content-Length: 999999999999\r\n").await;
+    assert_eq!(status(&r), 413, "{r}");
     let r = get(m, "x", "/metrics", "").await;
     assert!(
         r.contains("pic2_proxy_requests_total{site=\"a.test\",code=\"2xx\"} 1"),
         "{r}"
     );
+    assert!(
+        r.contains("pic2_proxy_requests_total{site=\"a.test\",code=\"4xx\"} 1"),
+        "{r}"
+    );
+    assert!(
+        r.contains("pic2_proxy_request_duration_seconds_bucket{site=\"a.test\",le=\"+Inf\"} 2"),
+        "{r}"
+    );
     assert!(r.contains("pic2_proxy_unknown_host_total 1"), "{r}");
     assert!(
-        r.contains("pic2_proxy_request_duration_seconds_count{site=\"a.test\"} 1"),
+        r.contains("pic2_proxy_request_duration_seconds_count{site=\"a.test\"} 2"),
         "{r}"
     );
     p.shutdown().await;
@@ -1974,10 +2031,12 @@ async fn spread_evenly_then_uncounted<S>(p: &Proxy, held: Vec<S>) {
         "{per_worker:?}"
     );
     let m = get(p.metrics_addr.unwrap(), "x", "/metrics", "").await;
-    assert!(
-        !m.contains("pic2_proxy_connections_handed_over_total 0\n"),
-        "40 connections hashed evenly by chance? {m}"
-    );
+    let handed: u64 = m
+        .lines()
+        .find_map(|l| l.strip_prefix("pic2_proxy_connections_handed_over_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(handed > 0, "40 connections hashed evenly by chance? {m}");
     let open = open_per_worker(&m);
     assert_eq!(open.iter().sum::<u64>(), 40, "{m}");
     assert!(open.iter().all(|n| (9..=11).contains(n)), "{open:?}");
