@@ -925,11 +925,14 @@ async fn http2_rapid_reset_is_cut_short() {
             }
         }
         let ended = tokio::time::timeout(Duration::from_secs(5), conn).await;
+        // how it ended, for a failure to tell (once in about twenty runs of the whole suite
+        // on a busy machine this has not been cut; the reason is not known yet)
+        let how = format!("{ended:?}");
         let cut = ended.map(|r| r.unwrap().is_err());
         assert_eq!(
             cut,
             Ok(true),
-            "batch {batch}: not cut after {opened} resets"
+            "batch {batch}: not cut after {opened} resets ({how})"
         );
         assert!(
             opened <= 1_000,
