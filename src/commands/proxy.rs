@@ -16,7 +16,7 @@ pub fn run(inv: &ValidInventory, args: ProxyArgs) -> anyhow::Result<Outcome> {
                 std::fs::create_dir_all(dir)
                     .with_context(|| format!("cannot create {}", dir.display()))?;
             }
-            std::fs::write(&path, pic2_render::proxy::render(inv))
+            std::fs::write(&path, pic2_render::proxy::text(&r))
                 .with_context(|| format!("cannot write {}", path.display()))?;
             path
         }

@@ -56,14 +56,14 @@ impl Entry {
         let line = serde_json::json!({
             "ts": self.time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             "client": self.client.to_string(),
-            "host": self.host,
-            "method": self.method,
-            "path": self.path,
+            "host": field(&self.host, HEADER_CAP),
+            "method": field(&self.method, HEADER_CAP),
+            "path": field(&self.path, PATH_CAP),
             "version": self.version,
             "status": self.status,
             "bytes": self.bytes,
-            "referer": self.referer,
-            "user_agent": self.user_agent,
+            "referer": self.referer.as_deref().map(|r| field(r, HEADER_CAP)),
+            "user_agent": self.user_agent.as_deref().map(|u| field(u, HEADER_CAP)),
             "ms": (self.elapsed.as_secs_f64() * 1_000_000.0).round() / 1000.0,
         });
         format!("{line}\n")
@@ -71,17 +71,18 @@ impl Entry {
 
     fn combined(&self) -> String {
         let bytes = self.bytes.map_or("-".to_owned(), |b| b.to_string());
+        let header = |h: Option<&str>| h.map_or("-".into(), |h| escape(&field(h, HEADER_CAP)));
         format!(
             "{} - - [{}] \"{} {} {}\" {} {} \"{}\" \"{}\"\n",
             self.client,
             self.time.format("%d/%b/%Y:%H:%M:%S %z"),
-            escape(&self.method),
-            escape(&self.path),
+            escape(&field(&self.method, HEADER_CAP)),
+            escape(&field(&self.path, PATH_CAP)),
             self.version,
             self.status,
             bytes,
-            self.referer.as_deref().map_or("-".into(), escape),
-            self.user_agent.as_deref().map_or("-".into(), escape),
+            header(self.referer.as_deref()),
+            header(self.user_agent.as_deref()),
         )
     }
 }
@@ -110,21 +111,21 @@ fn escape(s: &str) -> String {
 const QUEUED_LINES: usize = 65_536;
 /// Bytes queued at most: about 100,000 usual lines.
 const QUEUED_BYTES: usize = 16 * 1024 * 1024;
-/// The longest path, Referer, User-Agent and Host a line keeps, in bytes (longer: cut, and
-/// `…` added). A path is kept longer: its query may be what an admin looks for.
-pub(crate) const PATH_CAP: usize = 4096;
-pub(crate) const HEADER_CAP: usize = 1024;
+/// The longest Host, method, Referer and User-Agent a line keeps, in bytes, and the longest
+/// path (its query may be what an admin looks for): longer, cut and marked `…`.
+const HEADER_CAP: usize = 1024;
+const PATH_CAP: usize = 4096;
 
 /// `s`, cut to `cap` bytes at most (at a character's boundary) and marked as cut.
-pub(crate) fn capped(s: &str, cap: usize) -> String {
+fn field(s: &str, cap: usize) -> std::borrow::Cow<'_, str> {
     if s.len() <= cap {
-        return s.to_owned();
+        return s.into();
     }
-    let mut end = cap;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &s[..end])
+    let end = (0..=cap)
+        .rev()
+        .find(|i| s.is_char_boundary(*i))
+        .unwrap_or(0);
+    format!("{}…", s.get(..end).unwrap_or_default()).into()
 }
 
 /// Where requests queue their lines for the writer.
@@ -158,8 +159,22 @@ struct Lines {
 }
 
 impl Lines {
-    fn taken(&self, line: &str) {
+    /// The next line, waited for; `None` once every sender is gone.
+    async fn next(&mut self) -> Option<String> {
+        let line = self.rx.recv().await?;
+        Some(self.taken(line))
+    }
+
+    /// The next line if one is queued.
+    fn next_now(&mut self) -> Option<String> {
+        let line = self.rx.try_recv().ok()?;
+        Some(self.taken(line))
+    }
+
+    /// `line` is out of the queue: its bytes are room again.
+    fn taken(&self, line: String) -> String {
         self.queued.fetch_sub(line.len(), Relaxed);
+        line
     }
 }
 
@@ -228,18 +243,12 @@ async fn write(
     let mut buf = String::new();
     loop {
         tokio::select! {
-            line = lines.rx.recv() => {
+            line = lines.next() => {
                 let Some(line) = line else { return };
-                lines.taken(&line);
                 buf.push_str(&line);
                 while buf.len() < 64 * 1024 {
-                    match lines.rx.try_recv() {
-                        Ok(l) => {
-                            lines.taken(&l);
-                            buf.push_str(&l);
-                        }
-                        Err(_) => break,
-                    }
+                    let Some(l) = lines.next_now() else { break };
+                    buf.push_str(&l);
                 }
             }
             () = reopen.notified() => {
@@ -253,7 +262,7 @@ async fn write(
                 // lines pushed from now on fail (and are counted as dropped) instead of
                 // queueing behind a writer that has ended
                 lines.rx.close();
-                while let Ok(l) = lines.rx.try_recv() {
+                while let Some(l) = lines.next_now() {
                     buf.push_str(&l);
                 }
                 let _ = written(out, buf).await;
@@ -314,10 +323,10 @@ mod tests {
 
     #[test]
     fn fields_are_cut_at_a_character_and_marked() {
-        assert_eq!(capped("abc", 3), "abc");
-        assert_eq!(capped("abcd", 3), "abc…");
+        assert_eq!(field("abc", 3), "abc");
+        assert_eq!(field("abcd", 3), "abc…");
         // "é" is two bytes: a cut inside it steps back before it
-        assert_eq!(capped("aé", 2), "a…");
+        assert_eq!(field("aé", 2), "a…");
     }
 
     #[tokio::test]
@@ -328,8 +337,7 @@ mod tests {
             assert!(q.push(line.clone()));
         }
         assert!(!q.push("one more\n".into()), "16 MB queued, and more taken");
-        let taken = lines.rx.recv().await.unwrap();
-        lines.taken(&taken);
+        lines.next().await.unwrap();
         assert!(q.push(line.clone()), "room came back");
         assert!(!q.push(line));
     }

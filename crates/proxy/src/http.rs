@@ -44,6 +44,14 @@ impl Client {
             slots: None,
         }
     }
+
+    /// An HTTP/1 connection's client, holding the connection's `slots`.
+    pub(crate) fn holding(addr: SocketAddr, tls: bool, slots: Slots) -> Self {
+        Client {
+            slots: Some(HeldSlots::new(slots)),
+            ..Client::new(addr, tls)
+        }
+    }
 }
 
 pub(crate) fn full(s: impl Into<Bytes>) -> Body {
@@ -194,16 +202,15 @@ struct Logged {
 
 impl Logged {
     fn of(req: &Request<Incoming>) -> Self {
-        use crate::access_log::{capped, HEADER_CAP, PATH_CAP};
         let text = |n: HeaderName| {
             req.headers()
                 .get(n)
-                .map(|v| capped(&String::from_utf8_lossy(v.as_bytes()), HEADER_CAP))
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
         };
         Logged {
             time: chrono::Utc::now(),
-            method: capped(req.method().as_str(), HEADER_CAP),
-            path: capped(path_of(req.uri()), PATH_CAP),
+            method: req.method().as_str().to_owned(),
+            path: path_of(req.uri()).to_owned(),
             version: match req.version() {
                 Version::HTTP_2 => "HTTP/2.0",
                 Version::HTTP_10 => "HTTP/1.0",
@@ -227,11 +234,6 @@ impl Logged {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse().ok())
             .or_else(|| hyper::body::Body::size_hint(resp.body()).exact());
-        let host = if host.len() > crate::access_log::HEADER_CAP {
-            crate::access_log::capped(&host, crate::access_log::HEADER_CAP)
-        } else {
-            host
-        };
         crate::access_log::Entry {
             time: self.time,
             client,

@@ -154,7 +154,7 @@ pub(crate) struct Slots {
 pub(crate) struct HeldSlots(Mutex<Option<Slots>>);
 
 impl HeldSlots {
-    fn new(slots: Slots) -> Arc<Self> {
+    pub(crate) fn new(slots: Slots) -> Arc<Self> {
         Arc::new(HeldSlots(Mutex::new(Some(slots))))
     }
 
@@ -222,7 +222,7 @@ impl Shared {
         let _one_at_a_time = self
             .reload_lock
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+            .unwrap_or_else(PoisonError::into_inner);
         let res = (|| {
             // each file's stamp is taken before it is read: one that changes meanwhile is
             // read again at the next poll, rather than its old content kept under its new
@@ -881,10 +881,7 @@ async fn serve_conn(
     let stream = SendTimeout::new(stream, timeouts.send, exit.clone());
     match tls {
         None => {
-            let client = Client {
-                slots: Some(HeldSlots::new(slots)),
-                ..Client::new(addr, false)
-            };
+            let client = Client::holding(addr, false, slots);
             serve_http1(stream, client, shared, backends, stop, timeouts, exit).await;
         }
         Some(acceptor) => {
@@ -927,10 +924,7 @@ async fn serve_conn(
                     shared.global.http2_windows_starved.fetch_add(1, Relaxed);
                 }
             } else {
-                let client = Client {
-                    slots: Some(HeldSlots::new(slots)),
-                    ..Client::new(addr, true)
-                };
+                let client = Client::holding(addr, true, slots);
                 serve_http1(tls_stream, client, shared, backends, stop, timeouts, exit).await;
             }
         }

@@ -124,7 +124,8 @@ pub fn desired(inv: &ValidInventory) -> Vec<DesiredPath> {
 /// writes it, so a site added or moved is served once its runtime is ready. Its folder also
 /// keeps the certificates and the ACME account key: the proxy's (root's) alone.
 fn proxy_routes(inv: &ValidInventory, out: &mut Vec<DesiredPath>) {
-    let state = PathBuf::from(crate::proxy::routes(inv).settings.state_dir);
+    let routes = crate::proxy::routes(inv);
+    let state = PathBuf::from(&routes.settings.state_dir);
     out.push(DesiredPath {
         path: state.clone(),
         kind: PathKind::Dir,
@@ -138,7 +139,7 @@ fn proxy_routes(inv: &ValidInventory, out: &mut Vec<DesiredPath>) {
         after_reloads: true,
         ..root_file(
             state.join(crate::proxy::ROUTES_FILE),
-            crate::proxy::render(inv),
+            crate::proxy::text(&routes),
         )
     });
 }

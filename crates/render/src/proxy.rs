@@ -257,7 +257,12 @@ pub fn routes(inv: &ValidInventory) -> Routes {
 
 /// The routes file as written by `pic2 render` (pretty JSON, one trailing newline).
 pub fn render(inv: &ValidInventory) -> String {
-    let mut s = serde_json::to_string_pretty(&routes(inv)).unwrap_or_default();
+    text(&routes(inv))
+}
+
+/// `routes` as the file says them (pretty JSON, one trailing newline).
+pub fn text(routes: &Routes) -> String {
+    let mut s = serde_json::to_string_pretty(routes).unwrap_or_default();
     s.push('\n');
     s
 }
