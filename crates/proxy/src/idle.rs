@@ -1,7 +1,8 @@
 //! When something last happened on a connection, what is in flight on it, and a future that
 //! waits for it to have been idle long enough: the idle timeouts of tunnels (no byte either
 //! way) and of HTTP/1 and HTTP/2 connections (no request in flight, none new); and, on
-//! HTTP/2, whether an answer has waited too long on its client's flow-control window. One
+//! HTTP/2, whether an answer has waited too long on its client's flow-control window, and
+//! whether its client cancels requests faster than any browser does (rapid reset). One
 //! timer per connection, moved on only when it fires: a timer armed per request costs a
 //! timer wheel insertion and removal each time.
 
@@ -35,6 +36,9 @@ struct State {
     /// whole once the window has a byte of room, and drops the body, while h2 keeps the
     /// rest until the window opens.
     unsent: Option<Unsent>,
+    /// HTTP/2 only: the requests its client cancelled (reset their streams) before their
+    /// answer began.
+    cancels: Option<Cancels>,
 }
 
 #[derive(Debug, Default)]
@@ -43,18 +47,86 @@ struct Unsent {
     framed: AtomicU64,
 }
 
+/// Requests an HTTP/2 client may cancel before their answer begins, in any period of
+/// [`CANCELS_PERIOD`], before its connection is told to go away.
+///
+/// h2 ends a connection whose client resets more than 20 streams it has not yet handed
+/// hyper, but counts nothing once hyper has taken them: a client that waits for its
+/// requests to reach the backend (a round trip) before resetting them was held by nothing,
+/// `max_concurrent_streams` included, since a reset stream gives its place back. Each of
+/// those requests still costs the site a PHP run. A browser cancels a page's requests when
+/// its user leaves the page, tens at a time; Varnish allows 100 such resets a minute,
+/// Node.js a burst of 1,000 then 33 a second.
+pub(crate) const CANCELS_ALLOWED: u32 = 200;
+pub(crate) const CANCELS_PERIOD: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Default)]
+struct Cancels {
+    /// The start of the current period, in milliseconds since `start`, and the cancels
+    /// counted in it.
+    period: AtomicU64,
+    count: AtomicU32,
+    /// Told once the count passes [`CANCELS_ALLOWED`].
+    flood: tokio::sync::Notify,
+}
+
+/// Why [`Activity::misbehaves`] resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Misbehaviour {
+    /// An answer waited on its client's flow-control windows (see [`Activity::starved`]).
+    Starved,
+    /// More than [`CANCELS_ALLOWED`] requests cancelled within a [`CANCELS_PERIOD`].
+    CancelFlood,
+}
+
 impl Activity {
     pub(crate) fn new() -> Self {
         Self::with(State::default())
     }
 
-    /// For an HTTP/2 connection: also counts the answers' bytes handed and framed, for
-    /// [`starved`](Self::starved).
-    pub(crate) fn watching_windows() -> Self {
+    /// For an HTTP/2 connection: also counts the answers' bytes handed and framed, and the
+    /// requests cancelled before their answer, for [`misbehaves`](Self::misbehaves).
+    pub(crate) fn http2() -> Self {
         Self::with(State {
             unsent: Some(Unsent::default()),
+            cancels: Some(Cancels::default()),
             ..State::default()
         })
+    }
+
+    /// Resolves once the connection's client has starved an answer (see
+    /// [`starved`](Self::starved)) or cancelled more requests than
+    /// [`CANCELS_ALLOWED`]; never for a connection not made [`http2`](Self::http2).
+    pub(crate) async fn misbehaves(&self, send_timeout: Duration) -> Misbehaviour {
+        let Some(c) = &self.state.cancels else {
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            () = self.starved(send_timeout) => Misbehaviour::Starved,
+            () = c.flood.notified() => Misbehaviour::CancelFlood,
+        }
+    }
+
+    /// A request was cancelled before its answer began: on HTTP/2 its stream was reset (or
+    /// the connection ended with it in flight, when the count no longer matters).
+    fn cancelled(&self) {
+        let Some(c) = &self.state.cancels else {
+            return;
+        };
+        let now = self.now_ms();
+        let period = u64::try_from(CANCELS_PERIOD.as_millis()).unwrap_or(u64::MAX);
+        // Two streams' tasks may race here at a period's turn: one of them may then count
+        // in the period that has just ended, which only makes the limit one stricter.
+        if now.saturating_sub(c.period.load(Relaxed)) >= period {
+            c.period.store(now, Relaxed);
+            c.count.store(1, Relaxed);
+        } else if c.count.fetch_add(1, Relaxed) >= CANCELS_ALLOWED {
+            c.flood.notify_one();
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
     /// h2 framed `n` bytes of DATA payload for the socket.
@@ -79,7 +151,7 @@ impl Activity {
     /// Resolves once data handed to hyper has waited on its client's flow-control windows
     /// for at least `within`, with nothing framed meanwhile (for at most twice that: the
     /// check runs once per `within`, one timer per connection rather than one per frame);
-    /// never without [`watching_windows`].
+    /// never without [`http2`](Self::http2).
     ///
     /// Hyper gives no handle on one stream, so the caller can only close the connection,
     /// where nginx resets the stream alone; a browser grants its windows as it reads.
@@ -101,8 +173,7 @@ impl Activity {
 
     /// Something happened now.
     pub(crate) fn touch(&self) {
-        let ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.state.last.store(ms, Relaxed);
+        self.state.last.store(self.now_ms(), Relaxed);
     }
 
     /// A request starts: the connection is busy until the returned guard goes, with the
@@ -110,7 +181,10 @@ impl Activity {
     pub(crate) fn begin(&self) -> InFlight {
         self.touch();
         self.state.in_flight.fetch_add(1, Relaxed);
-        InFlight(self.clone())
+        InFlight {
+            activity: self.clone(),
+            answered: false,
+        }
     }
 
     /// The time since something last happened (a request began or ended).
@@ -146,14 +220,22 @@ impl Activity {
     }
 }
 
-/// A request in flight on a connection (see [`Activity::begin`]).
+/// A request in flight on a connection (see [`Activity::begin`]); dropped before its answer
+/// began ([`Tracked::new`]), it was cancelled.
 #[derive(Debug)]
-pub(crate) struct InFlight(Activity);
+pub(crate) struct InFlight {
+    activity: Activity,
+    answered: bool,
+}
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.state.in_flight.fetch_sub(1, Relaxed);
-        self.0.touch();
+        let a = &self.activity;
+        a.state.in_flight.fetch_sub(1, Relaxed);
+        a.touch();
+        if !self.answered {
+            a.cancelled();
+        }
     }
 }
 
@@ -168,7 +250,8 @@ pub(crate) struct Tracked<B> {
 }
 
 impl<B> Tracked<B> {
-    pub(crate) fn new(body: B, flight: InFlight) -> Self {
+    pub(crate) fn new(body: B, mut flight: InFlight) -> Self {
+        flight.answered = true;
         Tracked {
             body,
             flight,
@@ -178,7 +261,7 @@ impl<B> Tracked<B> {
     }
 
     fn unsent(&self) -> Option<&Unsent> {
-        self.flight.0.state.unsent.as_ref()
+        self.flight.activity.state.unsent.as_ref()
     }
 }
 
@@ -315,7 +398,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn data_never_framed_starves_its_http2_connection_in_one_to_two_periods() {
         let within = Duration::from_secs(10);
-        let activity = Activity::watching_windows();
+        let activity = Activity::http2();
         tokio::time::advance(Duration::from_secs(3)).await;
         let mut held = Tracked::new(Endless, activity.begin());
         ask(&mut held);
@@ -337,7 +420,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_last_chunk_left_in_h2_starves_its_connection_too() {
         let within = Duration::from_secs(10);
-        let activity = Activity::watching_windows();
+        let activity = Activity::http2();
         let last = http_body_util::Full::new(bytes::Bytes::from_static(b"the whole answer"));
         let mut held = Tracked::new(last, activity.begin());
         ask(&mut held);
@@ -353,7 +436,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn framed_answers_and_reset_streams_never_starve_their_connection() {
         let within = Duration::from_secs(10);
-        let activity = Activity::watching_windows();
+        let activity = Activity::http2();
         let mut steady = Tracked::new(Endless, activity.begin());
         let mut reset = Tracked::new(Endless, activity.begin());
         for _ in 0..5 {
@@ -364,6 +447,49 @@ mod tests {
         // and a quiet connection after them
         let quiet = tokio::time::timeout(within * 5, activity.starved(within)).await;
         assert!(quiet.is_err(), "starved at {:?}", activity.start.elapsed());
+    }
+
+    /// Whether `activity` has been found misbehaving by now (a tick of the clock lets the
+    /// flood's notice through; `within` is long enough never to starve here).
+    async fn flooded(activity: &Activity) -> bool {
+        let within = Duration::from_secs(3600);
+        tokio::time::timeout(Duration::from_millis(1), activity.misbehaves(within))
+            .await
+            .is_ok_and(|why| why == Misbehaviour::CancelFlood)
+    }
+
+    /// Requests cancelled before their answer count, answered ones never; more than
+    /// `CANCELS_ALLOWED` in a period flood the connection, as many spread over two periods
+    /// do not; HTTP/1 counts nothing.
+    #[tokio::test(start_paused = true)]
+    async fn requests_cancelled_by_the_hundred_flood_an_http2_connection() {
+        let activity = Activity::http2();
+        for _ in 0..1000 {
+            drop(Tracked::new(Endless, activity.begin())); // answered, then reset
+        }
+        for _ in 0..CANCELS_ALLOWED {
+            drop(activity.begin());
+        }
+        assert!(!flooded(&activity).await, "flooded at the limit");
+        tokio::time::advance(CANCELS_PERIOD).await;
+        for _ in 0..CANCELS_ALLOWED {
+            drop(activity.begin());
+        }
+        assert!(
+            !flooded(&activity).await,
+            "two periods' worth counted as one"
+        );
+        drop(activity.begin());
+        assert!(
+            flooded(&activity).await,
+            "one past the limit was let through"
+        );
+
+        let activity = Activity::new();
+        for _ in 0..=CANCELS_ALLOWED * 10 {
+            drop(activity.begin());
+        }
+        assert!(!flooded(&activity).await);
     }
 
     #[tokio::test(start_paused = true)]

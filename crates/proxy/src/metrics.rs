@@ -49,6 +49,9 @@ pub struct Global {
     pub tls_handshake_failures: AtomicU64,
     pub client_limit_refused: AtomicU64,
     pub http2_windows_starved: AtomicU64,
+    /// HTTP/2 connections told to go away: their client cancelled too many requests
+    /// before their answer (rapid reset).
+    pub http2_cancel_floods: AtomicU64,
     /// Connections (and upgrades) refused: every one of `max_connections` was taken.
     pub refused_full: AtomicU64,
     pub idle_reclaimed: AtomicU64,
@@ -186,6 +189,13 @@ pub fn render(
         "counter",
         "HTTP/2 connections told to go away, then closed: an answer waited send_timeout on its client's flow-control window.",
         &global.http2_windows_starved,
+    );
+    g(
+        &mut o,
+        "http2_cancel_floods_total",
+        "counter",
+        "HTTP/2 connections told to go away: their client cancelled requests by the hundred before their answer began (rapid reset).",
+        &global.http2_cancel_floods,
     );
     g(
         &mut o,

@@ -6,6 +6,7 @@ use crate::backend::Backends;
 use crate::balance::{Balance, Handoff, Open, Placed};
 use crate::guard::{Framing, Guarded};
 use crate::http::{handle, Body, Client};
+use crate::idle::Misbehaviour;
 use crate::idle::Tracked;
 use crate::metrics::Global;
 use crate::send_timeout::SendTimeout;
@@ -803,18 +804,18 @@ fn in_flight(
 enum Ended {
     /// Of itself, or after being asked to finish (stop, idleness).
     Served,
-    /// An answer waited `send_timeout` on its client's HTTP/2 window.
-    Starved,
+    /// Its HTTP/2 client misbehaved: it starved an answer, or cancelled too many requests.
+    Misbehaved(Misbehaviour),
 }
 
 /// Serves `conn` to its end. On stop, or once `idle` has passed with nothing in flight and
 /// no new request, it is asked to finish gracefully: no new request (HTTP/1:
-/// `Connection: close`; HTTP/2: GOAWAY), those in flight complete. An HTTP/2 connection one
-/// of whose answers has waited `send_timeout` on its client's window (an activity
-/// [`watching_windows`](crate::idle::Activity::watching_windows)) is told to go away too,
-/// then closed if it has not ended after one more `send_timeout`: the other streams may
-/// finish meanwhile and new requests go to a new connection, but the starved answer would
-/// never end by itself.
+/// `Connection: close`; HTTP/2: GOAWAY), those in flight complete. An HTTP/2 connection
+/// whose client [misbehaves](crate::idle::Activity::misbehaves) (an answer waited
+/// `send_timeout` on its window, or requests cancelled by the hundred: rapid reset) is
+/// told to go away too, then closed if it has not ended after one more `send_timeout`:
+/// the other streams may finish meanwhile and new requests go to a new connection, but a
+/// starved answer would never end by itself.
 async fn drive<C>(
     conn: C,
     mut stop: watch::Receiver<bool>,
@@ -826,12 +827,12 @@ where
     C: hyper_util::server::graceful::GracefulConnection,
 {
     tokio::pin!(conn);
-    let starved = activity.starved(send_timeout);
-    tokio::pin!(starved);
+    let misbehaves = activity.misbehaves(send_timeout);
+    tokio::pin!(misbehaves);
     let mut ended = Ended::Served;
     tokio::select! {
         _ = conn.as_mut() => return ended,
-        () = starved.as_mut() => ended = Ended::Starved,
+        why = misbehaves.as_mut() => ended = Ended::Misbehaved(why),
         _ = stop.changed() => {}
         () = activity.idle_for(idle) => {}
     }
@@ -839,7 +840,7 @@ where
     if ended == Ended::Served {
         tokio::select! {
             _ = conn.as_mut() => return ended,
-            () = starved => ended = Ended::Starved,
+            why = misbehaves => ended = Ended::Misbehaved(why),
         }
     }
     let _ = tokio::time::timeout(send_timeout, conn).await;
@@ -907,7 +908,7 @@ async fn serve_conn(
                 let s = Arc::clone(shared);
                 // an HTTP/2 connection answers pings for ever: its idle time is the time
                 // with no stream in flight
-                let activity = crate::idle::Activity::watching_windows();
+                let activity = crate::idle::Activity::http2();
                 let seen = activity.clone();
                 let svc =
                     service_fn(move |req| in_flight(&seen, &s, &backends, client.clone(), req));
@@ -920,8 +921,17 @@ async fn serve_conn(
                 let conn = b.serve_connection(io, svc);
                 let _listed = shared.room.list(&activity, exit);
                 let ended = drive(conn, stop, &activity, timeouts.idle, timeouts.send).await;
-                if ended == Ended::Starved {
-                    shared.global.http2_windows_starved.fetch_add(1, Relaxed);
+                let counter = match ended {
+                    Ended::Served => None,
+                    Ended::Misbehaved(Misbehaviour::Starved) => {
+                        Some(&shared.global.http2_windows_starved)
+                    }
+                    Ended::Misbehaved(Misbehaviour::CancelFlood) => {
+                        Some(&shared.global.http2_cancel_floods)
+                    }
+                };
+                if let Some(c) = counter {
+                    c.fetch_add(1, Relaxed);
                 }
             } else {
                 let client = Client::holding(addr, true, slots);
