@@ -51,7 +51,8 @@ impl Config {
         let url = &inv.directory.url.value;
         let (host, port) = split_host_port(&p.smtp.value);
         Some(Config {
-            ldap_url: format!("{}://{}:{}", url.scheme, url.host, url.port),
+            // `Display` brackets an IPv6 host (`ldap://[fd00::2]:389`)
+            ldap_url: url.to_string(),
             people_dn: inv.directory.people_dn(),
             admin_dn: inv.directory.admin_dn.value.to_string(),
             admin_password_file: inv.directory.admin_password_file.value.clone(),

@@ -75,6 +75,8 @@ pub async fn change(
         }
         Err(e) => return Err(e.into()),
     }
+    // a reset link sent before would set the password back to the sender's choice
+    s.tokens.void(account);
     s.audit("password-changed", account, &ctx);
     s.notify_changed(ctx.lang, account, person.mail, &ctx);
     Ok(html(page.changed()))
@@ -175,10 +177,26 @@ pub async fn reset(
             page.reset(&link.account, Some(&s.refusal(ctx.lang, &reasons))),
         ));
     }
-    let Some(link) = s.tokens.consume(&token) else {
+    let Some(taken) = s.tokens.take(&token) else {
         return Ok(html(page.reset_invalid()));
     };
-    s.dir.reset_password(&link.account, &f.new).await?;
+    let link = taken.link().clone();
+    match s.dir.reset_password(&link.account, &f.new).await {
+        Ok(()) => s.tokens.void(&link.account),
+        Err(e) => {
+            s.tokens.put_back(taken);
+            if let DirError::Refused(why) = &e {
+                tracing::info!(account = link.account, cause = %why, "password reset refused by the directory");
+                return Ok(html(page.reset(
+                    &link.account,
+                    Some(&s.refusal(ctx.lang, &[Reason::Weak])),
+                )));
+            }
+            return Err(e.into());
+        }
+    }
+    // the member proved they hold the account's mail: a block on its sign-in goes
+    s.by_account.succeed(&link.account.to_lowercase());
     s.audit("password-reset", &link.account, &ctx);
     s.notify_changed(ctx.lang, &link.account, link.mail.clone(), &ctx);
     let mut res = html(page.reset_done());
@@ -241,10 +259,11 @@ pub async fn keys_signin(
                 .ok_or_else(|| AppError::Unavailable("session table full".into()))?;
             s.audit("signed-in", account, &ctx);
             let mut res = see_other("/keys");
-            let ttl = s.config.session_ttl.as_secs();
+            // no Max-Age: the session's end is the server's (idle time), which a fixed
+            // cookie age would cut short for a member still at work
             res.headers_mut().append(
                 header::SET_COOKIE,
-                set_cookie(&s, "pic2pw_session", &id, "Strict", Some(ttl)),
+                set_cookie(&s, "pic2pw_session", &id, "Strict", None),
             );
             Ok(res)
         }
@@ -441,6 +460,10 @@ fn key_views(lines: &[String]) -> Vec<KeyView> {
 impl AppState {
     /// Binds as the account, under the limits: `Ok(None)` for a wrong name or password (after
     /// the same minimum time either way), `Err(Throttled)` while blocked.
+    ///
+    /// Each try is counted against the address and the account as it starts, and given back
+    /// if it succeeds (the address's alone: a success clears the account, but an address
+    /// that signs into its own account must not be free to go on guessing others').
     async fn sign_in(
         &self,
         ctx: &Ctx,
@@ -451,11 +474,12 @@ impl AppState {
         let address = crate::limiter::address_key(ctx.addr);
         let account_key = account.to_lowercase();
         self.by_address
-            .check(&address)
+            .attempt(&address)
             .map_err(AppError::Throttled)?;
-        self.by_account
-            .check(&account_key)
-            .map_err(AppError::Throttled)?;
+        if let Err(wait) = self.by_account.attempt(&account_key) {
+            self.by_address.refund(&address);
+            return Err(AppError::Throttled(wait));
+        }
         let bound = if policy::valid_account_name(account) {
             self.dir.bind_user(account, password).await
         } else {
@@ -463,18 +487,21 @@ impl AppState {
         };
         match bound {
             Ok(user) => {
-                self.by_address.succeed(&address);
+                self.by_address.refund(&address);
                 self.by_account.succeed(&account_key);
                 Ok(Some(user))
             }
             Err(DirError::BadCredentials) => {
-                self.by_address.fail(&address);
-                self.by_account.fail(&account_key);
                 self.audit("sign-in-failed", account, ctx);
                 tokio::time::sleep_until(start + self.config.failure_floor).await;
                 Ok(None)
             }
-            Err(e) => Err(e.into()),
+            Err(e) => {
+                // the directory could not answer: not the client's failure
+                self.by_address.refund(&address);
+                self.by_account.refund(&account_key);
+                Err(e.into())
+            }
         }
     }
 

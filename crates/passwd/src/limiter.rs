@@ -5,10 +5,14 @@
 //! before the next attempt (from 2 s up to 1 h). A success clears the key; keys forget after an
 //! hour of quiet. The table is bounded: past `MAX_KEYS` the quiet entries are dropped first,
 //! then the oldest.
+//!
+//! A sign-in is counted as a failure when it starts ([`Limiter::attempt`]), under the same
+//! lock as the check, and given back if it succeeds: counted only once it had failed, 300
+//! guesses sent at once all passed the check before the first was counted.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// The key a client address is limited under: an IPv6 client's /64 (what one host is
@@ -54,8 +58,7 @@ impl Limiter {
     /// `Err(wait)` while the key is blocked.
     pub fn check(&self, key: &str) -> Result<(), Duration> {
         let now = Instant::now();
-        let table = self.table.lock().unwrap_or_else(|p| p.into_inner());
-        match table.get(key) {
+        match self.lock().get(key) {
             Some(e) if e.blocked_until > now => Err(e.blocked_until - now),
             _ => Ok(()),
         }
@@ -63,8 +66,42 @@ impl Limiter {
 
     /// Counts one failure (or one use, for limits on how often something may be done).
     pub fn fail(&self, key: &str) {
+        let mut table = self.lock();
+        self.count(&mut table, key, Instant::now());
+    }
+
+    /// `Err(wait)` while the key is blocked; otherwise counts an attempt as a failure at once,
+    /// to be given back by [`refund`](Self::refund) or cleared by
+    /// [`succeed`](Self::succeed) if it was not one.
+    pub fn attempt(&self, key: &str) -> Result<(), Duration> {
         let now = Instant::now();
-        let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
+        let mut table = self.lock();
+        if let Some(e) = table.get(key).filter(|e| e.blocked_until > now) {
+            return Err(e.blocked_until - now);
+        }
+        self.count(&mut table, key, now);
+        Ok(())
+    }
+
+    /// Gives back one attempt counted by [`attempt`](Self::attempt) that was not a failure
+    /// (a sign-in that succeeded, or that the directory could not answer), and the block it
+    /// may have set.
+    pub fn refund(&self, key: &str) {
+        let now = Instant::now();
+        let mut table = self.lock();
+        if let Some(e) = table.get_mut(key) {
+            e.failures = e.failures.saturating_sub(1);
+            if e.failures <= self.free {
+                e.blocked_until = e.blocked_until.min(now);
+            }
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Entry>> {
+        self.table.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn count(&self, table: &mut HashMap<String, Entry>, key: &str, now: Instant) {
         if table.len() >= MAX_KEYS && !table.contains_key(key) {
             table.retain(|_, e| now.duration_since(e.last) < FORGET_AFTER && e.blocked_until > now);
             if table.len() >= MAX_KEYS {
@@ -96,10 +133,7 @@ impl Limiter {
 
     /// Clears the key after a success.
     pub fn succeed(&self, key: &str) {
-        self.table
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(key);
+        self.lock().remove(key);
     }
 }
 
@@ -131,5 +165,23 @@ mod tests {
         assert!(l.check("b").is_ok());
         l.succeed("a");
         assert!(l.check("a").is_ok());
+    }
+
+    /// Attempts are counted as they start: of many at once, only the free ones pass; one
+    /// given back (it succeeded) lifts the block it set, and no more.
+    #[test]
+    fn attempts_are_counted_as_they_start_and_given_back_when_not_failures() {
+        let l = Limiter::new(2, Duration::from_secs(2));
+        let passed = (0..300).filter(|_| l.attempt("a").is_ok()).count();
+        assert_eq!(passed, 3, "the free ones, and the one that sets the block");
+        let l = Limiter::new(2, Duration::from_secs(2));
+        for _ in 0..3 {
+            l.attempt("a").unwrap();
+        }
+        assert!(l.check("a").is_err());
+        l.refund("a");
+        assert!(l.check("a").is_ok(), "a success's count kept the block");
+        l.attempt("a").unwrap();
+        assert!(l.check("a").is_err(), "the refund gave back more than one");
     }
 }

@@ -15,10 +15,26 @@ use zeroize::Zeroizing;
 const MAX_ENTRIES: usize = 20_000;
 /// Reset links alive at once for one account.
 const MAX_TOKENS_PER_ACCOUNT: usize = 3;
+/// Signed-in sessions at once for one account (a phone, a laptop, …).
+const MAX_SESSIONS_PER_ACCOUNT: usize = 5;
 
 /// 256 random bits, URL-safe.
 pub fn random_token() -> String {
     URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>())
+}
+
+/// Drops the oldest of one account's entries (those `mine` gives a time) until there is
+/// room for one more under `max`.
+fn make_room<V>(map: &mut HashMap<[u8; 32], V>, max: usize, mine: impl Fn(&V) -> Option<Instant>) {
+    let mut theirs: Vec<([u8; 32], Instant)> = map
+        .iter()
+        .filter_map(|(k, v)| Some((*k, mine(v)?)))
+        .collect();
+    theirs.sort_by_key(|(_, t)| *t);
+    let excess = (theirs.len() + 1).saturating_sub(max);
+    for (k, _) in theirs.into_iter().take(excess) {
+        map.remove(&k);
+    }
 }
 
 fn digest(token: &str) -> [u8; 32] {
@@ -59,16 +75,9 @@ impl ResetTokens {
         let now = Instant::now();
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
         map.retain(|_, r| now.duration_since(r.issued) < self.ttl);
-        let mut mine: Vec<([u8; 32], Instant)> = map
-            .iter()
-            .filter(|(_, r)| r.link.account == account)
-            .map(|(k, r)| (*k, r.issued))
-            .collect();
-        mine.sort_by_key(|(_, t)| *t);
-        while mine.len() >= MAX_TOKENS_PER_ACCOUNT {
-            let (k, _) = mine.remove(0);
-            map.remove(&k);
-        }
+        make_room(&mut map, MAX_TOKENS_PER_ACCOUNT, |r| {
+            (r.link.account == account).then_some(r.issued)
+        });
         if map.len() >= MAX_ENTRIES {
             return None;
         }
@@ -85,12 +94,40 @@ impl ResetTokens {
             .map(|r| r.link.clone())
     }
 
-    /// Uses the token up, with every other link of the same account.
-    pub fn consume(&self, token: &str) -> Option<ResetLink> {
+    /// Takes a live token out, so that no other request can use it meanwhile: once the
+    /// password is set, [`void`](Self::void) the account's other links; if it could not be,
+    /// [`put_back`](Self::put_back) this one (the link must not be spent by a directory that
+    /// was down).
+    pub fn take(&self, token: &str) -> Option<Taken> {
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        let r = map.remove(&digest(token))?;
-        map.retain(|_, o| o.link.account != r.link.account);
-        (r.issued.elapsed() < self.ttl).then_some(r.link)
+        let key = digest(token);
+        let r = map.remove(&key)?;
+        (r.issued.elapsed() < self.ttl).then_some(Taken { key, reset: r })
+    }
+
+    /// Puts back a token [`take`](Self::take)n for a password that could not be set, with
+    /// the time it was issued (it expires as it would have).
+    pub fn put_back(&self, taken: Taken) {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        map.insert(taken.key, taken.reset);
+    }
+
+    /// Voids every link of `account`: its password has just been set or changed.
+    pub fn void(&self, account: &str) {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        map.retain(|_, o| o.link.account != account);
+    }
+}
+
+/// A reset token taken out of the table (see [`ResetTokens::take`]).
+pub struct Taken {
+    key: [u8; 32],
+    reset: Reset,
+}
+
+impl Taken {
+    pub fn link(&self) -> &ResetLink {
+        &self.reset.link
     }
 }
 
@@ -115,14 +152,19 @@ impl Sessions {
         }
     }
 
+    /// A new session, or `None` when the table is full of live ones. The expired ones go
+    /// first (each holds a password, which must not outlive its session by long), and an
+    /// account keeps its [`MAX_SESSIONS_PER_ACCOUNT`] newest: one member signing in again
+    /// and again cannot fill the table and lock the others out.
     pub fn create(&self, account: &str, password: &str) -> Option<String> {
         let now = Instant::now();
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        map.retain(|_, s| now.duration_since(s.last) < self.ttl);
+        make_room(&mut map, MAX_SESSIONS_PER_ACCOUNT, |s| {
+            (s.account == account).then_some(s.last)
+        });
         if map.len() >= MAX_ENTRIES {
-            map.retain(|_, s| now.duration_since(s.last) < self.ttl);
-            if map.len() >= MAX_ENTRIES {
-                return None;
-            }
+            return None;
         }
         let id = random_token();
         map.insert(
@@ -176,9 +218,18 @@ mod tests {
         let a = t.issue(link("velobs")).unwrap();
         let b = t.issue(link("velobs")).unwrap();
         assert_eq!(t.peek(&a).map(|l| l.account).as_deref(), Some("velobs"));
-        assert_eq!(t.consume(&a).map(|l| l.account).as_deref(), Some("velobs"));
-        assert_eq!(t.consume(&a), None);
-        assert_eq!(t.peek(&b), None, "using one link voids the others");
+        let taken = t.take(&a).unwrap();
+        assert_eq!(taken.link().account, "velobs");
+        assert!(t.take(&a).is_none(), "taken twice");
+        t.put_back(taken);
+        assert!(t.peek(&a).is_some(), "not put back");
+        t.take(&a).unwrap();
+        t.void("velobs");
+        assert_eq!(
+            t.peek(&b),
+            None,
+            "setting the password voids the other links"
+        );
         let expired = ResetTokens::new(Duration::ZERO);
         let c = expired.issue(link("x")).unwrap();
         assert_eq!(expired.peek(&c), None);
@@ -202,5 +253,16 @@ mod tests {
         s.remove(&id);
         assert!(s.get(&id).is_none());
         assert!(s.get("forged").is_none());
+        let first = s.create("a", "pw").unwrap();
+        let others: Vec<String> = (0..MAX_SESSIONS_PER_ACCOUNT)
+            .map(|_| s.create("a", "pw").unwrap())
+            .collect();
+        assert!(
+            s.get(&first).is_none(),
+            "an account's oldest session was kept"
+        );
+        assert!(others.iter().all(|id| s.get(id).is_some()));
+        let b = s.create("b", "pw").unwrap();
+        assert!(s.get(&b).is_some(), "another account's session went");
     }
 }

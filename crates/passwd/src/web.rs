@@ -95,7 +95,10 @@ fn client_addr(req: &Request) -> IpAddr {
     let peer = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| {
+            c.0.ip().to_canonical()
+        });
+    // a dual-stack listener sees the local proxy as ::ffff:127.0.0.1
     if !peer.is_loopback() {
         return peer;
     }

@@ -270,6 +270,67 @@ async fn ssh_keys_add_list_refuse_and_remove() {
     assert_eq!(acct.keys().len(), 1);
 }
 
+/// Guesses sent at once are counted as they start: of 20, only the free ones and the one that
+/// sets the block are tried (counted after the directory's answer, all 20 were).
+#[tokio::test]
+async fn guesses_sent_at_once_cannot_pass_the_back_off_together() {
+    let acct = TestAccount::new("Arto", OLD);
+    let mut cfg = config();
+    cfg.free_failures = 3;
+    cfg.failure_floor = Duration::from_millis(200);
+    let mut c = Client::new(cfg);
+    let csrf = c.get("/keys").await.csrf_field();
+    let tries: Vec<_> = (0..20)
+        .map(|i| {
+            let mut each = Client {
+                state: c.state.clone(),
+                jar: c.jar.clone(),
+            };
+            let (name, csrf) = (acct.name.clone(), csrf.clone());
+            tokio::spawn(async move {
+                let guess = format!("guess {i}");
+                let fields = [("account", name.as_str()), ("password", guess.as_str())];
+                each.post_raw("/keys/signin", &csrf, &fields).await.status
+            })
+        })
+        .collect();
+    let mut tried = 0;
+    for t in tries {
+        if t.await.unwrap() == StatusCode::OK {
+            tried += 1;
+        }
+    }
+    assert_eq!(tried, 4, "guesses tried out of 20 sent at once");
+}
+
+/// Signing into one's own account does not clear the address's count: a member cannot
+/// guess other accounts' passwords between sign-ins of their own.
+#[tokio::test]
+async fn a_success_does_not_clear_the_address_count() {
+    let acct = TestAccount::new("Arto", OLD);
+    let mut cfg = config();
+    cfg.free_failures = 1; // 4 free per address
+    cfg.failure_floor = Duration::from_millis(10);
+    let mut c = Client::new(cfg);
+    let sign_in = async |c: &mut Client, account: &str, password: &str| {
+        let fields = [("account", account), ("password", password)];
+        c.post("/keys", "/keys/signin", &fields).await.status
+    };
+    for i in 0..4 {
+        let other = format!("pw-none-{i}");
+        assert_eq!(sign_in(&mut c, &other, "guess").await, StatusCode::OK);
+    }
+    let own = sign_in(&mut c, &acct.name, OLD).await;
+    assert_eq!(own, StatusCode::SEE_OTHER, "the member's own sign-in");
+    c.jar.retain(|j| !j.contains("session"));
+    assert_eq!(sign_in(&mut c, "pw-none-9", "guess").await, StatusCode::OK);
+    assert_eq!(
+        sign_in(&mut c, "pw-none-10", "guess").await,
+        StatusCode::TOO_MANY_REQUESTS,
+        "the address guessed on after its own sign-in"
+    );
+}
+
 #[tokio::test]
 async fn brute_force_is_throttled_per_account_with_back_off() {
     let acct = TestAccount::new("Arto", OLD);
