@@ -114,6 +114,66 @@ fn each_site_runs_as_its_owner_on_its_php_version_and_cannot_read_the_others() {
         parts[2].contains("Permission denied"),
         "and the file system keeps out a shell: {a}"
     );
+    // Apache reads a site's .htaccess before mpm-itk takes the owner's uid, as the idle uid
+    // with CAP_DAC_READ_SEARCH: an expression there that could read files would read any
+    // owner's. Apache parses .htaccess expressions as restricted: no `file()` (a 500). (The
+    // `-f` test is not restricted and answers whether any path exists: a known limit.)
+    let probe_dir = a_root.join("probe");
+    std::fs::create_dir_all(&probe_dir).unwrap();
+    put(
+        &probe_dir.join(".htaccess"),
+        &format!(
+            "<If \"file('{b}/secret.txt') =~ /secret/\">\nRequire all denied\n</If>\n",
+            b = b_root.display()
+        ),
+        20001,
+    );
+    put(&probe_dir.join("index.html"), "probe", 20001);
+    let (status, _) = http_get(p.port(0), "a.rt.test", "/probe/").unwrap();
+    assert_ne!(status, 403, "a .htaccess read another owner's file");
+    assert_eq!(status, 500, "file() in a .htaccess is refused");
+    // What a site's PHP may learn or forge from inside its runtime: the runtime believes no
+    // X-Forwarded-For or X-Forwarded-Proto but the gateway's (the proxy's path), has no
+    // server-status (every site's requests, query strings included), and keeps OPcache's
+    // API (every owner's scripts) from sites.
+    put(
+        &a_root.join("https.php"),
+        "<?php echo $_SERVER['HTTPS'] ?? 'off';",
+        20001,
+    );
+    put(
+        &a_root.join("forge.php"),
+        "<?php $ctx = stream_context_create(['http' => ['ignore_errors' => true, 'header' =>\n\
+         \"Host: a.rt.test\\r\\nX-Forwarded-For: 203.0.113.9\\r\\nX-Forwarded-Proto: https\\r\\n\"]]);\n\
+         echo file_get_contents('http://127.0.0.1:8080/https.php?forged', false, $ctx), '|';\n\
+         $s = (string) @file_get_contents('http://127.0.0.1:8080/server-status', false, $ctx);\n\
+         echo strpos($s, 'Server Status') === false ? 'no-status' : 'STATUS', '|';\n\
+         echo var_export(@opcache_get_status(false), true);",
+        20001,
+    );
+    let status_dir = a_root.join("status");
+    std::fs::create_dir_all(&status_dir).unwrap();
+    put(
+        &status_dir.join(".htaccess"),
+        "SetHandler server-status\n",
+        20001,
+    );
+    let (_, forged) = http_get(p.port(0), "a.rt.test", "/forge.php").unwrap();
+    assert_eq!(forged, "off|no-status|false", "from a site's own PHP");
+    let (_, status) = http_get(p.port(0), "a.rt.test", "/status/").unwrap();
+    assert!(!status.contains("Server Status"), "{status}");
+    let log = std::fs::read_to_string(p.home("rta").join("sites/a.rt.test/logs/access.log"));
+    let forged_line = log
+        .unwrap()
+        .lines()
+        .find(|l| l.contains("forged"))
+        .map(str::to_owned);
+    assert!(
+        forged_line
+            .as_deref()
+            .is_some_and(|l| l.starts_with("127.0.0.1 ")),
+        "a site's PHP forged its client's address: {forged_line:?}"
+    );
     assert_eq!(wait_http(p.port(0), "www.a.rt.test"), a, "aliases");
     let b = wait_http(p.port(1), "b.rt.test");
     assert!(b.starts_with("8.4.") && b.ends_with(" 20002"), "{b}");

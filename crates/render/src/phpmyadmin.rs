@@ -37,7 +37,8 @@ pub fn image(inv: &ValidInventory) -> Option<ImageContext> {
          && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \\\n      \
          apache2 libapache2-mod-php8.2 phpmyadmin php8.2-mysql php8.2-mbstring php8.2-xml php8.2-zip php8.2-gd curl \\\n \
          && rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb \\\n \
-         && a2enmod -q headers && a2dissite -q 000-default && : > /etc/apache2/ports.conf \\\n \
+         && a2enmod -q headers && a2dismod -q -f status && a2dissite -q 000-default \\\n \
+         && : > /etc/apache2/ports.conf \\\n \
          && ln -sf /var/lib/phpmyadmin/secret/blowfish.inc.php /var/lib/phpmyadmin/blowfish_secret.inc.php \\\n \
          && echo 'IncludeOptional /etc/pic2/*.conf' > /etc/apache2/conf-enabled/zz-pic2.conf\n\
          COPY entrypoint /usr/local/sbin/pic2-entrypoint\n\
