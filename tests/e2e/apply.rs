@@ -68,6 +68,33 @@ fn apply_creates_everything_and_a_second_apply_changes_nothing() {
         (htdocs.uid(), htdocs.gid(), htdocs.mode() & 0o7777),
         (20001, 20001, 0o750)
     );
+    // root's on the way to the logs Apache opens as root: the owner cannot swap `logs` for
+    // a link (checked as the owner, whose group reads through)
+    let site = p.home("lifea").join("sites/a.life.test");
+    for dir in [site.parent().unwrap(), site.as_path()] {
+        let m = std::fs::metadata(dir).unwrap();
+        assert_eq!((m.uid(), m.gid(), m.mode() & 0o7777), (0, 20001, 0o750));
+    }
+    let as_owner = |args: &[&str]| {
+        std::process::Command::new("setpriv")
+            .args(["--reuid=20001", "--regid=20001", "--clear-groups", "--"])
+            .args(args)
+            .status()
+            .unwrap()
+            .success()
+    };
+    let logs = site.join("logs");
+    let moved = site.join("logs-moved");
+    assert!(!as_owner(&[
+        "mv",
+        logs.to_str().unwrap(),
+        moved.to_str().unwrap()
+    ]));
+    assert!(
+        logs.is_dir() && !moved.exists(),
+        "the owner moved the logs folder"
+    );
+    assert!(as_owner(&["ls", site.join("htdocs").to_str().unwrap()]));
 
     // The database: the owner's credentials work, on that database only.
     let cred = p.home("lifea").join("private/mariadb-life_a.cnf");

@@ -81,22 +81,27 @@ pub fn desired(inv: &ValidInventory) -> Vec<DesiredPath> {
             home_marker(inv.platform.name.as_str(), name.as_str()),
         ));
         out.push(dir(inv.private_dir(name), id, 0o700));
-        out.push(dir(inv.sites_dir(name), id, 0o750));
+        // Apache opens each site's logs as root, before it takes the owner's uid (and root
+        // has no DAC_OVERRIDE in the container). So root owns every folder on the way to
+        // them, the owner reading through its group: an owner able to rename `logs` could
+        // put a link in its place, and Apache's root would append to, or create, files
+        // anywhere root owns on the volume (another site's logs, a future home), or block
+        // on a FIFO and stop every site of the runtime.
+        let root_owned = |path: PathBuf| DesiredPath {
+            path,
+            kind: PathKind::Dir,
+            uid: 0,
+            gid: id,
+            mode: 0o750,
+            contents: None,
+            after_reloads: false,
+        };
+        out.push(root_owned(inv.sites_dir(name)));
         for (domain, _) in inv.sites_of(name) {
             let site = inv.site_dir(name, domain);
-            out.push(dir(site.clone(), id, 0o750));
+            out.push(root_owned(site.clone()));
             out.push(dir(site.join("htdocs"), id, 0o750));
-            // Apache opens the logs as root before it takes the owner's uid, and root has no
-            // DAC_OVERRIDE in the container: so root owns the folder, the owner reads it.
-            out.push(DesiredPath {
-                path: site.join("logs"),
-                kind: PathKind::Dir,
-                uid: 0,
-                gid: id,
-                mode: 0o750,
-                contents: None,
-                after_reloads: false,
-            });
+            out.push(root_owned(site.join("logs")));
             out.push(dir(site.join("tmp"), id, 0o700));
         }
         for db in inv.databases_of(name) {
