@@ -105,6 +105,12 @@ fn apply_creates_everything_and_a_second_apply_changes_nothing() {
     let dbs: Vec<String> = conn.query("SHOW DATABASES").unwrap();
     assert_eq!(dbs, vec!["information_schema", "life_a"]);
     assert!(conn.query_drop("CREATE DATABASE life_other").is_err());
+    // `_` is a wildcard in a grant's database: unescaped, life_a's grant covered lifexa
+    // (which its user could even create, then see pic2 hand to someone else)
+    assert!(
+        conn.query_drop("CREATE DATABASE lifexa").is_err(),
+        "the grant on life_a covers lifexa"
+    );
 }
 
 #[test]

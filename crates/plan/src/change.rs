@@ -142,6 +142,12 @@ pub enum Op {
         user: String,
         host: ClientHost,
     },
+    /// `REVOKE ALL ON pattern.*`, the pattern as `mysql.db` holds it.
+    RevokePattern {
+        pattern: String,
+        user: String,
+        host: String,
+    },
     DropUser {
         user: String,
         host: String,

@@ -91,10 +91,19 @@ pub(crate) fn diff(
                     if !missing.is_empty() || password != Password::Keep {
                         plan.push(ensure_user(db, missing, password, credentials));
                     }
+                    let pattern = pic2_render::databases::grant_pattern(name);
                     for host in &db.hosts {
-                        let key = (name.to_string(), name.to_string(), host.as_str().to_string());
+                        let key = (pattern.clone(), name.to_string(), host.as_str().to_string());
                         if observed.grants.get(&key) != Some(&true) {
                             plan.push(grant(name, host));
+                        }
+                    }
+                    // a grant pic2 made before it escaped `_`: a wildcard over other names
+                    if pattern != name {
+                        for (db_pattern, user, host) in observed.grants.keys() {
+                            if db_pattern == name && user == name {
+                                plan.push(revoke_wildcard(name, host));
+                            }
                         }
                     }
                     let wanted: BTreeSet<&str> = db.hosts.iter().map(|h| h.as_str()).collect();
@@ -234,6 +243,26 @@ fn grant(db: &str, host: &ClientHost) -> Change {
     )
 }
 
+/// Revokes the grant on `name` taken as a pattern (`_` matching any character): it gave
+/// the database's user every database whose name differs from its own by those characters.
+/// Not a deletion: the escaped grant on the database itself stays.
+fn revoke_wildcard(name: &str, host: &str) -> Change {
+    Change::new(
+        System::Databases,
+        Kind::Update,
+        Phase::Grants,
+        format!("{name}@{host}"),
+        format!(
+            "revoke the grant on the pattern {name}.* ('_' matches any character) from '{name}'@'{host}'"
+        ),
+        Op::RevokePattern {
+            pattern: name.to_string(),
+            user: name.to_string(),
+            host: host.to_string(),
+        },
+    )
+}
+
 fn drop_user(name: &str, host: &str, options: Options, plan: &mut Plan) {
     let subject = format!("'{name}'@'{host}'");
     if options.prune {
@@ -295,6 +324,37 @@ mod tests {
                 (Phase::Grants, "arto@fd00:5049:4332:1:%".into()),
                 (Phase::Grants, "velobs@fd00:5049:4332:1:%".into()),
             ]
+        );
+    }
+
+    /// `_` is a wildcard in a grant's database: pic2 grants the escaped name, which
+    /// `mysql.db` keeps as written, and revokes a grant it made unescaped before.
+    #[test]
+    fn a_grant_on_a_name_with_an_underscore_is_escaped_and_an_old_wildcard_revoked() {
+        let text = include_str!("../../../examples/demo.toml")
+            .replace("databases = [\"velobs\"]", "databases = [\"velo_bs\"]")
+            .replace("[databases.velobs]", "[databases.velo_bs]");
+        let inv = pic2_inventory::load("demo.toml", &text).unwrap();
+        let mut o = Observed {
+            files: crate::tests::applied_files(&inv),
+            databases: applied_databases(&inv),
+            ..Default::default()
+        };
+        let keys: Vec<_> = o.databases.grants.keys().map(|k| k.0.clone()).collect();
+        assert!(keys.contains(&"velo\\_bs".to_string()), "{keys:?}");
+        assert!(db_changes(&plan(&inv, &o, Options::default())).is_empty());
+
+        let host = "fd00:5049:4332:1:%".to_string();
+        o.databases
+            .grants
+            .insert(("velo_bs".into(), "velo_bs".into(), host.clone()), true);
+        let p = plan(&inv, &o, Options::default());
+        let c = db_changes(&p);
+        assert_eq!(c.len(), 1, "{c:#?}");
+        assert!(
+            matches!(&c[0].op, Op::RevokePattern { pattern, user, host: h }
+                if pattern == "velo_bs" && user == "velo_bs" && *h == host),
+            "{c:#?}"
         );
     }
 

@@ -153,9 +153,10 @@ mod tests {
             for h in &db.hosts {
                 o.users
                     .insert((db.name.to_string(), h.as_str().to_string()));
+                // as `mysql.db` keeps it: the pattern pic2 grants on
                 o.grants.insert(
                     (
-                        db.name.to_string(),
+                        pic2_render::databases::grant_pattern(db.name.as_str()),
                         db.name.to_string(),
                         h.as_str().to_string(),
                     ),

@@ -125,11 +125,30 @@ pub fn create_database(db: &DesiredDatabase) -> String {
     )
 }
 
+/// The database pattern of a grant on `db` alone: `_` and `%` are wildcards there, so a
+/// grant on `a_b` would also cover `axb`, `a9b`, … (existing or created later by the
+/// grantee, who holds CREATE there). `mysql.db` keeps the pattern as written.
+pub fn grant_pattern(db: &str) -> String {
+    db.replace('\\', "\\\\")
+        .replace('_', "\\_")
+        .replace('%', "\\%")
+}
+
 pub fn grant_all(db: &str, user: &str, host: &ClientHost) -> String {
     format!(
         "GRANT ALL PRIVILEGES ON {}.* TO {}",
-        ident(db),
+        ident(&grant_pattern(db)),
         account(user, host)
+    )
+}
+
+/// Revokes a grant made on the pattern `pattern` as written (see [`grant_pattern`]).
+pub fn revoke_all(pattern: &str, user: &str, host: &str) -> String {
+    format!(
+        "REVOKE ALL PRIVILEGES ON {}.* FROM {}@{}",
+        ident(pattern),
+        quote(user),
+        quote(host)
     )
 }
 

@@ -110,6 +110,11 @@ fn run(op: &Op, s: &mut Systems) -> Result<(), Error> {
             user,
             host,
         } => s.databases.grant_all(database, user, host),
+        Op::RevokePattern {
+            pattern,
+            user,
+            host,
+        } => s.databases.revoke_pattern(pattern, user, host),
         Op::DropUser { user, host } => s.databases.drop_user(user, host),
         Op::DropDatabase { name } => s.databases.drop_database(name),
         Op::BuildImage { image } => engine(s)?.build_image(image),

@@ -131,6 +131,13 @@ impl Databases {
         )
     }
 
+    pub fn revoke_pattern(&mut self, pattern: &str, user: &str, host: &str) -> Result<(), Error> {
+        self.exec(
+            format!("revoking {pattern}.* from '{user}'@'{host}'"),
+            &pic2_render::databases::revoke_all(pattern, user, host),
+        )
+    }
+
     pub fn drop_user(&mut self, user: &str, host: &str) -> Result<(), Error> {
         self.exec(
             format!("dropping user '{user}'@'{host}'"),
