@@ -157,7 +157,51 @@ fn changing_an_account_updates_only_what_changed() {
     p.assert_converged();
     let a = p.entry(&p.account_dn("chga")).unwrap();
     assert_eq!(a.attrs["mail"], vec!["new@chg.test"]);
-    assert_eq!(a.attrs["sshPublicKey"], vec![key]);
+    assert_eq!(a.attrs["sshPublicKey"], vec![key.clone()]);
+
+    // The member changes their keys (as pic2 passwd does, with their own bind): the
+    // inventory's key removed (a stolen laptop), one of their own added. An apply for
+    // something else keeps both changes; one that drops the admins' key changes nothing more.
+    let own = ssh_key("a@phone");
+    let mut member = ldap3::LdapConn::new("ldap://127.0.0.1:3389").unwrap();
+    member
+        .simple_bind(&p.account_dn("chga"), "a long passphrase 123")
+        .unwrap()
+        .success()
+        .unwrap();
+    let keys = std::collections::HashSet::from([own.as_str()]);
+    member
+        .modify(
+            &p.account_dn("chga"),
+            vec![ldap3::Mod::Replace("sshPublicKey", keys)],
+        )
+        .unwrap()
+        .success()
+        .expect("the member sets their keys");
+    p.write(&changed.replace("new@{id}.test", "newer@{id}.test"));
+    p.apply(&[]);
+    p.assert_converged();
+    let a = p.entry(&p.account_dn("chga")).unwrap();
+    assert_eq!(a.attrs["mail"], vec!["newer@chg.test"]);
+    assert_eq!(
+        a.attrs["sshPublicKey"],
+        vec![own.clone()],
+        "an apply undid the member's keys"
+    );
+    let second = ssh_key("b@desk");
+    p.write(
+        &changed
+            .replace("new@{id}.test", "newer@{id}.test")
+            .replace(&key, &second),
+    );
+    p.apply(&[]);
+    p.assert_converged();
+    let a = p.entry(&p.account_dn("chga")).unwrap();
+    let mut got = a.attrs["sshPublicKey"].clone();
+    got.sort();
+    let mut want = vec![own, second];
+    want.sort();
+    assert_eq!(got, want, "the admins' new key, beside the member's");
     // The password still works.
     let mut user = ldap3::LdapConn::new("ldap://127.0.0.1:3389").unwrap();
     user.simple_bind(&p.account_dn("chga"), "a long passphrase 123")

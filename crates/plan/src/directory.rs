@@ -9,7 +9,10 @@ use crate::change::{Change, Kind, Phase, Plan, System};
 use crate::observed::{ObservedDirectory, ObservedEntry};
 use crate::Options;
 use pic2_inventory::ValidInventory;
-use pic2_render::directory::{desired, Entry, EntryKind, MANAGED_ATTRS, MARK_ATTR, MARK_CLASS};
+use pic2_render::directory::{
+    desired, Entry, EntryKind, LISTED_KEYS_ATTR, MANAGED_ATTRS, MARK_ATTR, MARK_CLASS,
+    SSH_KEYS_ATTR,
+};
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 /// A DN compared without case and without spaces around separators.
@@ -186,11 +189,18 @@ fn modify(entry: &Entry, actual: &ObservedEntry) -> Option<Change> {
     let mut replace = Vec::new();
     let mut details = Vec::new();
     for attr in MANAGED_ATTRS {
-        let want: &[String] = entry
+        let listed = entry
             .attrs
             .iter()
             .find(|(a, _)| a == attr)
-            .map_or(&[], |(_, v)| v.as_slice());
+            .map_or(&[][..], |(_, v)| v.as_slice());
+        let merged;
+        let want: &[String] = if *attr == SSH_KEYS_ATTR {
+            merged = merged_ssh_keys(listed, actual);
+            &merged
+        } else {
+            listed
+        };
         let have = actual.values(attr);
         if !same_values(attr, want, have) {
             replace.push((attr.to_string(), want.to_vec()));
@@ -220,6 +230,36 @@ fn modify(entry: &Entry, actual: &ObservedEntry) -> Option<Change> {
         )
         .with_details(details),
     )
+}
+
+/// An account's SSH keys after this apply. The member adds and removes keys through `pic2
+/// passwd`; the inventory's `ssh_keys` are the admins'. Setting the inventory's alone undid
+/// the member's changes at every apply: a key removed for a stolen laptop came back, a
+/// key added was lost. So only what the inventory changed since the last apply (recorded in
+/// `pic2SshKeys`) is changed: keys it newly lists are added, keys it no longer lists are
+/// removed; every other key is the member's business. Keys are compared by type and data,
+/// not comment.
+fn merged_ssh_keys(listed: &[String], actual: &ObservedEntry) -> Vec<String> {
+    let same_key = |a: &str, b: &str| {
+        a.split_whitespace()
+            .take(2)
+            .eq(b.split_whitespace().take(2))
+    };
+    let among = |keys: &[String], k: &str| keys.iter().any(|o| same_key(o, k));
+    let recorded = actual.values(LISTED_KEYS_ATTR);
+    let mut keys: Vec<String> = actual
+        .values(SSH_KEYS_ATTR)
+        .iter()
+        // kept unless the inventory listed it last time and no longer does
+        .filter(|k| among(listed, k) || !among(recorded, k))
+        .cloned()
+        .collect();
+    for k in listed {
+        if !among(recorded, k) && !among(&keys, k) {
+            keys.push(k.clone());
+        }
+    }
+    keys
 }
 
 /// An unmanaged entry elsewhere that already uses this entry's name or number: adding ours
@@ -297,6 +337,112 @@ mod tests {
             assert_eq!(normalize_dn(dn), "uid=a,ou=people,dc=x", "{dn}");
         }
         assert_eq!(normalize_dn("cn=Élise,dc=x"), "cn=élise,dc=x");
+    }
+
+    fn sorted(keys: &[&str]) -> Vec<String> {
+        let mut v: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
+        v.sort();
+        v
+    }
+
+    /// The keys of velobs after an apply, the directory as `change` leaves it and the
+    /// inventory listing `listed`.
+    fn keys_after(change: impl Fn(&mut ObservedEntry), listed: &[&str]) -> Vec<String> {
+        let inv = demo();
+        let mut o = applied(&inv);
+        let velobs = o
+            .directory
+            .entries
+            .iter_mut()
+            .find(|e| e.dn.starts_with("uid=velobs,"))
+            .unwrap();
+        change(velobs);
+        let entry = desired(&inv)
+            .into_iter()
+            .find(|e| e.dn.starts_with("uid=velobs,"))
+            .unwrap();
+        let mut entry = entry;
+        for (attr, values) in &mut entry.attrs {
+            if *attr == SSH_KEYS_ATTR || *attr == LISTED_KEYS_ATTR {
+                *values = listed.iter().map(|k| k.to_string()).collect();
+            }
+        }
+        let actual = o
+            .directory
+            .entries
+            .iter()
+            .find(|e| e.dn.starts_with("uid=velobs,"))
+            .unwrap();
+        let mut keys = merged_ssh_keys(
+            &entry
+                .attrs
+                .iter()
+                .find(|(a, _)| *a == SSH_KEYS_ATTR)
+                .unwrap()
+                .1,
+            actual,
+        );
+        keys.sort();
+        keys
+    }
+
+    /// The member's own changes to their keys (through pic2 passwd) survive an apply; what
+    /// the admins changed in the inventory since the last apply is done.
+    #[test]
+    fn an_apply_keeps_the_members_keys_and_makes_the_inventorys_changes() {
+        const LISTED: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPYEnzX1QbfTQ7m0IxEeKMKDFio0QscGW/flvv+2O5ms admin@velobs";
+        const MINE: &str = "ssh-ed25519 AAAAmine laptop";
+        const NEW: &str = "ssh-ed25519 AAAAnew from-the-admins";
+        let set = |attr: &'static str, keys: &'static [&'static str]| {
+            move |e: &mut ObservedEntry| {
+                e.attrs.insert(
+                    attr.to_ascii_lowercase(),
+                    keys.iter().map(|k| k.to_string()).collect(),
+                );
+            }
+        };
+        // the member added a key: kept
+        assert_eq!(
+            keys_after(set(SSH_KEYS_ATTR, &[LISTED, MINE]), &[LISTED]),
+            sorted(&[MINE, LISTED])
+        );
+        // the member removed the inventory's key (a stolen laptop): not put back
+        assert!(keys_after(set(SSH_KEYS_ATTR, &[]), &[LISTED]).is_empty());
+        // the same key under another comment is the same key
+        const RENAMED: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPYEnzX1QbfTQ7m0IxEeKMKDFio0QscGW/flvv+2O5ms my laptop";
+        assert_eq!(
+            keys_after(set(SSH_KEYS_ATTR, &[RENAMED]), &[LISTED]),
+            sorted(&[RENAMED])
+        );
+        // the admins list a new key: added, the member's kept
+        assert_eq!(
+            keys_after(set(SSH_KEYS_ATTR, &[LISTED, MINE]), &[LISTED, NEW]),
+            sorted(&[MINE, LISTED, NEW])
+        );
+        // the admins no longer list theirs: removed, the member's kept
+        assert_eq!(
+            keys_after(set(SSH_KEYS_ATTR, &[LISTED, MINE]), &[]),
+            sorted(&[MINE])
+        );
+        // an account from before the record: the inventory's keys added once, none removed
+        assert_eq!(
+            keys_after(
+                |e| {
+                    e.attrs.remove(&LISTED_KEYS_ATTR.to_ascii_lowercase());
+                    e.attrs.insert("sshpublickey".into(), vec![MINE.into()]);
+                },
+                &[LISTED]
+            ),
+            sorted(&[MINE, LISTED])
+        );
+        // and a directory as the inventory left it needs nothing
+        let inv = demo();
+        let p = plan(&inv, &applied(&inv), Options::default());
+        assert!(
+            p.changes.iter().all(|c| c.system != System::Directory),
+            "{:#?}",
+            p.changes
+        );
     }
 
     #[test]

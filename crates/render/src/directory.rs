@@ -27,9 +27,16 @@ pub struct Entry {
 /// The auxiliary class and attribute that mark what pic2 manages (schema/pic2.ldif).
 pub const MARK_CLASS: &str = "pic2Managed";
 pub const MARK_ATTR: &str = "pic2Platform";
+/// An account's SSH keys: the inventory's when pic2 creates it; then the member's too,
+/// through `pic2 passwd`.
+pub const SSH_KEYS_ATTR: &str = "sshPublicKey";
+/// The keys the inventory listed at the last apply (schema/pic2.ldif): what the inventory
+/// changed since is told apart from what the member changed.
+pub const LISTED_KEYS_ATTR: &str = "pic2SshKeys";
 
-/// The attributes pic2 owns on the entries it manages; others (a password, a shadow date)
-/// are left as they are.
+/// The attributes pic2 reads and writes on the entries it manages; others (a password, a
+/// shadow date) are left as they are. [`SSH_KEYS_ATTR`] is shared with the member: the plan
+/// merges it rather than sets it.
 pub const MANAGED_ATTRS: &[&str] = &[
     "objectClass",
     "cn",
@@ -41,7 +48,8 @@ pub const MANAGED_ATTRS: &[&str] = &[
     "gidNumber",
     "homeDirectory",
     "loginShell",
-    "sshPublicKey",
+    SSH_KEYS_ATTR,
+    LISTED_KEYS_ATTR,
     "memberUid",
     "description",
     MARK_ATTR,
@@ -108,6 +116,7 @@ pub fn desired(inv: &ValidInventory) -> Vec<Entry> {
     }
     for (name, account) in &inv.accounts {
         let id = account.uid.value.to_string();
+        let keys: Vec<String> = account.ssh_keys.iter().map(|k| k.to_line()).collect();
         let shell = match account.access {
             Access::Ssh => SSH_SHELL,
             Access::Sftp => NO_SHELL,
@@ -140,10 +149,8 @@ pub fn desired(inv: &ValidInventory) -> Vec<Entry> {
                     vec![inv.home_dir(name).display().to_string()],
                 ),
                 ("loginShell", vec![shell.into()]),
-                (
-                    "sshPublicKey",
-                    account.ssh_keys.iter().map(|k| k.to_line()).collect(),
-                ),
+                (SSH_KEYS_ATTR, keys.clone()),
+                (LISTED_KEYS_ATTR, keys),
             ]),
         });
     }
