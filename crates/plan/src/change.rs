@@ -59,8 +59,9 @@ pub enum Phase {
     Containers,
     /// Graceful reloads, once the new configuration is written.
     Reloads,
-    /// The proxy's routes, once the runtimes serve what they lead to.
-    ProxyRoutes,
+    /// Files written once the reloads are done: the proxy's routes (the runtimes serve what
+    /// they lead to by then), and the stamps of the configuration each container loaded.
+    AfterReloads,
     ContainerDeletes,
     /// Users go before their database.
     DatabaseUserDeletes,

@@ -154,7 +154,13 @@ pub(crate) fn diff(
             )),
             Some(_)
                 if !c.reload.is_empty()
-                    && c.config_files.iter().any(|f| changed_configs.contains(f)) =>
+                    && c.config_files.iter().any(|f| {
+                        // the file changes now, or changed in an apply that stopped before
+                        // its reload (its stamp, written after the reloads, is stale)
+                        let stamp = pic2_render::files::loaded_stamp_path(f.as_ref());
+                        changed_configs.contains(f)
+                            || changed_configs.contains(&stamp.display().to_string())
+                    }) =>
             {
                 let mut reload = change(
                     Kind::Update,
@@ -256,7 +262,7 @@ mod tests {
         let last_files = p
             .changes
             .iter()
-            .rposition(|c| c.system == System::Files && c.phase != Phase::ProxyRoutes)
+            .rposition(|c| c.system == System::Files && c.phase != Phase::AfterReloads)
             .unwrap();
         let first_docker = p
             .changes
@@ -271,7 +277,7 @@ mod tests {
         let routes = p
             .changes
             .iter()
-            .rposition(|c| c.phase == Phase::ProxyRoutes);
+            .rposition(|c| c.phase == Phase::AfterReloads);
         assert_eq!(routes, Some(p.changes.len() - 1), "{:?}", p.changes.last());
     }
 
@@ -291,6 +297,37 @@ mod tests {
         assert_eq!(
             docker(&plan(&inv, &o, Options::default())),
             vec!["reload pic2-demo-itk84 gracefully (its configuration changed)"]
+        );
+    }
+
+    /// An apply that wrote a runtime's configuration and stopped before reloading it (an
+    /// image that did not build, Docker down) leaves the file right and its stamp stale: the
+    /// next plan reloads the runtime, then writes the stamp, after the reloads.
+    #[test]
+    fn a_configuration_written_and_never_loaded_is_reloaded_by_the_next_plan() {
+        let (inv, mut o) = applied();
+        let stamp = o
+            .files
+            .paths
+            .keys()
+            .find(|p| p.ends_with("itk84/runtime.conf.loaded"))
+            .unwrap()
+            .clone();
+        o.files.paths.remove(&stamp);
+        let p = plan(&inv, &o, Options::default());
+        assert_eq!(
+            docker(&p),
+            vec!["reload pic2-demo-itk84 gracefully (its configuration changed)"]
+        );
+        let reload = p.changes.iter().position(|c| c.phase == Phase::Reloads);
+        let written = p
+            .changes
+            .iter()
+            .position(|c| matches!(&c.op, Op::WriteFile { path, .. } if *path == stamp));
+        assert!(
+            reload.is_some() && written > reload,
+            "the stamp is written after the reload: {:#?}",
+            p.changes
         );
     }
 

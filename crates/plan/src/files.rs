@@ -208,7 +208,7 @@ fn write_file(want: &DesiredPath) -> Change {
         System::Files,
         Kind::Create,
         if want.after_reloads {
-            Phase::ProxyRoutes
+            Phase::AfterReloads
         } else {
             Phase::Folders
         },

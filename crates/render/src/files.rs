@@ -7,21 +7,25 @@
 //!       .pic2-home                   root:root 0644   the mark: this home is pic2's
 //!       private/                     NAME:NAME 0700   credentials, outside every document root
 //!         mariadb-DB.cnf             NAME:NAME 0600   written by apply with the password
-//!       sites/                       NAME:NAME 0750
-//!         DOMAIN/                    NAME:NAME 0750
+//!       sites/                       root:NAME 0750   root's on the way to logs/ (no link swap)
+//!         DOMAIN/                    root:NAME 0750
 //!           htdocs/                  NAME:NAME 0750   the document root
 //!           logs/                    root:NAME 0750   Apache (root) writes, the owner reads
 //!           tmp/                     NAME:NAME 0700   PHP uploads and sessions
 //! {proxy.state_dir}/                 root:root 0700   with [proxy]: certificates, ACME account
 //!   routes.json                      root:root 0644   what `pic2 proxy` serves (reloaded on change)
+//! {containers.config_dir}/runtimes/RUNTIME/
+//!   runtime.conf                     root:root 0644   the runtime's vhosts (mounted read-only)
+//!   runtime.conf.loaded              root:root 0644   its hash, once the runtime has reloaded it
 //! ```
 //! Group and others get nothing below the home: mpm-itk serves each site as its owner, so no
 //! other account (nor the web server's idle user) needs to read a site's files.
 
 use pic2_inventory::layout::HOME_MARKER;
 use pic2_inventory::ValidInventory;
+use sha2::{Digest, Sha256};
 use std::fmt::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum PathKind {
@@ -122,7 +126,47 @@ pub fn desired(inv: &ValidInventory) -> Vec<DesiredPath> {
     if inv.proxy.is_some() {
         proxy_routes(inv, &mut out);
     }
+    loaded_stamps(inv, &mut out);
     out
+}
+
+/// Where the stamp of the configuration `config` a container loaded is kept: beside it (a
+/// runtime includes `*.conf` from that folder, not this).
+pub fn loaded_stamp_path(config: &Path) -> PathBuf {
+    let mut name = config.as_os_str().to_owned();
+    name.push(".loaded");
+    PathBuf::from(name)
+}
+
+/// Beside each configuration file a container reloads, a stamp of the contents it has
+/// loaded, written once the reloads are done. A plan that finds a stamp stale reloads the
+/// container: a file written by an apply that stopped before the reload (an image that did
+/// not build, Docker down, a reload that failed) was otherwise never loaded, and the proxy's
+/// routes led to a runtime that did not serve the site.
+fn loaded_stamps(inv: &ValidInventory, out: &mut Vec<DesiredPath>) {
+    let reloaded: std::collections::BTreeSet<PathBuf> = crate::containers::desired(inv)
+        .into_iter()
+        .flat_map(|d| d.containers)
+        .filter(|c| !c.reload.is_empty())
+        .flat_map(|c| c.config_files.into_iter().map(PathBuf::from))
+        .collect();
+    let stamps: Vec<DesiredPath> = out
+        .iter()
+        .filter(|d| reloaded.contains(&d.path))
+        .filter_map(|d| {
+            let digest = Sha256::digest(d.contents.as_deref()?.as_bytes());
+            let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+            let text = format!(
+                "# Written by pic2 once its container had loaded {}: do not edit.\nsha256={hex}\n",
+                d.path.display()
+            );
+            Some(DesiredPath {
+                after_reloads: true,
+                ..root_file(loaded_stamp_path(&d.path), text)
+            })
+        })
+        .collect();
+    out.extend(stamps);
 }
 
 /// The proxy's routes file, which a running `pic2 proxy` reloads when it changes: `apply`
