@@ -8,7 +8,8 @@ use pic2_inventory::ValidInventory;
 use pic2_plan::{Kind, Options, Plan, System};
 use pic2_systems::{ObserveStats, Systems};
 
-/// How many changes the summary lists before "… and N more".
+/// How many creations and updates the summary lists before "… and N more" (deletions
+/// are always listed).
 const SUMMARY_LINES: usize = 25;
 
 pub fn options(args: PlanArgs) -> Options {
@@ -111,7 +112,14 @@ pub fn show(inv: &ValidInventory, plan: &Plan, stats: &[ObserveStats], args: Pla
     } else {
         SUMMARY_LINES
     };
-    for change in plan.changes.iter().take(limit) {
+    // every deletion is listed, however long the plan: one must never hide in "… and N
+    // more" above the confirmation prompt
+    let mut hidden = 0;
+    for (i, change) in plan.changes.iter().enumerate() {
+        if i >= limit && change.kind != Kind::Delete && !change.destructive {
+            hidden += 1;
+            continue;
+        }
         let sign = match change.kind {
             Kind::Create => out.green("+"),
             Kind::Update => out.yellow("~"),
@@ -129,12 +137,11 @@ pub fn show(inv: &ValidInventory, plan: &Plan, stats: &[ObserveStats], args: Pla
             }
         }
     }
-    if plan.changes.len() > limit {
+    if hidden > 0 {
         println!(
             "  {}",
             out.dim(&format!(
-                "… and {} more (--detail lists them all)",
-                plan.changes.len() - limit
+                "… and {hidden} more creations and updates (--detail lists them all)"
             ))
         );
     }
@@ -147,7 +154,7 @@ pub fn show(inv: &ValidInventory, plan: &Plan, stats: &[ObserveStats], args: Pla
                 plan.held.len()
             ))
         );
-        for h in plan.held.iter().take(limit) {
+        for h in &plan.held {
             println!(
                 "  {} {}  {}",
                 h.system.as_str(),

@@ -274,6 +274,22 @@ fn pruning_removes_accounts_then_data_only_when_asked() {
     assert!(p.home("prunea").exists(), "the home is data: kept");
     assert!(p.entry(&p.account_dn("pruneb")).is_some());
 
+    // b gets eight sites in the same plan: past the summary's 25 lines, the deletions are
+    // still listed above the prompt, never folded into "… and N more"
+    let mut many = String::from("\n[accounts.{id}b]\nuid = 20002\nfull_name = \"B\"\nemail = \"b@{id}.test\"\naccess = \"ssh\"\n");
+    for i in 0..8 {
+        many.push_str(&format!(
+            "\n[sites.\"s{i}.{{id}}.test\"]\nowner = \"{{id}}b\"\nruntime = \"php82\"\n"
+        ));
+    }
+    p.write(&many);
+    let summary = p.expect(&["plan", "--prune", "--drop-data"], 2);
+    assert!(summary.contains("more creations and updates"), "{summary}");
+    assert!(
+        summary.contains("DROP DATABASE prune_a") && summary.contains("home/prunea"),
+        "a deletion hidden from the summary: {summary}"
+    );
+
     p.apply(&["--prune", "--drop-data"]);
     let dbs: Vec<String> = sql.query("SHOW DATABASES LIKE 'prune\\_a'").unwrap();
     assert!(dbs.is_empty());
