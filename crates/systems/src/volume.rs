@@ -20,7 +20,8 @@ use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-/// The largest generated file pic2 reads back to compare; a bigger one is not pic2's.
+/// The largest file pic2 reads back whose contents it cannot know beforehand (a
+/// credentials file, a home's marker); a bigger one is not pic2's.
 const MARKER_MAX: u64 = 1 << 20;
 
 pub fn observe(inv: &ValidInventory) -> Result<ObservedFiles, Error> {
@@ -49,7 +50,7 @@ pub fn observe(inv: &ValidInventory) -> Result<ObservedFiles, Error> {
         let home = homes.join(&name);
         let marker = home.join(HOME_MARKER);
         if !out.paths.contains_key(&marker) {
-            if let Some(meta) = lstat(&marker, true)? {
+            if let Some(meta) = lstat(&marker, Some(MARKER_MAX))? {
                 out.paths.insert(marker.clone(), meta);
             }
         }
@@ -74,7 +75,14 @@ fn stat_all(
 ) -> Result<std::collections::HashMap<PathBuf, FileMeta>, Error> {
     let mut out = std::collections::HashMap::with_capacity(wanted.len());
     for want in wanted {
-        let read = matches!(want.kind, PathKind::File | PathKind::Credentials);
+        // A generated file is read back only when it may be the one wanted: as long at
+        // most (a runtime's vhosts pass a megabyte at some 800 sites; capped at that, they
+        // were rewritten and reloaded by every apply).
+        let read = match (want.kind, &want.contents) {
+            (PathKind::File, Some(text)) => Some(u64::try_from(text.len()).unwrap_or(u64::MAX)),
+            (PathKind::File | PathKind::Credentials, _) => Some(MARKER_MAX),
+            _ => None,
+        };
         if let Some(mut meta) = lstat(&want.path, read)? {
             if want.kind == PathKind::Credentials {
                 meta.contents = meta
@@ -87,7 +95,9 @@ fn stat_all(
     Ok(out)
 }
 
-fn lstat(path: &Path, read_contents: bool) -> Result<Option<FileMeta>, Error> {
+/// A path's kind, owner and mode, and, for a regular file of at most `read_up_to` bytes,
+/// its contents.
+fn lstat(path: &Path, read_up_to: Option<u64>) -> Result<Option<FileMeta>, Error> {
     let meta = match std::fs::symlink_metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -103,7 +113,7 @@ fn lstat(path: &Path, read_contents: bool) -> Result<Option<FileMeta>, Error> {
     } else {
         FileKind::Other
     };
-    let contents = if read_contents && kind == FileKind::File && meta.len() <= MARKER_MAX {
+    let contents = if kind == FileKind::File && read_up_to.is_some_and(|max| meta.len() <= max) {
         read_nofollow(path).ok()
     } else {
         None
@@ -266,6 +276,30 @@ mod tests {
             std::fs::metadata(target.join("secret")).unwrap().mode(),
             before
         );
+    }
+
+    /// A generated file over a megabyte (a runtime's vhosts at some 800 sites) is read back
+    /// and compared: capped at a megabyte, it was rewritten and reloaded at every apply.
+    #[test]
+    fn a_generated_file_is_read_back_whatever_its_size_when_it_may_be_the_one_wanted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("runtime.conf");
+        let text = "# a vhost\n".repeat(200_000);
+        std::fs::write(&path, &text).unwrap();
+        let want = |contents: Option<String>, kind| pic2_render::files::DesiredPath {
+            path: path.clone(),
+            kind,
+            uid: 0,
+            gid: 0,
+            mode: 0o644,
+            contents,
+            after_reloads: false,
+        };
+        let seen = stat_all(&[want(Some(text.clone()), PathKind::File)]).unwrap();
+        assert_eq!(seen[&path].contents.as_deref(), Some(text.as_str()));
+        // longer than wanted: not it, and not read
+        let seen = stat_all(&[want(Some("short".into()), PathKind::File)]).unwrap();
+        assert_eq!(seen[&path].contents, None);
     }
 
     #[test]
