@@ -244,6 +244,12 @@ fn each_site_runs_as_its_owner_on_its_php_version_and_cannot_read_the_others() {
         "[no-new-privileges]"
     );
     assert_eq!(docker_inspect(c, "{{.HostConfig.ReadonlyRootfs}}"), "true");
+    assert_eq!(docker_inspect(c, "{{.HostConfig.PidsLimit}}"), "1024");
+    assert_eq!(
+        docker_inspect(c, "{{.HostConfig.MemorySwap}}"),
+        docker_inspect(c, "{{.HostConfig.Memory}}"),
+        "no swap beyond the memory limit"
+    );
     assert!(
         docker_inspect(c, "{{json .HostConfig.PortBindings}}").contains(r#""HostIp":"127.0.0.1""#)
     );

@@ -26,6 +26,8 @@ pub fn render(d: &DesiredContainers) -> String {
         let _ = writeln!(out, "    cap_add: [{}]", caps.join(", "));
         let _ = writeln!(out, "    security_opt: [\"no-new-privileges\"]");
         let _ = writeln!(out, "    mem_limit: {}m", c.memory_mb);
+        let _ = writeln!(out, "    memswap_limit: {}m", c.memory_mb);
+        let _ = writeln!(out, "    pids_limit: {}", c.pids_limit);
         if !c.tmpfs.is_empty() {
             let _ = writeln!(out, "    tmpfs:");
             for t in &c.tmpfs {

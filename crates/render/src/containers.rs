@@ -21,7 +21,14 @@ pub const LABEL_SPEC: &str = "org.pic2.spec";
 
 pub const CAPABILITIES: &[&str] = &["SETUID", "SETGID", "DAC_READ_SEARCH", "SYS_NICE", "KILL"];
 /// Writable places Apache needs, as memory file systems over the read-only root.
-pub const TMPFS: &[&str] = &["/run", "/tmp", "/var/lock", "/var/log/apache2"];
+/// Root's (0755, not a memory file system's default 1777): a site's PHP has only its own
+/// `tmp`, and no business with Apache's run, lock and log folders.
+pub const TMPFS: &[&str] = &[
+    "/run:mode=0755",
+    "/tmp",
+    "/var/lock:mode=0755",
+    "/var/log/apache2:mode=0755",
+];
 
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct DesiredNetwork {
@@ -55,7 +62,11 @@ pub struct DesiredContainer {
     pub ports: Vec<PortMap>,
     pub env: Vec<(String, String)>,
     pub mounts: Vec<Mount>,
+    /// Memory, swap included (none beyond it: a site swapping slows every other).
     pub memory_mb: u32,
+    /// Processes and threads at most: a fork bomb or a runaway `exec` from one site's PHP
+    /// stops there, not at the host's limit (on a 1-CPU server, everything else with it).
+    pub pids_limit: u32,
     pub labels: BTreeMap<String, String>,
     /// Added to `--cap-drop ALL`.
     pub capabilities: Vec<String>,
@@ -134,6 +145,8 @@ pub fn desired(inv: &ValidInventory) -> Option<DesiredContainers> {
                 },
             ],
             memory_mb: config.memory_mb,
+            // Apache's prefork default is 150 workers, each maybe running a command
+            pids_limit: 1024,
             labels: BTreeMap::from([
                 (LABEL_PLATFORM.to_string(), platform.clone()),
                 (LABEL_RUNTIME.to_string(), name.to_string()),
@@ -234,6 +247,8 @@ fn sftp_container(inv: &ValidInventory, network: &str) -> Option<DesiredContaine
             },
         ],
         memory_mb: 128,
+        // an sshd and its sftp-server per session, nslcd
+        pids_limit: 256,
         labels: BTreeMap::from([(LABEL_PLATFORM.to_string(), inv.platform.name.to_string())]),
         capabilities: [
             "SETUID",
@@ -294,6 +309,7 @@ fn phpmyadmin_container(inv: &ValidInventory, network: &str) -> Option<DesiredCo
         ],
         // an import (up to PHPMYADMIN_MAX_BODY_MB) lands in a memory file system, counted here
         memory_mb: 256,
+        pids_limit: 256,
         labels: BTreeMap::from([(LABEL_PLATFORM.to_string(), inv.platform.name.to_string())]),
         capabilities: ["SETUID", "SETGID", "CHOWN", "KILL"]
             .iter()

@@ -126,9 +126,9 @@ pub fn sshd_config(inv: &ValidInventory) -> String {
          AuthorizedKeysFile none\n\
          AuthorizedKeysCommand /usr/local/sbin/pic2-authorized-keys %u\n\
          AuthorizedKeysCommandUser pic2keys\n\
-         AllowTcpForwarding no\n\
-         AllowAgentForwarding no\n\
-         X11Forwarding no\n\
+         # every forwarding: TCP, agent, X11, and Unix sockets (StreamLocal), which\n\
+         # AllowTcpForwarding leaves on\n\
+         DisableForwarding yes\n\
          PermitTunnel no\n\
          Subsystem sftp internal-sftp\n\
          \n\

@@ -210,6 +210,8 @@ impl Engine {
                     .collect(),
             ),
             memory: Some(i64::from(c.memory_mb) * 1024 * 1024),
+            memory_swap: Some(i64::from(c.memory_mb) * 1024 * 1024),
+            pids_limit: Some(i64::from(c.pids_limit)),
             restart_policy: Some(RestartPolicy {
                 name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
                 maximum_retry_count: None,
