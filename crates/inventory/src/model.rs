@@ -747,12 +747,27 @@ fn read_runtime(value: Value<'_>, span: Span, name: &str, sink: &mut Sink) -> Op
 fn read_account(value: Value<'_>, span: Span, name: &str, sink: &mut Sink) -> Option<Account> {
     let mut t = Table::new(value, name, sink)?;
     let uid = t.req::<Spanned<u32>>("uid", sink);
-    let full_name = t.req::<String>("full_name", sink);
+    let full_name = t.req::<Spanned<String>>("full_name", sink);
     let email = t.req::<Spanned<Email>>("email", sink);
     let access = t.opt_with("access", sink, Access::parse);
     let ssh_keys = t.opt::<Vec<Spanned<SshKey>>>("ssh_keys", sink);
     t.finish(sink);
     let full_name = full_name?;
+    // it becomes the entry's cn and sn, which the directory refuses empty: at apply time,
+    // after other entries were added
+    if full_name.value.trim().is_empty() || full_name.value.chars().any(char::is_control) {
+        sink.push(
+            Diagnostic::new(
+                Code::InvalidValue,
+                full_name.span,
+                "the full name is empty or holds a control character",
+            )
+            .label("here")
+            .hint("the name people know the account by, e.g. \"Vélobs Grenoble\""),
+        );
+        return None;
+    }
+    let full_name = full_name.value;
     Some(Account {
         span,
         uid: uid?,

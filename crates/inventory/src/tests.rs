@@ -522,3 +522,21 @@ fn timeouts_are_read_from_proxy_and_sites() {
     let site = inv.sites.values().next().unwrap();
     assert_eq!(site.backend_timeout.map(|t| t.seconds()), Some(600));
 }
+
+/// An empty full name becomes an empty cn and sn, which slapd refuses only at apply time,
+/// after the groups were added: refused here, at its place.
+#[test]
+fn an_empty_full_name_is_refused_where_it_is_written() {
+    let line = BASE.lines().find(|l| l.starts_with("full_name")).unwrap();
+    for bad in [
+        "full_name = \"\"",
+        "full_name = \"  \"",
+        "full_name = \"a\\nb\"",
+    ] {
+        let text = BASE.replace(line, bad);
+        let e = errors(&text);
+        assert_eq!(e.len(), 1, "{bad}: {e:?}");
+        assert_eq!(e[0].0, "invalid-value");
+        assert_eq!(e[0].1, line_of(&text, bad), "{bad}");
+    }
+}

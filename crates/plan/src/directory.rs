@@ -291,7 +291,12 @@ fn clash(
     for other in observed.iter().filter(|o| o.has_class(class)) {
         for (attr, value) in keys {
             let Some(value) = value else { continue };
-            if !other.values(attr).contains(value) {
+            // uid and cn match without case in LDAP (NSS finds `Velobs` for `velobs`)
+            if !other
+                .values(attr)
+                .iter()
+                .any(|v| v.eq_ignore_ascii_case(value))
+            {
                 continue;
             }
             let ours = ownership(other, platform) == Ok(true);
@@ -549,6 +554,22 @@ mod tests {
         assert!(p.conflicts[0]
             .message
             .contains("uidNumber 10003 is already used by uid=stranger"));
+        // a legacy `uid=Amap` elsewhere is amap too for LDAP and NSS
+        let legacy = o.directory.entries.last_mut().unwrap();
+        legacy.dn = "uid=Amap,ou=legacy,dc=pic2,dc=test".into();
+        legacy.attrs.insert("uid".into(), vec!["Amap".into()]);
+        legacy
+            .attrs
+            .insert("uidnumber".into(), vec!["99999".into()]);
+        let p = plan(&inv, &o, Options::default());
+        assert_eq!(p.conflicts.len(), 1, "{:#?}", p.conflicts);
+        assert!(
+            p.conflicts[0]
+                .message
+                .contains("uid amap is already used by uid=Amap"),
+            "{}",
+            p.conflicts[0].message
+        );
         assert!(p
             .changes
             .iter()

@@ -28,6 +28,7 @@ pub fn observe(inv: &ValidInventory) -> Result<ObservedFiles, Error> {
     let mut out = ObservedFiles::default();
     // Tens of thousands of lstat calls at 10,000 accounts: split them over two threads.
     let wanted = desired(inv);
+    refuse_linked_roots(&wanted)?;
     let half = wanted.len() / 2;
     let (first, second) = wanted.split_at(half);
     let (a, b) = std::thread::scope(|scope| {
@@ -66,6 +67,41 @@ pub fn observe(inv: &ValidInventory) -> Result<ObservedFiles, Error> {
         }
     }
     Ok(out)
+}
+
+/// Changes follow no link anywhere on their path (`openat2` with `RESOLVE_NO_SYMLINKS`), so
+/// a root reached through one (`/srv/pic2 -> /mnt/data`, a data disk mounted elsewhere)
+/// would have every change on the volume refused, after the directory's and the databases'
+/// were made, at every apply. Said now, before any change, with the path to write instead.
+fn refuse_linked_roots(wanted: &[pic2_render::files::DesiredPath]) -> Result<(), Error> {
+    // the top-most wanted paths: sorted by component, a folder's paths follow it
+    let mut paths: Vec<&Path> = wanted.iter().map(|w| w.path.as_path()).collect();
+    paths.sort_unstable();
+    let mut roots: Vec<&Path> = Vec::new();
+    for p in paths {
+        if !roots.last().is_some_and(|r| p.starts_with(r)) {
+            roots.push(p);
+        }
+    }
+    for root in roots {
+        // its deepest part that exists (a fresh platform has none of its folders yet)
+        let Some(existing) = root.ancestors().find(|a| a.symlink_metadata().is_ok()) else {
+            continue;
+        };
+        let real = std::fs::canonicalize(existing).map_err(|e| Error::io(existing, e))?;
+        if real != existing {
+            return Err(Error::io(
+                root,
+                format!(
+                    "reached through a symbolic link ({} is {}): pic2 follows no link on the \
+                     paths it changes; write the real path in the inventory",
+                    existing.display(),
+                    real.display()
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Looks each wanted path up (without following links); credentials are read with their
@@ -276,6 +312,32 @@ mod tests {
             std::fs::metadata(target.join("secret")).unwrap().mode(),
             before
         );
+    }
+
+    #[test]
+    fn a_root_reached_through_a_link_is_refused_before_any_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("disk");
+        std::fs::create_dir(&real).unwrap();
+        let link = dir.path().join("pic2");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        let want = |path: PathBuf| pic2_render::files::DesiredPath {
+            path,
+            kind: PathKind::Dir,
+            uid: 0,
+            gid: 0,
+            mode: 0o755,
+            contents: None,
+            after_reloads: false,
+        };
+        let linked = [want(link.join("data")), want(link.join("data/home"))];
+        let err = refuse_linked_roots(&linked).unwrap_err().to_string();
+        assert!(
+            err.contains("symbolic link") && err.contains("disk"),
+            "{err}"
+        );
+        let straight = [want(real.join("data")), want(real.join("data/home"))];
+        assert!(refuse_linked_roots(&straight).is_ok());
     }
 
     /// A generated file over a megabyte (a runtime's vhosts at some 800 sites) is read back
