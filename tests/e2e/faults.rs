@@ -60,6 +60,33 @@ fn wrong_admin_password_is_named() {
     );
 }
 
+/// The directory's service password is mounted into the SFTP container, where SSH accounts
+/// have a shell: a copy others can read is refused before any container shows it.
+#[test]
+fn a_world_readable_service_secret_is_never_mounted() {
+    let p = Platform::new("svcsec");
+    p.write(&format!("{BODY}{}", p.containers_section_with_sftp()));
+    let secret = p.dir.path().join("nss.secret");
+    std::fs::write(&secret, "x").unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let text = std::fs::read_to_string(&p.config).unwrap().replacen(
+        &format!(
+            "{}/secrets/ldap-nss.secret",
+            crate::fixture::dev_dir().display()
+        ),
+        &secret.display().to_string(),
+        1,
+    );
+    std::fs::write(&p.config, &text).unwrap();
+    let (code, out) = stderr_of(&p, &["plan"]);
+    assert_eq!(code, Some(1));
+    assert!(
+        out.contains(&format!("secret file {}", secret.display()))
+            && out.contains("readable by every user (mode 0644)"),
+        "{out}"
+    );
+}
+
 #[test]
 fn world_readable_or_missing_secret_is_refused() {
     let p = Platform::new("secret");

@@ -38,23 +38,7 @@ pub(crate) fn read_containers(
 ) -> Option<ContainersConfig> {
     let mut t = Table::new(value, "[containers]", sink)?;
     let span = t.span;
-    let config_dir = t.req::<Spanned<String>>("config_dir", sink).and_then(|p| {
-        let path = PathBuf::from(&p.value);
-        if path.is_absolute() {
-            Some(Spanned::new(path, p.span))
-        } else {
-            sink.push(
-                Diagnostic::new(
-                    Code::InvalidPath,
-                    p.span,
-                    format!("`{}` is not an absolute path", p.value),
-                )
-                .label("here")
-                .hint("write a path from `/`, like \"/var/lib/pic2/config\""),
-            );
-            None
-        }
-    });
+    let config_dir = crate::model::abs_path(&mut t, "config_dir", sink);
     let subnet6 = t.opt::<Spanned<String>>("subnet6", sink).and_then(|s| {
         match ClientHost::parse(&s.value, s.span) {
             Ok(_) if s.value.contains(':') && s.value.contains('/') => Some(s),
@@ -78,7 +62,12 @@ pub(crate) fn read_containers(
     });
     let memory_mb = t.opt::<u32>("memory_mb", sink).unwrap_or(512);
     let max_clients_per_site = t.opt::<u32>("max_clients_per_site", sink).unwrap_or(20);
-    let smtp = t.opt::<Spanned<String>>("smtp", sink);
+    let smtp = t.opt::<Spanned<String>>("smtp", sink).and_then(|s| {
+        crate::net::check_host_port(&s)
+            .map(|()| s)
+            .map_err(|d| sink.push(d))
+            .ok()
+    });
     let sftp_listen = t.opt::<Spanned<String>>("sftp_listen", sink).and_then(|l| {
         crate::net::parse_socket_addr(&l, "\"127.0.0.1:2222\" or \"[::]:22\"")
             .map_err(|d| sink.push(d))

@@ -39,7 +39,7 @@ codes! {
     InvalidAddress => "invalid-address": "An IP address or network is malformed or of the wrong family.",
     InvalidEmail => "invalid-email": "An e-mail address is malformed.",
     InvalidSshKey => "invalid-ssh-key": "An SSH public key cannot be parsed, or is of a weak type or size.",
-    InvalidPath => "invalid-path": "A path is not absolute or not normalised.",
+    InvalidPath => "invalid-path": "A path is not absolute, not normalised, or holds characters other than letters, digits and `/._-+@`.",
     InvalidUrl => "invalid-url": "A directory or database URL is malformed.",
     InvalidDn => "invalid-dn": "An LDAP distinguished name is malformed.",
     UnknownAccount => "unknown-account": "An owner names an account that is not declared.",

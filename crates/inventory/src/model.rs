@@ -519,9 +519,12 @@ fn quote_key(k: &str) -> String {
     }
 }
 
-struct AbsPath(PathBuf);
+pub(crate) struct AbsPath(PathBuf);
 
 impl AbsPath {
+    /// An absolute, normalised path of plain characters: it is written unquoted into
+    /// Apache's configuration (`DocumentRoot`, `ErrorLog`) and into Docker's `src:dst:rw`
+    /// bind strings, where a space, a quote, a newline or a `:` would change their meaning.
     fn parse(s: &str, span: Span) -> Result<PathBuf, Diagnostic> {
         let p = PathBuf::from(s);
         let normal = p.components().all(|c| {
@@ -530,16 +533,19 @@ impl AbsPath {
                 std::path::Component::RootDir | std::path::Component::Normal(_)
             )
         });
-        if p.is_absolute() && normal && !s.ends_with('/') {
+        let plain = s
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/._-+@".contains(&b));
+        if p.is_absolute() && normal && !s.ends_with('/') && plain {
             Ok(p)
         } else {
             Err(Diagnostic::new(
                 Code::InvalidPath,
                 span,
-                format!("`{s}` is not an absolute, normalised path"),
+                format!("`{s}` is not an absolute, normalised path of plain characters"),
             )
             .label("here")
-            .hint("write a path from `/`, without `..`, `.`, `//` or a trailing `/`"))
+            .hint("write a path from `/`, without `..`, `.`, `//` or a trailing `/`, in letters, digits and `/._-+@`"))
         }
     }
 }
@@ -550,7 +556,11 @@ impl FromToml for AbsPath {
     }
 }
 
-fn abs_path(t: &mut Table<'_>, key: &'static str, sink: &mut Sink) -> Option<Spanned<PathBuf>> {
+pub(crate) fn abs_path(
+    t: &mut Table<'_>,
+    key: &'static str,
+    sink: &mut Sink,
+) -> Option<Spanned<PathBuf>> {
     t.req::<Spanned<AbsPath>>(key, sink)
         .map(|s| Spanned::new(s.value.0, s.span))
 }

@@ -59,6 +59,48 @@ pub fn parse_socket_addr(
         })
 }
 
+/// A `host:port` for a server pic2 does not run (a mail server): an IP address (IPv6 in
+/// brackets) or a host name, and a port. Anything else would land, unchecked, in
+/// configuration pic2 writes (PHP's `sendmail_path`, run by a shell).
+pub fn check_host_port(s: &crate::source::Spanned<String>) -> Result<(), Diagnostic> {
+    let bad = |why: &str| {
+        Diagnostic::new(
+            Code::InvalidAddress,
+            s.span,
+            format!("`{}` is not a host:port ({why})", s.value),
+        )
+        .label("here")
+        .hint("write it like \"mail.example.org:25\", \"192.0.2.25:587\" or \"[2001:db8::25]:25\"")
+    };
+    let Some((host, port)) = s.value.rsplit_once(':') else {
+        return Err(bad("no port"));
+    };
+    if !port.parse::<u16>().is_ok_and(|p| p > 0) {
+        return Err(bad("the port is not a number from 1 to 65535"));
+    }
+    if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        return v6
+            .parse::<std::net::Ipv6Addr>()
+            .map(drop)
+            .map_err(|_| bad("not an IPv6 address in brackets"));
+    }
+    let name_ok = !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|label| {
+            (1..=63).contains(&label.len())
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+    if name_ok || host.parse::<Ipv4Addr>().is_ok() {
+        Ok(())
+    } else {
+        Err(bad("not a host name or an IP address"))
+    }
+}
+
 pub fn parse_ipv4(s: &str, span: Span) -> Result<Ipv4Addr, Diagnostic> {
     match parse_ip(s, span)? {
         IpAddr::V4(a) => Ok(a),

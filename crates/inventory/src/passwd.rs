@@ -46,7 +46,12 @@ pub(crate) fn read_passwd(value: Value<'_>, sink: &mut Sink) -> Option<PasswdCon
             .map_err(|d| sink.push(d))
             .ok()
     });
-    let smtp = t.req::<Spanned<String>>("smtp", sink);
+    let smtp = t.req::<Spanned<String>>("smtp", sink).and_then(|s| {
+        crate::net::check_host_port(&s)
+            .map(|()| s)
+            .map_err(|d| sink.push(d))
+            .ok()
+    });
     let from = t.req::<Spanned<Email>>("from", sink);
     let min_length = t.opt::<u32>("min_length", sink).unwrap_or(12);
     t.finish(sink);

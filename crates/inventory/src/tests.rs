@@ -540,3 +540,58 @@ fn an_empty_full_name_is_refused_where_it_is_written() {
         assert_eq!(e[0].1, line_of(&text, bad), "{bad}");
     }
 }
+
+/// A mail server's address lands in PHP's `sendmail_path`, which a shell runs: anything but
+/// a host:port is refused where it is written.
+#[test]
+fn a_mail_server_is_a_host_and_a_port() {
+    for good in [
+        "mail.example.org:25",
+        "192.0.2.25:587",
+        "[2001:db8::25]:25",
+        "localhost:25",
+    ] {
+        let text = with(&format!(
+            "[containers]\nconfig_dir = \"/etc/pic2\"\nsmtp = \"{good}\"\n"
+        ));
+        assert_eq!(errors(&text), vec![], "{good}");
+    }
+    for bad in [
+        "mail.example.org",
+        "mail.example.org:0",
+        "a\\\" b:25",
+        "x;reboot:25",
+        "$(id):25",
+        "[::1:25",
+    ] {
+        let text = with(&format!(
+            "[containers]\nconfig_dir = \"/etc/pic2\"\nsmtp = \"{bad}\"\n"
+        ));
+        let e = errors(&text);
+        assert_eq!(e.len(), 1, "{bad}: {e:?}");
+        assert_eq!(e[0].0, "invalid-address", "{bad}");
+        assert_eq!(e[0].1, line_of(&text, "smtp ="), "{bad}");
+    }
+}
+
+/// Paths are written unquoted into Apache's configuration and Docker's bind strings: only
+/// plain characters are taken, for `data_dir` as for `[containers] config_dir`.
+#[test]
+fn paths_hold_plain_characters_only() {
+    let line = BASE.lines().find(|l| l.starts_with("data_dir")).unwrap();
+    for bad in [
+        "/srv/my data",
+        "/srv/a\\\"b",
+        "/srv/a:b",
+        "/srv/a\\nInclude /etc",
+    ] {
+        let text = BASE.replace(line, &format!("data_dir = \"{bad}\""));
+        let e = errors(&text);
+        assert_eq!(e.len(), 1, "{bad}: {e:?}");
+        assert_eq!(e[0].0, "invalid-path", "{bad}");
+    }
+    let text = with("[containers]\nconfig_dir = \"/etc/pic 2\"\n");
+    assert_eq!(errors(&text)[0].0, "invalid-path");
+    let text = with("[containers]\nconfig_dir = \"/etc/pic2-config_1\"\n");
+    assert_eq!(errors(&text), vec![]);
+}

@@ -113,6 +113,7 @@ pub fn observe(
     let mut stats = vec![directory_stats, databases_stats, files_stats];
     let containers = match docker {
         Some(engine) => {
+            refuse_exposed_mounted_secrets(inv)?;
             let (containers, s) = timed(
                 System::Containers,
                 || engine.observe(),
@@ -132,6 +133,20 @@ pub fn observe(
         },
         stats,
     ))
+}
+
+/// The directory's service password is mounted into the SFTP container, where SSH accounts
+/// have a shell: a file others may read there is refused, as the admin secrets are, before
+/// a container is made to show it.
+fn refuse_exposed_mounted_secrets(inv: &ValidInventory) -> Result<(), Error> {
+    let sftp = inv
+        .containers
+        .as_ref()
+        .is_some_and(|c| c.sftp_listen.is_some());
+    match &inv.directory.service_password_file {
+        Some(file) if sftp => secret::read(&file.value).map(drop),
+        _ => Ok(()),
+    }
 }
 
 /// Runs one observer, which returns the state and its round trips, and times it.
