@@ -105,6 +105,20 @@ fn apply_creates_everything_and_a_second_apply_changes_nothing() {
     let dbs: Vec<String> = conn.query("SHOW DATABASES").unwrap();
     assert_eq!(dbs, vec!["information_schema", "life_a"]);
     assert!(conn.query_drop("CREATE DATABASE life_other").is_err());
+    // the shared server: a site's user holds 30 connections at most (20 PHP processes and
+    // some room), whatever its scripts do
+    let mut held: Vec<mysql::Conn> = (1..30)
+        .map(|i| sql_as(&cred).unwrap_or_else(|e| panic!("connection {}: {e}", i + 1)))
+        .collect();
+    let refused = sql_as(&cred)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        refused.contains("max_user_connections"),
+        "a 31st connection: {refused:?}"
+    );
+    held.clear();
     // `_` is a wildcard in a grant's database: unescaped, life_a's grant covered lifexa
     // (which its user could even create, then see pic2 hand to someone else)
     assert!(

@@ -143,6 +143,12 @@ pub enum Op {
         user: String,
         host: ClientHost,
     },
+    /// `ALTER USER … WITH MAX_USER_CONNECTIONS max`.
+    LimitConnections {
+        user: String,
+        host: ClientHost,
+        max: u32,
+    },
     /// `REVOKE ALL ON pattern.*`, the pattern as `mysql.db` holds it.
     RevokePattern {
         pattern: String,

@@ -74,6 +74,7 @@ pub(crate) fn diff(
                 plan.push(create_database(db));
                 plan.push(ensure_user(db, db.hosts.clone(), Password::New, credentials));
                 for host in &db.hosts {
+                    plan.push(limit_connections(db, host));
                     plan.push(grant(name, host));
                 }
             }
@@ -90,6 +91,12 @@ pub(crate) fn diff(
                     };
                     if !missing.is_empty() || password != Password::Keep {
                         plan.push(ensure_user(db, missing, password, credentials));
+                    }
+                    for host in &db.hosts {
+                        let key = (name.to_string(), host.as_str().to_string());
+                        if observed.connection_limits.get(&key) != Some(&db.max_connections) {
+                            plan.push(limit_connections(db, host));
+                        }
                     }
                     let pattern = pic2_render::databases::grant_pattern(name);
                     for host in &db.hosts {
@@ -243,6 +250,26 @@ fn grant(db: &str, host: &ClientHost) -> Change {
     )
 }
 
+fn limit_connections(db: &DesiredDatabase, host: &ClientHost) -> Change {
+    let name = db.name.as_str();
+    Change::new(
+        System::Databases,
+        Kind::Update,
+        Phase::DatabaseUsers,
+        format!("{name}@{}", host.as_str()),
+        format!(
+            "let '{name}'@'{}' hold {} connections at most",
+            host.as_str(),
+            db.max_connections
+        ),
+        Op::LimitConnections {
+            user: name.to_string(),
+            host: host.clone(),
+            max: db.max_connections,
+        },
+    )
+}
+
 /// Revokes the grant on `name` taken as a pattern (`_` matching any character): it gave
 /// the database's user every database whose name differs from its own by those characters.
 /// Not a deletion: the escaped grant on the database itself stays.
@@ -320,7 +347,9 @@ mod tests {
                 (Phase::Databases, "arto".into()),
                 (Phase::Databases, "velobs".into()),
                 (Phase::DatabaseUsers, "arto".into()),
+                (Phase::DatabaseUsers, "arto@fd00:5049:4332:1:%".into()),
                 (Phase::DatabaseUsers, "velobs".into()),
+                (Phase::DatabaseUsers, "velobs@fd00:5049:4332:1:%".into()),
                 (Phase::Grants, "arto@fd00:5049:4332:1:%".into()),
                 (Phase::Grants, "velobs@fd00:5049:4332:1:%".into()),
             ]
@@ -363,6 +392,22 @@ mod tests {
         let (inv, o) = applied();
         let p = plan(&inv, &o, Options::default());
         assert!(db_changes(&p).is_empty(), "{:#?}", p.changes);
+    }
+
+    /// A user made before the cap (or changed by hand) is capped again: one site's
+    /// leaking script must not take the shared server's every connection.
+    #[test]
+    fn a_database_user_without_its_connection_cap_gets_it() {
+        let (inv, mut o) = applied();
+        let key = ("velobs".to_string(), "fd00:5049:4332:1:%".to_string());
+        o.databases.connection_limits.insert(key, 0);
+        let p = plan(&inv, &o, Options::default());
+        let c = db_changes(&p);
+        assert_eq!(c.len(), 1, "{c:#?}");
+        assert!(
+            matches!(&c[0].op, Op::LimitConnections { user, max: 30, .. } if user == "velobs"),
+            "{c:#?}"
+        );
     }
 
     #[test]

@@ -153,6 +153,10 @@ mod tests {
             for h in &db.hosts {
                 o.users
                     .insert((db.name.to_string(), h.as_str().to_string()));
+                o.connection_limits.insert(
+                    (db.name.to_string(), h.as_str().to_string()),
+                    db.max_connections,
+                );
                 // as `mysql.db` keeps it: the pattern pic2 grants on
                 o.grants.insert(
                     (

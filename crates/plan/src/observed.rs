@@ -67,6 +67,8 @@ pub struct ObservedDatabases {
     pub databases: BTreeMap<String, String>,
     /// Every user as (name, host).
     pub users: BTreeSet<(String, String)>,
+    /// Each user's `max_user_connections` (0: only the server's limit).
+    pub connection_limits: BTreeMap<(String, String), u32>,
     /// Database-level grants as (database, user, host) → whether every privilege is granted.
     pub grants: BTreeMap<(String, String, String), bool>,
 }

@@ -20,6 +20,20 @@ pub struct DesiredDatabase {
     pub hosts: Vec<ClientHost>,
     /// Where the owner finds the credentials.
     pub credentials: PathBuf,
+    /// Connections its user may hold at once (see [`max_connections`]).
+    pub max_connections: u32,
+}
+
+/// Connections a site's database user may hold at once: one per PHP process the site may
+/// run (`max_clients_per_site`), and a few for a phpMyAdmin session or a cron job. The
+/// server is shared (MariaDB allows 151 in all by default): a script that opens connections
+/// in a loop, or a plugin that leaks them, must not lock every other site out.
+pub fn max_connections(inv: &ValidInventory) -> u32 {
+    let per_site = inv
+        .containers
+        .as_ref()
+        .map_or(20, |c| c.max_clients_per_site);
+    per_site.saturating_add(10)
 }
 
 /// The comment prefix that marks a database as managed by the platform.
@@ -34,6 +48,7 @@ pub fn comment(platform: &str, owner: &AccountName) -> String {
 
 pub fn desired(inv: &ValidInventory) -> Vec<DesiredDatabase> {
     let hosts = inv.database_clients();
+    let max_connections = max_connections(inv);
     inv.databases
         .iter()
         .filter_map(|(name, db)| {
@@ -45,6 +60,7 @@ pub fn desired(inv: &ValidInventory) -> Vec<DesiredDatabase> {
                 comment: comment(inv.platform.name.as_str(), &db.owner.value),
                 hosts: hosts.clone(),
                 credentials: inv.credentials_file(&db.owner.value, name),
+                max_connections,
             })
         })
         .collect()
@@ -174,8 +190,9 @@ pub fn sql(inv: &ValidInventory) -> String {
         for host in &db.hosts {
             let _ = writeln!(
                 out,
-                "CREATE USER {} ACCOUNT LOCK;",
-                account(db.name.as_str(), host)
+                "CREATE USER {} WITH MAX_USER_CONNECTIONS {} ACCOUNT LOCK;",
+                account(db.name.as_str(), host),
+                db.max_connections
             );
             let _ = writeln!(
                 out,

@@ -110,6 +110,7 @@ fn run(op: &Op, s: &mut Systems) -> Result<(), Error> {
             user,
             host,
         } => s.databases.grant_all(database, user, host),
+        Op::LimitConnections { user, host, max } => s.databases.limit_connections(user, host, *max),
         Op::RevokePattern {
             pattern,
             user,

@@ -39,11 +39,15 @@ impl Databases {
             .query("SELECT SCHEMA_NAME, SCHEMA_COMMENT FROM information_schema.SCHEMATA")
             .map_err(Error::sql("listing databases"))?;
         out.databases = rows.into_iter().collect();
-        let users: Vec<(String, String)> = self
+        let users: Vec<(String, String, u32)> = self
             .conn
-            .query("SELECT User, Host FROM mysql.user")
+            .query("SELECT User, Host, max_user_connections FROM mysql.user")
             .map_err(Error::sql("listing users"))?;
-        out.users = users.into_iter().collect();
+        for (user, host, limit) in users {
+            out.connection_limits
+                .insert((user.clone(), host.clone()), limit);
+            out.users.insert((user, host));
+        }
         // mysql.db has one `…_priv` column per privilege; "all" is every one but GRANT OPTION.
         let rows: Vec<Row> = self
             .conn
@@ -128,6 +132,22 @@ impl Databases {
         self.exec(
             format!("granting {db} to '{user}'@'{}'", host.as_str()),
             &pic2_render::databases::grant_all(db, user, host),
+        )
+    }
+
+    pub fn limit_connections(
+        &mut self,
+        user: &str,
+        host: &ClientHost,
+        max: u32,
+    ) -> Result<(), Error> {
+        let sql = format!(
+            "ALTER USER {} WITH MAX_USER_CONNECTIONS {max}",
+            account(user, host)
+        );
+        self.exec(
+            format!("limiting the connections of '{user}'@'{}'", host.as_str()),
+            &sql,
         )
     }
 
