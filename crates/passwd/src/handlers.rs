@@ -386,12 +386,25 @@ pub async fn strength(
         .check(&address)
         .map_err(AppError::Throttled)?;
     s.strength_by_address.fail(&address);
-    let account = f.account.trim();
-    let score = policy::score(&f.password, account, "");
-    let reasons: Vec<String> = policy::check(&f.password, account, "", s.config.min_length)
-        .into_iter()
-        .map(|r| ctx.lang.reason(r))
-        .collect();
+    // One estimate at a time, on the blocking pool, each followed by a pause as long as it
+    // took: crafted passwords from many /64s (600 an hour each) could otherwise take every
+    // CPU of the host, the page's live meter being open to anyone with a form cookie. At
+    // most half a core; an ordinary estimate takes a millisecond or two.
+    static ESTIMATES: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
+    let Ok(Ok(_turn)) =
+        tokio::time::timeout(std::time::Duration::from_millis(500), ESTIMATES.acquire()).await
+    else {
+        return Err(AppError::Throttled(std::time::Duration::from_secs(1)));
+    };
+    let account = f.account.trim().to_string();
+    let min_length = s.config.min_length;
+    let started = Instant::now();
+    let (score, reasons) =
+        tokio::task::spawn_blocking(move || policy::assess(&f.password, &account, "", min_length))
+            .await
+            .map_err(|_| AppError::Unavailable("the strength estimate failed".into()))?;
+    tokio::time::sleep(started.elapsed()).await;
+    let reasons: Vec<String> = reasons.into_iter().map(|r| ctx.lang.reason(r)).collect();
     let body = serde_json::json!({ "score": score, "reasons": reasons });
     Ok((
         [(header::CONTENT_TYPE, "application/json")],

@@ -25,6 +25,20 @@ pub enum Reason {
 
 /// Every reason the password fails the policy (empty: accepted).
 pub fn check(password: &str, account: &str, full_name: &str, min_length: usize) -> Vec<Reason> {
+    let mut out = check_before_score(password, account, full_name, min_length);
+    if out.is_empty() && score(password, account, full_name) < MIN_SCORE {
+        out.push(Reason::Weak);
+    }
+    out
+}
+
+/// The reasons that need no estimate.
+fn check_before_score(
+    password: &str,
+    account: &str,
+    full_name: &str,
+    min_length: usize,
+) -> Vec<Reason> {
     let mut out = Vec::new();
     let len = password.chars().count();
     if len < min_length {
@@ -44,10 +58,23 @@ pub fn check(password: &str, account: &str, full_name: &str, min_length: usize) 
     if is_common(&lower) {
         out.push(Reason::Common);
     }
-    if out.is_empty() && score(password, account, full_name) < MIN_SCORE {
-        out.push(Reason::Weak);
-    }
     out
+}
+
+/// The score and every reason at once: zxcvbn runs once (up to some 36 ms of CPU for a
+/// crafted password; `check` and `score` each ran it).
+pub fn assess(
+    password: &str,
+    account: &str,
+    full_name: &str,
+    min_length: usize,
+) -> (u8, Vec<Reason>) {
+    let score = score(password, account, full_name);
+    let mut reasons = check_before_score(password, account, full_name, min_length);
+    if reasons.is_empty() && score < MIN_SCORE {
+        reasons.push(Reason::Weak);
+    }
+    (score, reasons)
 }
 
 /// zxcvbn's score, 0 to 4, knowing the account and person names.
@@ -114,6 +141,28 @@ mod tests {
         assert_eq!(check("aaaaaaaaaaaaaaaa", "x", "", 12), vec![Reason::Weak]);
         assert!(check(&"a".repeat(300), "x", "", 12).contains(&Reason::TooLong));
         assert!(check("correct horse battery staple 42", "velobs", "Vélobs", 12).is_empty());
+    }
+
+    /// `assess` (one estimate, for the live meter) says what `check` and `score` say.
+    #[test]
+    fn assess_agrees_with_check_and_score() {
+        for pw in [
+            "",
+            "short",
+            "password1234",
+            "velobs velobs velobs",
+            "Ecureuil-Violon-42-Marne",
+            "!1@2#3$4%5^6&7*8(9)0",
+        ] {
+            assert_eq!(
+                assess(pw, "velobs", "Vélobs Grenoble", 12),
+                (
+                    score(pw, "velobs", "Vélobs Grenoble"),
+                    check(pw, "velobs", "Vélobs Grenoble", 12)
+                ),
+                "{pw}"
+            );
+        }
     }
 
     #[test]
