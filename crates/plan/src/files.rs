@@ -139,6 +139,25 @@ pub(crate) fn diff(
             .and_then(marker_platform)
             == Some(platform);
         if ours && !wanted.contains(home.as_path()) {
+            // Kept data still belongs to its old uid: an account given that uid would read
+            // it (its PHP runs as the uid, over the whole volume), credentials included.
+            // Pruned with --drop-data in this very plan, it goes first (FolderDeletes after
+            // the accounts' creation: not soon enough, hence refused too).
+            let owner = observed.paths.get(&home.join("private")).map(|m| m.uid);
+            let heir = owner.and_then(|uid| {
+                inv.accounts
+                    .iter()
+                    .find(|(_, a)| a.uid.value == uid)
+                    .map(|(n, _)| (uid, n))
+            });
+            if let Some((uid, heir)) = heir {
+                plan.conflict(
+                    System::Files,
+                    home.display().to_string(),
+                    format!("uid {uid} still owns this kept home's data, and the inventory gives it to `{heir}`, who would read it"),
+                    format!("give `{heir}` another uid, or delete the old data first (`pic2 apply --prune --drop-data` before adding `{heir}`)"),
+                );
+            }
             prune(home, plan);
         }
     }
@@ -394,5 +413,26 @@ mod tests {
             .map(|c| c.subject.clone())
             .collect();
         assert_eq!(deletes.len(), 2);
+
+        // the kept home's data still has its uid, which the inventory now gives velobs
+        let velobs_uid = inv.accounts.get("velobs").unwrap().uid.value;
+        let private = FileMeta {
+            kind: FileKind::Dir,
+            uid: velobs_uid,
+            gid: velobs_uid,
+            mode: 0o700,
+            contents: None,
+        };
+        o.files.paths.insert(old_home.join("private"), private);
+        let p = plan(&inv, &o, Options::default());
+        assert_eq!(p.conflicts.len(), 1, "{:#?}", p.conflicts);
+        assert!(
+            p.conflicts[0]
+                .message
+                .contains(&format!("uid {velobs_uid} still owns"))
+                && p.conflicts[0].message.contains("`velobs`"),
+            "{}",
+            p.conflicts[0].message
+        );
     }
 }

@@ -54,6 +54,11 @@ pub fn observe(inv: &ValidInventory) -> Result<ObservedFiles, Error> {
             if let Some(meta) = lstat(&marker, Some(MARKER_MAX))? {
                 out.paths.insert(marker.clone(), meta);
             }
+            // whose uid its data still has, for the plan to refuse giving it to another
+            let private = home.join("private");
+            if let Some(meta) = lstat(&private, None)? {
+                out.paths.insert(private, meta);
+            }
         }
         if !out.paths.contains_key(&marker)
             && out
