@@ -289,10 +289,10 @@ fn pruning_removes_accounts_then_data_only_when_asked() {
     assert!(p.entry(&p.account_dn("pruneb")).is_some());
 
     // a's data is kept, still with uid 20001: an account given that uid would read it
-    p.write(&format!(
-        "\n[accounts.{{id}}b]\nuid = 20002\nfull_name = \"B\"\nemail = \"b@{{id}}.test\"\naccess = \"ssh\"\n\
-         \n[accounts.{{id}}c]\nuid = 20001\nfull_name = \"C\"\nemail = \"c@{{id}}.test\"\n"
-    ));
+    p.write(
+        "\n[accounts.{id}b]\nuid = 20002\nfull_name = \"B\"\nemail = \"b@{id}.test\"\naccess = \"ssh\"\n\
+         \n[accounts.{id}c]\nuid = 20001\nfull_name = \"C\"\nemail = \"c@{id}.test\"\n",
+    );
     let out = p.expect(&["plan"], 1);
     assert!(out.contains("uid 20001 still owns"), "{out}");
 
