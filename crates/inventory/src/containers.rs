@@ -30,6 +30,10 @@ pub struct ContainersConfig {
     /// The port on 127.0.0.1 of the phpMyAdmin container (run when `[services] phpmyadmin`
     /// names its domain), for the proxy.
     pub phpmyadmin_port: u16,
+    /// The day Debian's updates are taken as of (`YYYY-MM-DD`): every image installs them
+    /// when it is built, and a new date rebuilds every image with that day's (and replaces
+    /// the containers). Without it, images are built once and keep what they got then.
+    pub updates_as_of: Option<Spanned<String>>,
 }
 
 pub(crate) fn read_containers(
@@ -77,6 +81,9 @@ pub(crate) fn read_containers(
         .opt::<String>("sftp_base_image", sink)
         .unwrap_or_else(|| "local/debian:trixie".into());
     let phpmyadmin_port = t.opt::<u16>("phpmyadmin_port", sink).unwrap_or(8180);
+    let updates_as_of = t
+        .opt::<Spanned<String>>("updates_as_of", sink)
+        .and_then(|d| check_date(&d).map(|()| d).map_err(|e| sink.push(e)).ok());
     t.finish(sink);
     Some(ContainersConfig {
         span,
@@ -88,5 +95,29 @@ pub(crate) fn read_containers(
         sftp_listen,
         sftp_base_image,
         phpmyadmin_port,
+        updates_as_of,
     })
+}
+
+/// A day, `YYYY-MM-DD` (it is written into the images' build commands).
+fn check_date(d: &Spanned<String>) -> Result<(), Diagnostic> {
+    let parts: Vec<&str> = d.value.split('-').collect();
+    let ok = matches!(parts.as_slice(), [y, m, day]
+        if y.len() == 4 && m.len() == 2 && day.len() == 2
+            && parts.iter().all(|p| p.bytes().all(|b| b.is_ascii_digit()))
+            && (1..=12).contains(&m.parse::<u8>().unwrap_or(0))
+            && (1..=31).contains(&day.parse::<u8>().unwrap_or(0)));
+    if ok {
+        Ok(())
+    } else {
+        Err(Diagnostic::new(
+            Code::InvalidValue,
+            d.span,
+            format!("`{}` is not a day", d.value),
+        )
+        .label("here")
+        .hint(
+            "write it like \"2026-11-26\": bump it to rebuild the images with that day's updates",
+        ))
+    }
 }

@@ -595,3 +595,17 @@ fn paths_hold_plain_characters_only() {
     let text = with("[containers]\nconfig_dir = \"/etc/pic2-config_1\"\n");
     assert_eq!(errors(&text), vec![]);
 }
+
+#[test]
+fn updates_as_of_is_a_day() {
+    let ok = with("[containers]\nconfig_dir = \"/etc/pic2\"\nupdates_as_of = \"2026-11-26\"\n");
+    assert_eq!(errors(&ok), vec![]);
+    for bad in ["2026-13-01", "26-11-2026", "2026-11-26'; rm", "latest"] {
+        let text = with(&format!(
+            "[containers]\nconfig_dir = \"/etc/pic2\"\nupdates_as_of = \"{bad}\"\n"
+        ));
+        let e = errors(&text);
+        assert_eq!(e.len(), 1, "{bad}: {e:?}");
+        assert_eq!(e[0].0, "invalid-value", "{bad}");
+    }
+}

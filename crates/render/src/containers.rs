@@ -30,6 +30,20 @@ pub const TMPFS: &[&str] = &[
     "/var/log/apache2:mode=0755",
 ];
 
+/// How every image begins its build: Debian's updates on top of the base image (built once,
+/// by debootstrap, and kept), as of `[containers] updates_as_of` when set. The date is in
+/// the command itself, so that Docker's build cache cannot answer for an older day.
+pub fn updates(inv: &ValidInventory) -> String {
+    let day = inv
+        .containers
+        .as_ref()
+        .and_then(|c| c.updates_as_of.as_ref())
+        .map_or(String::new(), |d| {
+            format!("echo 'Debian updates as of {}' && ", d.value)
+        });
+    format!("{day}apt-get update && DEBIAN_FRONTEND=noninteractive apt-get -y upgrade")
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct DesiredNetwork {
     pub name: String,
@@ -111,7 +125,7 @@ pub fn desired(inv: &ValidInventory) -> Option<DesiredContainers> {
     let (idle, _) = inv.directory.uid_range.value;
     let data_dir = inv.platform.data_dir.value.display().to_string();
     for (name, runtime) in &inv.runtimes {
-        let image = runtimes::image(runtime);
+        let image = runtimes::image(runtime, &updates(inv));
         let (Some(port), Some(conf_dir)) =
             (inv.runtime_port(name), runtimes::config_dir(inv, name))
         else {
@@ -362,6 +376,28 @@ fn spec_hash(c: &DesiredContainer) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A new `updates_as_of` day gives every image a new build command, hence a new tag
+    /// (and the containers a new spec), and one Docker's build cache cannot answer.
+    #[test]
+    fn a_new_updates_day_rebuilds_every_image() {
+        let before = desired(&crate::tests::demo()).unwrap();
+        let text = include_str!("../../../examples/demo.toml").replace(
+            "[containers]\n",
+            "[containers]\nupdates_as_of = \"2026-11-26\"\n",
+        );
+        let inv = pic2_inventory::load("demo.toml", &text).unwrap();
+        let after = desired(&inv).unwrap();
+        assert_eq!(before.images.len(), after.images.len());
+        for (b, a) in before.images.iter().zip(&after.images) {
+            assert_ne!(b.tag, a.tag);
+            let dockerfile = &a.files[0].1;
+            assert!(
+                dockerfile.contains("echo 'Debian updates as of 2026-11-26' && apt-get update && DEBIAN_FRONTEND=noninteractive apt-get -y upgrade"),
+                "{dockerfile}"
+            );
+        }
+    }
 
     #[test]
     fn no_containers_section_no_containers() {
