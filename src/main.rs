@@ -29,7 +29,19 @@ pub enum Outcome {
 
 fn main() -> ExitCode {
     sigpipe::reset();
-    let cli = cli::Cli::parse();
+    // clap's own exit code for a usage error is 2, which is `plan`'s "there are changes":
+    // `pic2 plan --prnue; [ $? = 2 ] && pic2 apply --yes` would apply after a typo
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS // --help, --version
+            };
+        }
+    };
     let out = output::Out::new(cli.color, cli.json);
     match commands::run(cli, &out) {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,

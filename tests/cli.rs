@@ -204,3 +204,20 @@ fn a_closed_pipe_ends_quietly() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+/// A usage error exits 1, never 2, which is `plan`'s "there are changes": a script that
+/// applies on 2 must not apply after a typo. Help and version exit 0.
+#[test]
+fn a_usage_error_is_not_a_plan_with_changes() {
+    for args in [
+        &["plan", "--prnue"][..],
+        &["plan", "--drop-data"],
+        &["nosuch"],
+    ] {
+        let out = pic2(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert!(!out.stderr.is_empty(), "{args:?}: the error is shown");
+    }
+    assert_eq!(pic2(&["--help"]).status.code(), Some(0));
+    assert_eq!(pic2(&["--version"]).status.code(), Some(0));
+}
