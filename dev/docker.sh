@@ -16,29 +16,29 @@ docker_answers() { timeout 5 docker info >/dev/null 2>&1; }
 
 mirror() {
     # The first Debian archive URI apt is configured with (deb822 or one-line format).
+    # Only a URI ending in /debian: another repository's would not carry the suites.
     local uri
-    uri=$(grep -hE '^URIs:' /etc/apt/sources.list.d/*.sources 2>/dev/null | awk '{print $2}' | grep -v security | head -n1)
-    [[ -n $uri ]] || uri=$(grep -hE '^deb ' /etc/apt/sources.list 2>/dev/null | awk '{print $2}' | grep -v security | head -n1)
-    [[ -n $uri ]] || die "cannot find the Debian mirror in /etc/apt/sources.list*"
+    uri=$(grep -hE '^URIs:' /etc/apt/sources.list.d/*.sources 2>/dev/null | awk '{print $2}' | sed 's:/*$::' | grep -E '/debian$' | head -n1)
+    [[ -n $uri ]] || uri=$(grep -hE '^deb ' /etc/apt/sources.list 2>/dev/null | awk '{print $2}' | sed 's:/*$::' | grep -E '/debian$' | head -n1)
+    [[ -n $uri ]] || die "cannot find the Debian mirror (a URI ending in /debian) in /etc/apt/sources.list*"
     printf '%s\n' "$uri"
 }
 
 start_engine() {
     if docker_answers; then return 0; fi
-    local pidfile=/var/run/docker.pid
-    if [[ -f $pidfile ]] && ! kill -0 "$(cat "$pidfile")" 2>/dev/null; then
-        log "removing stale $pidfile"
-        rm -f "$pidfile"
-    fi
+    # A pid file left by an earlier boot is stale unless its pid is a dockerd now (a bare
+    # `kill -0` would take slapd's or socat's pid for one, and dockerd would refuse to start).
+    pidfile_pid /var/run/docker.pid dockerd >/dev/null || true
     mkdir -p "$LOG_DIR"
     log "starting dockerd (log: $DOCKER_LOG)"
     nohup dockerd >"$DOCKER_LOG" 2>&1 </dev/null &
-    local i
-    for i in $(seq 1 60); do
+    local pid=$! deadline=$((SECONDS + 60))
+    while ((SECONDS < deadline)); do
         docker_answers && return 0
+        alive "$pid" || die_with_log "dockerd exited during start-up" "$DOCKER_LOG"
         sleep 0.5
     done
-    die_with_log "dockerd did not answer within 30 s" "$DOCKER_LOG"
+    die_with_log "dockerd did not answer within 60 s" "$DOCKER_LOG"
 }
 
 # base_image SUITE: local/debian:SUITE, by debootstrap + docker import, once.
@@ -46,6 +46,8 @@ base_image() {
     local suite=$1 tag=local/debian:$1
     if docker image inspect "$tag" >/dev/null 2>&1; then return 0; fi
     local root; root=$(mktemp -d "/var/tmp/pic2-debootstrap-$suite.XXXXXX")
+    # a failed debootstrap or import must not leave its 300 MB behind at each retry
+    trap "rm -rf '$root'" EXIT
     local url; url=$(mirror)
     log "building $tag with debootstrap from $url (about a minute)"
     debootstrap --variant=minbase "$suite" "$root" "$url" >"$LOG_DIR/debootstrap-$suite.log" 2>&1 \
@@ -57,6 +59,7 @@ base_image() {
         "$url" "$suite" "$url" "$suite" "$security" "$suite" >"$root/etc/apt/sources.list"
     tar -C "$root" -c . | docker import -c 'CMD ["/bin/bash"]' -c 'ENV LANG=C.UTF-8' - "$tag" >/dev/null
     rm -rf "$root"
+    trap - EXIT
     log "built $tag"
 }
 
@@ -67,8 +70,8 @@ case "${1:-start}" in
         for suite in "${SUITES[@]}"; do base_image "$suite"; done
         ;;
     stop)
-        if [[ -f /var/run/docker.pid ]]; then
-            kill "$(cat /var/run/docker.pid)" 2>/dev/null || true
+        if pid=$(pidfile_pid /var/run/docker.pid dockerd); then
+            stop_pid "$pid" dockerd 30
         fi
         ;;
     status)

@@ -303,8 +303,12 @@ in_db_host() { ip netns exec "$DB_NETNS" "$@"; }
 ensure_db_host_address() {
     # An older version of these scripts put the address on the loopback: take it back.
     ip -6 addr del "$DB_HOST6/128" dev lo 2>/dev/null || true
-    ip netns list 2>/dev/null | matches -w "$DB_NETNS" || ip netns add "$DB_NETNS" ||
-        die "cannot create the network namespace $DB_NETNS"
+    # A namespace file left from before a reboot (/run is on disk on some machines) is
+    # listed but enters nothing: remade.
+    if ! in_db_host true 2>/dev/null; then
+        ip netns del "$DB_NETNS" 2>/dev/null || rm -f "/run/netns/$DB_NETNS"
+        ip netns add "$DB_NETNS" || die "cannot create the network namespace $DB_NETNS"
+    fi
     if ! in_db_host ip link show pic2n >/dev/null 2>&1; then
         ip link del pic2h 2>/dev/null || true
         ip link add pic2h type veth peer name pic2n netns "$DB_NETNS" ||
@@ -332,13 +336,16 @@ in_db_host_pid() {
 }
 
 # ensure_forward NAME PORT: 127.0.0.1:PORT on this machine → [DB_HOST6]:PORT.
+# A pid file may outlive its process (a reboot, a fresh machine with the same files): its pid
+# is then checked against socat and its listen address before anything is killed, never with
+# a bare `kill -0` (the pid may be slapd's now).
 ensure_forward() {
-    local name=$1 port=$2 pidfile=$RUN_DIR/forward-$1.pid
-    if [[ -f $pidfile ]] && kill -0 "$(cat "$pidfile")" 2>/dev/null &&
-        ss -H -ltn "src 127.0.0.1:$port" | matches .; then
+    local name=$1 port=$2 pidfile=$RUN_DIR/forward-$1.pid pid
+    pid=$(pidfile_pid "$pidfile" socat "TCP4-LISTEN:$port,") || pid=
+    if [[ -n $pid ]] && ss -H -ltn "src 127.0.0.1:$port" | matches .; then
         return 0
     fi
-    [[ -f $pidfile ]] && kill "$(cat "$pidfile")" 2>/dev/null || true
+    [[ -n $pid ]] && stop_pid "$pid" "the forwarder on port $port" 5
     need_cmd socat
     daemonize "$LOG_DIR/forward-$name.log" socat "TCP4-LISTEN:$port,bind=127.0.0.1,reuseaddr,fork" "TCP6:[$DB_HOST6]:$port"
     echo "$DAEMON_PID" >"$pidfile"
@@ -351,7 +358,9 @@ ensure_forward() {
 }
 
 stop_forward() {
-    local pidfile=$RUN_DIR/forward-$1.pid
-    [[ -f $pidfile ]] && kill "$(cat "$pidfile")" 2>/dev/null || true
+    local pidfile=$RUN_DIR/forward-$1.pid pid
+    if pid=$(pidfile_pid "$pidfile" socat "TCP4-LISTEN:"); then
+        stop_pid "$pid" "the $1 forwarder" 5
+    fi
     rm -f "$pidfile"
 }
