@@ -487,7 +487,9 @@ fn wordpress_from_debians_package_installs_and_serves_a_post() {
          define('DB_HOST', '[{host}]:{port}');\ndefine('DB_CHARSET', 'utf8mb4');\ndefine('DB_COLLATE', '');\n\
          define('AUTH_KEY', '{s0}'); define('SECURE_AUTH_KEY', '{s1}'); define('LOGGED_IN_KEY', '{s2}'); define('NONCE_KEY', '{s3}');\n\
          define('AUTH_SALT', '{s4}'); define('SECURE_AUTH_SALT', '{s5}'); define('LOGGED_IN_SALT', '{s6}'); define('NONCE_SALT', '{s7}');\n\
-         define('FS_METHOD', 'direct');\ndefine('WP_DEFAULT_THEME', 'twentytwentyone');\n$table_prefix = 'wp_';\n\
+         define('FS_METHOD', 'direct');\ndefine('WP_DEFAULT_THEME', 'twentytwentyone');\n\
+         define('DISABLE_WP_CRON', true); define('AUTOMATIC_UPDATER_DISABLED', true); define('WP_HTTP_BLOCK_EXTERNAL', true);\n\
+         $table_prefix = 'wp_';\n\
          if (!defined('ABSPATH')) define('ABSPATH', __DIR__ . '/');\nrequire_once ABSPATH . 'wp-settings.php';\n",
         db = get("database"),
         user = get("user"),
@@ -497,6 +499,17 @@ fn wordpress_from_debians_package_installs_and_serves_a_post() {
         s0 = salt(0), s1 = salt(1), s2 = salt(2), s3 = salt(3), s4 = salt(4), s5 = salt(5), s6 = salt(6), s7 = salt(7),
     );
     std::fs::write(root.join("wp-config.php"), config).unwrap();
+    // Test traffic stays on this machine: WordPress asks its own address at install (a name
+    // only the test's Host header knows, hence a DNS query out of the container), checks
+    // for updates and runs its cron over HTTP. Every request it would make fails at once.
+    let mu = root.join("wp-content/mu-plugins");
+    std::fs::create_dir_all(&mu).unwrap();
+    std::fs::write(
+        mu.join("pic2-test-offline.php"),
+        "<?php add_filter('pre_http_request', function () {\n\
+         return new WP_Error('pic2_test_offline', 'no network in the tests'); }, 0);\n",
+    )
+    .unwrap();
     let owned = Command::new("chown")
         .args(["-R", "20001:20001"])
         .arg(&root)
@@ -506,6 +519,10 @@ fn wordpress_from_debians_package_installs_and_serves_a_post() {
 
     // The install form, as a person would submit it.
     let url = format!("http://127.0.0.1:{}/wp-admin/install.php?step=2", p.port(0));
+    // the password from a file, never in argv (curl reads `name@file` as is: no newline)
+    let secret = p.dir.path().join("wp-admin.secret");
+    std::fs::write(&secret, "a rather long admin passphrase").unwrap();
+    let pw = |field: &str| format!("{field}@{}", secret.display());
     let install = Command::new("curl")
         .args([
             "-s",
@@ -516,12 +533,8 @@ fn wordpress_from_debians_package_installs_and_serves_a_post() {
             "--data-urlencode",
             "user_name=admin_a",
         ])
-        .args([
-            "--data-urlencode",
-            "admin_password=a rather long admin passphrase",
-            "--data-urlencode",
-            "admin_password2=a rather long admin passphrase",
-        ])
+        .args(["--data-urlencode", &pw("admin_password")])
+        .args(["--data-urlencode", &pw("admin_password2")])
         .args([
             "--data-urlencode",
             "pw_weak=1",
