@@ -7,18 +7,32 @@ use std::io::IsTerminal;
 pub struct Out {
     pub color: bool,
     pub json: bool,
+    /// Whether what goes to standard error is coloured: decided for that stream, so that
+    /// `pic2 apply 2>apply.log` on a terminal keeps its log plain.
+    stderr_color: bool,
 }
 
 impl Out {
     pub fn new(color: Color, json: bool) -> Self {
-        let color = match color {
+        let on = |terminal: bool| match color {
             Color::Always => true,
             Color::Never => false,
-            Color::Auto => {
-                std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
-            }
+            Color::Auto => terminal && std::env::var_os("NO_COLOR").is_none(),
         };
-        Out { color, json }
+        Out {
+            color: on(std::io::stdout().is_terminal()),
+            json,
+            stderr_color: on(std::io::stderr().is_terminal()),
+        }
+    }
+
+    /// The same, coloured as standard error allows: for what is printed there.
+    pub fn on_stderr(&self) -> Out {
+        Out {
+            color: self.stderr_color,
+            json: self.json,
+            stderr_color: self.stderr_color,
+        }
     }
 
     pub fn json(&self, value: &impl serde::Serialize) {

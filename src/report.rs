@@ -11,6 +11,7 @@ pub fn diagnostics(out: &Out, d: &Diagnostics) {
         out.json(&serde_json::json!({ "valid": false, "diagnostics": d.located() }));
         return;
     }
+    let out = &out.on_stderr();
     let source = NamedSource::new(
         d.file.path().display().to_string(),
         d.file.text().to_string(),
@@ -57,13 +58,19 @@ pub fn diagnostics(out: &Out, d: &Diagnostics) {
     );
 }
 
+/// An error, its causes and its hint, for machines.
+pub fn error_json(e: &anyhow::Error) -> serde_json::Value {
+    let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+    serde_json::json!({ "error": chain.first(), "causes": chain.get(1..), "hint": hint_of(e) })
+}
+
 /// Prints an error and its causes, with a hint when there is one.
 pub fn error(out: &Out, e: &anyhow::Error) {
     if out.json {
-        let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
-        out.json(&serde_json::json!({ "error": chain.first(), "causes": chain.get(1..) , "hint": hint_of(e) }));
+        out.json(&error_json(e));
         return;
     }
+    let out = &out.on_stderr();
     eprintln!("{} {e}", out.red("error:"));
     for cause in e.chain().skip(1) {
         eprintln!("  caused by: {cause}");

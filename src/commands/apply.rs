@@ -12,12 +12,61 @@ use std::time::Instant;
 pub fn run(inv: &ValidInventory, args: PlanArgs, yes: bool, out: &Out) -> anyhow::Result<Outcome> {
     let _lock = Lock::acquire(inv.platform.name.as_str())?;
     let (mut systems, plan, stats) = super::plan::make(inv, args)?;
-    super::plan::show(inv, &plan, &stats, args, out);
+    if !out.json {
+        super::plan::show(inv, &plan, &stats, args, out);
+        return Ok(match execute(&plan, &mut systems, yes, out)? {
+            Done::Applied { total, seconds } => {
+                println!(
+                    "{} applied {total} change(s) in {seconds:.2} s.",
+                    out.green("✓")
+                );
+                Outcome::Ok
+            }
+            Done::NothingToDo => Outcome::Ok,
+            Done::Refused => Outcome::Failed,
+        });
+    }
+    // One JSON document: the plan, then what became of it.
+    let mut doc = super::plan::json(inv, &plan, &stats);
+    let (outcome, what) = match execute(&plan, &mut systems, yes, out) {
+        Ok(Done::Applied { total, seconds }) => (
+            Outcome::Ok,
+            serde_json::json!({ "applied": total, "seconds": seconds }),
+        ),
+        Ok(Done::NothingToDo) => (Outcome::Ok, serde_json::json!({ "applied": 0 })),
+        Ok(Done::Refused) => (Outcome::Failed, serde_json::json!({ "applied": 0 })),
+        Err(e) => (Outcome::Failed, crate::report::error_json(&e)),
+    };
+    if let (Some(doc), serde_json::Value::Object(what)) = (doc.as_object_mut(), what) {
+        doc.extend(what);
+    }
+    out.json(&doc);
+    Ok(outcome)
+}
+
+/// What [`execute`] did with a plan.
+enum Done {
+    Applied {
+        total: usize,
+        seconds: f64,
+    },
+    NothingToDo,
+    /// Conflicts, or the admin said no: nothing was applied.
+    Refused,
+}
+
+/// Confirms (unless `yes`) and applies the plan, with progress.
+fn execute(
+    plan: &pic2_plan::Plan,
+    systems: &mut pic2_systems::Systems,
+    yes: bool,
+    out: &Out,
+) -> anyhow::Result<Done> {
     if !plan.conflicts.is_empty() {
-        return Ok(Outcome::Failed);
+        return Ok(Done::Refused);
     }
     if plan.is_empty() {
-        return Ok(Outcome::Ok);
+        return Ok(Done::NothingToDo);
     }
     if !yes {
         if !std::io::stdin().is_terminal() {
@@ -34,7 +83,7 @@ pub fn run(inv: &ValidInventory, args: PlanArgs, yes: bool, out: &Out) -> anyhow
             .context("cannot read the answer")?;
         if !matches!(answer.trim(), "y" | "Y" | "yes" | "oui" | "o") {
             eprintln!("Nothing applied.");
-            return Ok(Outcome::Failed);
+            return Ok(Done::Refused);
         }
     }
     let started = Instant::now();
@@ -50,7 +99,7 @@ pub fn run(inv: &ValidInventory, args: PlanArgs, yes: bool, out: &Out) -> anyhow
     // Without a terminal (logs, CI), one line per change for small plans, one per percent for
     // large ones.
     let every = (total / 100).max(1);
-    let result = pic2_systems::apply(&plan, &mut systems, &mut |event| match event {
+    let result = pic2_systems::apply(plan, systems, &mut |event| match event {
         ApplyEvent::Started { change, .. } => {
             if let Some(bar) = &bar {
                 bar.set_message(change.summary.clone());
@@ -73,18 +122,10 @@ pub fn run(inv: &ValidInventory, args: PlanArgs, yes: bool, out: &Out) -> anyhow
         bar.finish_and_clear();
     }
     match result {
-        Ok(()) => {
-            if out.json {
-                out.json(&serde_json::json!({ "applied": total, "seconds": started.elapsed().as_secs_f64() }));
-            } else {
-                println!(
-                    "{} applied {total} change(s) in {:.2} s.",
-                    out.green("✓"),
-                    started.elapsed().as_secs_f64()
-                );
-            }
-            Ok(Outcome::Ok)
-        }
+        Ok(()) => Ok(Done::Applied {
+            total,
+            seconds: started.elapsed().as_secs_f64(),
+        }),
         Err((index, e)) => {
             let change = plan
                 .changes

@@ -43,24 +43,29 @@ pub fn run(inv: &ValidInventory, args: PlanArgs, out: &Out) -> anyhow::Result<Ou
     })
 }
 
+/// The plan for machines (`--json`).
+pub fn json(inv: &ValidInventory, plan: &Plan, stats: &[ObserveStats]) -> serde_json::Value {
+    let counts: serde_json::Map<String, serde_json::Value> = System::ALL
+        .iter()
+        .map(|s| {
+            let (c, u, d) = plan.counts(*s);
+            (
+                s.as_str().to_string(),
+                serde_json::json!({ "create": c, "update": u, "delete": d }),
+            )
+        })
+        .collect();
+    serde_json::json!({
+        "platform": inv.platform.name,
+        "changes": plan.changes, "conflicts": plan.conflicts, "held": plan.held,
+        "counts": counts, "observed": stats,
+        "round_trips": stats.iter().map(|s| s.round_trips).sum::<u32>(),
+    })
+}
+
 pub fn show(inv: &ValidInventory, plan: &Plan, stats: &[ObserveStats], args: PlanArgs, out: &Out) {
     if out.json {
-        let counts: serde_json::Map<String, serde_json::Value> = System::ALL
-            .iter()
-            .map(|s| {
-                let (c, u, d) = plan.counts(*s);
-                (
-                    s.as_str().to_string(),
-                    serde_json::json!({ "create": c, "update": u, "delete": d }),
-                )
-            })
-            .collect();
-        out.json(&serde_json::json!({
-            "platform": inv.platform.name,
-            "changes": plan.changes, "conflicts": plan.conflicts, "held": plan.held,
-            "counts": counts, "observed": stats,
-            "round_trips": stats.iter().map(|s| s.round_trips).sum::<u32>(),
-        }));
+        out.json(&json(inv, plan, stats));
         return;
     }
     println!(

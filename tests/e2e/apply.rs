@@ -233,7 +233,12 @@ fn sites_come_and_go_and_data_needs_two_flags() {
         "{ONE_SITE}\n[sites.\"two.{{id}}.test\"]\nowner = \"{{id}}a\"\nruntime = \"php82\"\n"
     );
     p.write(&second);
-    p.apply(&[]);
+    // for machines: one JSON document, the plan and what became of it
+    let applied = p.apply(&["--json"]);
+    let doc: serde_json::Value = serde_json::from_str(&applied)
+        .unwrap_or_else(|e| panic!("not one JSON document ({e}): {applied}"));
+    let planned = doc["changes"].as_array().map_or(0, Vec::len);
+    assert!(planned > 0 && doc["applied"] == planned, "{doc:#}");
     let two = p.home("sitea").join("sites/two.site.test");
     assert!(two.join("htdocs").is_dir());
     std::fs::write(two.join("htdocs/index.php"), "<?php echo 1;").unwrap();

@@ -251,8 +251,10 @@ pub async fn shutdown_signal() {
 
 /// The `pic2 passwd` entry point: logs to stderr, two worker threads, serves until SIGTERM.
 pub fn run(config: Config) -> std::io::Result<()> {
+    // colours only on a terminal: a service manager's journal or `2>>log` gets plain text
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(true)
         .try_init();
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -1051,8 +1051,10 @@ pub async fn run(options: Options) -> Result<(), Error> {
 
 /// [`run`] on its own runtime, with logs on standard error (`RUST_LOG`-free: info level).
 pub fn serve(options: Options) -> Result<(), Error> {
+    // colours only on a terminal: a service manager's journal or `2>>log` gets plain text
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .try_init();
     // The serving happens on the workers' threads; this one runs signals, reloads, ACME, metrics.
