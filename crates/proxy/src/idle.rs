@@ -47,27 +47,37 @@ struct Unsent {
     framed: AtomicU64,
 }
 
-/// Requests an HTTP/2 client may cancel before their answer begins, in any period of
-/// [`CANCELS_PERIOD`], before its connection is told to go away.
+/// Requests an HTTP/2 client may cancel before their answer begins: a burst of
+/// [`CANCELS_BURST`], then [`CANCELS_PER_SECOND`]; past that its connection is closed.
 ///
 /// h2 ends a connection whose client resets more than 20 streams it has not yet handed
 /// hyper, but counts nothing once hyper has taken them: a client that waits for its
 /// requests to reach the backend (a round trip) before resetting them was held by nothing,
 /// `max_concurrent_streams` included, since a reset stream gives its place back. Each of
-/// those requests still costs the site a PHP run. A browser cancels a page's requests when
-/// its user leaves the page, tens at a time; Varnish allows 100 such resets a minute,
-/// Node.js a burst of 1,000 then 33 a second.
-pub(crate) const CANCELS_ALLOWED: u32 = 200;
-pub(crate) const CANCELS_PERIOD: Duration = Duration::from_secs(10);
+/// those requests still costs the site a PHP run, which goes on after the reset. A browser
+/// cancels a page's requests when its user leaves the page: at most the 256 a connection
+/// may have in flight, hence a burst of two pages' worth. Varnish allows 100 such resets a
+/// minute, Node.js a burst of 1,000 then 33 a second.
+pub(crate) const CANCELS_BURST: u32 = 512;
+pub(crate) const CANCELS_PER_SECOND: u32 = 50;
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Cancels {
-    /// The start of the current period, in milliseconds since `start`, and the cancels
-    /// counted in it.
-    period: AtomicU64,
-    count: AtomicU32,
-    /// Told once the count passes [`CANCELS_ALLOWED`].
+    /// The cancels still allowed, and when that was counted (milliseconds since `start`).
+    /// A lock, not atomics: taken only when a request is cancelled, by the tasks of one
+    /// connection's streams.
+    bucket: std::sync::Mutex<(f64, u64)>,
+    /// Told once the bucket is empty.
     flood: tokio::sync::Notify,
+}
+
+impl Default for Cancels {
+    fn default() -> Self {
+        Cancels {
+            bucket: std::sync::Mutex::new((f64::from(CANCELS_BURST), 0)),
+            flood: tokio::sync::Notify::new(),
+        }
+    }
 }
 
 /// Why [`Activity::misbehaves`] resolved.
@@ -75,7 +85,8 @@ struct Cancels {
 pub(crate) enum Misbehaviour {
     /// An answer waited on its client's flow-control windows (see [`Activity::starved`]).
     Starved,
-    /// More than [`CANCELS_ALLOWED`] requests cancelled within a [`CANCELS_PERIOD`].
+    /// Requests cancelled before their answer faster than [`CANCELS_PER_SECOND`], past a
+    /// burst of [`CANCELS_BURST`].
     CancelFlood,
 }
 
@@ -96,7 +107,8 @@ impl Activity {
 
     /// Resolves once the connection's client has starved an answer (see
     /// [`starved`](Self::starved)) or cancelled more requests than
-    /// [`CANCELS_ALLOWED`]; never for a connection not made [`http2`](Self::http2).
+    /// its cancels allow (see [`CANCELS_BURST`]); never for a connection not made
+    /// [`http2`](Self::http2).
     pub(crate) async fn misbehaves(&self, send_timeout: Duration) -> Misbehaviour {
         let Some(c) = &self.state.cancels else {
             return std::future::pending().await;
@@ -114,13 +126,13 @@ impl Activity {
             return;
         };
         let now = self.now_ms();
-        let period = u64::try_from(CANCELS_PERIOD.as_millis()).unwrap_or(u64::MAX);
-        // Two streams' tasks may race here at a period's turn: one of them may then count
-        // in the period that has just ended, which only makes the limit one stricter.
-        if now.saturating_sub(c.period.load(Relaxed)) >= period {
-            c.period.store(now, Relaxed);
-            c.count.store(1, Relaxed);
-        } else if c.count.fetch_add(1, Relaxed) >= CANCELS_ALLOWED {
+        let mut bucket = c.bucket.lock().unwrap_or_else(|p| p.into_inner());
+        let (tokens, at) = *bucket;
+        let refilled = Duration::from_millis(now.saturating_sub(at)).as_secs_f64()
+            * f64::from(CANCELS_PER_SECOND);
+        let tokens = (tokens + refilled).min(f64::from(CANCELS_BURST)) - 1.0;
+        *bucket = (tokens, now);
+        if tokens < 0.0 {
             c.flood.notify_one();
         }
     }
@@ -458,35 +470,30 @@ mod tests {
             .is_ok_and(|why| why == Misbehaviour::CancelFlood)
     }
 
-    /// Requests cancelled before their answer count, answered ones never; more than
-    /// `CANCELS_ALLOWED` in a period flood the connection, as many spread over two periods
-    /// do not; HTTP/1 counts nothing.
+    /// Requests cancelled before their answer count, answered ones never: a burst of
+    /// `CANCELS_BURST`, then `CANCELS_PER_SECOND`, and the connection floods past them;
+    /// HTTP/1 counts nothing.
     #[tokio::test(start_paused = true)]
     async fn requests_cancelled_by_the_hundred_flood_an_http2_connection() {
         let activity = Activity::http2();
         for _ in 0..1000 {
             drop(Tracked::new(Endless, activity.begin())); // answered, then reset
         }
-        for _ in 0..CANCELS_ALLOWED {
+        for _ in 0..CANCELS_BURST {
             drop(activity.begin());
         }
-        assert!(!flooded(&activity).await, "flooded at the limit");
-        tokio::time::advance(CANCELS_PERIOD).await;
-        for _ in 0..CANCELS_ALLOWED {
+        assert!(!flooded(&activity).await, "flooded within the burst");
+        tokio::time::advance(Duration::from_secs(2)).await;
+        for _ in 0..CANCELS_PER_SECOND * 2 {
             drop(activity.begin());
         }
-        assert!(
-            !flooded(&activity).await,
-            "two periods' worth counted as one"
-        );
+        assert!(!flooded(&activity).await, "the refill was not counted");
         drop(activity.begin());
-        assert!(
-            flooded(&activity).await,
-            "one past the limit was let through"
-        );
+        drop(activity.begin());
+        assert!(flooded(&activity).await, "past the limit, let through");
 
         let activity = Activity::new();
-        for _ in 0..=CANCELS_ALLOWED * 10 {
+        for _ in 0..=CANCELS_BURST * 10 {
             drop(activity.begin());
         }
         assert!(!flooded(&activity).await);

@@ -811,11 +811,11 @@ enum Ended {
 /// Serves `conn` to its end. On stop, or once `idle` has passed with nothing in flight and
 /// no new request, it is asked to finish gracefully: no new request (HTTP/1:
 /// `Connection: close`; HTTP/2: GOAWAY), those in flight complete. An HTTP/2 connection
-/// whose client [misbehaves](crate::idle::Activity::misbehaves) (an answer waited
-/// `send_timeout` on its window, or requests cancelled by the hundred: rapid reset) is
-/// told to go away too, then closed if it has not ended after one more `send_timeout`:
-/// the other streams may finish meanwhile and new requests go to a new connection, but a
-/// starved answer would never end by itself.
+/// one of whose answers waited `send_timeout` on its client's window is told to go away
+/// too, then closed if it has not ended after one more `send_timeout`: the other streams
+/// may finish meanwhile and new requests go to a new connection, but the starved answer
+/// would never end by itself. One whose client cancels requests by the hundred (rapid
+/// reset, see [`crate::idle::CANCELS_BURST`]) is closed at once.
 async fn drive<C>(
     conn: C,
     mut stop: watch::Receiver<bool>,
@@ -831,16 +831,27 @@ where
     tokio::pin!(misbehaves);
     let mut ended = Ended::Served;
     tokio::select! {
+        // first: a connection that ends drops its streams, which would count as cancels
+        biased;
         _ = conn.as_mut() => return ended,
         why = misbehaves.as_mut() => ended = Ended::Misbehaved(why),
         _ = stop.changed() => {}
         () = activity.idle_for(idle) => {}
     }
+    if ended == Ended::Misbehaved(Misbehaviour::CancelFlood) {
+        // closed at once: h2's graceful GOAWAY takes new streams until its client answers
+        // a PING, which a client flooding with resets need never do
+        return ended;
+    }
     conn.as_mut().graceful_shutdown();
     if ended == Ended::Served {
         tokio::select! {
+            biased;
             _ = conn.as_mut() => return ended,
             why = misbehaves => ended = Ended::Misbehaved(why),
+        }
+        if ended == Ended::Misbehaved(Misbehaviour::CancelFlood) {
+            return ended;
         }
     }
     let _ = tokio::time::timeout(send_timeout, conn).await;

@@ -961,8 +961,9 @@ async fn http2_rapid_reset_is_cut_short() {
             "batch {batch}: {opened} streams opened and reset"
         );
     }
+    // the burst a connection may cancel is 512 (two pages' worth), then 50 a second
     let hits = b.hits.load(Ordering::SeqCst);
-    assert!(hits <= 500, "{hits} requests reached the backend");
+    assert!(hits <= 800, "{hits} requests reached the backend");
     // counted once the proxy's side of the connection has ended, maybe after the client's
     let floods = &p.shared.global.http2_cancel_floods;
     let deadline = Instant::now() + Duration::from_secs(5);
