@@ -389,21 +389,31 @@ pub async fn strength(
     // One estimate at a time, on the blocking pool, each followed by a pause as long as it
     // took: crafted passwords from many /64s (600 an hour each) could otherwise take every
     // CPU of the host, the page's live meter being open to anyone with a form cookie. At
-    // most half a core; an ordinary estimate takes a millisecond or two.
+    // most half a core; an ordinary estimate takes a millisecond or two. The turn is held by
+    // a task of its own, not by this request: a client that hangs up does not free it while
+    // its estimate still runs.
     static ESTIMATES: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
-    let Ok(Ok(_turn)) =
+    let Ok(Ok(turn)) =
         tokio::time::timeout(std::time::Duration::from_millis(500), ESTIMATES.acquire()).await
     else {
         return Err(AppError::Throttled(std::time::Duration::from_secs(1)));
     };
     let account = f.account.trim().to_string();
     let min_length = s.config.min_length;
-    let started = Instant::now();
-    let (score, reasons) =
-        tokio::task::spawn_blocking(move || policy::assess(&f.password, &account, "", min_length))
-            .await
-            .map_err(|_| AppError::Unavailable("the strength estimate failed".into()))?;
-    tokio::time::sleep(started.elapsed()).await;
+    let estimate = tokio::spawn(async move {
+        let _turn = turn;
+        let started = Instant::now();
+        let assessed = tokio::task::spawn_blocking(move || {
+            policy::assess(&f.password, &account, "", min_length)
+        })
+        .await;
+        tokio::time::sleep(started.elapsed()).await;
+        assessed
+    });
+    let (score, reasons) = match estimate.await {
+        Ok(Ok(assessed)) => assessed,
+        _ => return Err(AppError::Unavailable("the strength estimate failed".into())),
+    };
     let reasons: Vec<String> = reasons.into_iter().map(|r| ctx.lang.reason(r)).collect();
     let body = serde_json::json!({ "score": score, "reasons": reasons });
     Ok((

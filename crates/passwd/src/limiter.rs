@@ -2,8 +2,8 @@
 //!
 //! Each key (an address, or an account name whether or not it exists) has a count of recent
 //! failures. The first `free` ones cost nothing; after that each failure doubles the wait
-//! before the next attempt (from 2 s up to 1 h). A success clears the key; keys forget after an
-//! hour of quiet. The table is bounded: past `MAX_KEYS` the quiet entries are dropped first,
+//! before the next attempt (from 2 s up to 1 h). A success clears an account's key, and only
+//! gives back its own attempt to an address's; keys forget after an hour of quiet. The table is bounded: past `MAX_KEYS` the quiet entries are dropped first,
 //! then the oldest.
 //!
 //! A sign-in is counted as a failure when it starts ([`Limiter::attempt`]), under the same
