@@ -5,7 +5,7 @@ use ldap3::exop::PasswordModify;
 use ldap3::{LdapConn, LdapConnSettings, Mod, Scope, SearchEntry};
 use pic2_inventory::ValidInventory;
 use pic2_plan::{ObservedDirectory, ObservedEntry};
-use pic2_render::directory::{MANAGED_ATTRS, MARK_CLASS};
+use pic2_render::directory::{LISTED_KEYS_ATTR, MANAGED_ATTRS, MARK_CLASS};
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
@@ -48,9 +48,11 @@ impl Directory {
         })
     }
 
-    /// Every entry under the base DN that pic2 may care about, in one search. A size limit
-    /// (result code 4) is an error, never a short answer: the admin DN must be unlimited.
+    /// Every entry under the base DN that pic2 may care about, in one search, after a look
+    /// at the schema. A size limit (result code 4) is an error, never a short answer: the
+    /// admin DN must be unlimited.
     pub fn observe(&mut self) -> Result<(ObservedDirectory, u32), Error> {
+        self.require_schema()?;
         let filter = format!("(|(objectClass=posixAccount)(objectClass=posixGroup)(objectClass={MARK_CLASS})(objectClass=organizationalUnit))");
         let result = self
             .conn
@@ -59,7 +61,7 @@ impl Directory {
         let (entries, res) = (result.0, result.1);
         match res.rc {
             0 => {}
-            NO_SUCH_OBJECT => return Ok((ObservedDirectory { entries: vec![], base_exists: false }, 1)),
+            NO_SUCH_OBJECT => return Ok((ObservedDirectory { entries: vec![], base_exists: false }, 2)),
             4 => return Err(Error::ldap(
                 format!("searching {}", self.base),
                 "the server stopped at its size limit (result code 4): give the admin DN `limits … size=unlimited` in slapd's config, or pic2 would take missing entries for absent ones",
@@ -88,8 +90,42 @@ impl Directory {
                 entries,
                 base_exists: true,
             },
-            1,
+            2,
         ))
+    }
+
+    /// The directory knows every attribute pic2 writes: a pic2 schema loaded before one was
+    /// added would have the server refuse it half-way through an apply (after the groups),
+    /// so it is said now, with the way to add it.
+    fn require_schema(&mut self) -> Result<(), Error> {
+        let what = "reading the directory's schema (cn=Subschema)";
+        let (entries, _) = self
+            .conn
+            .search(
+                "cn=Subschema",
+                Scope::Base,
+                "(objectClass=subschema)",
+                vec!["attributeTypes"],
+            )
+            .map_err(|e| Error::ldap(what, e))?
+            .success()
+            .map_err(|e| Error::ldap(what, e))?;
+        let known = entries.into_iter().any(|e| {
+            SearchEntry::construct(e)
+                .attrs
+                .into_iter()
+                .filter(|(k, _)| k.eq_ignore_ascii_case("attributeTypes"))
+                .flat_map(|(_, v)| v)
+                .any(|t| t.contains(&format!("NAME '{LISTED_KEYS_ATTR}'")))
+        });
+        if known {
+            Ok(())
+        } else {
+            Err(Error::ldap(
+                what,
+                format!("the server does not know {LISTED_KEYS_ATTR}: its pic2 schema predates it; add it with `ldapmodify -Y EXTERNAL -H ldapi:/// -f schema/pic2-add-ssh-keys.ldif` (the file says how to name the schema entry)"),
+            ))
+        }
     }
 
     pub fn add(&mut self, dn: &str, attrs: &[(String, Vec<String>)]) -> Result<(), Error> {
