@@ -81,6 +81,14 @@ pub struct CredentialsTarget {
     pub server_port: u16,
 }
 
+/// Values of one attribute to take out and put in (see [`Op::LdapModify`]).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ValueEdit {
+    pub attr: String,
+    pub delete: Vec<String>,
+    pub add: Vec<String>,
+}
+
 /// One operation on one system, exact enough that the dry run says precisely what will happen.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(tag = "op", rename_all = "kebab-case")]
@@ -93,6 +101,11 @@ pub enum Op {
     LdapModify {
         dn: String,
         replace: Vec<(String, Vec<String>)>,
+        /// Values taken out and put in, for an attribute shared with someone else (the
+        /// member's SSH keys): in the same request as `replace`, so that the server refuses
+        /// the whole change if a value to take out is gone meanwhile, rather than undo what
+        /// was done between the plan and the apply.
+        edit: Vec<ValueEdit>,
     },
     LdapDelete {
         dn: String,

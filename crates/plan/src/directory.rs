@@ -187,6 +187,7 @@ fn same_values(attr: &str, want: &[String], have: &[String]) -> bool {
 
 fn modify(entry: &Entry, actual: &ObservedEntry) -> Option<Change> {
     let mut replace = Vec::new();
+    let mut edit = Vec::new();
     let mut details = Vec::new();
     for attr in MANAGED_ATTRS {
         let listed = entry
@@ -203,7 +204,15 @@ fn modify(entry: &Entry, actual: &ObservedEntry) -> Option<Change> {
         };
         let have = actual.values(attr);
         if !same_values(attr, want, have) {
-            replace.push((attr.to_string(), want.to_vec()));
+            if *attr == SSH_KEYS_ATTR {
+                edit.push(crate::ValueEdit {
+                    attr: attr.to_string(),
+                    delete: have.iter().filter(|v| !want.contains(v)).cloned().collect(),
+                    add: want.iter().filter(|v| !have.contains(v)).cloned().collect(),
+                });
+            } else {
+                replace.push((attr.to_string(), want.to_vec()));
+            }
             for v in have.iter().filter(|v| !want.contains(v)) {
                 details.push(format!("- {attr}: {v}"));
             }
@@ -212,10 +221,14 @@ fn modify(entry: &Entry, actual: &ObservedEntry) -> Option<Change> {
             }
         }
     }
-    if replace.is_empty() {
+    if replace.is_empty() && edit.is_empty() {
         return None;
     }
-    let names: Vec<&str> = replace.iter().map(|(a, _)| a.as_str()).collect();
+    let names: Vec<&str> = replace
+        .iter()
+        .map(|(a, _)| a.as_str())
+        .chain(edit.iter().map(|e| e.attr.as_str()))
+        .collect();
     Some(
         Change::new(
             System::Directory,
@@ -226,6 +239,7 @@ fn modify(entry: &Entry, actual: &ObservedEntry) -> Option<Change> {
             crate::Op::LdapModify {
                 dn: entry.dn.clone(),
                 replace,
+                edit,
             },
         )
         .with_details(details),

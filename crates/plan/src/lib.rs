@@ -14,7 +14,9 @@ mod directory;
 mod files;
 mod observed;
 
-pub use change::{Change, Conflict, CredentialsTarget, Held, Kind, Op, Phase, Plan, System};
+pub use change::{
+    Change, Conflict, CredentialsTarget, Held, Kind, Op, Phase, Plan, System, ValueEdit,
+};
 pub use observed::{
     FileKind, FileMeta, Observed, ObservedContainer, ObservedContainers, ObservedDatabases,
     ObservedDirectory, ObservedEntry, ObservedFiles,

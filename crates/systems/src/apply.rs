@@ -44,7 +44,7 @@ pub fn apply(
 fn run(op: &Op, s: &mut Systems) -> Result<(), Error> {
     match op {
         Op::LdapAdd { dn, attrs } => s.directory.add(dn, attrs),
-        Op::LdapModify { dn, replace } => s.directory.modify(dn, replace),
+        Op::LdapModify { dn, replace, edit } => s.directory.modify(dn, replace, edit),
         Op::LdapDelete { dn } => s.directory.delete(dn),
         Op::CreateDir {
             path,

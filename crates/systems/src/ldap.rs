@@ -4,6 +4,7 @@ use crate::{secret, Error};
 use ldap3::exop::PasswordModify;
 use ldap3::{LdapConn, LdapConnSettings, Mod, Scope, SearchEntry};
 use pic2_inventory::ValidInventory;
+use pic2_plan::ValueEdit;
 use pic2_plan::{ObservedDirectory, ObservedEntry};
 use pic2_render::directory::{LISTED_KEYS_ATTR, MANAGED_ATTRS, MARK_CLASS};
 use std::collections::{BTreeMap, HashSet};
@@ -140,11 +141,30 @@ impl Directory {
         check(res, || format!("adding {dn}"))
     }
 
-    pub fn modify(&mut self, dn: &str, replace: &[(String, Vec<String>)]) -> Result<(), Error> {
-        let mods: Vec<Mod<&str>> = replace
+    /// One modify request: attributes replaced, and values taken out and put in. A value to
+    /// take out that is gone (the member changed their keys since the plan) makes the server
+    /// refuse the whole request, and the next plan starts from what is there.
+    pub fn modify(
+        &mut self,
+        dn: &str,
+        replace: &[(String, Vec<String>)],
+        edit: &[ValueEdit],
+    ) -> Result<(), Error> {
+        fn set(vs: &[String]) -> HashSet<&str> {
+            vs.iter().map(String::as_str).collect()
+        }
+        let mut mods: Vec<Mod<&str>> = replace
             .iter()
-            .map(|(a, vs)| Mod::Replace(a.as_str(), vs.iter().map(String::as_str).collect()))
+            .map(|(a, vs)| Mod::Replace(a.as_str(), set(vs)))
             .collect();
+        for e in edit {
+            if !e.delete.is_empty() {
+                mods.push(Mod::Delete(e.attr.as_str(), set(&e.delete)));
+            }
+            if !e.add.is_empty() {
+                mods.push(Mod::Add(e.attr.as_str(), set(&e.add)));
+            }
+        }
         let res = self
             .conn
             .modify(dn, mods)
