@@ -85,6 +85,14 @@ fn a_world_readable_service_secret_is_never_mounted() {
             && out.contains("readable by every user (mode 0644)"),
         "{out}"
     );
+    // readable by a group, or owned by an account's uid: theirs to read in the container
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let (code, out) = stderr_of(&p, &["plan"]);
+    assert_eq!(code, Some(1));
+    assert!(
+        out.contains("root's and readable by root alone (owner 0, mode 0640)"),
+        "{out}"
+    );
 }
 
 #[test]

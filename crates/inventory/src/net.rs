@@ -84,15 +84,17 @@ pub fn check_host_port(s: &crate::source::Spanned<String>) -> Result<(), Diagnos
             .map(drop)
             .map_err(|_| bad("not an IPv6 address in brackets"));
     }
-    let name_ok = !host.is_empty()
-        && host.len() <= 253
-        && host.split('.').all(|label| {
+    // a name as DNS or Docker's resolver takes it (`mail_relay`, `mail.example.org.`)
+    let name = host.strip_suffix('.').unwrap_or(host);
+    let name_ok = !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
             (1..=63).contains(&label.len())
                 && !label.starts_with('-')
                 && !label.ends_with('-')
                 && label
                     .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         });
     if name_ok || host.parse::<Ipv4Addr>().is_ok() {
         Ok(())

@@ -550,6 +550,8 @@ fn a_mail_server_is_a_host_and_a_port() {
         "192.0.2.25:587",
         "[2001:db8::25]:25",
         "localhost:25",
+        "mail_relay:25",
+        "mail.example.org.:25",
     ] {
         let text = with(&format!(
             "[containers]\nconfig_dir = \"/etc/pic2\"\nsmtp = \"{good}\"\n"

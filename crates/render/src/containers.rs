@@ -261,8 +261,9 @@ fn sftp_container(inv: &ValidInventory, network: &str) -> Option<DesiredContaine
             },
         ],
         memory_mb: 128,
-        // an sshd and its sftp-server per session, nslcd
-        pids_limit: 256,
+        // an sshd and its sftp-server per session, nslcd, and what SSH members run (a
+        // composer or node build counts its threads)
+        pids_limit: 512,
         labels: BTreeMap::from([(LABEL_PLATFORM.to_string(), inv.platform.name.to_string())]),
         capabilities: [
             "SETUID",

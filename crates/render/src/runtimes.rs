@@ -159,11 +159,12 @@ pub fn apache_conf(inv: &ValidInventory, runtime: &Ident) -> String {
          ServerSignature Off\n\
          TraceEnable Off\n\
          # The client's address comes from the proxy's X-Forwarded-For, believed from the\n\
-         # Docker network's gateway alone (the entrypoint writes it there). The proxy ends TLS\n\
+         # Docker network's gateway alone (the entrypoint writes it there; without it, from\n\
+         # no one: an older image restarted with this file still serves). The proxy ends TLS\n\
          # and says how the client came (its own X-Forwarded-Proto, never the client's): PHP\n\
          # sees $_SERVER['HTTPS'] as behind a direct HTTPS connection, which WordPress,\n\
          # Nextcloud and Dolibarr build their links and redirects from.\n\
-         Include {PROXY_TRUST_CONF}\n\
+         IncludeOptional {PROXY_TRUST_CONF}\n\
          LogFormat \"%a %l %u %t \\\"%r\\\" %>s %O \\\"%{{Referer}}i\\\" \\\"%{{User-Agent}}i\\\"\" pic2\n\
          # No request ever runs as root or a system user: mpm-itk refuses any uid or gid outside\n\
          # the accounts' range (enforced by its seccomp filter, hence no-new-privileges).\n\

@@ -39,11 +39,13 @@ impl Databases {
             .query("SELECT SCHEMA_NAME, SCHEMA_COMMENT FROM information_schema.SCHEMATA")
             .map_err(Error::sql("listing databases"))?;
         out.databases = rows.into_iter().collect();
-        let users: Vec<(String, String, u32)> = self
+        // signed in MariaDB's mysql.user view: read as such, a negative one is no cap
+        let users: Vec<(String, String, i64)> = self
             .conn
             .query("SELECT User, Host, max_user_connections FROM mysql.user")
             .map_err(Error::sql("listing users"))?;
         for (user, host, limit) in users {
+            let limit = u32::try_from(limit).unwrap_or(0);
             out.connection_limits
                 .insert((user.clone(), host.clone()), limit);
             out.users.insert((user, host));
