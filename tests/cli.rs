@@ -221,3 +221,45 @@ fn a_usage_error_is_not_a_plan_with_changes() {
     assert_eq!(pic2(&["--help"]).status.code(), Some(0));
     assert_eq!(pic2(&["--version"]).status.code(), Some(0));
 }
+
+/// `pic2 site maintenance`: the switch the running proxy reads, by a site's name or alias,
+/// for people and for machines; an unknown name is an error naming the inventory.
+#[test]
+fn site_maintenance_flips_the_switch_by_name_or_alias() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("proxy");
+    let inventory = dir.path().join("pic2.toml");
+    let text = include_str!("../examples/demo.toml")
+        .replace("/var/lib/pic2-dev/proxy", state.to_str().unwrap());
+    std::fs::write(&inventory, text).unwrap();
+    let inv = inventory.to_str().unwrap();
+    let on = stdout(&[
+        "--config",
+        inv,
+        "site",
+        "maintenance",
+        "on",
+        "www.velobs.test",
+    ]);
+    assert!(on.contains("maintenance on for velobs.test"), "{on}");
+    let flag = state.join("maintenance").join("velobs.test");
+    assert!(flag.exists(), "no switch at {}", flag.display());
+    let off = stdout(&[
+        "--config",
+        inv,
+        "--json",
+        "site",
+        "maintenance",
+        "off",
+        "velobs.test",
+    ]);
+    let doc: serde_json::Value = serde_json::from_str(&off).unwrap();
+    assert_eq!(
+        doc,
+        serde_json::json!({"site": "velobs.test", "maintenance": false})
+    );
+    assert!(!flag.exists());
+    let unknown = pic2(&["--config", inv, "site", "maintenance", "on", "nosuch.test"]);
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no site or alias named nosuch.test"));
+}

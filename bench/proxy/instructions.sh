@@ -20,6 +20,7 @@
 #
 # All traffic on 127.0.0.1, ports 18180-18183; the client is bounded in count.
 set -euo pipefail
+shopt -s inherit_errexit # count() runs in $(…): a failed client must fail the run
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 N=${N:-20000}
 for c in nginx haproxy valgrind callgrind_control callgrind_annotate python3 curl; do
@@ -35,7 +36,13 @@ SIM=(); [[ ${CACHE:-0} != 1 ]] || SIM=(--cache-sim=yes --branch-sim=yes)
 W=$(mktemp -d /tmp/pic2-bench-insn.XXXXXX)
 chmod 755 "$W"
 PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$W"; }
+# count() runs in a subshell: its proxies' pids come back through a file
+cleanup() {
+    [[ -f $W/pids ]] && mapfile -t -O "${#PIDS[@]}" PIDS <"$W/pids"
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$W"
+}
 trap cleanup EXIT
 
 python3 -c 'import sys; open(sys.argv[1] + "/1k", "w").write("x" * 1024)' "$W"
@@ -93,13 +100,19 @@ while done < n:
     for s in conns:
         buf = b""
         while b"\r\n\r\n" not in buf:
-            buf += s.recv(65536)
+            chunk = s.recv(65536)
+            if not chunk:
+                sys.exit("the proxy closed the connection")
+            buf += chunk
         head, _, body = buf.partition(b"\r\n\r\n")
         if not head.startswith(b"HTTP/1.1 200"):
             sys.exit("not 200: %r" % head[:80])
         length = next(int(l.split(b":")[1]) for l in head.split(b"\r\n") if l.lower().startswith(b"content-length:"))
         while len(body) < length:
-            body += s.recv(65536)
+            chunk = s.recv(65536)
+            if not chunk:
+                sys.exit("the proxy closed the connection mid-answer")
+            body += chunk
     done += len(conns)
 EOC
 
@@ -109,13 +122,13 @@ count() {
     local name=$1 port=$2; shift 2
     valgrind --tool=callgrind --callgrind-out-file="$W/$name.out" --instr-atstart=no "${SIM[@]}" "$@" \
         >"$W/$name.log" 2>&1 & local pid=$!
-    PIDS+=($pid)
+    echo "$pid" >>"$W/pids"
     for _ in $(seq 150); do
-        curl -s -o /dev/null -H 'Host: bench.test' "http://127.0.0.1:$port/1k" && break; sleep 0.2
+        curl -s -m 2 -o /dev/null -H 'Host: bench.test' "http://127.0.0.1:$port/1k" && break; sleep 0.2
     done
-    python3 "$W/client.py" "$port" 800 # warm-up, not counted
+    timeout 120 python3 "$W/client.py" "$port" 800 # warm-up, not counted
     callgrind_control -i on "$pid" >/dev/null 2>&1
-    python3 "$W/client.py" "$port" "$N"
+    timeout 600 python3 "$W/client.py" "$port" "$N"
     callgrind_control -i off "$pid" >/dev/null 2>&1
     kill "$pid"; wait "$pid" 2>/dev/null || true
     # the totals line holds one figure per event, in the order of "Events shown"

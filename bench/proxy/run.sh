@@ -55,8 +55,8 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 
 chmod 644 "$W/key.pem" # a throwaway key; Caddy reads it as root, nginx's master too
 cat "$W/cert.pem" "$W/key.pem" >"$W/both.pem"
 
-wait_port() { for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$1/" && return 0; sleep 0.1; done; echo "port $1 not up" >&2; return 1; }
-wait_tls() { for _ in $(seq 100); do curl -sk -o /dev/null --resolve "bench.test:$1:127.0.0.1" "https://bench.test:$1/" && return 0; sleep 0.1; done; echo "port $1 not up" >&2; return 1; }
+wait_port() { for _ in $(seq 100); do curl -s -m 2 -o /dev/null "http://127.0.0.1:$1/" && return 0; sleep 0.1; done; echo "port $1 not up" >&2; return 1; }
+wait_tls() { for _ in $(seq 100); do curl -sk -m 2 -o /dev/null --resolve "bench.test:$1:127.0.0.1" "https://bench.test:$1/" && return 0; sleep 0.1; done; echo "port $1 not up" >&2; return 1; }
 
 # the backend: nginx serving the two files, 1 worker; /status counts its accepted connections
 mkdir -p "$W/tmp"
@@ -69,7 +69,7 @@ http { access_log off; keepalive_requests 1000000; keepalive_timeout 120s; $NGIN
 EOC
 nginx -c "$W/backend.conf" -p "$W" & PIDS+=($!)
 wait_port 18080
-be_accepts() { curl -s http://127.0.0.1:18080/status | awk '/^ *[0-9]+ +[0-9]+ +[0-9]+/ {print $1; exit}'; }
+be_accepts() { curl -s -m 5 http://127.0.0.1:18080/status | awk '/^ *[0-9]+ +[0-9]+ +[0-9]+/ {print $1; exit}'; }
 
 # Every proxy: CPUS cores, all by default (nginx CPUS workers, HAProxy CPUS threads, Caddy/Go and
 # pic2/tokio one thread per core), upstream keep-alive, X-Forwarded-For, no access log, HTTP/1.1 on the plain
@@ -221,7 +221,7 @@ wrk_run() { # wrk_run PORT PATH BODYBYTES [SECONDS] -> "req/s p50ms p99ms errors
 h2_run() { # h2_run PORT -> "req/s p50ms p99ms errors requests"
     rm -f "$W/h2.log"
     local n=$((20000 * DUR)) # a count, not -D: h2load 1.52's duration mode under-loads and cuts streams
-    h2load -n "$n" -c 32 -m 10 -t 1 --connect-to=127.0.0.1:"$1" --log-file="$W/h2.log" \
+    timeout $((DUR * 10 + 30)) h2load -n "$n" -c 32 -m 10 -t 1 --connect-to=127.0.0.1:"$1" --log-file="$W/h2.log" \
         "https://bench.test:$1/1k" >"$W/h2.out" 2>&1 || true
     grep -qi 'application protocol: h2' "$W/h2.out" || { echo "0 - - $n 0"; return; }
     local rps ok
@@ -245,9 +245,9 @@ pid_of() { # pid_of PEER TEST
 
 check() { # check PEER: 200 + the whole file over HTTP/1.1 (plain) and HTTP/2 (TLS)
     local a b
-    a=$(curl -s -o /dev/null -w '%{http_code} %{size_download} %{http_version}' -H 'Host: bench.test' \
+    a=$(curl -s -m 10 -o /dev/null -w '%{http_code} %{size_download} %{http_version}' -H 'Host: bench.test' \
         "http://127.0.0.1:${PORT[$1]}/100k" || true)
-    b=$(curl -s -o /dev/null -w '%{http_code} %{size_download} %{http_version}' --http2 --cacert "$W/cert.pem" \
+    b=$(curl -s -m 10 -o /dev/null -w '%{http_code} %{size_download} %{http_version}' --http2 --cacert "$W/cert.pem" \
         --resolve "bench.test:${TLSPORT[$1]}:127.0.0.1" "https://bench.test:${TLSPORT[$1]}/1k" || true)
     printf '  check %-8s plain: %-16s tls: %s\n' "$1" "$a" "$b" >&2
     [[ $a == "200 102400 1.1" && $b == "200 1024 2" ]]

@@ -21,6 +21,10 @@ pub fn run(inv: &ValidInventory, command: SiteCommand, out: &Out) -> anyhow::Res
     let dir = Path::new(&routes.settings.state_dir);
     pic2_proxy::maintenance::set(dir, &site.name, on)
         .with_context(|| format!("cannot switch maintenance of {}", site.name))?;
+    if out.json {
+        out.json(&serde_json::json!({ "site": site.name, "maintenance": on }));
+        return Ok(Outcome::Ok);
+    }
     let word = if on {
         out.yellow("on")
     } else {
