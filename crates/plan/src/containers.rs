@@ -56,6 +56,16 @@ pub(crate) fn diff(
     }
 
     for image in &want.images {
+        let base = image.base().filter(|b| !observed.images.contains(*b));
+        if let (false, Some(base)) = (observed.images.contains(&image.tag), base) {
+            plan.conflict(
+                System::Containers,
+                &image.tag,
+                format!("its base image {base} is not on this Docker engine, and pic2 pulls from no registry (the engine would try Docker Hub)"),
+                "make it here: `dev/docker.sh start` builds local/debian:* with debootstrap from the Debian mirror",
+            );
+            continue;
+        }
         if !observed.images.contains(&image.tag) {
             let dockerfile = image.files.iter().filter(|(n, _, _)| n == "Dockerfile");
             let details = dockerfile
@@ -242,7 +252,11 @@ mod tests {
     #[test]
     fn nothing_running_gets_network_images_and_containers_in_order() {
         let inv = demo();
-        let p = plan(&inv, &Observed::default(), Options::default());
+        let o = Observed {
+            containers: crate::tests::fresh_engine(&inv),
+            ..Default::default()
+        };
+        let p = plan(&inv, &o, Options::default());
         let phases: Vec<Phase> = p
             .changes
             .iter()
@@ -279,6 +293,22 @@ mod tests {
             .iter()
             .rposition(|c| c.phase == Phase::AfterReloads);
         assert_eq!(routes, Some(p.changes.len() - 1), "{:?}", p.changes.last());
+    }
+
+    /// A base image missing from the engine would make it pull from Docker Hub: a conflict,
+    /// before anything, and no build.
+    #[test]
+    fn a_missing_base_image_is_a_conflict_not_a_pull() {
+        let inv = demo();
+        let p = plan(&inv, &Observed::default(), Options::default());
+        assert!(
+            p.conflicts.iter().any(|c| c
+                .message
+                .contains("base image local/debian:bookworm is not on this Docker engine")),
+            "{:#?}",
+            p.conflicts
+        );
+        assert!(p.changes.iter().all(|c| c.phase != Phase::Images));
     }
 
     #[test]

@@ -321,6 +321,7 @@ mod tests {
         let o = Observed {
             files: applied_files(&inv),
             databases: applied_databases(&inv),
+            containers: crate::tests::fresh_engine(&inv),
             ..Default::default()
         };
         (inv, o)

@@ -340,7 +340,10 @@ mod tests {
     use crate::{plan, Op};
 
     fn applied(inv: &ValidInventory) -> Observed {
-        let mut o = Observed::default();
+        let mut o = Observed {
+            containers: crate::tests::fresh_engine(inv),
+            ..Default::default()
+        };
         o.directory.base_exists = true;
         o.directory.entries = desired(inv).iter().map(entry_from).collect();
         o

@@ -282,6 +282,7 @@ mod tests {
         let inv = demo();
         let o = Observed {
             files: applied_files(&inv),
+            containers: crate::tests::fresh_engine(&inv),
             ..Default::default()
         };
         let p = plan(&inv, &o, Options::default());
@@ -297,6 +298,7 @@ mod tests {
         let inv = demo();
         let mut o = Observed {
             files: applied_files(&inv),
+            containers: crate::tests::fresh_engine(&inv),
             ..Default::default()
         };
         let htdocs = inv.document_root(&"velobs".parse_name(), &"velobs.test".parse_domain());
@@ -321,6 +323,7 @@ mod tests {
         let inv = demo();
         let mut o = Observed {
             files: applied_files(&inv),
+            containers: crate::tests::fresh_engine(&inv),
             ..Default::default()
         };
         let home = inv.home_dir(&"amap".parse_name());
@@ -363,6 +366,7 @@ mod tests {
         let inv = demo();
         let mut o = Observed {
             files: applied_files(&inv),
+            containers: crate::tests::fresh_engine(&inv),
             ..Default::default()
         };
         let sites = inv.sites_dir(&"velobs".parse_name());

@@ -148,6 +148,18 @@ mod tests {
         o
     }
 
+    /// A Docker engine with nothing of pic2's yet, but the base images it builds from.
+    pub fn fresh_engine(inv: &ValidInventory) -> crate::observed::ObservedContainers {
+        let mut o = crate::observed::ObservedContainers::default();
+        for image in pic2_render::containers::desired(inv)
+            .map(|d| d.images)
+            .unwrap_or_default()
+        {
+            o.images.extend(image.base().map(str::to_string));
+        }
+        o
+    }
+
     pub fn applied_databases(inv: &ValidInventory) -> ObservedDatabases {
         let mut o = ObservedDatabases::default();
         for db in pic2_render::databases::desired(inv) {

@@ -23,6 +23,17 @@ pub struct ImageContext {
     pub files: Vec<(String, String, u32)>,
 }
 
+impl ImageContext {
+    /// The image its Dockerfile starts `FROM`.
+    pub fn base(&self) -> Option<&str> {
+        let (_, dockerfile, _) = self.files.iter().find(|(n, _, _)| n == "Dockerfile")?;
+        dockerfile
+            .lines()
+            .find_map(|l| l.strip_prefix("FROM "))
+            .map(str::trim)
+    }
+}
+
 /// PHP extensions SPIP and WordPress need (Debian package suffixes).
 const PHP_EXTENSIONS: &[&str] = &[
     "mysql", "gd", "xml", "mbstring", "zip", "curl", "intl", "opcache",

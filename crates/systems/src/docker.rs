@@ -64,11 +64,10 @@ impl Engine {
                         .insert(name, n.labels.unwrap_or_default().into_iter().collect());
                 }
             }
-            let refs = HashMap::from([("reference", vec!["pic2/*"])]);
+            // every image, not only pic2's: the plan checks that the base images it builds
+            // from are here (a missing one would make the engine pull from Docker Hub)
             let images = d
-                .list_images(Some(
-                    ListImagesOptionsBuilder::default().filters(&refs).build(),
-                ))
+                .list_images(Some(ListImagesOptionsBuilder::default().build()))
                 .await
                 .map_err(err("listing images"))?;
             out.images = images.into_iter().flat_map(|i| i.repo_tags).collect();
