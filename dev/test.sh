@@ -9,7 +9,11 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 require_root
 cd "$REPO_ROOT"
 
+# rustup's cargo, also for a runner whose shell read no profile (it adds ~/.cargo/bin)
+[[ -x $HOME/.cargo/bin/cargo ]] && PATH=$HOME/.cargo/bin:$PATH
 command -v cargo >/dev/null || die "cargo is not installed: this machine kind ships the Rust toolchain (rustup); install it first"
+# a C compiler for the crates that build C (ring, mimalloc)
+command -v cc >/dev/null || apt_install gcc libc6-dev
 
 step() { printf '\n==> %s\n' "$*" >&2; }
 
