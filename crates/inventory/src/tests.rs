@@ -611,3 +611,37 @@ fn updates_as_of_is_a_day() {
         assert_eq!(e[0].0, "invalid-value", "{bad}");
     }
 }
+
+/// The password application's public address is where people reach it: HTTPS on
+/// `[services] passwd`, or plain HTTP on this machine (the demo); nothing a link or the
+/// anti-forgery check would get wrong.
+#[test]
+fn the_password_application_is_reached_over_https_on_its_service_name() {
+    let passwd = |url: &str| {
+        with(&format!(
+            "[services]\npasswd = \"motdepasse.t.example\"\n\n[passwd]\npublic_url = \"{url}\"\n\
+             listen = \"127.0.0.1:8081\"\nsmtp = \"127.0.0.1:25\"\nfrom = \"admins@t.example\"\n"
+        ))
+    };
+    for good in [
+        "https://motdepasse.t.example",
+        "https://motdepasse.t.example/",
+        "http://127.0.0.1:8081",
+        "http://[::1]:8081",
+    ] {
+        assert_eq!(errors(&passwd(good)), vec![], "{good}");
+    }
+    for bad in [
+        "http://motdepasse.t.example",
+        "https://other.t.example",
+        "https://Motdepasse.t.example",
+        "https://user@motdepasse.t.example",
+        "https://motdepasse.t.example/?x=1",
+    ] {
+        let text = passwd(bad);
+        let e = errors(&text);
+        assert_eq!(e.len(), 1, "{bad}: {e:?}");
+        assert_eq!(e[0].0, "invalid-url", "{bad}");
+        assert_eq!(e[0].1, line_of(&text, "public_url"), "{bad}");
+    }
+}

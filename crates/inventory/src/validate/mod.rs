@@ -9,6 +9,7 @@ use crate::model::Inventory;
 
 mod database_owner;
 mod host_roles;
+mod passwd_url;
 mod proxy_networks;
 mod redirects;
 mod references;
@@ -34,4 +35,5 @@ pub(crate) const RULES: &[Rule] = &[
     runtime_ports::check,
     sftp::check,
     proxy_networks::check,
+    passwd_url::check,
 ];
