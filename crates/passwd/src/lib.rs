@@ -53,8 +53,11 @@ pub struct Inner {
     pub by_address: limiter::Limiter,
     /// Failed sign-ins, per account name (existing or not).
     pub by_account: limiter::Limiter,
-    /// Reset requests per address, and mails per account.
+    /// Reset requests per address; reset mails per account asked from one address, and per
+    /// account in all. Per account alone, anyone could ask for a member's three mails, then
+    /// one an hour, and the member never got one.
     pub forgot_by_address: limiter::Limiter,
+    pub mail_by_account_and_address: limiter::Limiter,
     pub mail_by_account: limiter::Limiter,
     pub strength_by_address: limiter::Limiter,
     /// Signs the anti-CSRF values; random at each start.
@@ -80,7 +83,10 @@ impl AppState {
             by_address: limiter::Limiter::new(free.saturating_mul(4), base),
             by_account: limiter::Limiter::new(free, base),
             forgot_by_address: limiter::Limiter::new(10, Duration::from_secs(60)),
-            mail_by_account: limiter::Limiter::new(3, Duration::from_secs(600)),
+            // three mails at once (a check passes the free ones and the one that blocks)
+            mail_by_account_and_address: limiter::Limiter::new(2, Duration::from_secs(600)),
+            // against mail bombing from many addresses: ten at once, then fewer, whoever asks
+            mail_by_account: limiter::Limiter::new(9, Duration::from_secs(600)),
             strength_by_address: limiter::Limiter::new(600, Duration::from_secs(1)),
             csrf_key: rand::random(),
             config,
@@ -138,10 +144,14 @@ impl AppState {
             return;
         }
         let key = account.to_lowercase();
-        if self.mail_by_account.check(&key).is_err() {
+        let pair = format!("{key}|{}", limiter::address_key(ctx.addr));
+        if self.mail_by_account_and_address.check(&pair).is_err()
+            || self.mail_by_account.check(&key).is_err()
+        {
             self.audit("reset-requested-throttled", &account, ctx);
             return;
         }
+        self.mail_by_account_and_address.fail(&pair);
         self.mail_by_account.fail(&key);
         let person = match self.dir.lookup_for_reset(&account).await {
             Ok(Some(p)) => p,

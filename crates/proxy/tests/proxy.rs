@@ -978,6 +978,42 @@ async fn http2_rapid_reset_is_cut_short() {
     p.shutdown().await;
 }
 
+/// Each name, aliases included, reaches its own site's backend and no other's (the other
+/// routing tests share one backend between sites, where a misroute still answers 200).
+#[tokio::test]
+async fn each_name_reaches_its_own_sites_backend() {
+    let (a, b) = (backend().await, backend().await);
+    let e = env();
+    let none = serde_json::json!({"mode":"none"});
+    write_routes(
+        &e,
+        serde_json::json!({}),
+        vec![
+            site("a.test", &["a.test", "alias.test"], a.addr, none.clone()),
+            site("b.test", &["b.test", "www.b.test"], b.addr, none),
+        ],
+    );
+    let p = Proxy::start(options(&e)).await.unwrap();
+    let http = p.http_addr.unwrap();
+    for (host, to_a) in [
+        ("a.test", true),
+        ("ALIAS.test.", true),
+        ("b.test", false),
+        ("www.b.test:80", false),
+    ] {
+        let (before_a, before_b) = (a.hits.load(Ordering::SeqCst), b.hits.load(Ordering::SeqCst));
+        assert_eq!(status(&get(http, host, "/", "").await), 200, "{host}");
+        let went_a = a.hits.load(Ordering::SeqCst) - before_a;
+        let went_b = b.hits.load(Ordering::SeqCst) - before_b;
+        assert_eq!(
+            (went_a, went_b),
+            if to_a { (1, 0) } else { (0, 1) },
+            "{host}"
+        );
+    }
+    p.shutdown().await;
+}
+
 /// A second proxy on the ports of a running one fails to start (SO_REUSEPORT, which the
 /// workers use, would otherwise let it share them silently).
 #[tokio::test]

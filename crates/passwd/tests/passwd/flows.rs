@@ -2,7 +2,8 @@
 //! weak password, reset by mail, SSH keys, brute force, no enumeration.
 
 use crate::support::{
-    config, random_ed25519, require_ldap, require_smtp, reset_link, wait_mail, Client, TestAccount,
+    config, mails_to, random_ed25519, require_ldap, require_smtp, reset_link, wait_mail, Client,
+    TestAccount,
 };
 use axum::http::{header, StatusCode};
 use std::time::{Duration, Instant, SystemTime};
@@ -148,6 +149,43 @@ async fn weak_passwords_are_refused_with_the_reason() {
     assert!(acct.binds_with(OLD), "nothing changed");
 }
 
+/// Someone else asking for a member's reset mails from their own address uses up only that
+/// address's three: the member, from theirs, still gets one.
+#[tokio::test]
+async fn another_address_cannot_use_up_a_members_reset_mails() {
+    require_smtp();
+    let acct = TestAccount::new("Arto", OLD);
+    let mut c = Client::new(config());
+    let since = SystemTime::now() - Duration::from_secs(1);
+    c.peer = Some("192.0.2.66:40000".parse().unwrap());
+    for _ in 0..5 {
+        c.post("/forgot", "/forgot", &[("account", &acct.name)])
+            .await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while mails_to(&acct.mail, since) < 3 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await; // a 4th would have come by now
+    assert_eq!(
+        mails_to(&acct.mail, since),
+        3,
+        "mails sent to one address's asking"
+    );
+    c.peer = Some("198.51.100.7:40000".parse().unwrap());
+    c.post("/forgot", "/forgot", &[("account", &acct.name)])
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while mails_to(&acct.mail, since) < 4 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        mails_to(&acct.mail, since),
+        4,
+        "the member's own request got no mail"
+    );
+}
+
 #[tokio::test]
 async fn reset_by_mail_end_to_end_single_use() {
     require_smtp();
@@ -285,6 +323,7 @@ async fn guesses_sent_at_once_cannot_pass_the_back_off_together() {
             let mut each = Client {
                 state: c.state.clone(),
                 jar: c.jar.clone(),
+                peer: None,
             };
             let (name, csrf) = (acct.name.clone(), csrf.clone());
             tokio::spawn(async move {

@@ -236,6 +236,8 @@ impl Reply {
 pub struct Client {
     pub state: AppState,
     pub jar: Vec<String>,
+    /// The client's address as the server sees it (its TCP peer); none: 0.0.0.0.
+    pub peer: Option<std::net::SocketAddr>,
 }
 
 impl Client {
@@ -243,10 +245,15 @@ impl Client {
         Client {
             state: AppState::new(config),
             jar: Vec::new(),
+            peer: None,
         }
     }
 
-    pub async fn send(&mut self, req: Request<Body>) -> Reply {
+    pub async fn send(&mut self, mut req: Request<Body>) -> Reply {
+        if let Some(peer) = self.peer {
+            req.extensions_mut()
+                .insert(axum::extract::ConnectInfo(peer));
+        }
         let res = pic2_passwd::app(self.state.clone())
             .oneshot(req)
             .await
@@ -332,6 +339,33 @@ pub async fn wait_mail(to: &str, since: SystemTime) -> String {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("no mail to {to} reached {} within 10 s", dir.display());
+}
+
+/// How many messages to `to` were captured after `since`.
+pub fn mails_to(to: &str, since: SystemTime) -> usize {
+    let dir = dev_dir().join("mail");
+    std::fs::read_dir(&dir)
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .map(|e| e.path())
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "eml"))
+        .filter(|p| {
+            std::fs::metadata(p)
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t >= since)
+        })
+        .filter(|p| {
+            std::fs::read_to_string(p)
+                .unwrap_or_default()
+                .lines()
+                .next()
+                .is_some_and(|l| l.contains(to))
+        })
+        .count()
 }
 
 /// Headers, a blank line, then the body decoded from quoted-printable or base64.
