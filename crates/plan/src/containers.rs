@@ -52,7 +52,23 @@ pub(crate) fn diff(
             );
             return;
         }
-        Some(_) => {}
+        Some(_) => {
+            // the database users are granted from the inventory's subnet: a network on
+            // another one would leave every site without its database
+            let have = observed.network_subnets.get(&want.network.name);
+            if let Some(subnet) = &want.network.subnet6 {
+                if !have.is_some_and(|h| h.contains(subnet)) {
+                    let have: Vec<&str> = have.into_iter().flatten().map(String::as_str).collect();
+                    plan.conflict(
+                        System::Containers,
+                        &want.network.name,
+                        format!("the network's IPv6 subnet is not {subnet} (it has {})", if have.is_empty() { "none".to_string() } else { have.join(", ") }),
+                        format!("a network's addresses cannot change under its containers: remove pic2's containers on it and the network (docker rm -f …; docker network rm {}), then apply, which makes them again", want.network.name),
+                    );
+                    return;
+                }
+            }
+        }
     }
 
     for image in &want.images {
@@ -224,6 +240,10 @@ mod tests {
         o.containers
             .networks
             .insert(want.network.name.clone(), want.network.labels.clone());
+        o.containers.network_subnets.insert(
+            want.network.name.clone(),
+            want.network.subnet6.iter().cloned().collect(),
+        );
         o.containers
             .images
             .extend(want.images.iter().map(|i| i.tag.clone()));
@@ -293,6 +313,24 @@ mod tests {
             .iter()
             .rposition(|c| c.phase == Phase::AfterReloads);
         assert_eq!(routes, Some(p.changes.len() - 1), "{:?}", p.changes.last());
+    }
+
+    /// The network on another IPv6 subnet than the inventory's (the database grants follow
+    /// the inventory): a conflict saying how to remake it, not a silent mismatch.
+    #[test]
+    fn a_network_on_another_subnet_is_a_conflict() {
+        let (inv, mut o) = applied();
+        let name = desired(&inv).unwrap().network.name;
+        o.containers
+            .network_subnets
+            .insert(name.clone(), ["fd00:dead::/64".to_string()].into());
+        let p = plan(&inv, &o, Options::default());
+        assert_eq!(p.conflicts.len(), 1, "{:#?}", p.conflicts);
+        assert!(
+            p.conflicts[0].message.contains("it has fd00:dead::/64"),
+            "{}",
+            p.conflicts[0].message
+        );
     }
 
     /// A base image missing from the engine would make it pull from Docker Hub: a conflict,

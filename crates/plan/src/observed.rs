@@ -17,6 +17,8 @@ pub struct Observed {
 pub struct ObservedContainers {
     /// Network name → labels.
     pub networks: BTreeMap<String, BTreeMap<String, String>>,
+    /// Network name → the subnets of its address plan (IPv4 and IPv6).
+    pub network_subnets: BTreeMap<String, BTreeSet<String>>,
     /// Image tags present.
     pub images: BTreeSet<String>,
     pub containers: BTreeMap<String, ObservedContainer>,

@@ -60,6 +60,14 @@ impl Engine {
                 .map_err(err("listing networks"))?;
             for n in networks {
                 if let Some(name) = n.name {
+                    let subnets = n
+                        .ipam
+                        .and_then(|i| i.config)
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter_map(|c| c.subnet)
+                        .collect();
+                    out.network_subnets.insert(name.clone(), subnets);
                     out.networks
                         .insert(name, n.labels.unwrap_or_default().into_iter().collect());
                 }
