@@ -243,12 +243,24 @@ fn own(fd: &OwnedFd, path: &Path, uid: u32, gid: u32, mode: u32) -> Result<(), E
 
 pub fn create_dir(path: &Path, uid: u32, gid: u32, mode: u32) -> Result<(), Error> {
     let (parent, name) = parent_and_name(path)?;
-    match mkdirat(&parent, name, Mode::from_raw_mode(0o700)) {
-        Ok(()) => {}
-        Err(e) if e == rustix::io::Errno::EXIST => {} // made by a concurrent hand; checked below
+    let made = match mkdirat(&parent, name, Mode::from_raw_mode(0o700)) {
+        Ok(()) => true,
+        Err(e) if e == rustix::io::Errno::EXIST => false,
         Err(e) => return Err(Error::io(path, format!("mkdir: {e}"))),
-    }
+    };
     let fd = open_nofollow(path, OFlags::RDONLY | OFlags::DIRECTORY)?;
+    // Made by another hand since the plan (an rsync of a home, say): taken over only if
+    // empty, as the plan would have; else chowning it would hand its files' folder to the
+    // new owner unannounced.
+    if !made {
+        let dir = std::fs::read_dir(path).map_err(|e| Error::io(path, e))?;
+        if dir.take(1).count() > 0 {
+            return Err(Error::io(
+                path,
+                "appeared, not empty, since the plan: run `pic2 plan` again to see it",
+            ));
+        }
+    }
     own(&fd, path, uid, gid, mode)
 }
 
@@ -367,6 +379,23 @@ mod tests {
         // longer than wanted: not it, and not read
         let seen = stat_all(&[want(Some("short".into()), PathKind::File)]).unwrap();
         assert_eq!(seen[&path].contents, None);
+    }
+
+    /// A folder the plan would create that another hand made meanwhile is taken over only
+    /// when empty.
+    #[test]
+    fn a_folder_made_since_the_plan_is_taken_over_only_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let uid = rustix::process::getuid().as_raw();
+        let empty = dir.path().join("empty");
+        std::fs::create_dir(&empty).unwrap();
+        create_dir(&empty, uid, uid, 0o750).unwrap();
+        assert_eq!(std::fs::metadata(&empty).unwrap().mode() & 0o777, 0o750);
+        let full = dir.path().join("full");
+        std::fs::create_dir(&full).unwrap();
+        std::fs::write(full.join("site.php"), "x").unwrap();
+        let err = create_dir(&full, uid, uid, 0o750).unwrap_err().to_string();
+        assert!(err.contains("not empty"), "{err}");
     }
 
     #[test]
