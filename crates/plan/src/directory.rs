@@ -83,7 +83,14 @@ pub(crate) fn diff(
             }
             (Some(actual), _) => match ownership(actual, platform) {
                 Ok(true) => {
-                    if let Some(change) = modify(entry, actual) {
+                    if let Some((class, want)) = other_structural_class(entry, actual) {
+                        plan.conflict(
+                            System::Directory,
+                            &entry.dn,
+                            format!("the entry's structural class is {class}, and pic2 needs {want}, which LDAP cannot change in place (a migrationtools-style account)"),
+                            "re-create it: save it (ldapsearch), delete it (ldapdelete), apply, then put back what pic2 does not manage (its userPassword hash: ldapmodify)",
+                        );
+                    } else if let Some(change) = modify(entry, actual) {
                         plan.push(change);
                     }
                 }
@@ -183,6 +190,23 @@ fn same_values(attr: &str, want: &[String], have: &[String]) -> bool {
         }
     };
     norm(want) == norm(have)
+}
+
+/// An entry whose structural object class is not the one pic2 writes, which the server
+/// refuses to change (result code 69) half-way through an apply: `account` (RFC 2798's
+/// predecessor, used by migrationtools) under a pic2 mark, where pic2 wants `inetOrgPerson`.
+fn other_structural_class(entry: &Entry, actual: &ObservedEntry) -> Option<(String, &'static str)> {
+    const STRUCTURAL: &[&str] = &["inetOrgPerson", "account", "organizationalPerson", "person"];
+    if entry.kind != EntryKind::Account {
+        return None;
+    }
+    let classes = actual.values("objectClass");
+    let has = |c: &str| classes.iter().any(|v| v.eq_ignore_ascii_case(c));
+    if has("inetOrgPerson") {
+        return None;
+    }
+    let class = STRUCTURAL.iter().find(|c| has(c))?;
+    Some(((*class).to_string(), "inetOrgPerson"))
 }
 
 fn modify(entry: &Entry, actual: &ObservedEntry) -> Option<Change> {
@@ -465,6 +489,41 @@ mod tests {
             "{:#?}",
             p.changes
         );
+    }
+
+    /// A marked legacy account whose structural class is `account`: the server would refuse
+    /// the change to inetOrgPerson half-way through an apply, so it is a conflict now.
+    #[test]
+    fn a_legacy_structural_class_is_a_conflict_not_a_failed_apply() {
+        let inv = demo();
+        let mut o = applied(&inv);
+        let velobs = o
+            .directory
+            .entries
+            .iter_mut()
+            .find(|e| e.dn.starts_with("uid=velobs,"))
+            .unwrap();
+        velobs.attrs.insert(
+            "objectclass".into(),
+            [
+                "account",
+                "posixAccount",
+                "shadowAccount",
+                "ldapPublicKey",
+                MARK_CLASS,
+            ]
+            .map(String::from)
+            .to_vec(),
+        );
+        let p = plan(&inv, &o, Options::default());
+        assert_eq!(p.conflicts.len(), 1, "{:#?}", p.conflicts);
+        assert!(p.conflicts[0]
+            .message
+            .contains("structural class is account"));
+        assert!(p
+            .changes
+            .iter()
+            .all(|c| !c.subject.starts_with("uid=velobs,")));
     }
 
     #[test]

@@ -228,6 +228,7 @@ fn describe(rc: u32) -> &'static str {
         53 => "unwilling to perform",
         65 => "object class violation (is the openssh-lpk or pic2 schema loaded?)",
         68 => "entry already exists",
+        69 => "object class modifications prohibited (an entry's structural class cannot change)",
         _ => "LDAP error",
     }
 }
