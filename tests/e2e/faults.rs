@@ -60,24 +60,29 @@ fn wrong_admin_password_is_named() {
     );
 }
 
+/// Points the inventory at a secret file of the test's own, 0644, instead of the dev
+/// services' `name`; returns its path.
+fn secret_instead_of(p: &Platform, name: &str) -> std::path::PathBuf {
+    let secret = p.dir.path().join(name);
+    std::fs::write(&secret, "x").unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let dev = format!("{}/secrets/{name}", crate::fixture::dev_dir().display());
+    let text = std::fs::read_to_string(&p.config).unwrap();
+    std::fs::write(
+        &p.config,
+        text.replacen(&dev, &secret.display().to_string(), 1),
+    )
+    .unwrap();
+    secret
+}
+
 /// The directory's service password is mounted into the SFTP container, where SSH accounts
 /// have a shell: a copy others can read is refused before any container shows it.
 #[test]
 fn a_world_readable_service_secret_is_never_mounted() {
     let p = Platform::new("svcsec");
     p.write(&format!("{BODY}{}", p.containers_section_with_sftp()));
-    let secret = p.dir.path().join("nss.secret");
-    std::fs::write(&secret, "x").unwrap();
-    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let text = std::fs::read_to_string(&p.config).unwrap().replacen(
-        &format!(
-            "{}/secrets/ldap-nss.secret",
-            crate::fixture::dev_dir().display()
-        ),
-        &secret.display().to_string(),
-        1,
-    );
-    std::fs::write(&p.config, &text).unwrap();
+    let secret = secret_instead_of(&p, "ldap-nss.secret");
     let (code, out) = stderr_of(&p, &["plan"]);
     assert_eq!(code, Some(1));
     assert!(
@@ -99,19 +104,7 @@ fn a_world_readable_service_secret_is_never_mounted() {
 fn world_readable_or_missing_secret_is_refused() {
     let p = Platform::new("secret");
     p.write(BODY);
-    let secret = p.dir.path().join("db.secret");
-    std::fs::write(&secret, "x").unwrap();
-    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let text = std::fs::read_to_string(&p.config).unwrap();
-    let text = text.replacen(
-        &format!(
-            "{}/secrets/mariadb-admin.secret",
-            crate::fixture::dev_dir().display()
-        ),
-        &secret.display().to_string(),
-        1,
-    );
-    std::fs::write(&p.config, &text).unwrap();
+    let secret = secret_instead_of(&p, "mariadb-admin.secret");
     let (code, out) = stderr_of(&p, &["plan"]);
     assert_eq!(code, Some(1));
     assert!(

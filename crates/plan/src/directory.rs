@@ -363,6 +363,15 @@ mod tests {
     use crate::tests::{demo, entry_from};
     use crate::{plan, Op};
 
+    /// velobs's entry as observed.
+    fn velobs(o: &mut Observed) -> &mut ObservedEntry {
+        o.directory
+            .entries
+            .iter_mut()
+            .find(|e| e.dn.starts_with("uid=velobs,"))
+            .unwrap()
+    }
+
     fn applied(inv: &ValidInventory) -> Observed {
         let mut o = Observed {
             containers: crate::tests::fresh_engine(inv),
@@ -396,13 +405,7 @@ mod tests {
     fn keys_after(change: impl Fn(&mut ObservedEntry), listed: &[&str]) -> Vec<String> {
         let inv = demo();
         let mut o = applied(&inv);
-        let velobs = o
-            .directory
-            .entries
-            .iter_mut()
-            .find(|e| e.dn.starts_with("uid=velobs,"))
-            .unwrap();
-        change(velobs);
+        change(velobs(&mut o));
         let entry = desired(&inv)
             .into_iter()
             .find(|e| e.dn.starts_with("uid=velobs,"))
@@ -413,12 +416,7 @@ mod tests {
                 *values = listed.iter().map(|k| k.to_string()).collect();
             }
         }
-        let actual = o
-            .directory
-            .entries
-            .iter()
-            .find(|e| e.dn.starts_with("uid=velobs,"))
-            .unwrap();
+        let actual = velobs(&mut o);
         let mut keys = merged_ssh_keys(
             &entry
                 .attrs
@@ -497,13 +495,7 @@ mod tests {
     fn a_legacy_structural_class_is_a_conflict_not_a_failed_apply() {
         let inv = demo();
         let mut o = applied(&inv);
-        let velobs = o
-            .directory
-            .entries
-            .iter_mut()
-            .find(|e| e.dn.starts_with("uid=velobs,"))
-            .unwrap();
-        velobs.attrs.insert(
+        velobs(&mut o).attrs.insert(
             "objectclass".into(),
             [
                 "account",
@@ -565,12 +557,7 @@ mod tests {
     fn changed_attributes_are_replaced_and_shown() {
         let inv = demo();
         let mut o = applied(&inv);
-        let velobs = o
-            .directory
-            .entries
-            .iter_mut()
-            .find(|e| e.dn.starts_with("uid=velobs"))
-            .unwrap();
+        let velobs = velobs(&mut o);
         velobs
             .attrs
             .insert("mail".into(), vec!["old@velobs.test".into()]);

@@ -312,39 +312,10 @@ impl Client {
     }
 }
 
-/// The first message to `to` captured after `since`, decoded (waits up to 10 s).
-pub async fn wait_mail(to: &str, since: SystemTime) -> String {
-    require_smtp();
+/// The messages to `to` captured after `since`, oldest first, raw.
+fn captured(to: &str, since: SystemTime) -> Vec<String> {
     let dir = dev_dir().join("mail");
-    for _ in 0..100 {
-        let mut found: Vec<(SystemTime, PathBuf)> = std::fs::read_dir(&dir)
-            .map(|d| {
-                d.filter_map(Result::ok)
-                    .map(|e| e.path())
-                    .collect::<Vec<_>>()
-            })
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|p| p.extension().is_some_and(|e| e == "eml"))
-            .filter_map(|p| Some((std::fs::metadata(&p).ok()?.modified().ok()?, p)))
-            .filter(|(t, _)| *t >= since)
-            .collect();
-        found.sort();
-        for (_, p) in found {
-            let raw = std::fs::read_to_string(&p).unwrap_or_default();
-            if raw.lines().next().is_some_and(|l| l.contains(to)) {
-                return decode_mail(&raw);
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("no mail to {to} reached {} within 10 s", dir.display());
-}
-
-/// How many messages to `to` were captured after `since`.
-pub fn mails_to(to: &str, since: SystemTime) -> usize {
-    let dir = dev_dir().join("mail");
-    std::fs::read_dir(&dir)
+    let mut found: Vec<(SystemTime, PathBuf)> = std::fs::read_dir(&dir)
         .map(|d| {
             d.filter_map(Result::ok)
                 .map(|e| e.path())
@@ -353,19 +324,35 @@ pub fn mails_to(to: &str, since: SystemTime) -> usize {
         .unwrap_or_default()
         .into_iter()
         .filter(|p| p.extension().is_some_and(|e| e == "eml"))
-        .filter(|p| {
-            std::fs::metadata(p)
-                .and_then(|m| m.modified())
-                .is_ok_and(|t| t >= since)
-        })
-        .filter(|p| {
-            std::fs::read_to_string(p)
-                .unwrap_or_default()
-                .lines()
-                .next()
-                .is_some_and(|l| l.contains(to))
-        })
-        .count()
+        .filter_map(|p| Some((std::fs::metadata(&p).ok()?.modified().ok()?, p)))
+        .filter(|(t, _)| *t >= since)
+        .collect();
+    found.sort();
+    found
+        .into_iter()
+        .map(|(_, p)| std::fs::read_to_string(&p).unwrap_or_default())
+        .filter(|raw| raw.lines().next().is_some_and(|l| l.contains(to)))
+        .collect()
+}
+
+/// The first message to `to` captured after `since`, decoded (waits up to 10 s).
+pub async fn wait_mail(to: &str, since: SystemTime) -> String {
+    require_smtp();
+    for _ in 0..100 {
+        if let Some(raw) = captured(to, since).first() {
+            return decode_mail(raw);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "no mail to {to} reached {} within 10 s",
+        dev_dir().join("mail").display()
+    );
+}
+
+/// How many messages to `to` were captured after `since`.
+pub fn mails_to(to: &str, since: SystemTime) -> usize {
+    captured(to, since).len()
 }
 
 /// Headers, a blank line, then the body decoded from quoted-printable or base64.
