@@ -213,9 +213,23 @@ fn changing_an_account_updates_only_what_changed() {
     let a = p.entry(&p.account_dn("chga")).unwrap();
     let mut got = a.attrs["sshPublicKey"].clone();
     got.sort();
-    let mut want = vec![own, second];
+    let mut want = vec![own.clone(), second.clone()];
     want.sort();
     assert_eq!(got, want, "the admins' new key, beside the member's");
+    // the admins drop their key: taken out by value, the member's left
+    p.write(
+        &changed
+            .replace("new@{id}.test", "newer@{id}.test")
+            .replace(&format!("ssh_keys = [\"{key}\"]"), "ssh_keys = []"),
+    );
+    p.apply(&[]);
+    p.assert_converged();
+    let a = p.entry(&p.account_dn("chga")).unwrap();
+    assert_eq!(
+        a.attrs["sshPublicKey"],
+        vec![own],
+        "the admins' key stayed, or the member's went"
+    );
     // The password still works.
     let mut user = ldap3::LdapConn::new("ldap://127.0.0.1:3389").unwrap();
     user.simple_bind(&p.account_dn("chga"), "a long passphrase 123")
