@@ -5,6 +5,9 @@
 #   admin      cn=admin,dc=pic2,dc=test   (rootdn; secret: $PIC2_DEV_DIR/secrets/ldap-admin.secret)
 #   service    cn=nss,dc=pic2,dc=test     (read-only, for nslcd and the SSH key lookup;
 #                                          secret: $PIC2_DEV_DIR/secrets/ldap-nss.secret)
+#   passwd     cn=passwd,dc=pic2,dc=test  (pic2 passwd: reads members' uid, cn, mail and
+#                                          writes userPassword, nothing else;
+#                                          secret: $PIC2_DEV_DIR/secrets/ldap-passwd.secret)
 #   listens    ldap://127.0.0.1:3389/  and  ldapi:// on $PIC2_DEV_DIR/run/ldapi
 #   config     $PIC2_DEV_DIR/ldap/slapd.d (built with slapadd -n0 from the
 #              generated $PIC2_DEV_DIR/ldap/config.ldif), data in $PIC2_DEV_DIR/ldap/data
@@ -18,6 +21,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 SUFFIX=dc=pic2,dc=test
 ADMIN_DN=cn=admin,$SUFFIX
 NSS_DN=cn=nss,$SUFFIX
+PASSWD_DN=cn=passwd,$SUFFIX
 LDAP_PORT=${PIC2_LDAP_PORT:-3389}
 LDAP_URL=ldap://127.0.0.1:$LDAP_PORT/
 # Also on the database host's address, for the containers (see ensure_db_host_address).
@@ -33,6 +37,7 @@ LDAPI_URL=ldapi://$(urlencode "$LDAPI_SOCK")/
 LOGFILE=$LOG_DIR/slapd.log
 ADMIN_SECRET=$SECRETS_DIR/ldap-admin.secret
 NSS_SECRET=$SECRETS_DIR/ldap-nss.secret
+PASSWD_SECRET=$SECRETS_DIR/ldap-passwd.secret
 SLAPD_USER=openldap
 SLAPD_GROUP=openldap
 DEBUG_LEVEL=${PIC2_LDAP_DEBUG:-none} # "none": errors, start and stop only
@@ -127,13 +132,16 @@ olcAccess: {0}to * by dn.exact=gidNumber=0+uidNumber=0,cn=peercred,cn=external,c
 EOF
     # The data. Access rules, first match wins (the rootdn bypasses them all):
     #  {0} userPassword: the user may change it (=w: write only, no read) and
-    #      bind with it (x); anonymous may use it to bind (auth); nobody,
-    #      not even the service DN, may read or compare it.
+    #      bind with it (x), as may pic2 passwd's account (a forgotten password,
+    #      write only); anonymous may use it to bind (auth); nobody, not even
+    #      the service DN, may read or compare it.
     #  {1} shadowLastChange: the user may update it (e.g. after a password
     #      change); the service DN reads it (nslcd's shadow map); else none.
     #  {2} sshPublicKey: the user manages their own keys (pic2 passwd); the
     #      service DN reads them (the SSH key lookup); nobody else.
-    #  {3} everything else: the read-only service DN reads it all, a user
+    #  {3} under ou=people, the names and mail pic2 passwd looks a member up
+    #      by: it reads them, as do the service DN and the member.
+    #  {4} everything else: the read-only service DN reads it all, a user
     #      reads their own entry, nobody else (no anonymous read).
     # Limits: the admin and the service DN see unlimited results; others keep
     # the default of 500 (a truncated search is result code 4, an error).
@@ -157,10 +165,11 @@ olcDbIndex: cn eq
 olcDbIndex: memberUid eq
 olcLimits: {0}dn.exact="$ADMIN_DN" size=unlimited time=unlimited
 olcLimits: {1}dn.exact="$NSS_DN" size=unlimited time=unlimited
-olcAccess: {0}to attrs=userPassword by self =wx by anonymous auth by * none
+olcAccess: {0}to attrs=userPassword by self =wx by dn.exact="$PASSWD_DN" =w by anonymous auth by * none
 olcAccess: {1}to attrs=shadowLastChange by self write by dn.exact="$NSS_DN" read by * none
 olcAccess: {2}to attrs=sshPublicKey by self write by dn.exact="$NSS_DN" read by * none
-olcAccess: {3}to * by dn.exact="$NSS_DN" read by self read by * none
+olcAccess: {3}to dn.subtree="ou=people,$SUFFIX" attrs=entry,children,objectClass,uid,cn,displayName,mail by dn.exact="$PASSWD_DN" read by dn.exact="$NSS_DN" read by self read by * none
+olcAccess: {4}to * by dn.exact="$NSS_DN" read by self read by * none
 EOF
 }
 
@@ -200,7 +209,7 @@ ldap_admin() { # ldap_admin TOOL ARGS...: run an ldap tool bound as the admin
     "$tool" -x -o nettimeout=5 -H "$LDAP_URL" -D "$ADMIN_DN" -y "$ADMIN_SECRET" "$@"
 }
 
-# The suffix entry and the read-only service entry; the service DN's password
+# The suffix entry and the service entries (nslcd's, pic2 passwd's); a service DN's password
 # is (re)set when it does not match the secret file.
 ensure_entries() {
     local out rc=0
@@ -217,36 +226,43 @@ EOF
     elif [[ $rc -ne 0 ]]; then
         die "searching $SUFFIX as $ADMIN_DN failed (rc=$rc): $out"
     fi
-    if ldapwhoami -x -o nettimeout=2 -H "$LDAP_URL" -D "$NSS_DN" -y "$NSS_SECRET" >/dev/null 2>&1; then
+    ensure_service_entry "$NSS_DN" "$NSS_SECRET" nss "read-only service account (NSS client, SSH key lookup)"
+    ensure_service_entry "$PASSWD_DN" "$PASSWD_SECRET" passwd "pic2 passwd: finds members, sets forgotten passwords"
+}
+
+# ensure_service_entry DN SECRET CN DESCRIPTION: a simpleSecurityObject whose password is
+# the secret file's.
+ensure_service_entry() {
+    local dn=$1 secret=$2 cn=$3 description=$4 hash out rc
+    if ldapwhoami -x -o nettimeout=2 -H "$LDAP_URL" -D "$dn" -y "$secret" >/dev/null 2>&1; then
         return 0
     fi
-    local hash
-    hash=$(hash_secret "$NSS_SECRET")
+    hash=$(hash_secret "$secret")
     rc=0
-    out=$(ldap_admin ldapsearch -LLL -s base -b "$NSS_DN" dn 2>&1) || rc=$?
+    out=$(ldap_admin ldapsearch -LLL -s base -b "$dn" dn 2>&1) || rc=$?
     if [[ $rc -eq 32 ]]; then
-        log "creating service entry $NSS_DN"
-        ldap_admin ldapadd >/dev/null <<EOF || die "could not create $NSS_DN"
-dn: $NSS_DN
+        log "creating service entry $dn"
+        ldap_admin ldapadd >/dev/null <<EOF || die "could not create $dn"
+dn: $dn
 objectClass: organizationalRole
 objectClass: simpleSecurityObject
-cn: nss
-description: read-only service account (NSS client, SSH key lookup)
+cn: $cn
+description: $description
 userPassword: $hash
 EOF
     elif [[ $rc -eq 0 ]]; then
-        log "resetting the password of $NSS_DN to match $NSS_SECRET"
-        ldap_admin ldapmodify >/dev/null <<EOF || die "could not reset the password of $NSS_DN"
-dn: $NSS_DN
+        log "resetting the password of $dn to match $secret"
+        ldap_admin ldapmodify >/dev/null <<EOF || die "could not reset the password of $dn"
+dn: $dn
 changetype: modify
 replace: userPassword
 userPassword: $hash
 EOF
     else
-        die "searching $NSS_DN failed (rc=$rc): $out"
+        die "searching $dn failed (rc=$rc): $out"
     fi
-    ldapwhoami -x -o nettimeout=2 -H "$LDAP_URL" -D "$NSS_DN" -y "$NSS_SECRET" >/dev/null 2>&1 ||
-        die "binding as $NSS_DN still fails after setting its password"
+    ldapwhoami -x -o nettimeout=2 -H "$LDAP_URL" -D "$dn" -y "$secret" >/dev/null 2>&1 ||
+        die "binding as $dn still fails after setting its password"
 }
 
 do_start() {
@@ -256,6 +272,7 @@ do_start() {
     ensure_base_dirs
     ensure_secret "$ADMIN_SECRET"
     ensure_secret "$NSS_SECRET"
+    ensure_secret "$PASSWD_SECRET"
     ensure_config
     ensure_db_host_address
 

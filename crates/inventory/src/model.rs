@@ -519,7 +519,7 @@ fn quote_key(k: &str) -> String {
     }
 }
 
-pub(crate) struct AbsPath(PathBuf);
+pub(crate) struct AbsPath(pub(crate) PathBuf);
 
 impl AbsPath {
     /// An absolute, normalised path of plain characters: it is written unquoted into

@@ -20,6 +20,11 @@ pub struct PasswdConfig {
     pub from: Spanned<Email>,
     /// Shortest password accepted.
     pub min_length: u32,
+    /// The directory account the application binds as to find a member and set a
+    /// forgotten password, and the file holding its password. Without them it binds as the
+    /// directory's admin: an internet-facing application holding the admin's password.
+    pub bind_dn: Option<Spanned<crate::types::Dn>>,
+    pub bind_password_file: Option<Spanned<std::path::PathBuf>>,
 }
 
 pub(crate) fn read_passwd(value: Value<'_>, sink: &mut Sink) -> Option<PasswdConfig> {
@@ -54,6 +59,27 @@ pub(crate) fn read_passwd(value: Value<'_>, sink: &mut Sink) -> Option<PasswdCon
     });
     let from = t.req::<Spanned<Email>>("from", sink);
     let min_length = t.opt::<u32>("min_length", sink).unwrap_or(12);
+    let bind_dn = t.opt::<Spanned<crate::types::Dn>>("bind_dn", sink);
+    let bind_password_file = t
+        .opt::<Spanned<crate::model::AbsPath>>("bind_password_file", sink)
+        .map(|s| Spanned::new(s.value.0, s.span));
+    if bind_dn.is_some() != bind_password_file.is_some() {
+        let span = bind_dn
+            .as_ref()
+            .map(|d| d.span)
+            .or(bind_password_file.as_ref().map(|f| f.span));
+        sink.push(
+            Diagnostic::new(
+                Code::MissingKey,
+                span.unwrap_or(t.span),
+                "bind_dn and bind_password_file go together",
+            )
+            .label("here")
+            .hint(
+                "give both: the application's own directory account and the file with its password",
+            ),
+        );
+    }
     t.finish(sink);
     Some(PasswdConfig {
         span,
@@ -62,5 +88,7 @@ pub(crate) fn read_passwd(value: Value<'_>, sink: &mut Sink) -> Option<PasswdCon
         smtp: smtp?,
         from: from?,
         min_length,
+        bind_dn,
+        bind_password_file,
     })
 }

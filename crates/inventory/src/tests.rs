@@ -645,3 +645,21 @@ fn the_password_application_is_reached_over_https_on_its_service_name() {
         assert_eq!(e[0].1, line_of(&text, "public_url"), "{bad}");
     }
 }
+
+/// The password application's own directory account: its DN and its password file go
+/// together.
+#[test]
+fn the_password_applications_account_needs_its_password_file() {
+    let passwd = |extra: &str| {
+        with(&format!(
+            "[passwd]\npublic_url = \"http://127.0.0.1:8081\"\nlisten = \"127.0.0.1:8081\"\n\
+             smtp = \"127.0.0.1:25\"\nfrom = \"admins@t.example\"\n{extra}"
+        ))
+    };
+    let both = "bind_dn = \"cn=passwd,dc=t,dc=example\"\nbind_password_file = \"/etc/pic2/passwd.secret\"\n";
+    assert_eq!(errors(&passwd(both)), vec![]);
+    let text = passwd("bind_dn = \"cn=passwd,dc=t,dc=example\"\n");
+    let e = errors(&text);
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert_eq!((e[0].0, e[0].1), ("missing-key", line_of(&text, "bind_dn")));
+}

@@ -54,8 +54,15 @@ impl Config {
             // `Display` brackets an IPv6 host (`ldap://[fd00::2]:389`)
             ldap_url: url.to_string(),
             people_dn: inv.directory.people_dn(),
-            admin_dn: inv.directory.admin_dn.value.to_string(),
-            admin_password_file: inv.directory.admin_password_file.value.clone(),
+            // its own account when the inventory names one, else the directory's admin
+            admin_dn: p.bind_dn.as_ref().map_or_else(
+                || inv.directory.admin_dn.value.to_string(),
+                |d| d.value.to_string(),
+            ),
+            admin_password_file: p.bind_password_file.as_ref().map_or_else(
+                || inv.directory.admin_password_file.value.clone(),
+                |f| f.value.clone(),
+            ),
             public_url: p.public_url.value.trim_end_matches('/').to_string(),
             listen: p.listen.value,
             smtp_host: host,

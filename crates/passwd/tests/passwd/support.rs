@@ -39,8 +39,10 @@ pub fn config() -> Config {
     Config {
         ldap_url: LDAP_URL.into(),
         people_dn: format!("ou=people,{BASE}"),
-        admin_dn: format!("cn=admin,{BASE}"),
-        admin_password_file: dev_dir().join("secrets/ldap-admin.secret"),
+        // the application's own account, as the inventory's [passwd] bind_dn names it: the
+        // flows show it can do its job with the rights it has, and no more
+        admin_dn: format!("cn=passwd,{BASE}"),
+        admin_password_file: dev_dir().join("secrets/ldap-passwd.secret"),
         public_url: "http://127.0.0.1:8081".into(),
         listen: ([127, 0, 0, 1], 0).into(),
         smtp_host: "127.0.0.1".into(),
