@@ -9,7 +9,10 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 require_root
 cd "$REPO_ROOT"
 
+# rustup's cargo, also for a shell that read no profile (it adds ~/.cargo/bin)
+[[ -x $HOME/.cargo/bin/cargo ]] && PATH=$HOME/.cargo/bin:$PATH
 command -v cargo >/dev/null || die "cargo is not installed: this machine kind ships the Rust toolchain (rustup); install it first"
+command -v cc >/dev/null || apt_install gcc libc6-dev
 "$DEV_SCRIPTS/up.sh" >/dev/null
 log "building pic2 (release)"
 cargo build --release --quiet -p pic2

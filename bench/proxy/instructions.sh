@@ -131,6 +131,8 @@ count() {
     timeout 600 python3 "$W/client.py" "$port" "$N"
     callgrind_control -i off "$pid" >/dev/null 2>&1
     kill "$pid"; wait "$pid" 2>/dev/null || true
+    # reaped: its pid may be another process's by the end, which cleanup must not kill
+    sed -i "/^$pid\$/d" "$W/pids"
     # the totals line holds one figure per event, in the order of "Events shown"
     callgrind_annotate --show-percs=no "$W/$name.out" 2>/dev/null |
         awk -v n="$N" '/^Events shown:/ { for (i = 3; i <= NF; i++) ev[i - 2] = $i }

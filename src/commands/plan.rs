@@ -78,7 +78,7 @@ pub fn show(inv: &ValidInventory, plan: &Plan, stats: &[ObserveStats], args: Pla
         .iter()
         .map(|s| {
             let how = match s.system {
-                System::Directory => format!("{} search", s.round_trips),
+                System::Directory => format!("{} searches", s.round_trips),
                 System::Databases => format!("{} queries", s.round_trips),
                 System::Files => "walk".to_string(),
                 System::Containers => format!("{} lists", s.round_trips),

@@ -145,14 +145,17 @@ impl AppState {
         }
         let key = account.to_lowercase();
         let pair = format!("{key}|{}", limiter::address_key(ctx.addr));
-        if self.mail_by_account_and_address.check(&pair).is_err()
-            || self.mail_by_account.check(&key).is_err()
-        {
+        // counted as they are checked, under each table's lock: asks sent at once cannot
+        // pass together
+        if self.mail_by_account_and_address.attempt(&pair).is_err() {
             self.audit("reset-requested-throttled", &account, ctx);
             return;
         }
-        self.mail_by_account_and_address.fail(&pair);
-        self.mail_by_account.fail(&key);
+        if self.mail_by_account.attempt(&key).is_err() {
+            self.mail_by_account_and_address.refund(&pair);
+            self.audit("reset-requested-throttled", &account, ctx);
+            return;
+        }
         let person = match self.dir.lookup_for_reset(&account).await {
             Ok(Some(p)) => p,
             Ok(None) => {

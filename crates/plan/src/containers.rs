@@ -55,10 +55,17 @@ pub(crate) fn diff(
         Some(_) => {
             // the database users are granted from the inventory's subnet: a network on
             // another one would leave every site without its database
-            let have = observed.network_subnets.get(&want.network.name);
+            // compared as networks, not as text (fd00:…:0001::/64 is fd00:…:1::/64)
+            let have: Vec<&str> = observed
+                .network_subnets
+                .get(&want.network.name)
+                .into_iter()
+                .flatten()
+                .map(String::as_str)
+                .filter(|s| s.contains(':'))
+                .collect();
             if let Some(subnet) = &want.network.subnet6 {
-                if !have.is_some_and(|h| h.contains(subnet)) {
-                    let have: Vec<&str> = have.into_iter().flatten().map(String::as_str).collect();
+                if !have.iter().any(|h| same_network(h, subnet)) {
                     plan.conflict(
                         System::Containers,
                         &want.network.name,
@@ -72,13 +79,16 @@ pub(crate) fn diff(
     }
 
     for image in &want.images {
-        let base = image.base().filter(|b| !observed.images.contains(*b));
+        let base = image
+            .base()
+            .filter(|b| !b.contains('@')) // pinned by digest: not in the tags listed
+            .filter(|b| !observed.images.contains(&as_listed(b)));
         if let (false, Some(base)) = (observed.images.contains(&image.tag), base) {
             plan.conflict(
                 System::Containers,
                 &image.tag,
                 format!("its base image {base} is not on this Docker engine, and pic2 pulls from no registry (the engine would try Docker Hub)"),
-                "make it here: `dev/docker.sh start` builds local/debian:* with debootstrap from the Debian mirror",
+                "make it on this engine (`docker import` of a debootstrap tree, as dev/docker.sh does for local/debian:*), or name one that is here",
             );
             continue;
         }
@@ -222,6 +232,33 @@ pub(crate) fn diff(
     }
 }
 
+/// An image reference as the engine lists its tags: `:latest` when it has none, without
+/// Docker Hub's default prefixes.
+fn as_listed(reference: &str) -> String {
+    let short = reference
+        .strip_prefix("docker.io/library/")
+        .or_else(|| reference.strip_prefix("docker.io/"))
+        .unwrap_or(reference);
+    let name = short.rsplit('/').next().unwrap_or(short);
+    if name.contains(':') {
+        short.to_string()
+    } else {
+        format!("{short}:latest")
+    }
+}
+
+/// Two IPv6 networks written `address/length`, the same whatever their spelling.
+fn same_network(a: &str, b: &str) -> bool {
+    let parse = |s: &str| -> Option<(std::net::Ipv6Addr, u8)> {
+        let (addr, len) = s.split_once('/')?;
+        Some((addr.parse().ok()?, len.parse().ok()?))
+    };
+    match (parse(a), parse(b)) {
+        (Some(x), Some(y)) => x == y,
+        _ => a.eq_ignore_ascii_case(b),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -331,6 +368,25 @@ mod tests {
             "{}",
             p.conflicts[0].message
         );
+    }
+
+    #[test]
+    fn image_references_as_listed_and_networks_whatever_their_spelling() {
+        assert_eq!(as_listed("local/debian"), "local/debian:latest");
+        assert_eq!(as_listed("local/debian:trixie"), "local/debian:trixie");
+        assert_eq!(
+            as_listed("docker.io/library/debian:bookworm"),
+            "debian:bookworm"
+        );
+        assert_eq!(as_listed("registry:5000/x"), "registry:5000/x:latest");
+        assert!(same_network(
+            "FD00:5049:4332:0001::/64",
+            "fd00:5049:4332:1::/64"
+        ));
+        assert!(!same_network(
+            "fd00:5049:4332:1::/64",
+            "fd00:5049:4332:2::/64"
+        ));
     }
 
     /// A base image missing from the engine would make it pull from Docker Hub: a conflict,

@@ -88,7 +88,7 @@ pub(crate) fn diff(
                             System::Directory,
                             &entry.dn,
                             format!("the entry's structural class is {class}, and pic2 needs {want}, which LDAP cannot change in place (a migrationtools-style account)"),
-                            "re-create it: save it (ldapsearch), delete it (ldapdelete), apply, then put back what pic2 does not manage (its userPassword hash: ldapmodify)",
+                            "re-create it: save it (ldapsearch), delete it (ldapdelete), apply, then put back what pic2 does not manage (ldapmodify: its userPassword hash, shadow* dates, the member's own sshPublicKey values)",
                         );
                     } else if let Some(change) = modify(entry, actual) {
                         plan.push(change);
@@ -199,6 +199,11 @@ fn other_structural_class(entry: &Entry, actual: &ObservedEntry) -> Option<(Stri
     const STRUCTURAL: &[&str] = &["inetOrgPerson", "account", "organizationalPerson", "person"];
     if entry.kind != EntryKind::Account {
         return None;
+    }
+    // the server says it (operational attribute); else, from the classes, the usual ones
+    if let Some(class) = actual.values("structuralObjectClass").first() {
+        return (!class.eq_ignore_ascii_case("inetOrgPerson"))
+            .then(|| (class.clone(), "inetOrgPerson"));
     }
     let classes = actual.values("objectClass");
     let has = |c: &str| classes.iter().any(|v| v.eq_ignore_ascii_case(c));
@@ -479,8 +484,38 @@ mod tests {
             ),
             sorted(&[MINE, LISTED])
         );
-        // and a directory as the inventory left it needs nothing
+        // what is sent: the values taken out and put in, never the whole list
         let inv = demo();
+        let mut o = applied(&inv);
+        let listed = velobs(&mut o).values(SSH_KEYS_ATTR).to_vec();
+        velobs(&mut o).attrs.insert(
+            "sshpublickey".into(),
+            [listed.clone(), vec![MINE.into()]].concat(),
+        );
+        velobs(&mut o).attrs.insert(
+            "pic2sshkeys".into(),
+            [listed.clone(), vec![NEW.into()]].concat(),
+        );
+        velobs(&mut o)
+            .attrs
+            .get_mut("sshpublickey")
+            .unwrap()
+            .push(NEW.into());
+        // the inventory listed NEW last time and no longer does: it is taken out by value
+        let p = plan(&inv, &o, Options::default());
+        let ops: Vec<&Op> = p
+            .changes
+            .iter()
+            .filter(|c| c.subject.starts_with("uid=velobs,"))
+            .map(|c| &c.op)
+            .collect();
+        assert!(
+            matches!(ops.as_slice(), [Op::LdapModify { replace, edit, .. }]
+                if replace.iter().all(|(a, _)| a != SSH_KEYS_ATTR)
+                    && edit == &[crate::ValueEdit { attr: SSH_KEYS_ATTR.into(), delete: vec![NEW.into()], add: vec![] }]),
+            "{ops:#?}"
+        );
+        // and a directory as the inventory left it needs nothing
         let p = plan(&inv, &applied(&inv), Options::default());
         assert!(
             p.changes.iter().all(|c| c.system != System::Directory),
@@ -516,6 +551,24 @@ mod tests {
             .changes
             .iter()
             .all(|c| !c.subject.starts_with("uid=velobs,")));
+        // the server's own word for it, whatever the class
+        let mut o = applied(&inv);
+        velobs(&mut o)
+            .attrs
+            .insert("structuralobjectclass".into(), vec!["device".into()]);
+        let p = plan(&inv, &o, Options::default());
+        assert!(
+            p.conflicts[0]
+                .message
+                .contains("structural class is device"),
+            "{:#?}",
+            p.conflicts
+        );
+        let mut o = applied(&inv);
+        velobs(&mut o)
+            .attrs
+            .insert("structuralobjectclass".into(), vec!["inetOrgPerson".into()]);
+        assert!(plan(&inv, &o, Options::default()).conflicts.is_empty());
     }
 
     #[test]

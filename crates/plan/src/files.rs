@@ -155,7 +155,7 @@ pub(crate) fn diff(
                     System::Files,
                     home.display().to_string(),
                     format!("uid {uid} still owns this kept home's data, and the inventory gives it to `{heir}`, who would read it"),
-                    format!("give `{heir}` another uid, or delete the old data first (`pic2 apply --prune --drop-data` before adding `{heir}`); for an account renamed, copy what it keeps from the old home to the new one, then delete the old one"),
+                    format!("give `{heir}` another uid, or delete the old data first (`pic2 apply --prune --drop-data` before adding `{heir}`); for an account renamed, rename its home first (mv home/OLD home/NEW: the home's mark names the platform, so pic2 takes it over)"),
                 );
             }
             prune(home, plan);

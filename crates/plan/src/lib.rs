@@ -1,6 +1,6 @@
 //! The plan: what must change on each real system for it to match the inventory.
 //!
-//! The systems crate observes the actual state ([`Observed`]: one LDAP search, a few SQL
+//! The systems crate observes the actual state ([`Observed`]: two LDAP searches, a few SQL
 //! queries, a walk of the data volume); [`plan`] compares it with the desired state that
 //! `pic2-render` derives from the inventory, and returns a [`Plan`] of typed, ordered
 //! [`Change`]s, the [`Conflict`]s with objects pic2 does not own, and the deletions [`Held`]

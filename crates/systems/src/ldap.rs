@@ -57,7 +57,7 @@ impl Directory {
         let filter = format!("(|(objectClass=posixAccount)(objectClass=posixGroup)(objectClass={MARK_CLASS})(objectClass=organizationalUnit))");
         let result = self
             .conn
-            .search(&self.base, Scope::Subtree, &filter, MANAGED_ATTRS.to_vec())
+            .search(&self.base, Scope::Subtree, &filter, searched_attrs())
             .map_err(|e| Error::ldap(format!("searching {}", self.base), e))?;
         let (entries, res) = (result.0, result.1);
         match res.rc {
@@ -106,27 +106,23 @@ impl Directory {
                 "cn=Subschema",
                 Scope::Base,
                 "(objectClass=subschema)",
-                vec!["attributeTypes"],
+                vec!["attributeTypes", "objectClasses"],
             )
             .map_err(|e| Error::ldap(what, e))?
             .success()
             .map_err(|e| Error::ldap(what, e))?;
-        let known = entries.into_iter().any(|e| {
-            SearchEntry::construct(e)
-                .attrs
-                .into_iter()
-                .filter(|(k, _)| k.eq_ignore_ascii_case("attributeTypes"))
-                .flat_map(|(_, v)| v)
-                .any(|t| t.contains(&format!("NAME '{LISTED_KEYS_ATTR}'")))
-        });
-        if known {
-            Ok(())
-        } else {
-            Err(Error::ldap(
-                what,
-                format!("the server does not know {LISTED_KEYS_ATTR}: its pic2 schema predates it; add it with `ldapmodify -Y EXTERNAL -H ldapi:/// -f schema/pic2-add-ssh-keys.ldif` (the file says how to name the schema entry)"),
-            ))
+        let mut types = Vec::new();
+        let mut classes = Vec::new();
+        for e in entries {
+            for (k, v) in SearchEntry::construct(e).attrs {
+                if k.eq_ignore_ascii_case("attributeTypes") {
+                    types.extend(v);
+                } else if k.eq_ignore_ascii_case("objectClasses") {
+                    classes.extend(v);
+                }
+            }
         }
+        schema_verdict(&types, &classes).map_err(|why| Error::ldap(what, why))
     }
 
     pub fn add(&mut self, dn: &str, attrs: &[(String, Vec<String>)]) -> Result<(), Error> {
@@ -217,10 +213,66 @@ fn check(res: ldap3::LdapResult, what: impl FnOnce() -> String) -> Result<(), Er
 }
 
 /// The names of the result codes an admin meets.
+/// The attributes the observing search asks for: those pic2 manages, and the operational
+/// `structuralObjectClass`, which an entry cannot change (the plan refuses to try).
+fn searched_attrs() -> Vec<&'static str> {
+    let mut attrs = MANAGED_ATTRS.to_vec();
+    attrs.push("structuralObjectClass");
+    attrs
+}
+
+/// Whether the server's schema (its `attributeTypes` and `objectClasses` descriptions) has
+/// what pic2 writes, and if not, what to do.
+fn schema_verdict(types: &[String], classes: &[String]) -> Result<(), String> {
+    if types.is_empty() {
+        return Err("the admin DN cannot read cn=Subschema: let it (`access to dn.base=\"cn=Subschema\" by * read` in slapd's frontend rules)".into());
+    }
+    let named = |descriptions: &[String], name: &str| -> Option<String> {
+        descriptions
+            .iter()
+            .find(|d| names_of(d).iter().any(|n| n.eq_ignore_ascii_case(name)))
+            .cloned()
+    };
+    let upgrade = "add it with `ldapmodify -Y EXTERNAL -H ldapi:/// -f schema/pic2-add-ssh-keys.ldif` (the file says how to name the schema entry)";
+    if named(types, LISTED_KEYS_ATTR).is_none() {
+        return Err(format!(
+            "the server does not know {LISTED_KEYS_ATTR}: its pic2 schema predates it; {upgrade}"
+        ));
+    }
+    let managed = named(classes, MARK_CLASS).unwrap_or_default();
+    if !managed
+        .to_ascii_lowercase()
+        .contains(&LISTED_KEYS_ATTR.to_ascii_lowercase())
+    {
+        return Err(format!("the server's {MARK_CLASS} class does not allow {LISTED_KEYS_ATTR} (its pic2 schema is half upgraded); {upgrade}"));
+    }
+    Ok(())
+}
+
+/// The names in a schema description: `NAME 'a'` or `NAME ( 'a' 'b' )`.
+fn names_of(description: &str) -> Vec<&str> {
+    let Some(rest) = description
+        .split_once(" NAME ")
+        .map(|(_, r)| r.trim_start())
+    else {
+        return Vec::new();
+    };
+    let list = match rest.strip_prefix('(') {
+        Some(inner) => inner.split(')').next().unwrap_or_default(),
+        None => rest.split_whitespace().next().unwrap_or_default(),
+    };
+    list.split_whitespace()
+        .map(|n| n.trim_matches('\''))
+        .collect()
+}
+
 fn describe(rc: u32) -> &'static str {
     match rc {
         4 => "size limit exceeded",
+        16 => "no such value: changed since the plan; run `pic2 plan` again",
+        18 => "inappropriate matching (an attribute without an equality rule: is this the openssh-lpk schema of schema/?)",
         19 => "constraint violation",
+        20 => "the value already exists: changed since the plan; run `pic2 plan` again",
         21 => "invalid attribute syntax",
         32 => "no such object",
         49 => "invalid credentials",
@@ -230,5 +282,36 @@ fn describe(rc: u32) -> &'static str {
         68 => "entry already exists",
         69 => "object class modifications prohibited (an entry's structural class cannot change)",
         _ => "LDAP error",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TYPE: &str = "( 2.25.222689539163615916387520608703835168292.1.2 NAME 'pic2SshKeys' DESC 'x' EQUALITY caseExactMatch SYNTAX 1.3.6.1.4.1.1466.115.121.1.15 )";
+    const CLASS: &str = "( 2.25.222689539163615916387520608703835168292.2.1 NAME 'pic2Managed' DESC 'x' SUP top AUXILIARY MUST pic2Platform MAY pic2SshKeys )";
+    const OLD_CLASS: &str = "( 2.25.222689539163615916387520608703835168292.2.1 NAME 'pic2Managed' DESC 'x' SUP top AUXILIARY MUST pic2Platform )";
+
+    fn v(s: &[&str]) -> Vec<String> {
+        s.iter().map(|x| x.to_string()).collect()
+    }
+
+    /// The schema check tells an up-to-date schema, an old one, a half-upgraded one and one
+    /// the admin DN cannot read apart; names are matched without case, in both NAME forms.
+    #[test]
+    fn the_schema_verdict() {
+        assert_eq!(schema_verdict(&v(&[TYPE]), &v(&[CLASS])), Ok(()));
+        let aliased = TYPE.replace("NAME 'pic2SshKeys'", "NAME ( 'PIC2sshKeys' 'other' )");
+        assert_eq!(schema_verdict(&v(&[&aliased]), &v(&[CLASS])), Ok(()));
+        let old = schema_verdict(&v(&["( 1.2 NAME 'cn' )"]), &v(&[OLD_CLASS])).unwrap_err();
+        assert!(old.contains("predates"), "{old}");
+        let half = schema_verdict(&v(&[TYPE]), &v(&[OLD_CLASS])).unwrap_err();
+        assert!(half.contains("half upgraded"), "{half}");
+        let unreadable = schema_verdict(&[], &[]).unwrap_err();
+        assert!(
+            unreadable.contains("cannot read cn=Subschema"),
+            "{unreadable}"
+        );
     }
 }

@@ -253,8 +253,12 @@ pub fn create_dir(path: &Path, uid: u32, gid: u32, mode: u32) -> Result<(), Erro
     // empty, as the plan would have; else chowning it would hand its files' folder to the
     // new owner unannounced.
     if !made {
-        let dir = std::fs::read_dir(path).map_err(|e| Error::io(path, e))?;
-        if dir.take(1).count() > 0 {
+        // read through the descriptor just opened without following links, not the path
+        let mut dir = rustix::fs::Dir::read_from(&fd).map_err(|e| Error::io(path, e))?;
+        let mut entries = std::iter::from_fn(|| dir.read());
+        let occupied =
+            entries.any(|e| e.map_or(true, |e| !matches!(e.file_name().to_bytes(), b"." | b"..")));
+        if occupied {
             return Err(Error::io(
                 path,
                 "appeared, not empty, since the plan: run `pic2 plan` again to see it",
