@@ -119,6 +119,17 @@ fn apply_creates_everything_and_a_second_apply_changes_nothing() {
         "a 31st connection: {refused:?}"
     );
     held.clear();
+    // the site's user may edit its database's comment (ALTER covers it), which held pic2's
+    // mark: the next apply puts it back instead of stopping on a conflict
+    conn.query_drop("ALTER DATABASE life_a COMMENT 'mine now'")
+        .unwrap();
+    let plan = p.expect(&["plan", "--detail"], 2);
+    assert!(
+        plan.contains("set the comment of database life_a"),
+        "{plan}"
+    );
+    p.apply(&[]);
+    p.assert_converged();
     // `_` is a wildcard in a grant's database: unescaped, life_a's grant covered lifexa
     // (which its user could even create, then see pic2 hand to someone else)
     assert!(

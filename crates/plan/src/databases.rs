@@ -78,8 +78,16 @@ pub(crate) fn diff(
                     plan.push(grant(name, host));
                 }
             }
+            // A comment without pic2's mark on a database all of whose pic2 users are there
+            // is one its user edited (ALTER, which a site needs for its tables, covers ALTER
+            // DATABASE … COMMENT): still ours, its mark put back. A tenant must not be able to
+            // stop every apply of the platform with a comment.
             Some(comment) => match comment_platform(comment) {
-                Some(p) if p == platform => {
+                mark if mark == Some(platform)
+                    || (mark.is_none()
+                        && !db.hosts.is_empty()
+                        && db.hosts.iter().all(|h| users.contains(h.as_str()))) =>
+                {
                     if *comment != db.comment {
                         plan.push(Change::new(System::Databases, Kind::Update, Phase::Databases, name.to_string(), format!("set the comment of database {name} to '{}'", db.comment), Op::SetDatabaseComment { name: name.to_string(), comment: db.comment.clone() }).with_details(vec![format!("- comment: {comment}"), format!("+ comment: {}", db.comment)]));
                     }
@@ -411,6 +419,22 @@ mod tests {
         );
     }
 
+    /// A site's user may edit its database's comment (ALTER covers it): the database is
+    /// still pic2's while pic2's users of it are all there, and its mark is put back, rather
+    /// than a conflict that stops every apply of the platform.
+    #[test]
+    fn a_comment_its_user_edited_is_put_back_not_a_conflict() {
+        let (inv, mut o) = applied();
+        o.databases
+            .databases
+            .insert("velobs".into(), "mine now".into());
+        let p = plan(&inv, &o, Options::default());
+        assert!(p.conflicts.is_empty(), "{:#?}", p.conflicts);
+        let c = db_changes(&p);
+        assert_eq!(c.len(), 1, "{c:#?}");
+        assert!(matches!(&c[0].op, Op::SetDatabaseComment { name, .. } if name == "velobs"));
+    }
+
     #[test]
     fn lost_credentials_file_means_a_new_password() {
         let (inv, mut o) = applied();
@@ -428,7 +452,9 @@ mod tests {
     #[test]
     fn existing_unmanaged_database_or_user_conflicts() {
         let (inv, mut o) = applied();
+        // a legacy velobs database, whose users are not pic2's
         o.databases.databases.insert("velobs".into(), "".into());
+        o.databases.users.retain(|(u, _)| u != "velobs");
         o.databases.databases.remove("arto");
         let p = plan(
             &inv,
