@@ -1,4 +1,5 @@
-//! The commands that need no server: check, cost, hosts, render, schema, completions.
+//! The commands that need no server of the platform: check, cost, hosts, render, schema,
+//! completions, site maintenance, and the proxy daemon on loopback with a backend of its own.
 
 #![allow(
     clippy::unwrap_used,
@@ -262,4 +263,117 @@ fn site_maintenance_flips_the_switch_by_name_or_alias() {
     let unknown = pic2(&["--config", inv, "site", "maintenance", "on", "nosuch.test"]);
     assert_eq!(unknown.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("no site or alias named nosuch.test"));
+}
+
+/// `pic2 proxy` as a daemon: SIGHUP reopens the access log (logrotate's `postrotate`) and
+/// reloads; SIGTERM ends it. The proxy crate's tests call `reload()` directly: this is the
+/// signal path of the binary itself.
+#[test]
+fn proxy_daemon_reopens_its_log_on_sighup_and_stops_on_sigterm() {
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::time::{Duration, Instant};
+    // a backend answering 200, bounded in requests
+    let backend = TcpListener::bind("127.0.0.1:0").unwrap();
+    let backend_addr = backend.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in backend.incoming().take(50) {
+            let Ok(mut s) = stream else { continue };
+            let mut buf = [0u8; 4096];
+            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+            let _ = s.read(&mut buf);
+            let _ =
+                s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let routes = dir.path().join("routes.json");
+    let settings = serde_json::json!({"state_dir": dir.path().join("state")});
+    let site = serde_json::json!({"name": "a.test", "hosts": ["a.test"],
+        "backend": backend_addr.to_string(), "tls": {"mode": "none"}});
+    let doc = serde_json::json!({"version": 1, "settings": settings, "sites": [site]});
+    std::fs::write(&routes, doc.to_string()).unwrap();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let log = dir.path().join("access.log");
+    // killed if the test fails half-way, never left running
+    struct Daemon(std::process::Child);
+    impl Drop for Daemon {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut proxy = Command::new(env!("CARGO_BIN_EXE_pic2"))
+        .args(["-c", "examples/demo.toml", "proxy", "--workers", "1"])
+        .arg("--routes")
+        .arg(&routes)
+        .args(["--listen-http", &format!("127.0.0.1:{port}")])
+        .arg("--access-log")
+        .arg(&log)
+        .args(["--access-log-format", "combined"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map(Daemon)
+        .unwrap();
+    let get = |path: &str| -> String {
+        let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+            return String::new();
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+        let _ = write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n"
+        );
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out
+    };
+    let until = |what: &str, ok: &dyn Fn() -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !ok() {
+            assert!(Instant::now() < deadline, "{what} within 10 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let logged = |file: &std::path::Path, path: &str| {
+        std::fs::read_to_string(file).is_ok_and(|t| t.contains(&format!("GET {path} ")))
+    };
+    until("the proxy answering", &|| {
+        get("/up").starts_with("HTTP/1.1 200")
+    });
+    assert!(get("/before").starts_with("HTTP/1.1 200"));
+    until("/before logged", &|| logged(&log, "/before"));
+    // logrotate: the file moved away, then the daemon told
+    let rotated = dir.path().join("access.log.1");
+    std::fs::rename(&log, &rotated).unwrap();
+    let signal = |sig: &str| {
+        let sent = Command::new("kill")
+            .args([sig, &proxy.0.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill {sig}");
+    };
+    signal("-HUP");
+    until("the log reopened", &|| log.exists());
+    assert!(
+        get("/after").starts_with("HTTP/1.1 200"),
+        "served after SIGHUP"
+    );
+    until("/after logged in the new file", &|| logged(&log, "/after"));
+    assert!(!logged(&rotated, "/after"), "written to the rotated file");
+    signal("-TERM");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = proxy.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "SIGTERM did not stop the proxy");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status}");
 }
