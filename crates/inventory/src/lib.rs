@@ -24,7 +24,7 @@ pub use model::{
     Account, Database, DatabaseServer, Directory, Host, Inventory, MailingList, Platform, Pricing,
     Redirect, Resources, Role, Runtime, ServerUrl, Services, Site, Tls,
 };
-pub use net::ClientHost;
+pub use net::{parse_network, ClientHost};
 pub use passwd::PasswdConfig;
 pub use proxy::{ProxyConfig, Timeout, Timeouts};
 pub use source::{LineCol, SourceFile, Span, Spanned};

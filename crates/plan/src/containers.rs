@@ -54,8 +54,8 @@ pub(crate) fn diff(
         }
         Some(_) => {
             // the database users are granted from the inventory's subnet: a network on
-            // another one would leave every site without its database
-            // compared as networks, not as text (fd00:…:0001::/64 is fd00:…:1::/64)
+            // another one would leave every site without its database (compared as
+            // networks, not as text: fd00:…:0001::/64 is fd00:…:1::/64)
             let have: Vec<&str> = observed
                 .network_subnets
                 .get(&want.network.name)
@@ -79,11 +79,14 @@ pub(crate) fn diff(
     }
 
     for image in &want.images {
-        let base = image
+        if observed.images.contains(&image.tag) {
+            continue;
+        }
+        let missing_base = image
             .base()
             .filter(|b| !b.contains('@')) // pinned by digest: not in the tags listed
             .filter(|b| !observed.images.contains(&as_listed(b)));
-        if let (false, Some(base)) = (observed.images.contains(&image.tag), base) {
+        if let Some(base) = missing_base {
             plan.conflict(
                 System::Containers,
                 &image.tag,
@@ -92,25 +95,23 @@ pub(crate) fn diff(
             );
             continue;
         }
-        if !observed.images.contains(&image.tag) {
-            let dockerfile = image.files.iter().filter(|(n, _, _)| n == "Dockerfile");
-            let details = dockerfile
-                .flat_map(|(_, text, _)| text.lines().map(|l| format!("+ {l}")))
-                .collect();
-            plan.push(
-                Change::new(
-                    System::Containers,
-                    Kind::Create,
-                    Phase::Images,
-                    image.tag.clone(),
-                    format!("build image {}", image.tag),
-                    Op::BuildImage {
-                        image: image.clone(),
-                    },
-                )
-                .with_details(details),
-            );
-        }
+        let dockerfile = image.files.iter().filter(|(n, _, _)| n == "Dockerfile");
+        let details = dockerfile
+            .flat_map(|(_, text, _)| text.lines().map(|l| format!("+ {l}")))
+            .collect();
+        plan.push(
+            Change::new(
+                System::Containers,
+                Kind::Create,
+                Phase::Images,
+                image.tag.clone(),
+                format!("build image {}", image.tag),
+                Op::BuildImage {
+                    image: image.clone(),
+                },
+            )
+            .with_details(details),
+        );
     }
 
     let changed_configs: BTreeSet<String> = plan
@@ -247,12 +248,9 @@ fn as_listed(reference: &str) -> String {
     }
 }
 
-/// Two IPv6 networks written `address/length`, the same whatever their spelling.
+/// Two networks written `address/length`, the same whatever their spelling.
 fn same_network(a: &str, b: &str) -> bool {
-    let parse = |s: &str| -> Option<(std::net::Ipv6Addr, u8)> {
-        let (addr, len) = s.split_once('/')?;
-        Some((addr.parse().ok()?, len.parse().ok()?))
-    };
+    let parse = |s: &str| pic2_inventory::parse_network(s, Default::default()).ok();
     match (parse(a), parse(b)) {
         (Some(x), Some(y)) => x == y,
         _ => a.eq_ignore_ascii_case(b),

@@ -233,20 +233,18 @@ fn modify(entry: &Entry, actual: &ObservedEntry) -> Option<Change> {
         };
         let have = actual.values(attr);
         if !same_values(attr, want, have) {
+            let gone: Vec<String> = have.iter().filter(|v| !want.contains(v)).cloned().collect();
+            let new: Vec<String> = want.iter().filter(|v| !have.contains(v)).cloned().collect();
+            details.extend(gone.iter().map(|v| format!("- {attr}: {v}")));
+            details.extend(new.iter().map(|v| format!("+ {attr}: {v}")));
             if *attr == SSH_KEYS_ATTR {
                 edit.push(crate::ValueEdit {
                     attr: attr.to_string(),
-                    delete: have.iter().filter(|v| !want.contains(v)).cloned().collect(),
-                    add: want.iter().filter(|v| !have.contains(v)).cloned().collect(),
+                    delete: gone,
+                    add: new,
                 });
             } else {
                 replace.push((attr.to_string(), want.to_vec()));
-            }
-            for v in have.iter().filter(|v| !want.contains(v)) {
-                details.push(format!("- {attr}: {v}"));
-            }
-            for v in want.iter().filter(|v| !have.contains(v)) {
-                details.push(format!("+ {attr}: {v}"));
             }
         }
     }

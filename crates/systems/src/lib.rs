@@ -139,34 +139,14 @@ pub fn observe(
 /// have a shell: a file others may read there is refused, as the admin secrets are, before
 /// a container is made to show it.
 fn refuse_exposed_mounted_secrets(inv: &ValidInventory) -> Result<(), Error> {
-    use std::os::unix::fs::MetadataExt;
     let sftp = inv
         .containers
         .as_ref()
         .is_some_and(|c| c.sftp_listen.is_some());
-    let Some(file) = inv
-        .directory
-        .service_password_file
-        .as_ref()
-        .filter(|_| sftp)
-    else {
-        return Ok(());
-    };
-    secret::read(&file.value)?;
-    // uids and gids are the host's in the container: a file an account's uid owns, or its
-    // group may read, is that account's to read there
-    let meta = std::fs::metadata(&file.value).map_err(|e| Error::io(&file.value, e))?;
-    if meta.uid() != 0 || meta.mode() & 0o077 != 0 {
-        return Err(Error::Secret {
-            path: file.value.clone(),
-            reason: format!(
-                "it is mounted into the SFTP container, where accounts' ids are the host's: it must be root's and readable by root alone (owner {}, mode {:04o}); chown root: it and chmod 600 it",
-                meta.uid(),
-                meta.mode() & 0o7777
-            ),
-        });
+    match &inv.directory.service_password_file {
+        Some(file) if sftp => secret::read_for_container(&file.value).map(drop),
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 /// Runs one observer, which returns the state and its round trips, and times it.

@@ -6,6 +6,17 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 pub fn read(path: &Path) -> Result<String, Error> {
+    read_checked(path, false)
+}
+
+/// A secret mounted into a container where accounts' uids and gids are the host's: a file an
+/// account's uid owns, or its group may read, is that account's to read there, so it must
+/// be root's and readable by root alone.
+pub fn read_for_container(path: &Path) -> Result<String, Error> {
+    read_checked(path, true)
+}
+
+fn read_checked(path: &Path, root_only: bool) -> Result<String, Error> {
     let err = |reason: String| Error::Secret {
         path: path.to_path_buf(),
         reason,
@@ -17,6 +28,13 @@ pub fn read(path: &Path) -> Result<String, Error> {
     if meta.mode() & 0o004 != 0 {
         return Err(err(format!(
             "it is readable by every user (mode {:04o})",
+            meta.mode() & 0o7777
+        )));
+    }
+    if root_only && (meta.uid() != 0 || meta.mode() & 0o077 != 0) {
+        return Err(err(format!(
+            "it is mounted into the SFTP container, where accounts' ids are the host's: it must be root's and readable by root alone (owner {}, mode {:04o}); chown root: it and chmod 600 it",
+            meta.uid(),
             meta.mode() & 0o7777
         )));
     }
