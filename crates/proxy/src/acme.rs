@@ -8,6 +8,13 @@
 //! once. Failures back off exponentially per site (base × 2ⁿ, capped at a day), which also
 //! keeps the proxy under the CA's rate limits; a `rateLimited` answer waits an hour at least.
 //! The account key is kept in the state folder.
+//!
+//! One name that fails its validation does not cost the site its certificate: an alias whose
+//! DNS points elsewhere (common on a migration night) is left out, the certificate is ordered
+//! at once for the names that remain, and the refused name waits out a back-off of its own
+//! before the next order tries it again (Let's Encrypt allows 5 failed validations an hour
+//! per name). Caddy avoids the question with one certificate per name; pic2 keeps one per
+//! site, which the CA's limit on certificates per week (50 per registered domain) favours.
 
 use crate::tls::{acme_paths, Certs};
 use crate::Error;
@@ -75,12 +82,36 @@ impl Backoff {
     }
 }
 
+/// The names of one site the CA refused to validate, each with its own back-off.
+#[derive(Default)]
+struct Refusals(HashMap<String, (u32, Instant)>);
+
+impl Refusals {
+    /// Whether `name` must still be left out of the site's orders.
+    fn holds(&self, name: &str, now: Instant) -> bool {
+        self.0.get(name).is_some_and(|(_, until)| now < *until)
+    }
+
+    fn refused(&mut self, name: &str, base: Duration) {
+        let (failures, until) = self.0.entry(name.to_owned()).or_insert((0, Instant::now()));
+        *failures = failures.saturating_add(1);
+        *until = Instant::now() + backoff_wait(*failures, base, false);
+    }
+
+    /// Names a certificate now covers start their count again.
+    fn validated(&mut self, names: &[String]) {
+        self.0.retain(|n, _| !names.contains(n));
+    }
+}
+
 /// The ACME side of the proxy: HTTP-01 tokens, per-site back-off, the account.
 pub struct Acme {
     pub tokens: Mutex<HashMap<String, String>>,
     certs: Arc<Certs>,
     options: AcmeOptions,
     backoff: Mutex<HashMap<String, Backoff>>,
+    /// Per site: the names left out of its orders for now.
+    refusals: Mutex<HashMap<String, Refusals>>,
     account: tokio::sync::Mutex<Option<(String, Account)>>,
 }
 
@@ -218,6 +249,7 @@ impl Acme {
             certs,
             options,
             backoff: Mutex::new(HashMap::new()),
+            refusals: Mutex::new(HashMap::new()),
             account: tokio::sync::Mutex::new(None),
         }
     }
@@ -259,42 +291,94 @@ impl Acme {
                 .iter()
                 .map(|h| crate::table::normalize_host(h).into_owned())
                 .collect();
-            if !self.due(&state, &r.name, &hosts) {
-                continue;
-            }
-            let waiting = self
-                .backoff
-                .lock()
-                .ok()
-                .and_then(|b| b.get(&r.name).map(|b| b.holds(&hosts, Instant::now())))
-                .unwrap_or(false);
-            if waiting {
-                continue;
-            }
-            // instant-acme's client has no timeout of its own: a CA that stalls would hold
-            // every other site's renewal
-            let res = tokio::time::timeout(ISSUE_TIME, self.issue(routes, &state, &r.name, &hosts))
-                .await
-                .unwrap_or_else(|_| {
-                    let secs = ISSUE_TIME.as_secs();
-                    Err(acme_err(
-                        &r.name,
-                        format!("no certificate after {secs} s (the CA did not answer in time)"),
-                    ))
-                });
-            if let Ok(mut b) = self.backoff.lock() {
-                let e = b.entry(r.name.clone()).or_default();
-                match &res {
-                    Ok(()) => *e = Backoff::default(),
-                    Err(err) => {
-                        let limited = matches!(err, Error::AcmeRateLimited { .. });
-                        e.failed(&hosts, self.options.backoff_base, limited);
-                    }
+            // each refusal takes a name out, so this ends after one order per host at most
+            for _ in 0..hosts.len() {
+                let wanted = self.wanted(&r.name, &hosts);
+                if wanted.is_empty() || !self.due(&state, &r.name, &wanted) {
+                    break;
+                }
+                let waiting = self
+                    .backoff
+                    .lock()
+                    .ok()
+                    .and_then(|b| b.get(&r.name).map(|b| b.holds(&wanted, Instant::now())))
+                    .unwrap_or(false);
+                if waiting {
+                    break;
+                }
+                let res = self.issue_in_time(routes, &state, &r.name, &wanted).await;
+                let again = self.count(&r.name, &wanted, &res);
+                out.push(res.map(|()| r.name.clone()));
+                if !again {
+                    break;
                 }
             }
-            out.push(res.map(|()| r.name.clone()));
         }
         out
+    }
+
+    /// The site's names, less those refused not long ago.
+    fn wanted(&self, site: &str, hosts: &[String]) -> Vec<String> {
+        let now = Instant::now();
+        let Ok(refusals) = self.refusals.lock() else {
+            return hosts.to_vec();
+        };
+        let Some(r) = refusals.get(site) else {
+            return hosts.to_vec();
+        };
+        hosts.iter().filter(|h| !r.holds(h, now)).cloned().collect()
+    }
+
+    /// Counts an issuance's outcome in the back-offs; true when the site is to be ordered
+    /// again at once, without the names the CA refused.
+    fn count(&self, site: &str, wanted: &[String], res: &Result<(), Error>) -> bool {
+        let base = self.options.backoff_base;
+        let mut again = false;
+        if let Ok(mut refusals) = self.refusals.lock() {
+            let r = refusals.entry(site.to_owned()).or_default();
+            match res {
+                Ok(()) => r.validated(wanted),
+                Err(Error::AcmeRefused { names, .. }) => {
+                    for n in names {
+                        r.refused(n, base);
+                    }
+                    again = true;
+                }
+                Err(_) => {}
+            }
+        }
+        if let Ok(mut b) = self.backoff.lock() {
+            let e = b.entry(site.to_owned()).or_default();
+            match res {
+                Ok(()) => *e = Backoff::default(),
+                Err(Error::AcmeRefused { .. }) => {}
+                Err(err) => {
+                    let limited = matches!(err, Error::AcmeRateLimited { .. });
+                    e.failed(wanted, base, limited);
+                }
+            }
+        }
+        again
+    }
+
+    /// [`Acme::issue`], bounded in time: instant-acme's client has no timeout of its own,
+    /// and a CA that stalls would hold every other site's renewal.
+    async fn issue_in_time(
+        &self,
+        routes: &Routes,
+        state: &Path,
+        site: &str,
+        hosts: &[String],
+    ) -> Result<(), Error> {
+        tokio::time::timeout(ISSUE_TIME, self.issue(routes, state, site, hosts))
+            .await
+            .unwrap_or_else(|_| {
+                let secs = ISSUE_TIME.as_secs();
+                Err(acme_err(
+                    site,
+                    format!("no certificate after {secs} s (the CA did not answer in time)"),
+                ))
+            })
     }
 
     async fn account(&self, routes: &Routes) -> Result<Account, Error> {
@@ -404,9 +488,26 @@ impl Acme {
         let retry = RetryPolicy::new().timeout(Duration::from_secs(60));
         let status = order.poll_ready(&retry).await;
         drop(published); // validated or not, the challenges are done with
-        let status = status.map_err(e)?;
-        if status != OrderStatus::Ready {
-            return Err(acme_err(site, format!("order is {status:?}")));
+        if !matches!(status, Ok(OrderStatus::Ready)) {
+            let refused = refused_names(&mut order).await;
+            // all refused: nothing is left to order, the site's own back-off applies
+            if !refused.is_empty() && refused.len() < hosts.len() {
+                return Err(Error::AcmeRefused {
+                    site: site.to_owned(),
+                    names: refused.iter().map(|(n, _)| n.clone()).collect(),
+                    refused: refused
+                        .iter()
+                        .map(|(n, why)| format!("{n}: {why}"))
+                        .collect(),
+                });
+            }
+            let status = status.map_err(e)?;
+            let why: Vec<String> = refused.iter().map(|(n, w)| format!("{n}: {w}")).collect();
+            let reason = match why.is_empty() {
+                true => format!("order is {status:?}"),
+                false => format!("order is {status:?}: {}", why.join("; ")),
+            };
+            return Err(acme_err(site, reason));
         }
         let key_pem = order.finalize().await.map_err(e)?;
         let chain_pem = order.poll_certificate(&retry).await.map_err(e)?;
@@ -417,6 +518,27 @@ impl Acme {
         tracing::info!(site, "certificate issued");
         Ok(())
     }
+}
+
+/// The names of a failed order whose authorization the CA refused, each with the reason it
+/// gave (its challenge's problem). The order's state was refreshed by the failed poll, so
+/// each authorization is fetched anew; one that cannot be fetched counts as not refused.
+async fn refused_names(order: &mut instant_acme::Order) -> Vec<(String, String)> {
+    let mut refused = Vec::new();
+    let mut auths = order.authorizations();
+    while let Some(a) = auths.next().await {
+        let Ok(a) = a else { continue };
+        if a.status != AuthorizationStatus::Invalid {
+            continue;
+        }
+        let why = a
+            .challenges
+            .iter()
+            .find_map(|c| c.error.as_ref().and_then(|p| p.detail.clone()))
+            .unwrap_or_else(|| "refused".to_owned());
+        refused.push((a.identifier().to_string().to_ascii_lowercase(), why));
+    }
+    refused
 }
 
 /// The challenges one issuance has published (HTTP-01 tokens, TLS-ALPN-01 certificates),
@@ -546,6 +668,56 @@ mod renewal {
         );
         b.failed(&main, Duration::from_secs(60), false);
         assert_eq!(b.failures, 1, "and starts its own count");
+    }
+
+    #[test]
+    fn a_refused_alias_is_left_out_and_the_rest_ordered_again_at_once() {
+        let acme = Acme::new(Arc::new(Certs::default()), AcmeOptions::default());
+        let (both, main) = (hosts(&["a.test", "www.a.test"]), hosts(&["a.test"]));
+        let refused = Err(Error::AcmeRefused {
+            site: "a.test".into(),
+            refused: vec!["www.a.test: DNS problem".into()],
+            names: vec!["www.a.test".into()],
+        });
+        assert!(
+            acme.count("a.test", &both, &refused),
+            "ordered again at once"
+        );
+        assert_eq!(acme.wanted("a.test", &both), main);
+        assert_eq!(acme.wanted("b.test", &both), both, "another site's names");
+        let site_waits = |acme: &Acme, names: &[String]| {
+            acme.backoff.lock().unwrap()["a.test"].holds(names, Instant::now())
+        };
+        assert!(
+            !site_waits(&acme, &main),
+            "a refusal is not the site's failure"
+        );
+        // the rest failing (the CA down) backs the site off, with no order again at once
+        assert!(!acme.count("a.test", &main, &Err(acme_err("a.test", "CA down"))));
+        assert!(site_waits(&acme, &main));
+        // issued for the rest: the alias still waits; its own success clears its count
+        assert!(!acme.count("a.test", &main, &Ok(())));
+        assert_eq!(acme.wanted("a.test", &both), main);
+        assert!(!acme.count("a.test", &both, &Ok(())));
+        assert!(acme.refusals.lock().unwrap()["a.test"].0.is_empty());
+    }
+
+    #[test]
+    fn a_name_refused_again_waits_twice_as_long() {
+        let mut r = Refusals::default();
+        let base = Duration::from_secs(60);
+        r.refused("www.a.test", base);
+        let first = r.0["www.a.test"].1;
+        r.refused("www.a.test", base);
+        let (failures, second) = r.0["www.a.test"];
+        assert_eq!(failures, 2);
+        assert!(
+            second >= first + Duration::from_secs(59),
+            "{:?}",
+            second - first
+        );
+        assert!(r.holds("www.a.test", Instant::now()));
+        assert!(!r.holds("a.test", Instant::now()));
     }
 
     #[test]

@@ -18,6 +18,10 @@ use tokio::net::TcpStream;
 
 const CA: &str = "/var/lib/pic2-dev/pebble/ca.pem";
 
+/// Pebble validates on fixed ports (5002, 5001): the tests take them in turn, else two
+/// proxies share the port (SO_REUSEPORT) and one answers the other's challenges.
+static CHALLENGE_PORTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn pebble_roots(dir: &Path) -> PathBuf {
     let out = dir.join("pebble-roots.pem");
     let ok = std::process::Command::new("curl")
@@ -152,8 +156,101 @@ async fn issue_and_renew(challenge: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acme_http01_and_tls_alpn01_issue_and_renew_against_pebble() {
+    let _ports = CHALLENGE_PORTS.lock().await;
     issue_and_renew("http-01").await;
     issue_and_renew("tls-alpn-01").await;
+}
+
+/// Points `name` at `addr` in Pebble's DNS (pebble-challtestsrv's management API), or back
+/// at the default (127.0.0.1) with `None`.
+fn dns_a(name: &str, addr: Option<&str>) {
+    let (path, body) = match addr {
+        Some(a) => ("add-a", serde_json::json!({"host": name, "addresses": [a]})),
+        None => ("clear-a", serde_json::json!({"host": name})),
+    };
+    let ok = std::process::Command::new("curl")
+        .args(["-fsS", "--max-time", "5", "-X", "POST", "-d"])
+        .arg(body.to_string())
+        .arg(format!("http://127.0.0.1:8055/{path}"))
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(ok, "pebble-challtestsrv's management API (127.0.0.1:8055) did not take {path} for {name}: `dev/pebble.sh start`");
+}
+
+/// The names of the certificate `der`'s subjectAltName.
+fn san_names(der: &[u8]) -> Vec<String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).unwrap();
+    let san = cert.subject_alternative_name().unwrap().unwrap();
+    san.value
+        .general_names
+        .iter()
+        .filter_map(|n| match n {
+            x509_parser::extensions::GeneralName::DNSName(d) => Some((*d).to_owned()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// An alias whose DNS leads elsewhere (127.0.0.2, where nothing answers Pebble) must not
+/// cost the site its certificate: the order fails on it, and the proxy orders again at once
+/// for the names that remain; the alias waits out its back-off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acme_an_alias_that_cannot_be_validated_does_not_block_the_site() {
+    let _ports = CHALLENGE_PORTS.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let roots = pebble_roots(dir.path());
+    let state = dir.path().join("state");
+    let n = std::process::id();
+    let name = format!("partial-{n}.acme.test");
+    let (alias, stale) = (format!("www.{name}"), format!("old.{name}"));
+    dns_a(&stale, Some("127.0.0.2"));
+    let rpath = dir.path().join("routes.json");
+    let routes = serde_json::json!({"version": 1, "settings": {
+        "acme_directory": "https://127.0.0.1:14000/dir", "acme_ca_file": CA,
+        "acme_challenge": "http-01", "state_dir": state.to_str().unwrap()},
+        "sites": [{"name": name, "hosts": [&name, &stale, &alias], "backend": "127.0.0.1:9",
+                   "tls": {"mode": "acme"}}]});
+    std::fs::write(&rpath, serde_json::to_vec(&routes).unwrap()).unwrap();
+    let mut o = options(&rpath, "http-01");
+    o.acme.check_interval = Duration::from_millis(500);
+    o.acme.backoff_base = Duration::from_secs(3600);
+    let p = Proxy::start(o).await.unwrap();
+    let https = p.https_addr.unwrap();
+    let mut served = None;
+    for _ in 0..120 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        if let Some(c) = served_cert(https, &alias, &roots).await {
+            served = Some(c);
+            break;
+        }
+    }
+    dns_a(&stale, None);
+    let served = served.expect(
+        "no certificate for the site's valid names in 30 s (see /var/lib/pic2-dev/log/pebble.log)",
+    );
+    let mut names = san_names(&served);
+    names.sort();
+    let mut expected = vec![name.clone(), alias.clone()];
+    expected.sort();
+    assert_eq!(
+        names, expected,
+        "the certificate names every name but the refused one"
+    );
+    assert_eq!(
+        served_cert(https, &name, &roots).await.as_ref(),
+        Some(&served)
+    );
+    let failures = &p.shared.global.certificate_failures;
+    assert_eq!(
+        failures.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "the refusal is counted once"
+    );
+    // the refused name waits its back-off (an hour here): no order for it in later passes
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(failures.load(std::sync::atomic::Ordering::SeqCst), 1);
+    p.shutdown().await;
 }
 
 /// The proxy's options for `challenge`: Pebble validates HTTP-01 on :5002 and TLS-ALPN-01 on
