@@ -7,7 +7,7 @@ use crate::origin::Origin;
 use crate::pages;
 use crate::server::{HeldSlots, Shared, Slots};
 use crate::stall::{AnswerStalled, BodyTimedOut, StalledBody};
-use crate::table::{normalize_host, HostEntry, Site, Timeouts};
+use crate::table::{normalize_host, HostEntry, Site, Table, Timeouts};
 use bytes::Bytes;
 use http_body_util::{combinators::BoxBody, BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -30,6 +30,9 @@ pub type Body = BoxBody<Bytes, BoxError>;
 pub struct Client {
     pub addr: SocketAddr,
     pub tls: bool,
+    /// The name the client asked for in its TLS handshake (SNI), normalised: its requests
+    /// must be for that name's site ([`misdirected`]).
+    pub sni: Option<Arc<str>>,
     /// An HTTP/1 connection's slots, which a WebSocket upgrade takes over (none over TLS
     /// with ALPN h2; an HTTP/2 connection with prior knowledge on the plain port has them,
     /// unused: only HTTP/1.1 upgrades).
@@ -41,7 +44,16 @@ impl Client {
         Client {
             addr,
             tls,
+            sni: None,
             slots: None,
+        }
+    }
+
+    /// The same client, over a TLS connection whose handshake asked for `sni`.
+    pub(crate) fn with_sni(self, sni: Option<&str>) -> Self {
+        Client {
+            sni: sni.map(|n| Arc::from(normalize_host(n).as_ref())),
+            ..self
         }
     }
 
@@ -318,7 +330,7 @@ async fn route(
     req: Request<Incoming>,
     host: &str,
     entry: Option<&HostEntry>,
-    table: &crate::table::Table,
+    table: &Table,
 ) -> Response<Body> {
     if let Some(v) = req.headers().get(crate::guard::VERDICT_HEADER) {
         return guard_verdict(v.as_bytes());
@@ -361,6 +373,10 @@ async fn route(
     let Some(entry) = entry else {
         return page(StatusCode::NOT_FOUND, pages::not_found());
     };
+    if misdirected(origin.peer.sni.as_deref(), host, entry, table) {
+        shared.global.misdirected.fetch_add(1, Relaxed);
+        return page(StatusCode::MISDIRECTED_REQUEST, pages::misdirected());
+    }
     let site = &entry.site;
     let https_port = shared.https_public_port;
     let target = entry.redirect_to.as_deref().unwrap_or(host);
@@ -403,6 +419,23 @@ async fn route(
         return r;
     }
     forward(shared, backends, origin, req, host, site, &table.timeouts).await
+}
+
+/// Is a request for `host` (whose entry is `entry`) on a TLS connection opened for `sni`
+/// one for another site? Its certificate was chosen for `sni`, so the answer would come
+/// from a site whose certificate the client never checked: a browser that reused an HTTP/2
+/// connection for another name it believed covered (RFC 9110 §15.5.20), or a client
+/// fronting one site with another. 421 tells the browser to open a connection of its own.
+/// The names of one site (its aliases, www and apex) share its certificate and its backend.
+fn misdirected(sni: Option<&str>, host: &str, entry: &HostEntry, table: &Table) -> bool {
+    let Some(sni) = sni else {
+        return false; // no SNI (an old client, or an address): nothing to compare
+    };
+    sni != host
+        && table
+            .hosts
+            .get(sni)
+            .is_none_or(|e| !Arc::ptr_eq(&e.site, &entry.site))
 }
 
 async fn forward(

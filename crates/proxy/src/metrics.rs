@@ -43,6 +43,7 @@ impl SiteMetrics {
 #[derive(Debug, Default)]
 pub struct Global {
     pub unknown_host: AtomicU64,
+    pub misdirected: AtomicU64,
     pub bad_requests: AtomicU64,
     pub connections_open: AtomicU64,
     pub connections_total: AtomicU64,
@@ -121,6 +122,13 @@ pub fn render(
         "counter",
         "Requests for a name no site serves.",
         &global.unknown_host,
+    );
+    g(
+        &mut o,
+        "misdirected_requests_total",
+        "counter",
+        "Requests over TLS for another site than the one the handshake named (421).",
+        &global.misdirected,
     );
     g(
         &mut o,

@@ -17,6 +17,15 @@ pub fn not_found() -> String {
     )
 }
 
+pub fn misdirected() -> String {
+    page(
+        "Mauvaise connexion",
+        "Misdirected request",
+        "Cette connexion sécurisée a été ouverte pour un autre site. Rechargez la page.",
+        "This secure connection was opened for another site. Please reload the page.",
+    )
+}
+
 pub fn bad_gateway() -> String {
     page(
         "Site momentanément indisponible",

@@ -910,12 +910,13 @@ async fn serve_conn(
                 return;
             };
             let alpn = tls_stream.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
+            let sni = tls_stream.get_ref().1.server_name();
             if alpn.as_deref() == Some(crate::tls::ACME_TLS_ALPN) {
                 return; // a TLS-ALPN-01 validation: the handshake was the answer
             }
             if alpn.as_deref() == Some(b"h2") {
                 let _slots = slots;
-                let client = Client::new(addr, true);
+                let client = Client::new(addr, true).with_sni(sni);
                 let s = Arc::clone(shared);
                 // an HTTP/2 connection answers pings for ever: its idle time is the time
                 // with no stream in flight
@@ -945,7 +946,7 @@ async fn serve_conn(
                     c.fetch_add(1, Relaxed);
                 }
             } else {
-                let client = Client::holding(addr, true, slots);
+                let client = Client::holding(addr, true, slots).with_sni(sni);
                 serve_http1(tls_stream, client, shared, backends, stop, timeouts, exit).await;
             }
         }

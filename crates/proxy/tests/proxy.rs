@@ -520,7 +520,18 @@ async fn tls_get(
     roots: &[&Path],
     alpn: &[&[u8]],
 ) -> (Vec<u8>, Option<Vec<u8>>, u16, String, Option<String>) {
-    let tls = tls_connect(addr, name, roots, alpn).await;
+    tls_get_host(addr, name, name, roots, alpn).await
+}
+
+/// [`tls_get`] with SNI `sni` and Host (or HTTP/2 authority) `name`.
+async fn tls_get_host(
+    addr: SocketAddr,
+    sni: &str,
+    name: &str,
+    roots: &[&Path],
+    alpn: &[&[u8]],
+) -> (Vec<u8>, Option<Vec<u8>>, u16, String, Option<String>) {
+    let tls = tls_connect(addr, sni, roots, alpn).await;
     let (_, c) = tls.get_ref();
     let cert = c.peer_certificates().unwrap()[0].to_vec();
     let proto = c.alpn_protocol().map(<[u8]>::to_vec);
@@ -1318,6 +1329,54 @@ async fn tls_by_sni_http2_hsts_and_certificate_file_change() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(seen, (503, Some("max-age=31536000".to_owned())));
+    p.shutdown().await;
+}
+
+/// A TLS connection opened for one site carries requests for that site's names only: a
+/// request for another site gets 421 (its certificate was never checked by the client),
+/// on HTTP/2 as on HTTP/1.1; an alias of the same site is served.
+#[tokio::test]
+async fn a_request_for_another_site_than_the_handshake_named_gets_421() {
+    let b = backend().await;
+    let e = env();
+    let (c1, k1) = self_signed(&e, "one.test");
+    let (c2, k2) = self_signed(&e, "two.test");
+    write_routes(
+        &e,
+        serde_json::json!({}),
+        vec![
+            site(
+                "one.test",
+                &["one.test", "www.one.test"],
+                b.addr,
+                serde_json::json!({"mode":"files","cert":c1,"key":k1}),
+            ),
+            site(
+                "two.test",
+                &["two.test"],
+                b.addr,
+                serde_json::json!({"mode":"files","cert":c2,"key":k2}),
+            ),
+        ],
+    );
+    let p = Proxy::start(options(&e)).await.unwrap();
+    let https = p.https_addr.unwrap();
+    let roots = [Path::new(&c1)];
+    for alpn in [&b"h2"[..], &b"http/1.1"[..]] {
+        let (_, _, st, body, _) =
+            tls_get_host(https, "one.test", "two.test", &roots, &[alpn]).await;
+        assert_eq!(st, 421, "{body}");
+        assert!(body.contains("Misdirected request"), "{body}");
+        assert!(body.contains("Mauvaise connexion"), "{body}");
+        let (_, _, st, body, _) =
+            tls_get_host(https, "one.test", "WWW.One.test.", &roots, &[alpn]).await;
+        assert_eq!(st, 200, "an alias of the site the handshake named: {body}");
+        let (_, _, st, _, _) =
+            tls_get_host(https, "one.test", "unknown.test", &roots, &[alpn]).await;
+        assert_eq!(st, 404);
+    }
+    let misdirected = p.shared.global.misdirected.load(Ordering::SeqCst);
+    assert_eq!(misdirected, 2);
     p.shutdown().await;
 }
 
