@@ -617,6 +617,72 @@ async fn an_idle_http2_connection_is_closed_with_goaway() {
     assert!(!conn.is_finished(), "closed while in use");
     let closed = tokio::time::timeout(Duration::from_secs(10), conn).await;
     assert!(closed.is_ok(), "an idle HTTP/2 connection stayed open");
+
+    // the same, frame by frame: the close is a GOAWAY without error (NO_ERROR, 0) naming
+    // the last stream served, not a TCP close a client would take for a failure
+    let mut tls = tls_connect(p.https_addr.unwrap(), "a.test", &[Path::new(&c)], &[b"h2"]).await;
+    tls.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        .await
+        .unwrap();
+    tls.write_all(&h2_frame(0x4, 0, &[])).await.unwrap();
+    // GET https://a.test/ on stream 1, ended (HPACK, no Huffman)
+    tls.write_all(&h2_frame(0x1, 0x5, b"\x82\x87\x84\x41\x06a.test"))
+        .await
+        .unwrap();
+    let mut frames = Vec::new(); // (type, payload) of each frame, in order
+    let mut got = Vec::new();
+    let mut at = 0;
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut buf = [0u8; 4096];
+        loop {
+            while got.len() >= at + 9 {
+                let len = usize::from(got[at]) << 16
+                    | usize::from(got[at + 1]) << 8
+                    | usize::from(got[at + 2]);
+                if got.len() < at + 9 + len {
+                    break;
+                }
+                let (kind, flags) = (got[at + 3], got[at + 4]);
+                let payload = got[at + 9..at + 9 + len].to_vec();
+                // acknowledge the server's SETTINGS and PINGs, as a client does
+                if (kind == 0x4 || kind == 0x6) && flags & 1 == 0 {
+                    // a SETTINGS acknowledgement is empty, a PING's echoes its payload
+                    let echoed = if kind == 0x6 { &payload[..] } else { &[] };
+                    let mut ack = h2_frame(kind, 1, echoed);
+                    ack[8] = 0; // connection-level frames: stream 0
+                    tls.write_all(&ack).await.unwrap();
+                }
+                frames.push((kind, payload));
+                at += 9 + len;
+            }
+            match tls.read(&mut buf).await {
+                Ok(n) if n > 0 => got.extend_from_slice(&buf[..n]),
+                _ => return,
+            }
+        }
+    })
+    .await;
+    assert!(
+        ended.is_ok(),
+        "an idle HTTP/2 connection stayed open: {frames:?}"
+    );
+    let answered = frames.iter().position(|(k, _)| *k == 0x1);
+    let goaways: Vec<&Vec<u8>> = frames
+        .iter()
+        .filter(|(k, _)| *k == 0x7)
+        .map(|(_, p)| p)
+        .collect();
+    let last = goaways.last().expect("closed without a GOAWAY");
+    assert_eq!(&last[4..8], &[0, 0, 0, 0], "GOAWAY with an error: {last:?}");
+    assert_eq!(
+        &last[0..4],
+        &[0, 0, 0, 1],
+        "the last stream served is 1: {last:?}"
+    );
+    assert!(
+        answered < frames.iter().position(|(k, _)| *k == 0x7),
+        "the answer came before the GOAWAY: {frames:?}"
+    );
     p.shutdown().await;
 }
 
