@@ -117,6 +117,23 @@ fn execute(
                 eprintln!("[{}/{total}] {}", index + 1, change.summary);
             }
         }
+        // a long change (a walk re-owning files), at most once a second
+        ApplyEvent::Progress {
+            index,
+            total,
+            change,
+            done,
+        } => {
+            if let Some(bar) = &bar {
+                bar.set_message(format!("{} ({done} entries looked at)", change.summary));
+            } else if !out.json {
+                eprintln!(
+                    "[{}/{total}] … {done} entries looked at: {}",
+                    index + 1,
+                    change.summary
+                );
+            }
+        }
     });
     if let Some(bar) = &bar {
         bar.finish_and_clear();

@@ -1,6 +1,6 @@
 //! Apply, re-apply, change, add, remove, prune: the life of a platform.
 
-use crate::fixture::{sql_admin, sql_as, ssh_key, Platform};
+use crate::fixture::{put, sql_admin, sql_as, ssh_key, Platform};
 use mysql::prelude::Queryable;
 use std::os::unix::fs::MetadataExt;
 
@@ -247,6 +247,61 @@ fn changing_an_account_updates_only_what_changed() {
         .unwrap()
         .success()
         .expect("password kept");
+}
+
+/// A new uid for an account: the files in its folders follow (PHP, as the new uid under
+/// mpm-itk, and SFTP must still write them), not only the folders pic2 made; another owner's
+/// file and a link's target stay as they are.
+#[test]
+fn a_changed_uid_reowns_the_accounts_files() {
+    let p = Platform::new("reown");
+    p.write(ONE_SITE);
+    p.apply(&[]);
+    let site = p.home("reowna").join("sites/a.reown.test");
+    let htdocs = site.join("htdocs");
+    put(&htdocs.join("index.php"), "<?php echo 1;", 20001);
+    std::fs::create_dir(htdocs.join("uploads")).unwrap();
+    std::os::unix::fs::chown(htdocs.join("uploads"), Some(20001), Some(20001)).unwrap();
+    put(&htdocs.join("uploads/photo.jpg"), "jpeg", 20001);
+    put(&htdocs.join("foreign.txt"), "someone else's", 20005);
+    put(&site.join("tmp/sess_1"), "session", 20001);
+    // a link the account made to a file outside its site, which has its old uid too
+    let target = p.dir.path().join("target");
+    put(&target, "not the site's", 20001);
+    let link = htdocs.join("outside");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    std::os::unix::fs::lchown(&link, Some(20001), Some(20001)).unwrap();
+
+    p.write(&ONE_SITE.replace("uid = 20001", "uid = 20011"));
+    let plan = p.expect(&["plan", "--detail"], 2);
+    assert!(
+        plan.contains(&format!(
+            "re-own the files under {}: uid 20001 → 20011, gid 20001 → 20011",
+            htdocs.display()
+        )),
+        "{plan}"
+    );
+    p.apply(&[]);
+    let owner = |path: &std::path::Path| {
+        let m = std::fs::symlink_metadata(path).unwrap();
+        (m.uid(), m.gid())
+    };
+    for path in [
+        htdocs.clone(),
+        htdocs.join("index.php"),
+        htdocs.join("uploads"),
+        htdocs.join("uploads/photo.jpg"),
+        link.clone(),
+        site.join("tmp/sess_1"),
+        p.home("reowna").join("private/mariadb-reown_a.cnf"),
+    ] {
+        assert_eq!(owner(&path), (20011, 20011), "{}", path.display());
+    }
+    assert_eq!(owner(&htdocs.join("foreign.txt")), (20005, 20005));
+    assert_eq!(owner(&target), (20001, 20001), "the link was followed");
+    p.assert_converged();
+    sql_as(&p.home("reowna").join("private/mariadb-reown_a.cnf"))
+        .expect("the credentials still work");
 }
 
 #[test]

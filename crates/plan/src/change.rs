@@ -50,6 +50,10 @@ pub enum Phase {
     DirectoryContainers,
     DirectoryGroups,
     DirectoryAccounts,
+    /// The files inside an account's folders re-owned after its uid (gid) changed: before the
+    /// folders themselves are, since a folder still owned by the old id is what tells the next
+    /// plan that its walk is not done (an apply stopped midway is resumed, not forgotten).
+    FileOwners,
     Folders,
     Databases,
     DatabaseUsers,
@@ -131,6 +135,18 @@ pub enum Op {
     },
     RemoveTree {
         path: PathBuf,
+    },
+    /// Walks the entries below `path` (not `path` itself: a `SetOwnerMode` after it sets it)
+    /// and gives `to_uid` to those whose uid is `from_uid`, `to_gid` to those whose gid is
+    /// `from_gid` (an id equal on both sides is left as it is); entries of other owners are
+    /// left alone. Links are re-owned themselves, never followed; the walk stays on the
+    /// folder's mount. What `usermod -u` does in a home.
+    ReownFiles {
+        path: PathBuf,
+        from_uid: u32,
+        to_uid: u32,
+        from_gid: u32,
+        to_gid: u32,
     },
     CreateDatabase {
         name: String,

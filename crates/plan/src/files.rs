@@ -5,7 +5,7 @@
 //! a link where pic2 expects a folder is a conflict, so a user cannot make pic2 chown `/etc`.
 
 use crate::change::{Change, Kind, Op, Phase, Plan, System};
-use crate::observed::{FileKind, ObservedFiles};
+use crate::observed::{FileKind, FileMeta, ObservedFiles};
 use crate::Options;
 use pic2_inventory::layout::HOME_MARKER;
 use pic2_inventory::ValidInventory;
@@ -29,6 +29,13 @@ pub(crate) fn diff(
     let desired = desired(inv);
     // Homes that belong to someone else: nothing below them is touched.
     let mut foreign: BTreeSet<&Path> = BTreeSet::new();
+    // Folders with a folder of the layout inside; the others (private, htdocs, tmp, logs) are
+    // where an account's own files are.
+    let has_subfolders: HashSet<&Path> = desired
+        .iter()
+        .filter(|d| d.kind == PathKind::Dir)
+        .filter_map(|d| d.path.parent())
+        .collect();
 
     for want in &desired {
         if foreign.iter().any(|f| want.path.starts_with(f)) {
@@ -74,6 +81,9 @@ pub(crate) fn diff(
                         "move it away; pic2 will then create what the layout needs",
                     );
                     continue;
+                }
+                if want.kind == PathKind::Dir && !has_subfolders.contains(want.path.as_path()) {
+                    plan.changes.extend(reown_files(want, meta));
                 }
                 if want.kind == PathKind::File
                     && meta.contents.as_deref() != want.contents.as_deref()
@@ -198,6 +208,63 @@ fn foreign_home(home: &Path, observed: &ObservedFiles, platform: &str) -> Option
             (!empty).then(|| format!("the folder exists, is not empty, and has no {HOME_MARKER} marker: pic2 did not create it"))
         }
     }
+}
+
+/// The walk that gives an account's files its new ids, when a folder holding them still has
+/// another uid (gid) than the layout gives it: the account's uid changed, and the files
+/// inside still carry the old one, which PHP (mpm-itk runs it as the new uid) and SFTP could
+/// no longer write (`usermod -u` does the same in a home). The folder's own owner is what
+/// says the walk is due: it is set (`SetOwnerMode`, phase `Folders`) only after the walk
+/// (phase `FileOwners`), so an apply stopped midway leaves it old and the next plan walks
+/// again; a finished one leaves nothing to plan, and no file below is read to know it. Root's
+/// id is neither taken nor given: root's files in there are not the account's (and a folder
+/// pic2 has just made is root's until it is handed over).
+fn reown_files(want: &DesiredPath, meta: &FileMeta) -> Option<Change> {
+    let from = |have: u32, wanted: u32| {
+        if have != wanted && have != 0 && wanted != 0 {
+            have
+        } else {
+            wanted
+        }
+    };
+    let (from_uid, from_gid) = (from(meta.uid, want.uid), from(meta.gid, want.gid));
+    if (from_uid, from_gid) == (want.uid, want.gid) {
+        return None;
+    }
+    let (mut ids, mut old, mut new) = (Vec::new(), Vec::new(), Vec::new());
+    for (id, from, to) in [("uid", from_uid, want.uid), ("gid", from_gid, want.gid)] {
+        if from != to {
+            ids.push(format!("{id} {from} → {to}"));
+            old.push(format!("{id} {from}"));
+            new.push(format!("{id} {to}"));
+        }
+    }
+    let path = want.path.display();
+    Some(
+        Change::new(
+            System::Files,
+            Kind::Update,
+            Phase::FileOwners,
+            path.to_string(),
+            format!("re-own the files under {path}: {}", ids.join(", ")),
+            Op::ReownFiles {
+                path: want.path.clone(),
+                from_uid,
+                to_uid: want.uid,
+                from_gid,
+                to_gid: want.gid,
+            },
+        )
+        .with_details(vec![
+            format!(
+                "- files, folders and links below it with {}",
+                old.join(", ")
+            ),
+            format!("+ {}", new.join(", ")),
+            "  other owners' files left as they are; links re-owned themselves, never followed"
+                .to_string(),
+        ]),
+    )
 }
 
 fn create_dir(want: &DesiredPath) -> Change {
@@ -438,5 +505,129 @@ mod tests {
             "{}",
             p.conflicts[0].message
         );
+    }
+
+    /// The inventory gives velobs a new uid: each folder holding its files is walked, before
+    /// the folders themselves are set; once applied, or if never needed, nothing is planned.
+    #[test]
+    fn a_changed_uid_reowns_the_files_in_each_data_folder_until_the_folder_is_set() {
+        let inv = demo();
+        let new = inv.accounts.get("velobs").unwrap().uid.value;
+        let old = new + 1000;
+        let home = inv.home_dir(&"velobs".parse_name());
+        let applied = Observed {
+            files: applied_files(&inv),
+            containers: crate::tests::fresh_engine(&inv),
+            ..Default::default()
+        };
+        // what the volume holds before the apply: the layout, with the old ids
+        let mut o = applied.clone();
+        for (path, meta) in o.files.paths.iter_mut() {
+            if path.starts_with(&home) {
+                meta.uid = if meta.uid == new { old } else { meta.uid };
+                meta.gid = if meta.gid == new { old } else { meta.gid };
+            }
+        }
+        let p = plan(&inv, &o, Options::default());
+        let walks: Vec<&Change> = p
+            .changes
+            .iter()
+            .filter(|c| matches!(c.op, Op::ReownFiles { .. }))
+            .collect();
+        let site = inv.site_dir(&"velobs".parse_name(), &"velobs.test".parse_domain());
+        let walked: BTreeSet<std::path::PathBuf> = walks
+            .iter()
+            .map(|c| std::path::PathBuf::from(&c.subject))
+            .collect();
+        for data in [
+            home.join("private"),
+            site.join("htdocs"),
+            site.join("tmp"),
+            site.join("logs"),
+        ] {
+            assert!(walked.contains(&data), "{data:?} not walked: {walks:#?}");
+        }
+        // not the folders of pic2's folders (root's, which the account cannot write in)
+        assert!(!walked.contains(&home) && !walked.contains(&site));
+        assert!(!walked.contains(&inv.sites_dir(&"velobs".parse_name())));
+        assert!(walks.iter().all(|c| c.phase == Phase::FileOwners));
+        let htdocs = site.join("htdocs");
+        let walk = walks
+            .iter()
+            .find(|c| c.subject == htdocs.display().to_string())
+            .unwrap();
+        assert_eq!(
+            walk.op,
+            Op::ReownFiles {
+                path: htdocs.clone(),
+                from_uid: old,
+                to_uid: new,
+                from_gid: old,
+                to_gid: new,
+            }
+        );
+        assert_eq!(
+            walk.summary,
+            format!(
+                "re-own the files under {}: uid {old} → {new}, gid {old} → {new}",
+                htdocs.display()
+            )
+        );
+        // logs are root's: only the group changes there
+        let logs = walks
+            .iter()
+            .find(|c| c.subject == site.join("logs").display().to_string())
+            .unwrap();
+        assert!(
+            matches!(logs.op, Op::ReownFiles { from_uid: 0, to_uid: 0, from_gid, to_gid, .. } if from_gid == old && to_gid == new),
+            "{logs:#?}"
+        );
+        // each walk runs before its folder is set: the folder's old owner is what makes the
+        // next plan walk again after an apply stopped midway
+        let pos = |op: fn(&Op) -> bool| {
+            p.changes
+                .iter()
+                .position(|c| c.subject == htdocs.display().to_string() && op(&c.op))
+                .unwrap()
+        };
+        assert!(
+            pos(|op| matches!(op, Op::ReownFiles { .. }))
+                < pos(|op| matches!(op, Op::SetOwnerMode { .. }))
+        );
+        // the other accounts: nothing to walk
+        assert!(walks
+            .iter()
+            .all(|c| c.subject.starts_with(&home.display().to_string())));
+
+        // once applied (the folders have the new ids), nothing
+        let p = plan(&inv, &applied, Options::default());
+        assert!(
+            p.changes
+                .iter()
+                .all(|c| !matches!(c.op, Op::ReownFiles { .. })),
+            "{:#?}",
+            p.changes
+        );
+        // an apply stopped after the walk of htdocs but before its folder was set: walked again
+        let mut stopped = applied.clone();
+        stopped.files.paths.get_mut(&htdocs).unwrap().uid = old;
+        let p = plan(&inv, &stopped, Options::default());
+        assert_eq!(
+            p.changes
+                .iter()
+                .filter(|c| matches!(c.op, Op::ReownFiles { .. }))
+                .map(|c| c.subject.clone())
+                .collect::<Vec<_>>(),
+            vec![htdocs.display().to_string()]
+        );
+        // a folder root owns (made, not handed over yet; or by an admin): root's files in it
+        // are not the account's
+        stopped.files.paths.get_mut(&htdocs).unwrap().uid = 0;
+        stopped.files.paths.get_mut(&htdocs).unwrap().gid = 0;
+        let p = plan(&inv, &stopped, Options::default());
+        assert!(p
+            .changes
+            .iter()
+            .all(|c| !matches!(c.op, Op::ReownFiles { .. })));
     }
 }

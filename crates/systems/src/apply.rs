@@ -17,6 +17,13 @@ pub enum ApplyEvent<'a> {
         total: usize,
         change: &'a Change,
     },
+    /// A long change under way (a walk re-owning files): how many entries it has looked at.
+    Progress {
+        index: usize,
+        total: usize,
+        change: &'a Change,
+        done: u64,
+    },
 }
 
 pub fn apply(
@@ -31,7 +38,15 @@ pub fn apply(
             total,
             change,
         });
-        run(&change.op, systems).map_err(|e| (index, e))?;
+        let mut under_way = |done| {
+            progress(ApplyEvent::Progress {
+                index,
+                total,
+                change,
+                done,
+            })
+        };
+        run(&change.op, systems, &mut under_way).map_err(|e| (index, e))?;
         progress(ApplyEvent::Finished {
             index,
             total,
@@ -41,7 +56,7 @@ pub fn apply(
     Ok(())
 }
 
-fn run(op: &Op, s: &mut Systems) -> Result<(), Error> {
+fn run(op: &Op, s: &mut Systems, progress: &mut dyn FnMut(u64)) -> Result<(), Error> {
     match op {
         Op::LdapAdd { dn, attrs } => s.directory.add(dn, attrs),
         Op::LdapModify { dn, replace, edit } => s.directory.modify(dn, replace, edit),
@@ -66,6 +81,21 @@ fn run(op: &Op, s: &mut Systems) -> Result<(), Error> {
             contents,
         } => volume::write_file(path, *uid, *gid, *mode, contents),
         Op::RemoveTree { path } => volume::remove_tree(path),
+        Op::ReownFiles {
+            path,
+            from_uid,
+            to_uid,
+            from_gid,
+            to_gid,
+        } => {
+            let ids = volume::Reown {
+                from_uid: *from_uid,
+                to_uid: *to_uid,
+                from_gid: *from_gid,
+                to_gid: *to_gid,
+            };
+            volume::reown_files(path, ids, progress).map(drop)
+        }
         Op::CreateDatabase { name, comment } => s.databases.create_database(name, comment),
         Op::SetDatabaseComment { name, comment } => s.databases.set_comment(name, comment),
         Op::EnsureUser {

@@ -12,11 +12,12 @@ use pic2_plan::{FileKind, FileMeta, ObservedFiles};
 use pic2_render::files::{desired, listed_dirs, PathKind};
 use rustix::fd::OwnedFd;
 use rustix::fs::{
-    fchmod, fchown, fsync, mkdirat, openat2, renameat, unlinkat, AtFlags, Mode, OFlags,
-    ResolveFlags, CWD,
+    chownat, fchmod, fchown, fsync, mkdirat, openat, openat2, renameat, statat, unlinkat, AtFlags,
+    FileType, Mode, OFlags, ResolveFlags, CWD,
 };
 use rustix::process::{Gid, Uid};
 use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -299,6 +300,119 @@ pub fn write_file(path: &Path, uid: u32, gid: u32, mode: u32, contents: &str) ->
     renameat(&parent, &tmp, &parent, name).map_err(|e| Error::io(path, format!("rename: {e}")))
 }
 
+/// What [`reown_files`] changes: an entry whose uid is `from_uid` gets `to_uid`, one whose
+/// gid is `from_gid` gets `to_gid`.
+#[derive(Clone, Copy, Debug)]
+pub struct Reown {
+    pub from_uid: u32,
+    pub to_uid: u32,
+    pub from_gid: u32,
+    pub to_gid: u32,
+}
+
+/// How often, at most, a long walk reports how far it is.
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Gives the account's new ids to the entries below `path` (not `path` itself) that still
+/// have its old ones, as `usermod -u` does in a home; returns how many entries it changed.
+///
+/// The folder belongs to the account, who may swap any folder in it for a link at any time,
+/// even during the walk. So each entry is opened from the folder's descriptor with
+/// `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_XDEV)` and `O_PATH |
+/// O_NOFOLLOW`, and its ids are read and changed on that descriptor (`fstatat` and
+/// `fchownat` with `AT_EMPTY_PATH`): a link is re-owned itself, never followed or descended
+/// into; nothing outside the folder's mount (a mount point, a bind mount) is touched, as
+/// with `find -xdev`; and the entry changed is the one whose ids were read, not whatever a
+/// swap put at its name meanwhile. An entry gone, or made a link on the way, since its
+/// folder was listed is skipped. Entries of other owners are left as they are. The kernel
+/// clears the setuid and setgid bits of a regular file whose owner changes (root too, since
+/// Linux 2.2.13): an account's set-id program in its site loses them, which is wanted (set-id
+/// to an id that is no longer the account's). A folder's setgid bit is kept.
+///
+/// Idempotent: run again, it finds nothing of the old ids. `progress` is told how many
+/// entries were looked at, once a second at most.
+pub fn reown_files(path: &Path, ids: Reown, progress: &mut dyn FnMut(u64)) -> Result<u64, Error> {
+    let root = open_nofollow(path, OFlags::PATH | OFlags::DIRECTORY)?;
+    let beneath = ResolveFlags::BENEATH
+        | ResolveFlags::NO_SYMLINKS
+        | ResolveFlags::NO_XDEV
+        | ResolveFlags::NO_MAGICLINKS;
+    let at_itself = AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW;
+    let root_dev = statat(&root, "", at_itself)
+        .map_err(|e| Error::io(path, format!("stat: {e}")))?
+        .st_dev;
+    // Relative paths, not descriptors: a deep tree would otherwise hold one open per level.
+    let mut pending = names_in(&root, path, Path::new(""))?;
+    let (mut seen, mut changed) = (0u64, 0u64);
+    let mut reported = std::time::Instant::now();
+    while let Some(rel) = pending.pop() {
+        let full = || path.join(&rel);
+        let fd = match openat2(
+            &root,
+            &rel,
+            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+            beneath,
+        ) {
+            Ok(fd) => fd,
+            // gone since its folder was listed; a link now on the way (a folder swapped for
+            // one); another mount
+            Err(e)
+                if e == rustix::io::Errno::NOENT
+                    || e == rustix::io::Errno::LOOP
+                    || e == rustix::io::Errno::NOTDIR
+                    || e == rustix::io::Errno::XDEV =>
+            {
+                continue
+            }
+            Err(e) => return Err(Error::io(full(), e)),
+        };
+        let st = statat(&fd, "", at_itself).map_err(|e| Error::io(full(), format!("stat: {e}")))?;
+        if st.st_dev != root_dev {
+            continue;
+        }
+        let uid = (st.st_uid == ids.from_uid && ids.from_uid != ids.to_uid)
+            .then(|| Uid::from_raw(ids.to_uid));
+        let gid = (st.st_gid == ids.from_gid && ids.from_gid != ids.to_gid)
+            .then(|| Gid::from_raw(ids.to_gid));
+        if uid.is_some() || gid.is_some() {
+            chownat(&fd, "", uid, gid, at_itself)
+                .map_err(|e| Error::io(full(), format!("chown: {e}")))?;
+            changed += 1;
+        }
+        if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
+            pending.extend(names_in(&fd, path, &rel)?);
+        }
+        seen += 1;
+        if seen % 1024 == 0 && reported.elapsed() >= PROGRESS_EVERY {
+            progress(seen);
+            reported = std::time::Instant::now();
+        }
+    }
+    Ok(changed)
+}
+
+/// The entries of the folder open (`O_PATH`) as `dir`, as paths below `root` (`rel/name`).
+fn names_in(dir: &OwnedFd, root: &Path, rel: &Path) -> Result<Vec<PathBuf>, Error> {
+    let err = |e| Error::io(root.join(rel), e);
+    let fd = openat(
+        dir,
+        ".",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(err)?;
+    let mut names = Vec::new();
+    for entry in rustix::fs::Dir::new(fd).map_err(err)? {
+        let entry = entry.map_err(err)?;
+        let name = entry.file_name().to_bytes();
+        if name != b"." && name != b".." {
+            names.push(rel.join(std::ffi::OsStr::from_bytes(name)));
+        }
+    }
+    Ok(names)
+}
+
 /// Reads a file pic2 wrote (the credentials), without following links.
 pub fn read_file(path: &Path) -> Result<String, Error> {
     read_nofollow(path).map_err(|e| Error::io(path, e))
@@ -415,5 +529,95 @@ mod tests {
             1,
             "no temporary file left"
         );
+    }
+
+    /// The walk of a uid change: the old uid's entries get the new one, links are re-owned
+    /// and never followed, other owners' files and the folder itself are left alone; a
+    /// second walk finds nothing.
+    #[test]
+    fn reown_files_changes_the_old_ids_only_and_follows_no_link() {
+        use std::os::unix::fs::{lchown, symlink, PermissionsExt};
+        if !rustix::process::geteuid().is_root() {
+            eprintln!("skipped: changing owners needs root");
+            return;
+        }
+        let (old, new, other) = (41001, 41002, 41003);
+        let dir = tempfile::tempdir().unwrap();
+        let site = dir.path().join("htdocs");
+        let outside = dir.path().join("outside");
+        std::fs::create_dir_all(site.join("sub/deeper")).unwrap();
+        std::fs::create_dir(&outside).unwrap();
+        std::fs::write(outside.join("target"), "not the site's").unwrap();
+        std::fs::write(site.join("index.php"), "x").unwrap();
+        std::fs::write(site.join("sub/deeper/setuid"), "x").unwrap();
+        std::fs::set_permissions(
+            site.join("sub/deeper/setuid"),
+            std::fs::Permissions::from_mode(0o4755),
+        )
+        .unwrap();
+        std::fs::write(site.join("foreign.txt"), "x").unwrap();
+        symlink(outside.join("target"), site.join("link")).unwrap();
+        symlink(&outside, site.join("linked-dir")).unwrap();
+        for p in [
+            &site,
+            &site.join("index.php"),
+            &site.join("sub"),
+            &site.join("sub/deeper"),
+            &site.join("sub/deeper/setuid"),
+            &site.join("link"),
+            &site.join("linked-dir"),
+            &outside,
+            &outside.join("target"),
+        ] {
+            lchown(p, Some(old), Some(old)).unwrap();
+        }
+        lchown(site.join("foreign.txt"), Some(other), Some(old)).unwrap();
+        let ids = Reown {
+            from_uid: old,
+            to_uid: new,
+            from_gid: old,
+            to_gid: new,
+        };
+        let owner = |p: &Path| {
+            let m = std::fs::symlink_metadata(p).unwrap();
+            (m.uid(), m.gid())
+        };
+        let changed = reown_files(&site, ids, &mut |_| {}).unwrap();
+        assert_eq!(changed, 7);
+        for p in [
+            "index.php",
+            "sub",
+            "sub/deeper",
+            "sub/deeper/setuid",
+            "link",
+            "linked-dir",
+        ] {
+            assert_eq!(owner(&site.join(p)), (new, new), "{p}");
+        }
+        // another owner's file keeps its owner (its group was the account's)
+        assert_eq!(owner(&site.join("foreign.txt")), (other, new));
+        // the links' targets, and what a linked folder holds, are untouched
+        assert_eq!(owner(&outside), (old, old));
+        assert_eq!(owner(&outside.join("target")), (old, old));
+        // the folder itself is the SetOwnerMode's after the walk
+        assert_eq!(owner(&site), (old, old));
+        // the kernel cleared the set-uid bit when the owner changed (documented)
+        let mode = std::fs::metadata(site.join("sub/deeper/setuid"))
+            .unwrap()
+            .mode();
+        assert_eq!(mode & 0o7777, 0o755);
+        // idempotent
+        assert_eq!(reown_files(&site, ids, &mut |_| {}).unwrap(), 0);
+        // a folder given as a link is refused, not followed
+        assert!(reown_files(&site.join("linked-dir"), ids, &mut |_| {}).is_err());
+        // only the group
+        let gid_only = Reown {
+            from_uid: new,
+            to_uid: new,
+            from_gid: new,
+            to_gid: old,
+        };
+        assert_eq!(reown_files(&site, gid_only, &mut |_| {}).unwrap(), 7);
+        assert_eq!(owner(&site.join("index.php")), (new, old));
     }
 }
