@@ -10,7 +10,8 @@
 //! service answers that request with the bilingual page for 400 (smuggling shape) or 431 (a
 //! head over the limit), and the connection closes. The guard knows where the next head starts
 //! after a head without body, with a Content-Length or with a chunked body (its chunk
-//! framing followed); after a `101` answering an upgrade (seen on the write side), or a head
+//! framing followed); after a `101` answering an upgrade (seen on the write side, once the
+//! service said it answered one: [`Switching`]), or a head
 //! or chunk line it cannot parse (the HTTP/2 preface among them: `HTTP/2.0` is no HTTP/1
 //! version), it steps aside for the rest of the connection (hyper still reads Content-Length
 //! with Transfer-Encoding as chunked and closes the connection after that request, so
@@ -22,7 +23,8 @@ use bytes::{Buf, BytesMut};
 use std::future::Future as _;
 use std::io;
 use std::pin::Pin;
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -480,10 +482,31 @@ pub fn refusal_status(value: &[u8]) -> Option<u16> {
         .filter(|s| *s == 400 || *s == 431)
 }
 
+/// Set by the service when it answers an upgrade with the backend's `101` and hands the
+/// connection to a tunnel; only then does a `101` seen on the write side set the guard
+/// aside. The bytes hyper writes include answers' bodies, which the sites write: one whose
+/// chunk starts with `HTTP/1.1 101`, answering a request that asked to switch and was
+/// refused, set the guard aside for the rest of the connection.
+#[derive(Debug, Default)]
+pub struct Switching(AtomicBool);
+
+impl Switching {
+    pub fn confirm(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+
+    fn confirmed(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
 /// A connection's stream with its [`Framing`] applied to everything read from it.
 pub struct Guarded<S> {
     inner: S,
     framing: Framing,
+    /// Confirms a `101` is the service's own ([`Switching`]); never, unless
+    /// [`Guarded::confirmed_by`] was given one the service sets.
+    switching: Arc<Switching>,
     on_refuse: Option<Box<dyn FnOnce() + Send>>,
     /// Read from the client, not yet given to hyper: `ready` bytes that may go, then the
     /// held bytes of a head not complete yet.
@@ -516,6 +539,7 @@ impl<S> Guarded<S> {
         Guarded {
             inner,
             framing,
+            switching: Arc::default(),
             on_refuse: Some(on_refuse),
             pending: BytesMut::new(),
             ready: 0,
@@ -526,6 +550,12 @@ impl<S> Guarded<S> {
             head_deadline: None,
             timed_head: 0,
         }
+    }
+
+    /// Steps aside on a `101` only once `switching` (shared with the service) says the
+    /// service answered one.
+    pub fn confirmed_by(self, switching: Arc<Switching>) -> Self {
+        Guarded { switching, ..self }
     }
 
     /// Starts a head's clock when it opens (its first byte, or an empty line before it),
@@ -728,7 +758,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Guarded<S> {
 impl<S> Guarded<S> {
     /// Looks at what hyper writes: a `101` switching protocols sets the guard aside.
     fn watch_response(&mut self, start: &[u8]) {
-        if self.framing.response_starts(start) {
+        if self.switching.confirmed() && self.framing.response_starts(start) {
             self.ready = self.pending.len();
             self.head_deadline = None;
         }

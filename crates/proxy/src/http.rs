@@ -475,6 +475,9 @@ async fn forward(
             });
         return match answered(&backend.addr, sent) {
             Ok(resp) if resp.status() == StatusCode::SWITCHING_PROTOCOLS => {
+                if let Some(h) = held {
+                    h.switching.confirm();
+                }
                 tunnel(shared, client_up, resp, slots, timeouts.idle)
             }
             Ok(resp) => {

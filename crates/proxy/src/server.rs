@@ -152,23 +152,33 @@ pub(crate) struct Slots {
 /// hands the connection to the tunnel, which may live for hours. They come back if the
 /// backend does not switch, and the connection goes on.
 #[derive(Debug)]
-pub(crate) struct HeldSlots(Mutex<Option<Slots>>);
+pub(crate) struct HeldSlots {
+    slots: Mutex<Option<Slots>>,
+    /// Told when the connection switches protocols, for its framing guard to step aside.
+    pub(crate) switching: Arc<crate::guard::Switching>,
+}
 
 impl HeldSlots {
     pub(crate) fn new(slots: Slots) -> Arc<Self> {
-        Arc::new(HeldSlots(Mutex::new(Some(slots))))
+        Arc::new(HeldSlots {
+            slots: Mutex::new(Some(slots)),
+            switching: Arc::default(),
+        })
     }
 
     /// The slots, taken from the connection.
     pub(crate) fn take(&self) -> Option<Slots> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).take()
+        self.slots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
     }
 
     /// Gives `slots` back to the connection they were taken from, if any (else they are
     /// dropped: they were taken for the upgrade alone).
     pub(crate) fn give_back(held: Option<&Self>, slots: Slots) {
         if let Some(held) = held {
-            *held.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(slots);
+            *held.slots.lock().unwrap_or_else(PoisonError::into_inner) = Some(slots);
         }
     }
 }
@@ -859,7 +869,12 @@ where
 }
 
 /// An HTTP/1 connection's stream behind the framing guard (smuggling shapes refused, 400).
-fn guard<S>(stream: S, shared: &Arc<Shared>, head_timeout: Duration) -> Guarded<S> {
+fn guard<S>(
+    stream: S,
+    shared: &Arc<Shared>,
+    head_timeout: Duration,
+    switching: Arc<crate::guard::Switching>,
+) -> Guarded<S> {
     let limit = shared.options.max_header_bytes.max(8192);
     let s = Arc::clone(shared);
     let on_refuse = Box::new(move || {
@@ -871,6 +886,7 @@ fn guard<S>(stream: S, shared: &Arc<Shared>, head_timeout: Duration) -> Guarded<
         head_timeout,
         on_refuse,
     )
+    .confirmed_by(switching)
 }
 
 const MAX_HEADERS: usize = 100;
@@ -966,11 +982,16 @@ async fn serve_http1<S>(
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    let switching = client
+        .slots
+        .as_ref()
+        .map(|h| Arc::clone(&h.switching))
+        .unwrap_or_default();
     let s = Arc::clone(shared);
     let activity = crate::idle::Activity::new();
     let seen = activity.clone();
     let svc = service_fn(move |req| in_flight(&seen, &s, &backends, client.clone(), req));
-    let guarded = guard(stream, shared, timeouts.header_read);
+    let guarded = guard(stream, shared, timeouts.header_read, switching);
     let b = builder(shared);
     let conn = b.serve_connection_with_upgrades(TokioIo::new(guarded), svc);
     let _listed = shared.room.list(&activity, exit);

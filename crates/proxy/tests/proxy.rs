@@ -48,7 +48,7 @@ async fn backend_on(listener: TcpListener) -> Backend {
                     h.fetch_add(1, Ordering::SeqCst);
                     async move {
                         // `/stall` and `/refuse` refuse an upgrade: they answer as to any request
-                        let refuses = ["/stall", "/refuse"].contains(&req.uri().path());
+                        let refuses = ["/stall", "/refuse", "/fake101"].contains(&req.uri().path());
                         if req.headers().contains_key("upgrade") && !refuses {
                             let up = hyper::upgrade::on(&mut req);
                             tokio::spawn(async move {
@@ -105,6 +105,13 @@ async fn backend_on(listener: TcpListener) -> Backend {
                         if text.contains("/stall") {
                             return Ok(Response::new(stall()));
                         }
+                        if text.contains("/fake101") {
+                            // with a length: a chunked body's writes start with a chunk size
+                            let mut r = Response::new(fake_101());
+                            r.headers_mut()
+                                .insert("content-length", FAKE_101.len().into());
+                            return Ok(r);
+                        }
                         Ok(Response::new(full(Bytes::from(text))))
                     }
                 });
@@ -137,6 +144,19 @@ fn drip() -> TestBody {
     });
     body.boxed()
 }
+
+/// A body that looks like the head of a `101` answer, sent apart from its own head (0.1 s
+/// later): a site's answer to an upgrade it refused.
+fn fake_101() -> TestBody {
+    let (mut tx, body) = http_body_util::channel::Channel::new(1);
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let _ = tx.send_data(Bytes::from_static(FAKE_101.as_bytes())).await;
+    });
+    body.boxed()
+}
+
+const FAKE_101: &str = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n";
 
 /// A body that sends "part\n", then nothing for 30 s.
 fn stall() -> TestBody {
@@ -1819,6 +1839,30 @@ async fn limits_431_413_and_slow_clients() {
     let mut buf = Vec::new();
     let n = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await;
     assert!(n.is_ok(), "an idle connection stayed open");
+    p.shutdown().await;
+}
+
+/// The framing guard steps aside only for a `101` the proxy itself answered: a site's body
+/// starting like one, answering an upgrade it refused, leaves the guard on the connection,
+/// and the next request's smuggling shape is refused.
+#[tokio::test]
+async fn a_body_that_looks_like_a_101_leaves_the_guard_on() {
+    let (_e, _b, p) = basic().await;
+    let mut s = TcpStream::connect(p.http_addr.unwrap()).await.unwrap();
+    s.write_all(b"GET /fake101 HTTP/1.1\r\nHost: a.test\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n")
+        .await
+        .unwrap();
+    let first = read_until(&mut s, &format!("\r\n\r\n{FAKE_101}")).await;
+    assert!(first.starts_with("HTTP/1.1 200"), "{first}");
+    assert!(first.contains("101 Switching"), "{first}");
+    let smuggled = "GET /smuggled HTTP/1.1\r\nHost: a.test\r\n\r\n";
+    let shape = format!("POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n{smuggled}");
+    s.write_all(shape.as_bytes()).await.unwrap();
+    let mut second = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut second)).await;
+    let second = String::from_utf8_lossy(&second);
+    assert_eq!(status(&second), 400, "{second}");
+    assert!(!second.contains("/smuggled"), "{second}");
     p.shutdown().await;
 }
 
