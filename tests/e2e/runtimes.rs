@@ -595,8 +595,8 @@ acme_directory = "https://127.0.0.1:9/dir"
 "#,
         state = state.display()
     );
-    let third =
-        "\n[sites.\"c.{id}.test\"]\nowner = \"{id}a\"\nruntime = \"php82\"\ntls = \"none\"\n";
+    // the third comes with a www alias that its apex is sent to
+    let third = "\n[sites.\"c.{id}.test\"]\nowner = \"{id}a\"\nruntime = \"php82\"\ntls = \"none\"\naliases = [\"www.c.{id}.test\"]\nredirect = \"www\"\n";
     p.write(&body(&p, &sites.replace("{more}", "")));
     p.apply(&[]);
     for (owner, uid) in [("a", 20001), ("b", 20002)] {
@@ -716,7 +716,7 @@ acme_directory = "https://127.0.0.1:9/dir"
     put(&c_root.join("index.php"), "<?php echo 'c';", 20001);
     let mut served = (0, String::new());
     for _ in 0..50 {
-        served = http_get(p.port(3), "c.rtpool.test", "/").unwrap_or_default();
+        served = http_get(p.port(3), "www.c.rtpool.test", "/").unwrap_or_default();
         if served.0 == 200 {
             break;
         }
@@ -725,9 +725,26 @@ acme_directory = "https://127.0.0.1:9/dir"
     assert_eq!(
         served,
         (200, "c".to_string()),
-        "the new site through the running proxy (directly: {:?})",
-        http_get(p.port(0), "c.rtpool.test", "/")
+        "the new site through the running proxy, by its alias (directly: {:?})",
+        http_get(p.port(0), "www.c.rtpool.test", "/")
     );
+    // its apex is sent to www by the proxy, which the runtime never sees
+    let mut apex = std::net::TcpStream::connect(("127.0.0.1", p.port(3))).unwrap();
+    apex.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        apex,
+        "GET /page?x=1 HTTP/1.1\r\nHost: c.rtpool.test\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = String::new();
+    let _ = apex.read_to_string(&mut raw);
+    assert!(raw.starts_with("HTTP/1.1 308"), "{raw}");
+    let location = format!(
+        "location: http://www.c.rtpool.test:{}/page?x=1\r\n",
+        p.port(3)
+    );
+    assert!(raw.to_ascii_lowercase().contains(&location), "{raw}");
     let _ = proxy.kill();
     let stderr = proxy
         .wait_with_output()
