@@ -60,6 +60,8 @@ struct Backoff {
     /// The names they were for: another set (an alias that never pointed here dropped
     /// from the inventory, then a reload) is tried at once, not after up to a day.
     hosts: Vec<String>,
+    /// The last failure was the CA's rate limit, which an admin's retry does not lift.
+    rate_limited: bool,
 }
 
 impl Backoff {
@@ -78,6 +80,7 @@ impl Backoff {
             };
         }
         self.failures = self.failures.saturating_add(1);
+        self.rate_limited = rate_limited;
         self.next_try = Some(Instant::now() + backoff_wait(self.failures, base, rate_limited));
     }
 }
@@ -256,6 +259,19 @@ impl Acme {
 
     pub fn options(&self) -> &AcmeOptions {
         &self.options
+    }
+
+    /// Lifts every back-off but the CA's rate limits, sites' and refused names' alike: an
+    /// admin's reload (SIGHUP) after the DNS switch of a migration, when every site that
+    /// failed while its name still led to the old server may have waited up to a day.
+    /// The ACME loop is woken by the reload that comes with it.
+    pub fn retry_waiting(&self) {
+        if let Ok(mut b) = self.backoff.lock() {
+            b.retain(|_, b| b.rate_limited);
+        }
+        if let Ok(mut r) = self.refusals.lock() {
+            r.clear();
+        }
     }
 
     /// The key authorization of an HTTP-01 token being validated.
@@ -700,6 +716,33 @@ mod renewal {
         assert_eq!(acme.wanted("a.test", &both), main);
         assert!(!acme.count("a.test", &both, &Ok(())));
         assert!(acme.refusals.lock().unwrap()["a.test"].0.is_empty());
+    }
+
+    #[test]
+    fn an_admins_retry_lifts_every_back_off_but_the_cas_rate_limits() {
+        let acme = Acme::new(Arc::new(Certs::default()), AcmeOptions::default());
+        let (both, main) = (hosts(&["a.test", "www.a.test"]), hosts(&["a.test"]));
+        let refused = Err(Error::AcmeRefused {
+            site: "a.test".into(),
+            refused: vec!["www.a.test: DNS problem".into()],
+            names: vec!["www.a.test".into()],
+        });
+        acme.count("a.test", &both, &refused);
+        acme.count(
+            "a.test",
+            &main,
+            &Err(acme_err("a.test", "connection refused")),
+        );
+        let limited = Err(Error::AcmeRateLimited {
+            site: "b.test".into(),
+            reason: "too many".into(),
+        });
+        acme.count("b.test", &hosts(&["b.test"]), &limited);
+        acme.retry_waiting();
+        assert_eq!(acme.wanted("a.test", &both), both);
+        let backoff = acme.backoff.lock().unwrap();
+        assert!(!backoff.contains_key("a.test"));
+        assert!(backoff["b.test"].holds(&hosts(&["b.test"]), Instant::now()));
     }
 
     #[test]

@@ -475,11 +475,19 @@ impl Proxy {
         })
     }
 
-    /// Re-reads the routes and certificates (see [`Shared::reload`]) and reopens the access
-    /// log, which logrotate may have moved.
+    /// What SIGHUP does: re-reads the routes and certificates (see [`Shared::reload`]),
+    /// reopens the access log, which logrotate may have moved, and tries at once the
+    /// certificates waiting out a back-off ([`Acme::retry_waiting`]). A change of the
+    /// routes file alone (`pic2 apply`) reloads without the retry.
     pub fn reload(&self) -> Result<(), Error> {
-        self.reopen_log();
+        self.hangup();
         self.shared.reload()
+    }
+
+    /// SIGHUP's part before the reload itself.
+    fn hangup(&self) {
+        self.reopen_log();
+        self.shared.acme.retry_waiting();
     }
 
     /// Asks the access log's writer to reopen its file (logrotate moved it).
@@ -1067,7 +1075,7 @@ pub async fn run(options: Options) -> Result<(), Error> {
             _ = hup.recv() => {
                 // certificates are read and parsed off this thread, which answers the
                 // health checks and metrics meanwhile
-                proxy.reopen_log();
+                proxy.hangup();
                 let shared = Arc::clone(&proxy.shared);
                 if let Ok(Ok(())) = tokio::task::spawn_blocking(move || shared.reload()).await {
                     tracing::info!("reloaded");

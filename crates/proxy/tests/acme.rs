@@ -225,7 +225,6 @@ async fn acme_an_alias_that_cannot_be_validated_does_not_block_the_site() {
             break;
         }
     }
-    dns_a(&stale, None);
     let served = served.expect(
         "no certificate for the site's valid names in 30 s (see /var/lib/pic2-dev/log/pebble.log)",
     );
@@ -249,6 +248,21 @@ async fn acme_an_alias_that_cannot_be_validated_does_not_block_the_site() {
     );
     // the refused name waits its back-off (an hour here): no order for it in later passes
     tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(failures.load(std::sync::atomic::Ordering::SeqCst), 1);
+    // the name now leads here (the DNS switch of a migration), and the admin reloads
+    // (SIGHUP): it is tried at once, and the new certificate names it
+    dns_a(&stale, None);
+    p.reload().unwrap();
+    let mut renewed = None;
+    for _ in 0..120 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        if let Some(c) = served_cert(https, &stale, &roots).await {
+            renewed = Some(c);
+            break;
+        }
+    }
+    let renewed = renewed.expect("the refused name was not tried again after SIGHUP's reload");
+    assert_eq!(san_names(&renewed).len(), 3);
     assert_eq!(failures.load(std::sync::atomic::Ordering::SeqCst), 1);
     p.shutdown().await;
 }
