@@ -304,6 +304,57 @@ fn a_changed_uid_reowns_the_accounts_files() {
         .expect("the credentials still work");
 }
 
+/// The account swaps its credentials file for a link (to a passwd-like file): the plan
+/// writes pic2's file over the link (a new password), instead of a conflict that would stop
+/// every other site's apply; the link's target is never followed. A folder there stays a
+/// conflict: it may be someone's data.
+#[test]
+fn a_link_in_place_of_the_credentials_file_is_replaced() {
+    let p = Platform::new("credln");
+    p.write(ONE_SITE);
+    p.apply(&[]);
+    let cred = p.home("credlna").join("private/mariadb-credln_a.cnf");
+    let target = p.dir.path().join("passwd");
+    let passwd = "root:x:0:0:root:/root:/bin/bash\n";
+    std::fs::write(&target, passwd).unwrap();
+    let before = std::fs::metadata(&target).unwrap();
+    std::fs::remove_file(&cred).unwrap();
+    std::os::unix::fs::symlink(&target, &cred).unwrap();
+    std::os::unix::fs::lchown(&cred, Some(20001), Some(20001)).unwrap();
+
+    let plan = p.expect(&["plan"], 2);
+    assert!(
+        plan.contains(&format!(
+            "replace the symbolic link at {} (→ {:?}, not followed) with pic2's credentials file",
+            cred.display(),
+            target
+        )),
+        "{plan}"
+    );
+    p.apply(&[]);
+    let now = std::fs::symlink_metadata(&cred).unwrap();
+    assert!(now.file_type().is_file(), "still a link");
+    assert_eq!((now.uid(), now.mode() & 0o7777), (20001, 0o600));
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), passwd);
+    let after = std::fs::metadata(&target).unwrap();
+    assert_eq!(
+        (after.uid(), after.mode(), after.ino()),
+        (before.uid(), before.mode(), before.ino()),
+        "the link's target was changed"
+    );
+    sql_as(&cred).expect("the new credentials work");
+    p.assert_converged();
+
+    // a folder in its place is not pic2's to remove
+    std::fs::remove_file(&cred).unwrap();
+    std::fs::create_dir(&cred).unwrap();
+    let plan = p.expect(&["plan"], 1);
+    assert!(
+        plan.contains(&cred.display().to_string()) && plan.contains("found a folder"),
+        "{plan}"
+    );
+}
+
 #[test]
 fn sites_come_and_go_and_data_needs_two_flags() {
     let p = Platform::new("site");

@@ -5,7 +5,7 @@
 //! not be created over an existing user of that name: that user is someone else's.
 
 use crate::change::{Change, CredentialsTarget, Kind, Op, Phase, Plan, System};
-use crate::observed::{ObservedDatabases, ObservedFiles};
+use crate::observed::{FileKind, FileMeta, ObservedDatabases, ObservedFiles};
 use crate::Options;
 use pic2_inventory::{ClientHost, ValidInventory};
 use pic2_render::databases::{desired, mark, DesiredDatabase};
@@ -51,7 +51,14 @@ pub(crate) fn diff(
                 .map_or_else(|| server.host.clone(), |h| h.value.to_string()),
             server_port: server.port,
         };
-        let on_disk = files.paths.get(&db.credentials);
+        // A link in place of the file (the account's doing: `private/` is its folder) holds
+        // no password of pic2's: the file is written over it with a new one, as for a file
+        // gone. Never followed: what it points to is not read, and the file is renamed over
+        // the link (which replaces the link itself).
+        let (link, on_disk) = match files.paths.get(&db.credentials) {
+            Some(m) if m.kind == FileKind::Symlink => (Some(m), None),
+            other => (None, other),
+        };
         let has_credentials = on_disk.is_some();
         // The file's settings other than the password (read with it blanked by the observer).
         let stale_credentials = on_disk.is_some_and(|m| {
@@ -72,7 +79,7 @@ pub(crate) fn diff(
                     continue;
                 }
                 plan.push(create_database(db));
-                plan.push(ensure_user(db, db.hosts.clone(), Password::New, credentials));
+                plan.push(ensure_user(db, db.hosts.clone(), Password::New, credentials, link));
                 for host in &db.hosts {
                     plan.push(limit_connections(db, host));
                     plan.push(grant(name, host));
@@ -98,7 +105,7 @@ pub(crate) fn diff(
                         (true, false) => Password::Keep,
                     };
                     if !missing.is_empty() || password != Password::Keep {
-                        plan.push(ensure_user(db, missing, password, credentials));
+                        plan.push(ensure_user(db, missing, password, credentials, link));
                     }
                     for host in &db.hosts {
                         let key = (name.to_string(), host.as_str().to_string());
@@ -189,6 +196,7 @@ fn ensure_user(
     create_on: Vec<ClientHost>,
     password: Password,
     credentials: CredentialsTarget,
+    link: Option<&FileMeta>,
 ) -> Change {
     let new_password = password == Password::New;
     let name = db.name.as_str();
@@ -197,7 +205,26 @@ fn ensure_user(
     if !create_on.is_empty() {
         parts.push(format!("create user {name} from {}", hosts.join(", ")));
     }
-    if new_password {
+    let mut details: Vec<String> = create_on
+        .iter()
+        .map(|h| format!("+ user: '{name}'@'{}'", h.as_str()))
+        .collect();
+    if let Some(link) = link {
+        // the account wrote the target: quoted and escaped, never printed raw
+        let target = link
+            .target
+            .as_ref()
+            .map_or_else(|| "unreadable".to_string(), |t| format!("{t:?}"));
+        parts.push(format!(
+            "replace the symbolic link at {} (→ {target}, not followed) with pic2's credentials file, with a new password",
+            credentials.path.display()
+        ));
+        details.push(format!("- symbolic link → {target}"));
+        details.push(format!(
+            "+ credentials file {}:{} 0600",
+            credentials.uid, credentials.gid
+        ));
+    } else if new_password {
         parts.push(format!(
             "set a new password, written to {}",
             credentials.path.display()
@@ -213,10 +240,6 @@ fn ensure_user(
             credentials.path.display()
         ));
     }
-    let details = create_on
-        .iter()
-        .map(|h| format!("+ user: '{name}'@'{}'", h.as_str()))
-        .collect();
     let kind = if create_on.is_empty() {
         Kind::Update
     } else {
@@ -447,6 +470,71 @@ mod tests {
         assert!(
             matches!(&c[0].op, Op::EnsureUser { new_password: true, create_on, .. } if create_on.is_empty())
         );
+    }
+
+    /// The account swapped its credentials file for a link (to `/etc/passwd`, say): the file
+    /// is pic2's, written over the link with a new password; not a conflict that stops the
+    /// apply of every other site. A folder in its place may be someone's data: a conflict.
+    #[test]
+    fn a_link_in_place_of_the_credentials_file_is_replaced_not_a_conflict() {
+        let (inv, applied) = applied();
+        let path = applied
+            .files
+            .paths
+            .keys()
+            .find(|p| p.ends_with("mariadb-velobs.cnf"))
+            .unwrap()
+            .clone();
+        let mut o = applied.clone();
+        let linked = |kind, target: Option<&str>| FileMeta {
+            kind,
+            uid: 10001,
+            gid: 10001,
+            mode: 0o777,
+            contents: None,
+            target: target.map(Into::into),
+        };
+        o.files
+            .paths
+            .insert(path.clone(), linked(FileKind::Symlink, Some("/etc/passwd")));
+        let p = plan(&inv, &o, Options::default());
+        assert!(p.conflicts.is_empty(), "{:#?}", p.conflicts);
+        let c = db_changes(&p);
+        assert_eq!(c.len(), 1, "{c:#?}");
+        assert!(
+            matches!(&c[0].op, Op::EnsureUser { new_password: true, create_on, credentials, .. }
+                if create_on.is_empty() && credentials.path == path),
+            "{:#?}",
+            c[0]
+        );
+        assert_eq!(
+            c[0].summary,
+            format!(
+                "replace the symbolic link at {} (→ \"/etc/passwd\", not followed) with pic2's credentials file, with a new password",
+                path.display()
+            )
+        );
+        // nothing else on that path (no chown of the link, nothing followed)
+        assert!(p
+            .changes
+            .iter()
+            .all(|c| c.system != System::Files || c.subject != path.display().to_string()));
+        // once the file is back (what the apply leaves), nothing
+        let p = plan(&inv, &applied, Options::default());
+        assert!(db_changes(&p).is_empty() && p.conflicts.is_empty());
+        // a folder or a special file in its place is kept as it is, and stops the apply
+        for kind in [FileKind::Dir, FileKind::Other] {
+            o.files.paths.insert(path.clone(), linked(kind, None));
+            let p = plan(&inv, &o, Options::default());
+            assert_eq!(
+                p.conflicts
+                    .iter()
+                    .map(|c| c.subject.clone())
+                    .collect::<Vec<_>>(),
+                vec![path.display().to_string()],
+                "{kind:?}"
+            );
+        }
     }
 
     #[test]

@@ -132,6 +132,7 @@ mod tests {
                     gid: d.gid,
                     mode: d.mode,
                     contents,
+                    target: None,
                 },
             );
         }

@@ -93,6 +93,8 @@ pub struct FileMeta {
     pub mode: u32,
     /// For small regular files pic2 reads (home markers): their text.
     pub contents: Option<String>,
+    /// For a symbolic link: where it points, as read (never followed), for the plan to say.
+    pub target: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, Default)]

@@ -160,12 +160,17 @@ fn lstat(path: &Path, read_up_to: Option<u64>) -> Result<Option<FileMeta>, Error
     } else {
         None
     };
+    // a link's text, for the plan to say where it points (reading it follows nothing)
+    let target = (kind == FileKind::Symlink)
+        .then(|| std::fs::read_link(path).ok())
+        .flatten();
     Ok(Some(FileMeta {
         kind,
         uid: meta.uid(),
         gid: meta.gid(),
         mode: meta.mode() & 0o7777,
         contents,
+        target,
     }))
 }
 
@@ -528,6 +533,35 @@ mod tests {
             std::fs::read_dir(dir.path()).unwrap().count(),
             1,
             "no temporary file left"
+        );
+    }
+
+    /// A credentials file the account swapped for a link: observed as a link with its target
+    /// (never followed), then written over it: the link is replaced, its target untouched.
+    #[test]
+    fn a_file_written_over_a_link_replaces_the_link_not_its_target() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("passwd");
+        std::fs::write(&target, "root:x:0:0::/root:/bin/sh\n").unwrap();
+        let before = std::fs::metadata(&target).unwrap();
+        let path = dir.path().join("mariadb-a.cnf");
+        std::os::unix::fs::symlink(&target, &path).unwrap();
+        let seen = lstat(&path, Some(MARKER_MAX)).unwrap().unwrap();
+        assert_eq!(seen.kind, FileKind::Symlink);
+        assert_eq!(seen.target.as_deref(), Some(target.as_path()));
+        assert_eq!(seen.contents, None, "the target was read");
+        write_file(&path, 0, 0, 0o600, "[client]\npassword=x\n").unwrap();
+        let now = std::fs::symlink_metadata(&path).unwrap();
+        assert!(now.file_type().is_file());
+        assert_eq!(now.mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::read_to_string(&target).unwrap(),
+            "root:x:0:0::/root:/bin/sh\n"
+        );
+        let after = std::fs::metadata(&target).unwrap();
+        assert_eq!(
+            (after.mode(), after.uid(), after.ino()),
+            (before.mode(), before.uid(), before.ino())
         );
     }
 
