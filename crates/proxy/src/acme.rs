@@ -191,7 +191,7 @@ fn can_write_beside(path: &Path) -> Result<(), Error> {
 
 /// What the renewal check needs of a stored certificate (its first, the leaf).
 #[derive(Debug)]
-struct Stored {
+pub(crate) struct Stored {
     not_before: i64,
     not_after: i64,
     /// The DNS names of its subjectAltName, in lower case.
@@ -199,7 +199,7 @@ struct Stored {
 }
 
 impl Stored {
-    fn of(der: &CertificateDer<'_>) -> Option<Stored> {
+    pub(crate) fn of(der: &CertificateDer<'_>) -> Option<Stored> {
         let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
         let v = cert.validity();
         let names = cert
@@ -226,6 +226,20 @@ impl Stored {
         })
     }
 
+    /// Whether it names `host` (normalised), itself or through a wildcard of one label.
+    pub(crate) fn names_host(&self, host: &str) -> bool {
+        let wildcard = host
+            .split_once('.')
+            .map(|(_, parent)| format!("*.{parent}"));
+        self.names
+            .iter()
+            .any(|n| n == host || wildcard.as_deref() == Some(n.as_str()))
+    }
+
+    pub(crate) fn not_after(&self) -> i64 {
+        self.not_after
+    }
+
     /// Due for a new certificate at `now`: a host it does not name, or less left than
     /// `renew_before`, capped at half its lifetime (else a certificate shorter than twice
     /// `renew_before` would be due again as soon as issued, and the CA asked every pass).
@@ -239,7 +253,7 @@ impl Stored {
     }
 }
 
-fn now_secs() -> i64 {
+pub(crate) fn now_secs() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
@@ -743,6 +757,16 @@ mod renewal {
         let backoff = acme.backoff.lock().unwrap();
         assert!(!backoff.contains_key("a.test"));
         assert!(backoff["b.test"].holds(&hosts(&["b.test"]), Instant::now()));
+    }
+
+    #[test]
+    fn a_wildcard_names_one_label_below_it_only() {
+        let c = stored(90, &["a.test", "*.b.test"]);
+        assert!(c.names_host("a.test"));
+        assert!(c.names_host("www.b.test"));
+        assert!(!c.names_host("b.test"));
+        assert!(!c.names_host("x.www.b.test"));
+        assert!(!c.names_host("www.a.test"));
     }
 
     #[test]

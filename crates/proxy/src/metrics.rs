@@ -107,6 +107,7 @@ pub fn render(
     global: &Global,
     worker_open: &[usize],
     sites: &[std::sync::Arc<crate::table::Site>],
+    certificates: &[crate::tls::Coverage],
 ) -> String {
     let mut o = String::new();
     let g = |o: &mut String, name: &str, kind: &str, help: &str, v: &AtomicU64| {
@@ -254,6 +255,25 @@ pub fn render(
         "Access log lines dropped (writer behind).",
         &global.access_log_dropped,
     );
+    o.push_str("# HELP pic2_proxy_certificate_not_after_seconds When the first of the certificates served for a site's names ends (Unix time).\n# TYPE pic2_proxy_certificate_not_after_seconds gauge\n");
+    for c in certificates {
+        if let Some(t) = c.not_after {
+            let _ = writeln!(
+                o,
+                "pic2_proxy_certificate_not_after_seconds{{site=\"{}\"}} {t}",
+                label(&c.site)
+            );
+        }
+    }
+    o.push_str("# HELP pic2_proxy_certificate_names_uncovered Names of a TLS site that no valid certificate served covers.\n# TYPE pic2_proxy_certificate_names_uncovered gauge\n");
+    for c in certificates {
+        let _ = writeln!(
+            o,
+            "pic2_proxy_certificate_names_uncovered{{site=\"{}\"}} {}",
+            label(&c.site),
+            c.uncovered
+        );
+    }
     o.push_str("# HELP pic2_proxy_requests_total Requests by site and status class.\n# TYPE pic2_proxy_requests_total counter\n");
     for s in sites {
         for (i, c) in s.metrics.status.iter().enumerate() {

@@ -1033,7 +1033,11 @@ async fn metrics_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watc
                         "/metrics" => {
                             let t = shared.table.load_full();
                             let open: Vec<usize> = shared.balance.open().collect();
-                            (200, crate::metrics::render(&shared.global, &open, &t.sites))
+                            let now = crate::acme::now_secs();
+                            let certs = crate::tls::coverage(&t, &shared.certs, now);
+                            let text =
+                                crate::metrics::render(&shared.global, &open, &t.sites, &certs);
+                            (200, text)
                         }
                         _ => (404, "not found\n".to_owned()),
                     };

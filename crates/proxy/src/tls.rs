@@ -110,6 +110,47 @@ fn pair_from_der(
     }
 }
 
+/// One TLS site's certificates as served, for the metrics: the earliest end among those
+/// served for its names, and how many of its names none covers at `now` (a name the CA
+/// refused, a certificate file short of an alias, no certificate yet, or an expired one).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Coverage {
+    pub site: String,
+    pub not_after: Option<i64>,
+    pub uncovered: usize,
+}
+
+/// [`Coverage`] of every site with TLS, by site name. Each certificate is parsed once.
+pub fn coverage(table: &crate::table::Table, certs: &Certs, now: i64) -> Vec<Coverage> {
+    use crate::acme::Stored;
+    let served = certs.current();
+    let mut parsed: HashMap<*const CertifiedKey, Option<Stored>> = HashMap::new();
+    let mut by_site: std::collections::BTreeMap<&str, Coverage> = Default::default();
+    for (host, entry) in &table.hosts {
+        if entry.site.tls == RouteTls::None {
+            continue;
+        }
+        let c = by_site.entry(&entry.site.name).or_insert_with(|| Coverage {
+            site: entry.site.name.clone(),
+            not_after: None,
+            uncovered: 0,
+        });
+        let stored = served.get(host).and_then(|k| {
+            parsed
+                .entry(Arc::as_ptr(k))
+                .or_insert_with(|| k.end_entity_cert().ok().and_then(Stored::of))
+                .as_ref()
+        });
+        if let Some(s) = stored {
+            c.not_after = Some(c.not_after.map_or(s.not_after(), |t| t.min(s.not_after())));
+        }
+        if !stored.is_some_and(|s| s.names_host(host) && s.not_after() > now) {
+            c.uncovered += 1;
+        }
+    }
+    by_site.into_values().collect()
+}
+
 /// Where the ACME certificate of a site is kept.
 pub fn acme_paths(state_dir: &Path, site: &str) -> (PathBuf, PathBuf) {
     let d = state_dir.join("certs").join(site);

@@ -1466,6 +1466,61 @@ async fn a_request_for_another_site_than_the_handshake_named_gets_421() {
     p.shutdown().await;
 }
 
+/// The metrics say, per TLS site, when its certificate ends and how many of its names no
+/// valid certificate covers: what an admin alerts on (an alias left out, a renewal failing).
+#[tokio::test]
+async fn certificate_coverage_and_end_are_in_the_metrics() {
+    let b = backend().await;
+    let e = env();
+    // covers one.test and www.one.test, not the site's third name
+    let (c1, k1) = self_signed(&e, "one.test");
+    write_routes(
+        &e,
+        serde_json::json!({}),
+        vec![
+            site(
+                "one.test",
+                &["one.test", "www.one.test", "extra.one.test"],
+                b.addr,
+                serde_json::json!({"mode":"files","cert":c1,"key":k1}),
+            ),
+            site(
+                "plain.test",
+                &["plain.test"],
+                b.addr,
+                serde_json::json!({"mode":"none"}),
+            ),
+        ],
+    );
+    let p = Proxy::start(options(&e)).await.unwrap();
+    let m = get(p.metrics_addr.unwrap(), "x", "/metrics", "").await;
+    assert!(
+        m.contains("pic2_proxy_certificate_names_uncovered{site=\"one.test\"} 1\n"),
+        "{m}"
+    );
+    let not_after: i64 = m
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("pic2_proxy_certificate_not_after_seconds{site=\"one.test\"} ")
+        })
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no end for one.test: {m}"));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!(not_after > i64::try_from(now).unwrap(), "{not_after}");
+    assert!(
+        !m.contains("site=\"plain.test\"} 0\npic2_proxy_certificate"),
+        "{m}"
+    );
+    assert!(
+        !m.contains("certificate_names_uncovered{site=\"plain.test\"}"),
+        "a site without TLS: {m}"
+    );
+    p.shutdown().await;
+}
+
 #[tokio::test]
 async fn backend_down_then_back() {
     let b = backend().await;
