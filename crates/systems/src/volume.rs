@@ -283,12 +283,15 @@ pub fn set_owner_mode(path: &Path, uid: u32, gid: u32, mode: u32) -> Result<(), 
 /// byte is written, synced, then renamed over the target.
 pub fn write_file(path: &Path, uid: u32, gid: u32, mode: u32, contents: &str) -> Result<(), Error> {
     let (parent, name) = parent_and_name(path)?;
+    // a name of chance: the folder may be the account's, and a folder (or anything else)
+    // it put at a fixed temporary name would make every write here fail
+    let tag: String =
+        rand::distr::SampleString::sample_string(&rand::distr::Alphanumeric, &mut rand::rng(), 12);
     let tmp = PathBuf::from(format!(
-        ".{}{}",
+        ".{}.{tag}{}",
         name.to_string_lossy(),
         pic2_plan::TEMP_SUFFIX
     ));
-    let _ = unlinkat(&parent, &tmp, AtFlags::empty());
     let fd = openat2(
         &parent,
         &tmp,
@@ -297,12 +300,19 @@ pub fn write_file(path: &Path, uid: u32, gid: u32, mode: u32, contents: &str) ->
         ResolveFlags::NO_SYMLINKS,
     )
     .map_err(|e| Error::io(path, format!("creating a temporary file: {e}")))?;
-    own(&fd, path, uid, gid, mode)?;
-    let mut file = std::fs::File::from(fd);
-    file.write_all(contents.as_bytes())
-        .map_err(|e| Error::io(path, e))?;
-    fsync(&file).map_err(|e| Error::io(path, format!("fsync: {e}")))?;
-    renameat(&parent, &tmp, &parent, name).map_err(|e| Error::io(path, format!("rename: {e}")))
+    let written = (|| {
+        own(&fd, path, uid, gid, mode)?;
+        let mut file = std::fs::File::from(fd);
+        file.write_all(contents.as_bytes())
+            .map_err(|e| Error::io(path, e))?;
+        fsync(&file).map_err(|e| Error::io(path, format!("fsync: {e}")))?;
+        renameat(&parent, &tmp, &parent, name).map_err(|e| Error::io(path, format!("rename: {e}")))
+    })();
+    if written.is_err() {
+        // its name is never used again: not left behind
+        let _ = unlinkat(&parent, &tmp, AtFlags::empty());
+    }
+    written
 }
 
 /// What [`reown_files`] changes: an entry whose uid is `from_uid` gets `to_uid`, one whose
@@ -519,6 +529,18 @@ mod tests {
         std::fs::write(full.join("site.php"), "x").unwrap();
         let err = create_dir(&full, uid, uid, 0o750).unwrap_err().to_string();
         assert!(err.contains("not empty"), "{err}");
+    }
+
+    #[test]
+    fn a_folder_at_a_temporary_name_does_not_stop_a_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        // the fixed name writes used before, taken by a folder of the account's
+        let old_tmp = dir.path().join(format!(".f{}", pic2_plan::TEMP_SUFFIX));
+        std::fs::create_dir(&old_tmp).unwrap();
+        write_file(&p, 0, 0, 0o600, "one").unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "one");
+        assert!(old_tmp.is_dir(), "the account's folder is left alone");
     }
 
     #[test]
