@@ -346,12 +346,24 @@ fn moving_and_adding_sites_reloads_without_a_failed_request() {
             }
         })
     };
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    // the load runs before, during and after the apply, however busy the machine: counted
+    // in requests answered, not in time (each wait bounded)
+    let served = || ok.load(Ordering::Relaxed) + failed.load(Ordering::Relaxed);
+    let wait_for = |n: usize| {
+        let t = std::time::Instant::now();
+        while served() < n && t.elapsed() < std::time::Duration::from_secs(30) {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    };
+    wait_for(10);
+    let before = served();
     p.apply(&[]);
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    let during = served() - before;
+    wait_for(served() + 20);
     stop.store(true, Ordering::Relaxed);
     load.join().unwrap();
-    assert!(ok.load(Ordering::Relaxed) > 50, "the load ran");
+    assert!(before >= 10, "the load did not start");
+    assert!(during > 0, "no request while the runtimes reloaded");
     assert_eq!(
         failed.load(Ordering::Relaxed),
         0,
