@@ -345,14 +345,60 @@ fn a_link_in_place_of_the_credentials_file_is_replaced() {
     sql_as(&cred).expect("the new credentials work");
     p.assert_converged();
 
-    // a folder in its place is not pic2's to remove
+    // a folder in its place may hold the account's data: moved aside, not a conflict that
+    // stops every apply of the platform
     std::fs::remove_file(&cred).unwrap();
     std::fs::create_dir(&cred).unwrap();
-    let plan = p.expect(&["plan"], 1);
+    std::fs::write(cred.join("notes.txt"), "the account's").unwrap();
+    std::os::unix::fs::lchown(&cred, Some(20001), Some(20001)).unwrap();
+    let plan = p.expect(&["plan"], 2);
+    let moved_to = format!("{}.pic2-moved-", cred.display());
     assert!(
-        plan.contains(&cred.display().to_string()) && plan.contains("found a folder"),
+        plan.contains(&format!(
+            "move the folder at {} aside to {moved_to}",
+            cred.display()
+        )) && plan
+            .contains("(never followed, nothing deleted), then write pic2's credentials file"),
         "{plan}"
     );
+    p.apply(&[]);
+    let now = std::fs::symlink_metadata(&cred).unwrap();
+    assert!(now.file_type().is_file(), "not replaced by the file");
+    assert_eq!((now.uid(), now.mode() & 0o7777), (20001, 0o600));
+    sql_as(&cred).expect("the new credentials work");
+    let private = cred.parent().unwrap();
+    let aside: Vec<std::path::PathBuf> = std::fs::read_dir(private)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|e| e.display().to_string().starts_with(&moved_to))
+        .collect();
+    assert_eq!(aside.len(), 1, "{aside:?}");
+    assert_eq!(
+        std::fs::read_to_string(aside[0].join("notes.txt")).unwrap(),
+        "the account's",
+        "the folder's contents were lost"
+    );
+    p.assert_converged();
+
+    // a FIFO there neither blocks the plan nor the apply
+    std::fs::remove_file(&cred).unwrap();
+    let status = std::process::Command::new("mkfifo")
+        .arg(&cred)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let plan = p.expect(&["plan"], 2);
+    assert!(
+        plan.contains(&format!("move the special file at {}", cred.display())),
+        "{plan}"
+    );
+    p.apply(&[]);
+    assert!(std::fs::symlink_metadata(&cred)
+        .unwrap()
+        .file_type()
+        .is_file());
+    sql_as(&cred).expect("the new credentials work");
+    p.assert_converged();
 }
 
 #[test]

@@ -136,6 +136,14 @@ pub enum Op {
     RemoveTree {
         path: PathBuf,
     },
+    /// Renames the entry at `path` (a folder or a special file an account put where pic2
+    /// writes a file of its own) to `to`, beside it: under the folder's descriptor, the entry
+    /// itself never followed nor read, nothing replaced (`RENAME_NOREPLACE`; `-2`, `-3`, …
+    /// appended to `to` while that name is taken) and nothing deleted. Gone already: done.
+    MoveAside {
+        path: PathBuf,
+        to: PathBuf,
+    },
     /// Walks the entries below `path` (not `path` itself: a `SetOwnerMode` after it sets it)
     /// and gives `to_uid` to those whose uid is `from_uid`, `to_gid` to those whose gid is
     /// `from_gid` (an id equal on both sides is left as it is); entries of other owners are

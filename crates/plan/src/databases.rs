@@ -10,6 +10,7 @@ use crate::Options;
 use pic2_inventory::{ClientHost, ValidInventory};
 use pic2_render::databases::{desired, mark, DesiredDatabase};
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 
 /// The platform a database comment names, if it is a pic2 comment.
 fn comment_platform(comment: &str) -> Option<&str> {
@@ -54,11 +55,17 @@ pub(crate) fn diff(
         // A link in place of the file (the account's doing: `private/` is its folder) holds
         // no password of pic2's: the file is written over it with a new one, as for a file
         // gone. Never followed: what it points to is not read, and the file is renamed over
-        // the link (which replaces the link itself).
-        let (link, on_disk) = match files.paths.get(&db.credentials) {
-            Some(m) if m.kind == FileKind::Symlink => (Some(m), None),
-            other => (None, other),
+        // the link (which replaces the link itself). A folder or a special file there may
+        // hold the account's data: moved aside first (renamed beside it, nothing deleted),
+        // then the file is written, with a new password. Neither is a conflict: the account
+        // would stop every apply of the platform with a `mkdir`.
+        let (link, in_the_way, on_disk) = match files.paths.get(&db.credentials) {
+            Some(m) if m.kind == FileKind::Symlink => (Some(m), None, None),
+            Some(m) if m.kind != FileKind::File => (None, Some(m), None),
+            other => (None, None, other),
         };
+        let aside = in_the_way.map(|m| move_aside(&db.credentials, m, &files.walked_at));
+        let moved = aside.is_some();
         let has_credentials = on_disk.is_some();
         // The file's settings other than the password (read with it blanked by the observer).
         let stale_credentials = on_disk.is_some_and(|m| {
@@ -79,7 +86,8 @@ pub(crate) fn diff(
                     continue;
                 }
                 plan.push(create_database(db));
-                plan.push(ensure_user(db, db.hosts.clone(), Password::New, credentials, link));
+                plan.changes.extend(aside);
+                plan.push(ensure_user(db, db.hosts.clone(), Password::New, credentials, link, moved));
                 for host in &db.hosts {
                     plan.push(limit_connections(db, host));
                     plan.push(grant(name, host));
@@ -105,7 +113,8 @@ pub(crate) fn diff(
                         (true, false) => Password::Keep,
                     };
                     if !missing.is_empty() || password != Password::Keep {
-                        plan.push(ensure_user(db, missing, password, credentials, link));
+                        plan.changes.extend(aside);
+                        plan.push(ensure_user(db, missing, password, credentials, link, moved));
                     }
                     for host in &db.hosts {
                         let key = (name.to_string(), host.as_str().to_string());
@@ -191,12 +200,48 @@ enum Password {
     Rewrite,
 }
 
+/// Moves the folder (special file) at a credentials file's path aside, for the file to be
+/// written there: renamed beside it, with the walk's date and time.
+fn move_aside(path: &Path, meta: &FileMeta, walked_at: &str) -> Change {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!("{}{walked_at}", crate::MOVED_SUFFIX));
+    let to = path.with_file_name(name);
+    let what = if meta.kind == FileKind::Dir {
+        "folder"
+    } else {
+        "special file"
+    };
+    Change::new(
+        System::Files,
+        Kind::Update,
+        Phase::Folders,
+        path.display().to_string(),
+        format!(
+            "move the {what} at {} aside to {} (never followed, nothing deleted), then write pic2's credentials file",
+            path.display(),
+            to.display()
+        ),
+        Op::MoveAside {
+            path: path.to_path_buf(),
+            to: to.clone(),
+        },
+    )
+    .with_details(vec![
+        format!("- {what} {}:{} {:04o}", meta.uid, meta.gid, meta.mode),
+        format!(
+            "+ {what} kept as {} (another suffix, -2, -3, …, if that name is taken)",
+            to.display()
+        ),
+    ])
+}
+
 fn ensure_user(
     db: &DesiredDatabase,
     create_on: Vec<ClientHost>,
     password: Password,
     credentials: CredentialsTarget,
     link: Option<&FileMeta>,
+    moved_aside: bool,
 ) -> Change {
     let new_password = password == Password::New;
     let name = db.name.as_str();
@@ -223,6 +268,11 @@ fn ensure_user(
         details.push(format!(
             "+ credentials file {}:{} 0600",
             credentials.uid, credentials.gid
+        ));
+    } else if new_password && moved_aside {
+        parts.push(format!(
+            "set a new password, written to {} (in place of what was moved aside)",
+            credentials.path.display()
         ));
     } else if new_password {
         parts.push(format!(
@@ -474,7 +524,7 @@ mod tests {
 
     /// The account swapped its credentials file for a link (to `/etc/passwd`, say): the file
     /// is pic2's, written over the link with a new password; not a conflict that stops the
-    /// apply of every other site. A folder in its place may be someone's data: a conflict.
+    /// apply of every other site.
     #[test]
     fn a_link_in_place_of_the_credentials_file_is_replaced_not_a_conflict() {
         let (inv, applied) = applied();
@@ -522,19 +572,78 @@ mod tests {
         // once the file is back (what the apply leaves), nothing
         let p = plan(&inv, &applied, Options::default());
         assert!(db_changes(&p).is_empty() && p.conflicts.is_empty());
-        // a folder or a special file in its place is kept as it is, and stops the apply
-        for kind in [FileKind::Dir, FileKind::Other] {
-            o.files.paths.insert(path.clone(), linked(kind, None));
+    }
+
+    /// A folder (a FIFO, any special file) the account made at its credentials file's path
+    /// may hold its data: moved aside, under a name of the walk's time, then the file written
+    /// with a new password; not a conflict that stops the apply of every site.
+    #[test]
+    fn a_folder_in_place_of_the_credentials_file_is_moved_aside_not_a_conflict() {
+        let (inv, applied) = applied();
+        let path = applied
+            .files
+            .paths
+            .keys()
+            .find(|p| p.ends_with("mariadb-velobs.cnf"))
+            .unwrap()
+            .clone();
+        let mut o = applied.clone();
+        o.files.walked_at = "20260115-093000".into();
+        let to = path.with_file_name("mariadb-velobs.cnf.pic2-moved-20260115-093000");
+        for (kind, what) in [(FileKind::Dir, "folder"), (FileKind::Other, "special file")] {
+            let meta = FileMeta {
+                kind,
+                uid: 10001,
+                gid: 10001,
+                mode: 0o755,
+                contents: None,
+                target: None,
+            };
+            o.files.paths.insert(path.clone(), meta);
             let p = plan(&inv, &o, Options::default());
+            assert!(p.conflicts.is_empty(), "{kind:?}: {:#?}", p.conflicts);
+            let on_path: Vec<&Change> = p
+                .changes
+                .iter()
+                .filter(|c| c.subject == path.display().to_string())
+                .collect();
+            assert_eq!(on_path.len(), 1, "{on_path:#?}");
             assert_eq!(
-                p.conflicts
-                    .iter()
-                    .map(|c| c.subject.clone())
-                    .collect::<Vec<_>>(),
-                vec![path.display().to_string()],
-                "{kind:?}"
+                on_path[0].op,
+                Op::MoveAside {
+                    path: path.clone(),
+                    to: to.clone()
+                }
             );
+            assert_eq!(
+                on_path[0].summary,
+                format!(
+                    "move the {what} at {} aside to {} (never followed, nothing deleted), then write pic2's credentials file",
+                    path.display(),
+                    to.display()
+                )
+            );
+            let c = db_changes(&p);
+            assert_eq!(c.len(), 1, "{c:#?}");
+            assert!(
+                matches!(&c[0].op, Op::EnsureUser { new_password: true, rewrite: false, credentials, .. }
+                    if credentials.path == path),
+                "{:#?}",
+                c[0]
+            );
+            // moved before the file is written
+            let pos = |c: &Change| p.changes.iter().position(|x| x == c).unwrap();
+            assert!(pos(on_path[0]) < pos(c[0]));
         }
+        // once applied (the file in place, the folder beside it, unobserved): nothing
+        let p = plan(&inv, &applied, Options::default());
+        assert!(
+            p.conflicts.is_empty()
+                && p.changes
+                    .iter()
+                    .all(|c| c.system != System::Files && c.system != System::Databases),
+            "{p:#?}"
+        );
     }
 
     #[test]

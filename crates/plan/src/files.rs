@@ -54,12 +54,13 @@ pub(crate) fn diff(
             (PathKind::Dir, None) => plan.push(create_dir(want)),
             (PathKind::File, None) => plan.push(write_file(want)),
             (PathKind::Credentials, None) => {} // the databases diff sets a new password and writes it
-            // A link in place of a credentials file: the account made it (`private/` is its
-            // folder), and the file is pic2's to write. Not a conflict that would stop every
-            // apply of the platform: the databases diff writes the file over the link (renamed
-            // over it, never followed), with a new password. A folder or a special file there
-            // may be someone's data: that stays a conflict, below.
-            (PathKind::Credentials, Some(meta)) if meta.kind == FileKind::Symlink => {}
+            // A link, a folder or a special file in place of a credentials file: the account
+            // made it (`private/` is its folder), and the file is pic2's to write. Not a
+            // conflict that would stop every apply of the platform: the databases diff writes
+            // the file over the link (renamed over it, never followed), or moves the folder
+            // (special file) aside first, which may hold the account's data, and writes the
+            // file in its place, with a new password.
+            (PathKind::Credentials, Some(meta)) if meta.kind != FileKind::File => {}
             (_, Some(meta)) => {
                 let expected = if want.kind == PathKind::Dir {
                     FileKind::Dir

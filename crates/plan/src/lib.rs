@@ -27,6 +27,10 @@ use pic2_inventory::ValidInventory;
 /// The suffix of the temporary files pic2 writes before renaming them into place.
 pub const TEMP_SUFFIX: &str = ".pic2-tmp";
 
+/// What follows the name of an entry pic2 moves aside, before the walk's date and time
+/// (`mariadb-x.cnf.pic2-moved-20260115-093000`).
+pub const MOVED_SUFFIX: &str = ".pic2-moved-";
+
 /// What the user allowed beyond creating and updating.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Options {

@@ -81,6 +81,7 @@ fn run(op: &Op, s: &mut Systems, progress: &mut dyn FnMut(u64)) -> Result<(), Er
             contents,
         } => volume::write_file(path, *uid, *gid, *mode, contents),
         Op::RemoveTree { path } => volume::remove_tree(path),
+        Op::MoveAside { path, to } => volume::move_aside(path, to).map(drop),
         Op::ReownFiles {
             path,
             from_uid,

@@ -12,8 +12,8 @@ use pic2_plan::{FileKind, FileMeta, ObservedFiles};
 use pic2_render::files::{desired, listed_dirs, PathKind};
 use rustix::fd::OwnedFd;
 use rustix::fs::{
-    chownat, fchmod, fchown, fsync, mkdirat, openat, openat2, renameat, statat, unlinkat, AtFlags,
-    FileType, Mode, OFlags, ResolveFlags, CWD,
+    chownat, fchmod, fchown, fsync, mkdirat, openat, openat2, renameat, renameat_with, statat,
+    unlinkat, AtFlags, FileType, Mode, OFlags, RenameFlags, ResolveFlags, CWD,
 };
 use rustix::process::{Gid, Uid};
 use std::io::Write;
@@ -26,7 +26,10 @@ use std::path::{Path, PathBuf};
 const MARKER_MAX: u64 = 1 << 20;
 
 pub fn observe(inv: &ValidInventory) -> Result<ObservedFiles, Error> {
-    let mut out = ObservedFiles::default();
+    let mut out = ObservedFiles {
+        walked_at: utc_stamp(std::time::SystemTime::now()),
+        ..Default::default()
+    };
     // Tens of thousands of lstat calls at 10,000 accounts: split them over two threads.
     let wanted = desired(inv);
     refuse_linked_roots(&wanted)?;
@@ -73,6 +76,30 @@ pub fn observe(inv: &ValidInventory) -> Result<ObservedFiles, Error> {
         }
     }
     Ok(out)
+}
+
+/// A time as `YYYYMMDD-HHMMSS`, UTC (the proleptic Gregorian calendar: Howard Hinnant's
+/// `civil_from_days`).
+fn utc_stamp(time: std::time::SystemTime) -> String {
+    let secs = time
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // days since 0000-03-01, in 400-year eras of 146,097 days
+    let z = days + 719_468;
+    let (era, doe) = (z / 146_097, z % 146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    format!(
+        "{year:04}{month:02}{day:02}-{:02}{:02}{:02}",
+        rem / 3_600,
+        rem % 3_600 / 60,
+        rem % 60
+    )
 }
 
 /// Changes follow no link anywhere on their path (`openat2` with `RESOLVE_NO_SYMLINKS`), so
@@ -315,6 +342,34 @@ pub fn write_file(path: &Path, uid: u32, gid: u32, mode: u32, contents: &str) ->
     written
 }
 
+/// Moves the entry at `path` aside to `to` (beside it), as [`pic2_plan::Op::MoveAside`]
+/// says: `renameat2(RENAME_NOREPLACE)` under the folder's descriptor (opened without
+/// following links), so the entry is never followed and nothing is replaced; while `to` is
+/// taken, `-2`, `-3`, … are appended to it. Returns where it went (`None`: it was gone).
+pub fn move_aside(path: &Path, to: &Path) -> Result<Option<PathBuf>, Error> {
+    let (parent, name) = parent_and_name(path)?;
+    let Some(to_name) = to.file_name().filter(|_| to.parent() == path.parent()) else {
+        return Err(Error::io(to, "not beside the entry to move aside"));
+    };
+    for n in 1..=100u32 {
+        let mut candidate = to_name.to_os_string();
+        if n > 1 {
+            candidate.push(format!("-{n}"));
+        }
+        match renameat_with(&parent, name, &parent, &candidate, RenameFlags::NOREPLACE) {
+            Ok(()) => return Ok(Some(path.with_file_name(candidate))),
+            Err(e) if e == rustix::io::Errno::EXIST => continue,
+            // gone since the plan: nothing left in the way
+            Err(e) if e == rustix::io::Errno::NOENT => return Ok(None),
+            Err(e) => return Err(Error::io(path, format!("moving it aside: {e}"))),
+        }
+    }
+    Err(Error::io(
+        to,
+        "this name and 99 others with a suffix are taken: move or delete some",
+    ))
+}
+
 /// What [`reown_files`] changes: an entry whose uid is `from_uid` gets `to_uid`, one whose
 /// gid is `from_gid` gets `to_gid`.
 #[derive(Clone, Copy, Debug)]
@@ -443,6 +498,7 @@ pub fn remove_tree(path: &Path) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::FileTypeExt;
 
     #[test]
     fn changes_refuse_symbolic_links_anywhere_on_the_path() {
@@ -541,6 +597,66 @@ mod tests {
         write_file(&p, 0, 0, 0o600, "one").unwrap();
         assert_eq!(std::fs::read_to_string(&p).unwrap(), "one");
         assert!(old_tmp.is_dir(), "the account's folder is left alone");
+    }
+
+    /// A folder (a FIFO) an account put where pic2 writes its credentials is moved aside, its
+    /// contents kept, never followed; a name taken gets another suffix; a credentials file can
+    /// then be written in its place.
+    #[test]
+    fn move_aside_renames_beside_without_replacing_or_following() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mariadb-a.cnf");
+        let to = dir.path().join("mariadb-a.cnf.pic2-moved-20260115-093000");
+        std::fs::create_dir(&path).unwrap();
+        std::fs::write(path.join("data"), "the account's").unwrap();
+        assert_eq!(move_aside(&path, &to).unwrap(), Some(to.clone()));
+        assert_eq!(
+            std::fs::read_to_string(to.join("data")).unwrap(),
+            "the account's"
+        );
+        write_file(&path, 0, 0, 0o600, "[client]\n").unwrap();
+        // the name taken (a second folder the same second): another suffix, nothing replaced
+        std::fs::remove_file(&path).unwrap();
+        rustix::fs::mknodat(CWD, &path, FileType::Fifo, Mode::from_raw_mode(0o600), 0).unwrap();
+        let second = dir
+            .path()
+            .join("mariadb-a.cnf.pic2-moved-20260115-093000-2");
+        assert_eq!(move_aside(&path, &to).unwrap(), Some(second.clone()));
+        assert!(std::fs::symlink_metadata(&second)
+            .unwrap()
+            .file_type()
+            .is_fifo());
+        assert!(to.join("data").is_file());
+        // gone since the plan: nothing to do
+        assert_eq!(move_aside(&path, &to).unwrap(), None);
+        // a link to a folder is moved itself, not what it points to
+        let outside = dir.path().join("outside");
+        std::fs::create_dir(&outside).unwrap();
+        std::os::unix::fs::symlink(&outside, &path).unwrap();
+        let third = dir
+            .path()
+            .join("mariadb-a.cnf.pic2-moved-20260115-093000-3");
+        assert_eq!(move_aside(&path, &to).unwrap(), Some(third.clone()));
+        assert!(std::fs::symlink_metadata(&third).unwrap().is_symlink());
+        assert!(outside.is_dir());
+        // never through a link on the way
+        let linked = dir.path().join("linked");
+        std::os::unix::fs::symlink(&outside, &linked).unwrap();
+        std::fs::create_dir(outside.join("x")).unwrap();
+        assert!(move_aside(&linked.join("x"), &linked.join("y")).is_err());
+        assert!(outside.join("x").is_dir());
+        // never elsewhere than beside it
+        assert!(move_aside(&to, &outside.join("y")).is_err());
+    }
+
+    #[test]
+    fn utc_stamps_are_calendar_dates() {
+        let at = |secs| utc_stamp(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs));
+        assert_eq!(at(0), "19700101-000000");
+        // 2024-02-29 23:59:59, a leap day
+        assert_eq!(at(1_709_251_199), "20240229-235959");
+        assert_eq!(at(1_709_251_200), "20240301-000000");
+        assert_eq!(at(4_102_444_800), "21000101-000000");
     }
 
     #[test]
