@@ -73,6 +73,10 @@ pub enum Command {
         listen: Option<std::net::SocketAddr>,
     },
     /// Serve the reverse proxy from the routes rendered from the inventory (or --routes).
+    ///
+    /// Signals: SIGHUP reloads the routes and certificates and reopens the access log;
+    /// SIGUSR1 tries at once the certificates waiting out a back-off (after a DNS switch);
+    /// SIGTERM stops it gracefully.
     Proxy(ProxyArgs),
     /// Manage one site.
     Site {

@@ -266,8 +266,8 @@ fn site_maintenance_flips_the_switch_by_name_or_alias() {
 }
 
 /// `pic2 proxy` as a daemon: SIGHUP reopens the access log (logrotate's `postrotate`) and
-/// reloads; SIGTERM ends it. The proxy crate's tests call `reload()` directly: this is the
-/// signal path of the binary itself.
+/// reloads; SIGUSR1 retries the certificates in back-off; SIGTERM ends it. The proxy
+/// crate's tests call `reload()` directly: this is the signal path of the binary itself.
 #[test]
 fn proxy_daemon_reopens_its_log_on_sighup_and_stops_on_sigterm() {
     use std::io::{Read, Write};
@@ -351,11 +351,9 @@ fn proxy_daemon_reopens_its_log_on_sighup_and_stops_on_sigterm() {
     // logrotate: the file moved away, then the daemon told
     let rotated = dir.path().join("access.log.1");
     std::fs::rename(&log, &rotated).unwrap();
+    let pid = proxy.0.id().to_string();
     let signal = |sig: &str| {
-        let sent = Command::new("kill")
-            .args([sig, &proxy.0.id().to_string()])
-            .status()
-            .unwrap();
+        let sent = Command::new("kill").args([sig, &pid]).status().unwrap();
         assert!(sent.success(), "kill {sig}");
     };
     signal("-HUP");
@@ -366,6 +364,18 @@ fn proxy_daemon_reopens_its_log_on_sighup_and_stops_on_sigterm() {
     );
     until("/after logged in the new file", &|| logged(&log, "/after"));
     assert!(!logged(&rotated, "/after"), "written to the rotated file");
+    // SIGUSR1 asks for the certificates waiting out a back-off: the daemon goes on (the
+    // signal's default action would end it)
+    signal("-USR1");
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        proxy.0.try_wait().unwrap().is_none(),
+        "SIGUSR1 ended the proxy"
+    );
+    assert!(
+        get("/usr1").starts_with("HTTP/1.1 200"),
+        "served after SIGUSR1"
+    );
     signal("-TERM");
     let deadline = Instant::now() + Duration::from_secs(10);
     let status = loop {

@@ -67,7 +67,8 @@ struct Backoff {
 impl Backoff {
     /// Whether an issuance for `hosts` must wait still.
     fn holds(&self, hosts: &[String], now: Instant) -> bool {
-        self.hosts == hosts && self.next_try.is_some_and(|t| now < t)
+        // the CA's rate limit counts per account and domain, whatever the names asked
+        (self.rate_limited || self.hosts == hosts) && self.next_try.is_some_and(|t| now < t)
     }
 
     /// Counts a failure for `hosts` (the first of a new set of names starts the count
@@ -85,6 +86,15 @@ impl Backoff {
     }
 }
 
+/// The least wait before a refused name is tried again: Let's Encrypt allows 5 failed
+/// validations an hour for a name, one back every 12 minutes.
+const REFUSED_NAME_WAIT: Duration = Duration::from_secs(12 * 60);
+
+/// The least a certificate must still have to live for a name it covers to be left out of
+/// its renewal when the CA refuses it now (a passing DNS or network fault): until then the
+/// renewal waits for the name, as it would without refusals, rather than drop it.
+const KEEP_COVERED: Duration = Duration::from_secs(7 * 86400);
+
 /// The names of one site the CA refused to validate, each with its own back-off.
 #[derive(Default)]
 struct Refusals(HashMap<String, (u32, Instant)>);
@@ -98,7 +108,15 @@ impl Refusals {
     fn refused(&mut self, name: &str, base: Duration) {
         let (failures, until) = self.0.entry(name.to_owned()).or_insert((0, Instant::now()));
         *failures = failures.saturating_add(1);
-        *until = Instant::now() + backoff_wait(*failures, base, false);
+        *until = Instant::now() + backoff_wait(*failures, base, false).max(REFUSED_NAME_WAIT);
+    }
+
+    /// Lets every name be tried at the next pass, keeping its count of failures.
+    fn retry_now(&mut self) {
+        let now = Instant::now();
+        for (_, until) in self.0.values_mut() {
+            *until = now;
+        }
     }
 
     /// Names a certificate now covers start their count again.
@@ -236,6 +254,10 @@ impl Stored {
             .any(|n| n == host || wildcard.as_deref() == Some(n.as_str()))
     }
 
+    pub(crate) fn has_names(&self) -> bool {
+        !self.names.is_empty()
+    }
+
     pub(crate) fn not_after(&self) -> i64 {
         self.not_after
     }
@@ -275,16 +297,18 @@ impl Acme {
         &self.options
     }
 
-    /// Lifts every back-off but the CA's rate limits, sites' and refused names' alike: an
-    /// admin's reload (SIGHUP) after the DNS switch of a migration, when every site that
-    /// failed while its name still led to the old server may have waited up to a day.
-    /// The ACME loop is woken by the reload that comes with it.
+    /// Lifts every back-off but the CA's rate limits, sites' and refused names' alike, for
+    /// the next pass (their counts of failures kept): the admin's SIGUSR1 right after the DNS
+    /// switch of a migration, when every site that failed while its name still led to the
+    /// old server may be waiting up to a day. Not SIGHUP's: logrotate sends that one daily.
     pub fn retry_waiting(&self) {
         if let Ok(mut b) = self.backoff.lock() {
-            b.retain(|_, b| b.rate_limited);
+            for b in b.values_mut().filter(|b| !b.rate_limited) {
+                b.next_try = None; // its count stays: the next failure waits as long as it would
+            }
         }
         if let Ok(mut r) = self.refusals.lock() {
-            r.clear();
+            r.values_mut().for_each(Refusals::retry_now);
         }
     }
 
@@ -296,15 +320,9 @@ impl Acme {
     /// Is the certificate of `site` (serving `hosts`, normalised) missing, short of a name,
     /// or due for renewal?
     pub fn due(&self, state_dir: &Path, site: &str, hosts: &[String]) -> bool {
-        let (cert, key) = acme_paths(state_dir, site);
         // a pair that cannot be served (missing, or a crash between writing the key and the
         // certificate) is replaced at once rather than at the end of the certificate's life
-        let Ok(pair) = crate::tls::load_pair(&cert, &key, site) else {
-            return true;
-        };
-        pair.end_entity_cert()
-            .ok()
-            .and_then(Stored::of)
+        self.stored(state_dir, site)
             .is_none_or(|c| c.due(hosts, now_secs(), self.options.renew_before))
     }
 
@@ -337,6 +355,7 @@ impl Acme {
                     break;
                 }
                 let res = self.issue_in_time(routes, &state, &r.name, &wanted).await;
+                let res = self.keep_covered(&state, &r.name, res);
                 let again = self.count(&r.name, &wanted, &res);
                 out.push(res.map(|()| r.name.clone()));
                 if !again {
@@ -345,6 +364,23 @@ impl Acme {
             }
         }
         out
+    }
+
+    /// A refusal of names the site's certificate still covers for more than [`KEEP_COVERED`]
+    /// becomes the site's failure: the renewal waits for them (the certificate is served
+    /// meanwhile) instead of replacing it with one that drops them.
+    fn keep_covered(&self, state: &Path, site: &str, res: Result<(), Error>) -> Result<(), Error> {
+        if !matches!(res, Err(Error::AcmeRefused { .. })) {
+            return res;
+        }
+        keep_covered(res, self.stored(state, site).as_ref(), now_secs())
+    }
+
+    /// The certificate stored for `site`, if it can be served.
+    fn stored(&self, state: &Path, site: &str) -> Option<Stored> {
+        let (cert, key) = acme_paths(state, site);
+        let pair = crate::tls::load_pair(&cert, &key, site).ok()?;
+        pair.end_entity_cert().ok().and_then(Stored::of)
     }
 
     /// The site's names, less those refused not long ago.
@@ -520,8 +556,8 @@ impl Acme {
         drop(published); // validated or not, the challenges are done with
         if !matches!(status, Ok(OrderStatus::Ready)) {
             let refused = refused_names(&mut order).await;
-            // all refused: nothing is left to order, the site's own back-off applies
-            if !refused.is_empty() && refused.len() < hosts.len() {
+            // each refused name waits on its own, all of them refused included
+            if !refused.is_empty() {
                 return Err(Error::AcmeRefused {
                     site: site.to_owned(),
                     names: refused.iter().map(|(n, _)| n.clone()).collect(),
@@ -548,6 +584,33 @@ impl Acme {
         tracing::info!(site, "certificate issued");
         Ok(())
     }
+}
+
+/// [`Acme::keep_covered`] for the certificate `current` at `now`.
+fn keep_covered(res: Result<(), Error>, current: Option<&Stored>, now: i64) -> Result<(), Error> {
+    let (
+        Err(Error::AcmeRefused {
+            site,
+            refused,
+            names,
+        }),
+        Some(current),
+    ) = (&res, current)
+    else {
+        return res;
+    };
+    let keep = i64::try_from(KEEP_COVERED.as_secs()).unwrap_or(i64::MAX);
+    let lasting = current.not_after - now > keep;
+    if !(lasting && names.iter().any(|n| current.names_host(n))) {
+        return res;
+    }
+    Err(acme_err(
+        site,
+        format!(
+            "the CA could not validate {}; the current certificate, which names them, is kept and its renewal tried again later",
+            refused.join("; ")
+        ),
+    ))
 }
 
 /// The names of a failed order whose authorization the CA refused, each with the reason it
@@ -755,8 +818,11 @@ mod renewal {
         acme.retry_waiting();
         assert_eq!(acme.wanted("a.test", &both), both);
         let backoff = acme.backoff.lock().unwrap();
-        assert!(!backoff.contains_key("a.test"));
+        assert!(!backoff["a.test"].holds(&main, Instant::now()));
+        assert_eq!(backoff["a.test"].failures, 1, "its count is kept");
         assert!(backoff["b.test"].holds(&hosts(&["b.test"]), Instant::now()));
+        // a rate limit holds whatever names are asked next
+        assert!(backoff["b.test"].holds(&hosts(&["b.test", "www.b.test"]), Instant::now()));
     }
 
     #[test]
@@ -770,16 +836,53 @@ mod renewal {
     }
 
     #[test]
+    fn a_refused_name_waits_12_minutes_at_least() {
+        let mut r = Refusals::default();
+        let before = Instant::now();
+        r.refused("www.a.test", Duration::from_secs(60));
+        assert!(r.0["www.a.test"].1 >= before + REFUSED_NAME_WAIT);
+        r.retry_now();
+        assert!(!r.holds("www.a.test", Instant::now()));
+        assert_eq!(r.0["www.a.test"].0, 1, "its count is kept");
+    }
+
+    #[test]
+    fn a_renewal_keeps_waiting_for_a_name_its_certificate_still_covers() {
+        let refused = || {
+            Err(Error::AcmeRefused {
+                site: "a.test".into(),
+                refused: vec!["www.a.test: DNS problem".into()],
+                names: vec!["www.a.test".into()],
+            })
+        };
+        let current = stored(90, &["a.test", "www.a.test"]);
+        // 60 days into 90: due for renewal, 30 days left: the certificate is kept
+        let kept = keep_covered(refused(), Some(&current), 60 * DAY);
+        assert!(matches!(kept, Err(Error::Acme { .. })), "{kept:?}");
+        // 5 days left: the name is dropped rather than the site's whole certificate lost
+        let dropped = keep_covered(refused(), Some(&current), 85 * DAY);
+        assert!(matches!(dropped, Err(Error::AcmeRefused { .. })));
+        // a name the certificate never named (an alias added): left out at once
+        let new_alias = stored(90, &["a.test"]);
+        let left = keep_covered(refused(), Some(&new_alias), 60 * DAY);
+        assert!(matches!(left, Err(Error::AcmeRefused { .. })));
+        assert!(matches!(
+            keep_covered(refused(), None, 0),
+            Err(Error::AcmeRefused { .. })
+        ));
+    }
+
+    #[test]
     fn a_name_refused_again_waits_twice_as_long() {
         let mut r = Refusals::default();
-        let base = Duration::from_secs(60);
+        let base = Duration::from_secs(3600);
         r.refused("www.a.test", base);
         let first = r.0["www.a.test"].1;
         r.refused("www.a.test", base);
         let (failures, second) = r.0["www.a.test"];
         assert_eq!(failures, 2);
         assert!(
-            second >= first + Duration::from_secs(59),
+            second >= first + Duration::from_secs(3599),
             "{:?}",
             second - first
         );

@@ -38,10 +38,10 @@ pub enum Error {
     Acme { site: String, reason: String },
     #[error("ACME for {site}: the CA's rate limit was reached, next try in an hour at the earliest: {reason}")]
     AcmeRateLimited { site: String, reason: String },
-    /// Some names of a site failed their validation (an alias whose DNS does not lead here
-    /// yet): the certificate is ordered again at once without them, and they wait out their
-    /// own back-off.
-    #[error("ACME for {site}: the CA could not validate {}; the certificate is ordered again without them, and they are tried again after a back-off", refused.join("; "))]
+    /// Names of a site failed their validation (an alias whose DNS does not lead here yet):
+    /// the certificate is ordered again at once without them, if any name is left, and they
+    /// wait out their own back-off.
+    #[error("ACME for {site}: the CA could not validate {}; left out of the site's certificate, tried again after a back-off (12 minutes at least)", refused.join("; "))]
     AcmeRefused {
         site: String,
         /// `name: the CA's reason`, one for each name refused.

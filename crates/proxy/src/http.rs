@@ -373,7 +373,10 @@ async fn route(
     let Some(entry) = entry else {
         return page(StatusCode::NOT_FOUND, pages::not_found());
     };
-    if misdirected(origin.peer.sni.as_deref(), host, entry, table) {
+    // a trusted proxy in front may carry several sites' requests on one connection
+    if misdirected(origin.peer.sni.as_deref(), host, entry, table)
+        && !crate::origin::is_trusted(&table.trusted, origin.peer.addr.ip())
+    {
         shared.global.misdirected.fetch_add(1, Relaxed);
         return page(StatusCode::MISDIRECTED_REQUEST, pages::misdirected());
     }

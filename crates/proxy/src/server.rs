@@ -475,19 +475,18 @@ impl Proxy {
         })
     }
 
-    /// What SIGHUP does: re-reads the routes and certificates (see [`Shared::reload`]),
-    /// reopens the access log, which logrotate may have moved, and tries at once the
-    /// certificates waiting out a back-off ([`Acme::retry_waiting`]). A change of the
-    /// routes file alone (`pic2 apply`) reloads without the retry.
+    /// What SIGHUP does: re-reads the routes and certificates (see [`Shared::reload`]) and
+    /// reopens the access log, which logrotate may have moved.
     pub fn reload(&self) -> Result<(), Error> {
-        self.hangup();
+        self.reopen_log();
         self.shared.reload()
     }
 
-    /// SIGHUP's part before the reload itself.
-    fn hangup(&self) {
-        self.reopen_log();
+    /// What SIGUSR1 does: the certificates waiting out a back-off are tried at once
+    /// ([`Acme::retry_waiting`]), after the DNS switch of a migration.
+    pub fn retry_certificates(&self) {
         self.shared.acme.retry_waiting();
+        self.shared.acme_wake.notify_one();
     }
 
     /// Asks the access log's writer to reopen its file (logrotate moved it).
@@ -1055,7 +1054,8 @@ async fn metrics_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watc
     }
 }
 
-/// The daemon: serves until SIGTERM or SIGINT (graceful), reloads on SIGHUP.
+/// The daemon: serves until SIGTERM or SIGINT (graceful), reloads on SIGHUP, tries the
+/// certificates waiting out a back-off at once on SIGUSR1.
 pub async fn run(options: Options) -> Result<(), Error> {
     use tokio::signal::unix::{signal, SignalKind};
     let proxy = Proxy::start(options).await?;
@@ -1072,6 +1072,7 @@ pub async fn run(options: Options) -> Result<(), Error> {
         })
     };
     let mut hup = sig(SignalKind::hangup())?;
+    let mut usr1 = sig(SignalKind::user_defined1())?;
     let mut term = sig(SignalKind::terminate())?;
     let mut int = sig(SignalKind::interrupt())?;
     loop {
@@ -1079,11 +1080,15 @@ pub async fn run(options: Options) -> Result<(), Error> {
             _ = hup.recv() => {
                 // certificates are read and parsed off this thread, which answers the
                 // health checks and metrics meanwhile
-                proxy.hangup();
+                proxy.reopen_log();
                 let shared = Arc::clone(&proxy.shared);
                 if let Ok(Ok(())) = tokio::task::spawn_blocking(move || shared.reload()).await {
                     tracing::info!("reloaded");
                 }
+            }
+            _ = usr1.recv() => {
+                tracing::info!("certificates waiting out a back-off are tried now");
+                proxy.retry_certificates();
             }
             _ = term.recv() => break,
             _ = int.recv() => break,

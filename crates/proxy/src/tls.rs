@@ -202,9 +202,20 @@ pub fn load_all(
         };
         match pair {
             Ok(p) => {
+                // only for the names it covers: served for another (an alias the CA refused,
+                // a file short of a name), it fails the handshake, and its name's plain HTTP
+                // would be sent there; one whose names cannot be read is served for all
+                let names = p
+                    .end_entity_cert()
+                    .ok()
+                    .and_then(crate::acme::Stored::of)
+                    .filter(|s| s.has_names());
                 let p = Arc::new(p);
                 for h in &r.hosts {
-                    map.insert(crate::table::normalize_host(h).into_owned(), Arc::clone(&p));
+                    let h = crate::table::normalize_host(h);
+                    if names.as_ref().is_none_or(|s| s.names_host(&h)) {
+                        map.insert(h.into_owned(), Arc::clone(&p));
+                    }
                 }
             }
             Err(e) => {

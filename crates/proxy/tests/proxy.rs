@@ -1464,6 +1464,23 @@ async fn a_request_for_another_site_than_the_handshake_named_gets_421() {
     let misdirected = p.shared.global.misdirected.load(Ordering::SeqCst);
     assert_eq!(misdirected, 2);
     p.shutdown().await;
+
+    // a trusted proxy in front (a load balancer) may carry several sites on one connection
+    let routes = std::fs::read_to_string(e.dir.path().join("routes.json")).unwrap();
+    let mut routes: serde_json::Value = serde_json::from_str(&routes).unwrap();
+    routes["settings"]["trusted_proxies"] = serde_json::json!(["127.0.0.1"]);
+    std::fs::write(e.dir.path().join("routes.json"), routes.to_string()).unwrap();
+    let p = Proxy::start(options(&e)).await.unwrap();
+    let (_, _, st, body, _) = tls_get_host(
+        p.https_addr.unwrap(),
+        "one.test",
+        "two.test",
+        &roots,
+        &[b"h2"],
+    )
+    .await;
+    assert_eq!(st, 200, "{body}");
+    p.shutdown().await;
 }
 
 /// The metrics say, per TLS site, when its certificate ends and how many of its names no
@@ -1514,6 +1531,11 @@ async fn certificate_coverage_and_end_are_in_the_metrics() {
         !m.contains("certificate_names_uncovered{site=\"plain.test\"}"),
         "a site without TLS: {m}"
     );
+    // a name the certificate does not cover is not served it (a failed handshake), and its
+    // plain HTTP is not sent to HTTPS: it stays served over HTTP
+    let http = p.http_addr.unwrap();
+    assert_eq!(status(&get(http, "one.test", "/", "").await), 308);
+    assert_eq!(status(&get(http, "extra.one.test", "/", "").await), 200);
     p.shutdown().await;
 }
 
