@@ -75,7 +75,7 @@ pub(crate) fn diff(
             (Some(_), EntryKind::Container) => {}
             (None, EntryKind::Container) if *key == normalize_dn(inv.directory.base_dn.value.as_str()) && observed.base_exists => {}
             (None, _) => {
-                if let Some(clash) = clash(entry, &observed.entries, platform, &wanted) {
+                if let Some(clash) = clash(entry, &observed.entries, platform, &wanted, None) {
                     plan.conflict(System::Directory, &entry.dn, clash.0, clash.1);
                 } else {
                     plan.push(add(entry));
@@ -83,7 +83,9 @@ pub(crate) fn diff(
             }
             (Some(actual), _) => match ownership(actual, platform) {
                 Ok(true) => {
-                    if let Some((class, want)) = other_structural_class(entry, actual) {
+                    if let Some(clash) = clash(entry, &observed.entries, platform, &wanted, Some(actual)) {
+                        plan.conflict(System::Directory, &entry.dn, clash.0, clash.1);
+                    } else if let Some((class, want)) = other_structural_class(entry, actual) {
                         plan.conflict(
                             System::Directory,
                             &entry.dn,
@@ -303,13 +305,21 @@ fn merged_ssh_keys(listed: &[String], actual: &ObservedEntry) -> Vec<String> {
     keys
 }
 
-/// An unmanaged entry elsewhere that already uses this entry's name or number: adding ours
-/// would give two accounts one uid, and NSS would pick either.
+/// Another entry that already uses this entry's name or number: an unmanaged one (adding
+/// ours would give two accounts one uid, and NSS would pick either), or one of ours that
+/// this apply moves to another number or prunes. `existing`: the entry is there already
+/// (an update), and only a number it is given anew is checked.
+///
+/// A number one of ours gives up in this very apply (a swap of two accounts' uids, or an
+/// account taking the uid another leaves) would expose files across tenants: each runtime
+/// mounts the whole data volume and runs its sites as the old uids until it reloads, late
+/// in the apply, while the files are re-owned to the new ones early on.
 fn clash(
     entry: &Entry,
     observed: &[ObservedEntry],
     platform: &str,
     wanted: &HashSet<&str>,
+    existing: Option<&ObservedEntry>,
 ) -> Option<(String, String)> {
     let get = |attr: &str| {
         entry
@@ -329,9 +339,20 @@ fn clash(
         ),
         EntryKind::Container => return None,
     };
+    let self_key = existing.map(|e| normalize_dn(&e.dn));
     for other in observed.iter().filter(|o| o.has_class(class)) {
+        if self_key.is_some() && self_key == Some(normalize_dn(&other.dn)) {
+            continue;
+        }
         for (attr, value) in keys {
             let Some(value) = value else { continue };
+            let number = attr.ends_with("Number");
+            if let Some(existing) = existing {
+                // the name is the DN's; a number kept is no news
+                if !number || existing.values(attr).iter().any(|v| v == value) {
+                    continue;
+                }
+            }
             // uid and cn match without case in LDAP (NSS finds `Velobs` for `velobs`)
             if !other
                 .values(attr)
@@ -342,7 +363,16 @@ fn clash(
             }
             let ours = ownership(other, platform) == Ok(true);
             if ours && wanted.contains(normalize_dn(&other.dn).as_str()) {
-                continue; // ours and also being updated: the inventory's uniqueness rules hold
+                if !number {
+                    continue; // ours and also being updated: the inventory's uniqueness rules hold
+                }
+                // still listed, so given another number by the inventory (it checks that no
+                // two entries share one): given up in this apply
+                let id = if attr == "uidNumber" { "uid" } else { "gid" };
+                return Some((
+                    format!("{id} {value} is still {}'s, which this apply moves to another {id}: its sites would run as {value} until their runtime reloads, late in the apply, and every runtime mounts the whole data volume, so files given {value} here would be theirs to read and write meanwhile", other.dn),
+                    format!("give the {id} up in one apply, take it in a later one, once the runtimes have reloaded: give {} its new {id} alone first (or a free one, for a swap), apply, then give {value} here and apply again", other.dn),
+                ));
             }
             let hint = if ours {
                 "it is no longer in the inventory: run `pic2 apply --prune` to remove it first"
@@ -688,6 +718,112 @@ mod tests {
             .changes
             .iter()
             .all(|c| c.kind != Kind::Delete || c.system != System::Directory));
+    }
+
+    /// The demo inventory with velobs's and arto's uids as given (10001 and 10002 in it).
+    fn with_uids(velobs: u32, arto: u32) -> ValidInventory {
+        let text = include_str!("../../../examples/demo.toml")
+            .replace("uid = 10001", "uid = VELOBS")
+            .replace("uid = 10002", "uid = ARTO")
+            .replace("VELOBS", &velobs.to_string())
+            .replace("ARTO", &arto.to_string());
+        pic2_inventory::load("demo.toml", &text).unwrap()
+    }
+
+    /// A uid (gid) one account gives up and another takes in the same apply would expose
+    /// files across tenants while the runtimes still run the old ids: a conflict, on the
+    /// account (and group) taking it, with the way to do it in two applies.
+    #[test]
+    fn a_uid_given_up_and_taken_in_one_apply_is_a_conflict() {
+        let o = applied(&demo());
+        let subjects = |p: &crate::Plan| {
+            let mut s: Vec<String> = p.conflicts.iter().map(|c| c.subject.clone()).collect();
+            s.sort();
+            s
+        };
+        // a swap
+        let p = plan(&with_uids(10002, 10001), &o, Options::default());
+        assert_eq!(
+            subjects(&p),
+            vec![
+                "cn=arto,ou=groups,dc=pic2,dc=test",
+                "cn=velobs,ou=groups,dc=pic2,dc=test",
+                "uid=arto,ou=people,dc=pic2,dc=test",
+                "uid=velobs,ou=people,dc=pic2,dc=test",
+            ],
+            "{:#?}",
+            p.conflicts
+        );
+        let velobs = p
+            .conflicts
+            .iter()
+            .find(|c| c.subject.starts_with("uid=velobs"))
+            .unwrap();
+        assert!(
+            velobs.message.starts_with(
+                "uid 10002 is still uid=arto,ou=people,dc=pic2,dc=test's, which this apply moves to another uid"
+            ),
+            "{}",
+            velobs.message
+        );
+        assert!(
+            velobs.hint.starts_with(
+                "give the uid up in one apply, take it in a later one, once the runtimes have reloaded"
+            ),
+            "{}",
+            velobs.hint
+        );
+        let group = p
+            .conflicts
+            .iter()
+            .find(|c| c.subject.starts_with("cn=velobs"))
+            .unwrap();
+        assert!(
+            group.message.starts_with("gid 10002 is still cn=arto,"),
+            "{}",
+            group.message
+        );
+        // arto takes the uid velobs leaves for a free one: arto's entries only
+        let p = plan(&with_uids(10004, 10001), &o, Options::default());
+        assert_eq!(
+            subjects(&p),
+            vec![
+                "cn=arto,ou=groups,dc=pic2,dc=test",
+                "uid=arto,ou=people,dc=pic2,dc=test",
+            ],
+            "{:#?}",
+            p.conflicts
+        );
+        // the first of the two applies: velobs to a free uid, no conflict
+        let p = plan(&with_uids(10004, 10002), &o, Options::default());
+        assert!(p.conflicts.is_empty(), "{:#?}", p.conflicts);
+        assert!(p
+            .changes
+            .iter()
+            .any(|c| matches!(&c.op, Op::LdapModify { dn, .. } if dn.starts_with("uid=velobs"))));
+        // a new uid an unmanaged entry holds: a conflict too (it was checked for adds only)
+        let mut o = o;
+        let mut stranger = ObservedEntry {
+            dn: "uid=stranger,ou=people,dc=pic2,dc=test".into(),
+            ..Default::default()
+        };
+        stranger
+            .attrs
+            .insert("objectclass".into(), vec!["posixAccount".into()]);
+        stranger
+            .attrs
+            .insert("uidnumber".into(), vec!["10004".into()]);
+        o.directory.entries.push(stranger);
+        let p = plan(&with_uids(10004, 10002), &o, Options::default());
+        assert_eq!(
+            subjects(&p),
+            vec!["uid=velobs,ou=people,dc=pic2,dc=test"],
+            "{:#?}",
+            p.conflicts
+        );
+        assert!(p.conflicts[0]
+            .message
+            .contains("uidNumber 10004 is already used by uid=stranger"));
     }
 
     #[test]

@@ -31,6 +31,8 @@ pub(crate) fn diff(
     let mut foreign: BTreeSet<&Path> = BTreeSet::new();
     // Folders with a folder of the layout inside; the others (private, htdocs, tmp, logs) are
     // where an account's own files are.
+    // (old id, the account taking it) of the walks refused
+    let mut handed_over: BTreeSet<(u32, &str)> = BTreeSet::new();
     let has_subfolders: HashSet<&Path> = desired
         .iter()
         .filter(|d| d.kind == PathKind::Dir)
@@ -90,7 +92,20 @@ pub(crate) fn diff(
                     continue;
                 }
                 if want.kind == PathKind::Dir && !has_subfolders.contains(want.path.as_path()) {
-                    plan.changes.extend(reown_files(want, meta));
+                    let walk = reown_files(want, meta);
+                    if let Some((id, old, heir)) = walk.as_ref().and_then(|w| taken_over(w, inv)) {
+                        // said once per account (its every data folder is walked)
+                        if handed_over.insert((old, heir)) {
+                            plan.conflict(
+                                System::Files,
+                                want.path.display().to_string(),
+                                format!("the files here still have {id} {old}, which the inventory now gives `{heir}`: re-owned in this apply while the runtimes still run their sites as the old {id}s (until they reload, late in the apply; each mounts the whole data volume), one tenant's files would be the other's to read and write meanwhile"),
+                                format!("give the {id} up in one apply, take it in a later one, once the runtimes have reloaded: give `{heir}` a free {id} first (or keep its own), apply, then give it {old} and apply again"),
+                            );
+                        }
+                        continue;
+                    }
+                    plan.changes.extend(walk);
                 }
                 if want.kind == PathKind::File
                     && meta.contents.as_deref() != want.contents.as_deref()
@@ -215,6 +230,31 @@ fn foreign_home(home: &Path, observed: &ObservedFiles, platform: &str) -> Option
             (!empty).then(|| format!("the folder exists, is not empty, and has no {HOME_MARKER} marker: pic2 did not create it"))
         }
     }
+}
+
+/// The id a walk takes the files from, when the inventory gives it to another account:
+/// ("uid" or "gid", the id, that account's name).
+fn taken_over<'a>(walk: &Change, inv: &'a ValidInventory) -> Option<(&'static str, u32, &'a str)> {
+    let Op::ReownFiles {
+        from_uid,
+        to_uid,
+        from_gid,
+        to_gid,
+        ..
+    } = walk.op
+    else {
+        return None;
+    };
+    // an account's group has its uid as gid
+    [("uid", from_uid, to_uid), ("gid", from_gid, to_gid)]
+        .into_iter()
+        .filter(|(_, from, to)| from != to)
+        .find_map(|(id, from, _)| {
+            inv.accounts
+                .iter()
+                .find(|(_, a)| a.uid.value == from)
+                .map(|(name, _)| (id, from, name.as_str()))
+        })
 }
 
 /// The walk that gives an account's files its new ids, when a folder holding them still has
@@ -515,6 +555,56 @@ mod tests {
             "{}",
             p.conflicts[0].message
         );
+    }
+
+    /// A walk would give the files another account's old uid while the runtimes still run
+    /// the old ids (a swap, here, which the directory's entries may no longer show: an apply
+    /// stopped after the LDAP changes): a conflict, said once per account, and no walk.
+    #[test]
+    fn files_of_a_uid_another_account_takes_are_a_conflict_not_a_walk() {
+        let swapped = pic2_inventory::load(
+            "demo.toml",
+            include_str!("../../../examples/demo.toml")
+                .replace("uid = 10001", "uid = VELOBS")
+                .replace("uid = 10002", "uid = 10001")
+                .replace("VELOBS", "10002"),
+        )
+        .unwrap();
+        let o = Observed {
+            files: applied_files(&demo()),
+            containers: crate::tests::fresh_engine(&swapped),
+            ..Default::default()
+        };
+        let p = plan(&swapped, &o, Options::default());
+        let files: Vec<&crate::Conflict> = p
+            .conflicts
+            .iter()
+            .filter(|c| c.system == System::Files)
+            .collect();
+        assert_eq!(files.len(), 2, "{files:#?}");
+        let velobs = inv_home(&swapped, "velobs");
+        let c = files
+            .iter()
+            .find(|c| c.subject.starts_with(&velobs))
+            .unwrap();
+        assert!(
+            c.message.starts_with(
+                "the files here still have uid 10001, which the inventory now gives `arto`"
+            ),
+            "{}",
+            c.message
+        );
+        assert!(c.hint.starts_with(
+            "give the uid up in one apply, take it in a later one, once the runtimes have reloaded"
+        ));
+        assert!(p
+            .changes
+            .iter()
+            .all(|c| !matches!(c.op, Op::ReownFiles { .. })));
+    }
+
+    fn inv_home(inv: &ValidInventory, name: &str) -> String {
+        inv.home_dir(&name.parse_name()).display().to_string()
     }
 
     /// The inventory gives velobs a new uid: each folder holding its files is walked, before
