@@ -597,6 +597,35 @@ mod tests {
         write_file(&p, 0, 0, 0o600, "one").unwrap();
         assert_eq!(std::fs::read_to_string(&p).unwrap(), "one");
         assert!(old_tmp.is_dir(), "the account's folder is left alone");
+        // each write draws its own name: two in a row leave no temporary file either
+        write_file(&p, 0, 0, 0o600, "two").unwrap();
+        let names = |dir: &Path| {
+            let mut n: Vec<String> = std::fs::read_dir(dir)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            n.sort();
+            n
+        };
+        assert_eq!(
+            names(dir.path()),
+            vec![".f.pic2-tmp".to_string(), "f".into()]
+        );
+        // a write whose rename fails (a non-empty folder at the target) removes its
+        // temporary file: no name of chance left to pile up at each apply
+        let q = dir.path().join("g");
+        std::fs::create_dir(&q).unwrap();
+        std::fs::write(q.join("kept"), "x").unwrap();
+        let err = write_file(&q, 0, 0, 0o600, "three")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("rename"), "{err}");
+        assert_eq!(
+            names(dir.path()),
+            vec![".f.pic2-tmp".to_string(), "f".into(), "g".into()],
+            "a temporary file was left"
+        );
+        assert_eq!(names(&q), vec!["kept".to_string()]);
     }
 
     /// A folder (a FIFO) an account put where pic2 writes its credentials is moved aside, its
@@ -709,10 +738,10 @@ mod tests {
     #[test]
     fn reown_files_changes_the_old_ids_only_and_follows_no_link() {
         use std::os::unix::fs::{lchown, symlink, PermissionsExt};
-        if !rustix::process::geteuid().is_root() {
-            eprintln!("skipped: changing owners needs root");
-            return;
-        }
+        assert!(
+            rustix::process::geteuid().is_root(),
+            "this test changes owners, which needs root: run it as root (CI does); it never skips"
+        );
         let (old, new, other) = (41001, 41002, 41003);
         let dir = tempfile::tempdir().unwrap();
         let site = dir.path().join("htdocs");
