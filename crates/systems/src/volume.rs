@@ -383,11 +383,27 @@ pub struct Reown {
 /// How often, at most, a long walk reports how far it is.
 const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// How many folders of the path a walk keeps open, counted from the top: deeper ones are
+/// re-opened through `..` from the folder below them (checked to be the same folder).
+const WALK_OPEN_DIRS: usize = 64;
+
+/// A folder of the path a walk is in.
+struct Level {
+    /// Its name in the folder above it (empty for the walk's folder).
+    name: std::ffi::OsString,
+    /// (device, inode): what a re-opened descriptor must be.
+    id: (u64, u64),
+    /// Open (`O_PATH`) while it is on top or within [`WALK_OPEN_DIRS`] of the walk's folder.
+    fd: Option<OwnedFd>,
+    /// Its entries not looked at yet.
+    names: Vec<std::ffi::OsString>,
+}
+
 /// Gives the account's new ids to the entries below `path` (not `path` itself) that still
 /// have its old ones, as `usermod -u` does in a home; returns how many entries it changed.
 ///
 /// The folder belongs to the account, who may swap any folder in it for a link at any time,
-/// even during the walk. So each entry is opened from the folder's descriptor with
+/// even during the walk. So each entry is opened from its folder's descriptor with
 /// `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_XDEV)` and `O_PATH |
 /// O_NOFOLLOW`, and its ids are read and changed on that descriptor (`fstatat` and
 /// `fchownat` with `AT_EMPTY_PATH`): a link is re-owned itself, never followed or descended
@@ -399,30 +415,69 @@ const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 /// Linux 2.2.13): an account's set-id program in its site loses them, which is wanted (set-id
 /// to an id that is no longer the account's). A folder's setgid bit is kept.
 ///
+/// No path is ever longer than a name: the account may nest folders deeper than `PATH_MAX`,
+/// which a walk by paths could not open (and would fail at every apply). The walk keeps a
+/// stack of folders, each with its remaining names; the top [`WALK_OPEN_DIRS`] levels keep
+/// their descriptors, a deeper folder's is dropped when the walk goes below it and taken
+/// back, on the way up, by opening `..` from the folder left, checked (device and inode) to
+/// be that very folder; moved elsewhere meanwhile, it is re-opened by its names from the
+/// nearest open folder above, each checked the same way, and if that fails too its
+/// remaining entries are left as they are (the account moved them during the walk).
+///
 /// Idempotent: run again, it finds nothing of the old ids. `progress` is told how many
 /// entries were looked at, once a second at most.
 pub fn reown_files(path: &Path, ids: Reown, progress: &mut dyn FnMut(u64)) -> Result<u64, Error> {
     let root = open_nofollow(path, OFlags::PATH | OFlags::DIRECTORY)?;
-    let beneath = ResolveFlags::BENEATH
-        | ResolveFlags::NO_SYMLINKS
-        | ResolveFlags::NO_XDEV
-        | ResolveFlags::NO_MAGICLINKS;
-    let at_itself = AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW;
-    let root_dev = statat(&root, "", at_itself)
-        .map_err(|e| Error::io(path, format!("stat: {e}")))?
-        .st_dev;
-    // Relative paths, not descriptors: a deep tree would otherwise hold one open per level.
-    let mut pending = names_in(&root, path, Path::new(""))?;
+    let root_st =
+        statat(&root, "", AT_ITSELF).map_err(|e| Error::io(path, format!("stat: {e}")))?;
+    let root_dev = root_st.st_dev;
+    let mut stack = vec![Level {
+        name: std::ffi::OsString::new(),
+        id: (root_st.st_dev, root_st.st_ino),
+        names: names_in(&root).map_err(|e| Error::io(path, e))?,
+        fd: Some(root),
+    }];
+    // the path of an entry of the top folder, for messages only
+    let full = |stack: &[Level], name: &std::ffi::OsStr| {
+        let mut p = path.to_path_buf();
+        p.extend(stack.iter().skip(1).map(|l| l.name.as_os_str()));
+        p.join(name)
+    };
     let (mut seen, mut changed) = (0u64, 0u64);
     let mut reported = std::time::Instant::now();
-    while let Some(rel) = pending.pop() {
-        let full = || path.join(&rel);
+    // the descriptor of the folder just left, to take its parent back through `..`
+    let mut left: Option<OwnedFd> = None;
+    loop {
+        let depth = stack.len();
+        let Some(top) = stack.last() else { break };
+        if top.fd.is_none() {
+            let id = top.id;
+            let back = left
+                .take()
+                .and_then(|child| open_checked(&child, "..", id, false))
+                .or_else(|| reopen(&stack));
+            match (back, stack.last_mut()) {
+                (Some(fd), Some(top)) => top.fd = Some(fd),
+                // moved away during the walk: its remaining entries are the account's doing
+                _ => {
+                    stack.pop();
+                    continue;
+                }
+            }
+        }
+        left = None;
+        let Some(top) = stack.last_mut() else { break };
+        let Some(name) = top.names.pop() else {
+            left = stack.pop().and_then(|l| l.fd);
+            continue;
+        };
+        let Some(dir) = top.fd.as_ref() else { break };
         let fd = match openat2(
-            &root,
-            &rel,
+            dir,
+            &name,
             OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
             Mode::empty(),
-            beneath,
+            BENEATH,
         ) {
             Ok(fd) => fd,
             // gone since its folder was listed; a link now on the way (a folder swapped for
@@ -435,9 +490,10 @@ pub fn reown_files(path: &Path, ids: Reown, progress: &mut dyn FnMut(u64)) -> Re
             {
                 continue
             }
-            Err(e) => return Err(Error::io(full(), e)),
+            Err(e) => return Err(Error::io(full(&stack, &name), e)),
         };
-        let st = statat(&fd, "", at_itself).map_err(|e| Error::io(full(), format!("stat: {e}")))?;
+        let st = statat(&fd, "", AT_ITSELF)
+            .map_err(|e| Error::io(full(&stack, &name), format!("stat: {e}")))?;
         if st.st_dev != root_dev {
             continue;
         }
@@ -446,38 +502,91 @@ pub fn reown_files(path: &Path, ids: Reown, progress: &mut dyn FnMut(u64)) -> Re
         let gid = (st.st_gid == ids.from_gid && ids.from_gid != ids.to_gid)
             .then(|| Gid::from_raw(ids.to_gid));
         if uid.is_some() || gid.is_some() {
-            chownat(&fd, "", uid, gid, at_itself)
-                .map_err(|e| Error::io(full(), format!("chown: {e}")))?;
+            chownat(&fd, "", uid, gid, AT_ITSELF)
+                .map_err(|e| Error::io(full(&stack, &name), format!("chown: {e}")))?;
             changed += 1;
-        }
-        if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
-            pending.extend(names_in(&fd, path, &rel)?);
         }
         seen += 1;
         if seen % 1024 == 0 && reported.elapsed() >= PROGRESS_EVERY {
             progress(seen);
             reported = std::time::Instant::now();
         }
+        if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
+            let names = names_in(&fd).map_err(|e| Error::io(full(&stack, &name), e))?;
+            // below the levels kept open, the folder left keeps only the new top's
+            if depth >= WALK_OPEN_DIRS {
+                if let Some(top) = stack.last_mut() {
+                    top.fd = None;
+                }
+            }
+            stack.push(Level {
+                name,
+                id: (st.st_dev, st.st_ino),
+                fd: Some(fd),
+                names,
+            });
+        }
     }
     Ok(changed)
 }
 
-/// The entries of the folder open (`O_PATH`) as `dir`, as paths below `root` (`rel/name`).
-fn names_in(dir: &OwnedFd, root: &Path, rel: &Path) -> Result<Vec<PathBuf>, Error> {
-    let err = |e| Error::io(root.join(rel), e);
+const BENEATH: ResolveFlags = ResolveFlags::BENEATH
+    .union(ResolveFlags::NO_SYMLINKS)
+    .union(ResolveFlags::NO_XDEV)
+    .union(ResolveFlags::NO_MAGICLINKS);
+const AT_ITSELF: AtFlags = AtFlags::EMPTY_PATH.union(AtFlags::SYMLINK_NOFOLLOW);
+
+/// The folder `name` (`..` included) from `dir`, `O_PATH`, if it is the one of `id`.
+/// `beneath`: resolved beneath `dir` (a name), else only without links or other mounts.
+fn open_checked(
+    dir: &OwnedFd,
+    name: impl rustix::path::Arg,
+    id: (u64, u64),
+    beneath: bool,
+) -> Option<OwnedFd> {
+    let how = if beneath {
+        BENEATH
+    } else {
+        ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_XDEV | ResolveFlags::NO_MAGICLINKS
+    };
+    let fd = openat2(
+        dir,
+        name,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+        how,
+    )
+    .ok()?;
+    let st = statat(&fd, "", AT_ITSELF).ok()?;
+    ((st.st_dev, st.st_ino) == id).then_some(fd)
+}
+
+/// The top folder of the walk, re-opened by its names from the nearest open one above it,
+/// each step checked to be the folder walked into.
+fn reopen(stack: &[Level]) -> Option<OwnedFd> {
+    let open = stack.iter().rposition(|l| l.fd.is_some())?;
+    let mut fd: Option<OwnedFd> = None;
+    for level in stack.iter().skip(open + 1) {
+        let from = fd.as_ref().or(stack.get(open)?.fd.as_ref())?;
+        fd = Some(open_checked(from, level.name.as_os_str(), level.id, true)?);
+    }
+    fd
+}
+
+/// The names in the folder open (`O_PATH`) as `dir`.
+fn names_in(dir: &OwnedFd) -> rustix::io::Result<Vec<std::ffi::OsString>> {
     let fd = openat(
         dir,
         ".",
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
         Mode::empty(),
-    )
-    .map_err(err)?;
+    )?;
     let mut names = Vec::new();
-    for entry in rustix::fs::Dir::new(fd).map_err(err)? {
-        let entry = entry.map_err(err)?;
+    for entry in rustix::fs::Dir::new(fd)? {
+        let entry = entry?;
         let name = entry.file_name().to_bytes();
         if name != b"." && name != b".." {
-            names.push(rel.join(std::ffi::OsStr::from_bytes(name)));
+            names.push(std::ffi::OsStr::from_bytes(name).to_os_string());
         }
     }
     Ok(names)
@@ -730,6 +839,109 @@ mod tests {
             (after.mode(), after.uid(), after.ino()),
             (before.mode(), before.uid(), before.ino())
         );
+    }
+
+    /// A tree deeper than `PATH_MAX` (the account's nested 250-byte names): walked by
+    /// descriptors, every level re-owned, also what is looked at on the way back up (past the
+    /// levels kept open, through `..`), the link at the bottom re-owned, not followed.
+    #[test]
+    fn reown_files_walks_a_tree_deeper_than_path_max() {
+        assert!(
+            rustix::process::geteuid().is_root(),
+            "this test changes owners, which needs root: run it as root (CI does); it never skips"
+        );
+        let (old, new) = (41011, 41012);
+        let dir = tempfile::tempdir().unwrap();
+        let site = dir.path().join("htdocs");
+        let outside = dir.path().join("outside");
+        std::fs::create_dir(&site).unwrap();
+        std::fs::create_dir(&outside).unwrap();
+        let name = "d".repeat(250);
+        let depth = WALK_OPEN_DIRS + 30; // 94 × 251 bytes: past PATH_MAX (4096) and the open levels
+        let as_old = |dir: &OwnedFd, entry: &str| {
+            chownat(
+                dir,
+                entry,
+                Some(Uid::from_raw(old)),
+                Some(Gid::from_raw(old)),
+                AtFlags::SYMLINK_NOFOLLOW,
+            )
+            .unwrap()
+        };
+        let open_dir = |dir: &OwnedFd, entry: &str| {
+            openat(
+                dir,
+                entry,
+                OFlags::RDONLY | OFlags::DIRECTORY,
+                Mode::empty(),
+            )
+            .unwrap()
+        };
+        let mut levels = vec![open_dir(
+            &rustix::fs::openat(CWD, &site, OFlags::RDONLY, Mode::empty()).unwrap(),
+            ".",
+        )];
+        for _ in 0..depth {
+            let cur = levels.last().unwrap();
+            mkdirat(cur, name.as_str(), Mode::from_raw_mode(0o755)).unwrap();
+            as_old(cur, &name);
+            // a file and a second folder beside each: some are looked at after the deep
+            // branch, from a folder taken back on the way up
+            drop(
+                openat(
+                    cur,
+                    "f",
+                    OFlags::CREATE | OFlags::WRONLY,
+                    Mode::from_raw_mode(0o644),
+                )
+                .unwrap(),
+            );
+            as_old(cur, "f");
+            mkdirat(cur, "e", Mode::from_raw_mode(0o755)).unwrap();
+            as_old(cur, "e");
+            let next = open_dir(cur, &name);
+            levels.push(next);
+        }
+        let bottom = levels.last().unwrap();
+        rustix::fs::symlinkat(&outside, bottom, "link").unwrap();
+        as_old(bottom, "link");
+        let outside_before = std::fs::metadata(&outside).unwrap();
+        let too_long = site.join(std::iter::repeat_n(name.as_str(), depth).collect::<PathBuf>());
+        assert!(too_long.as_os_str().len() > 4096);
+        drop(levels);
+
+        let ids = Reown {
+            from_uid: old,
+            to_uid: new,
+            from_gid: old,
+            to_gid: new,
+        };
+        let changed = reown_files(&site, ids, &mut |_| {}).unwrap();
+        assert_eq!(changed, 3 * depth as u64 + 1);
+        // every level, looked at by relative steps
+        let owner = |dir: &OwnedFd, entry: &str| {
+            let st = statat(dir, entry, AtFlags::SYMLINK_NOFOLLOW).unwrap();
+            (st.st_uid, st.st_gid)
+        };
+        let mut cur = open_dir(
+            &rustix::fs::openat(CWD, &site, OFlags::RDONLY, Mode::empty()).unwrap(),
+            ".",
+        );
+        for level in 0..depth {
+            for entry in [name.as_str(), "f", "e"] {
+                assert_eq!(owner(&cur, entry), (new, new), "{entry} at level {level}");
+            }
+            cur = open_dir(&cur, &name);
+        }
+        assert_eq!(owner(&cur, "link"), (new, new));
+        let outside_after = std::fs::metadata(&outside).unwrap();
+        assert_eq!(
+            (outside_after.uid(), outside_after.gid()),
+            (outside_before.uid(), outside_before.gid()),
+            "the link was followed"
+        );
+        assert_eq!(reown_files(&site, ids, &mut |_| {}).unwrap(), 0);
+        dir.close().unwrap();
     }
 
     /// The walk of a uid change: the old uid's entries get the new one, links are re-owned
