@@ -132,6 +132,10 @@ pub struct ProxyArgs {
     /// The access log's lines: JSON objects, or Apache's combined format (GoAccess, fail2ban).
     #[arg(long, value_enum, default_value_t = AccessLogFormat::Json, requires = "access_log")]
     pub access_log_format: AccessLogFormat,
+    /// Started as root, run as this user once the ports are bound (a system user of the
+    /// proxy's own, e.g. `pic2-proxy`; it must own `[proxy] state_dir`).
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
     /// Serving threads, each with its own listeners and backend connections [default: one
     /// per core].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]

@@ -271,21 +271,10 @@ fn site_maintenance_flips_the_switch_by_name_or_alias() {
 #[test]
 fn proxy_daemon_reopens_its_log_on_sighup_and_stops_on_sigterm() {
     use std::io::{Read, Write};
-    use std::net::{TcpListener, TcpStream};
+    use std::net::TcpStream;
     use std::time::{Duration, Instant};
     // a backend answering 200, bounded in requests
-    let backend = TcpListener::bind("127.0.0.1:0").unwrap();
-    let backend_addr = backend.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for stream in backend.incoming().take(50) {
-            let Ok(mut s) = stream else { continue };
-            let mut buf = [0u8; 4096];
-            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-            let _ = s.read(&mut buf);
-            let _ =
-                s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
-        }
-    });
+    let backend_addr = ok_backend(50);
     let dir = tempfile::tempdir().unwrap();
     let routes = dir.path().join("routes.json");
     let settings = serde_json::json!({"state_dir": dir.path().join("state")});
@@ -293,20 +282,8 @@ fn proxy_daemon_reopens_its_log_on_sighup_and_stops_on_sigterm() {
         "backend": backend_addr.to_string(), "tls": {"mode": "none"}});
     let doc = serde_json::json!({"version": 1, "settings": settings, "sites": [site]});
     std::fs::write(&routes, doc.to_string()).unwrap();
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let log = dir.path().join("access.log");
-    // killed if the test fails half-way, never left running
-    struct Daemon(std::process::Child);
-    impl Drop for Daemon {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
     let mut proxy = Command::new(env!("CARGO_BIN_EXE_pic2"))
         .args(["-c", "examples/demo.toml", "proxy", "--workers", "1"])
         .arg("--routes")
@@ -386,4 +363,168 @@ fn proxy_daemon_reopens_its_log_on_sighup_and_stops_on_sigterm() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(status.success(), "{status}");
+}
+
+/// `pic2 proxy --user` started as root: every thread of the daemon runs as the user (uid,
+/// gid, no other group, no capability), the state folder it made is the user's, and it
+/// serves and logs. A state folder root owns is refused at start, with the command that
+/// mends it. Needs root, as CI runs: never skipped.
+#[test]
+fn proxy_daemon_started_as_root_runs_as_its_user() {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    use std::time::{Duration, Instant};
+    assert!(
+        std::fs::metadata("/proc/self").unwrap().uid() == 0,
+        "this test starts the proxy as root and checks it gives root up: run it as root (CI does)"
+    );
+    // a backend answering 200, bounded in requests
+    let backend_addr = ok_backend(20);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let state = dir.path().join("state");
+    let routes = dir.path().join("routes.json");
+    let settings = serde_json::json!({"state_dir": state});
+    let site = serde_json::json!({"name": "a.test", "hosts": ["a.test"],
+        "backend": backend_addr.to_string(), "tls": {"mode": "none"}});
+    let doc = serde_json::json!({"version": 1, "settings": settings, "sites": [site]});
+    std::fs::write(&routes, doc.to_string()).unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    std::os::unix::fs::chown(&logs, Some(65534), Some(65534)).unwrap();
+    let port = free_port();
+    let start = || {
+        Command::new(env!("CARGO_BIN_EXE_pic2"))
+            .args([
+                "-c",
+                "examples/demo.toml",
+                "proxy",
+                "--workers",
+                "2",
+                "--user",
+                "nobody",
+            ])
+            .arg("--routes")
+            .arg(&routes)
+            .args([
+                "--listen-http",
+                &format!("127.0.0.1:{port}"),
+                "--listen-https",
+                "",
+            ])
+            .arg("--access-log")
+            .arg(logs.join("access.log"))
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .map(Daemon)
+            .unwrap()
+    };
+    let proxy = start();
+    let get = || -> String {
+        let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+            return String::new();
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+        let _ = write!(
+            s,
+            "GET /as-user HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n"
+        );
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !get().starts_with("HTTP/1.1 200") {
+        assert!(Instant::now() < deadline, "the proxy answering within 10 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let tasks = std::fs::read_dir(format!("/proc/{}/task", proxy.0.id())).unwrap();
+    let mut threads = 0;
+    for task in tasks {
+        let status = std::fs::read_to_string(task.unwrap().path().join("status")).unwrap();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .map(|v| v.split_whitespace().collect::<Vec<_>>().join(" "))
+                .unwrap_or_default()
+        };
+        assert_eq!(field("Uid:"), "65534 65534 65534 65534", "{status}");
+        assert_eq!(field("Gid:"), "65534 65534 65534 65534", "{status}");
+        assert_eq!(field("Groups:"), "65534", "{status}");
+        assert_eq!(field("CapEff:"), "0000000000000000", "{status}");
+        threads += 1;
+    }
+    assert!(threads >= 3, "the main thread and two workers: {threads}");
+    assert_eq!(std::fs::metadata(&state).unwrap().uid(), 65534);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(logs.join("access.log")).is_ok_and(|t| t.contains("/as-user")) {
+        assert!(Instant::now() < deadline, "the request logged within 10 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(proxy);
+
+    // a state folder root owns: refused before anything is served
+    std::os::unix::fs::chown(&state, Some(0), Some(0)).unwrap();
+    let mut refused = start();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = refused.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "a refused start did not end");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    refused
+        .0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(!status.success());
+    assert!(
+        stderr.contains(&format!("chown -R nobody: {}", state.display())),
+        "{stderr}"
+    );
+}
+
+/// A backend on loopback answering `200 ok` to each of its first `requests` connections.
+fn ok_backend(requests: usize) -> std::net::SocketAddr {
+    use std::io::{Read, Write};
+    let backend = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = backend.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in backend.incoming().take(requests) {
+            let Ok(mut s) = stream else { continue };
+            let mut buf = [0u8; 4096];
+            let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(5)));
+            let _ = s.read(&mut buf);
+            let _ =
+                s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
+        }
+    });
+    addr
+}
+
+/// A loopback port free a moment ago.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A daemon killed if its test fails half-way, never left running.
+struct Daemon(std::process::Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

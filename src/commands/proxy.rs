@@ -7,10 +7,19 @@ use pic2_inventory::ValidInventory;
 use std::path::PathBuf;
 
 pub fn run(inv: &ValidInventory, args: ProxyArgs) -> anyhow::Result<Outcome> {
+    let run_as = match &args.user {
+        Some(name) => Some(pic2_proxy::privileges::RunAs::lookup(name)?),
+        None => None,
+    };
     let routes = match args.routes {
         Some(p) => p,
         None => {
             let r = pic2_render::proxy::routes(inv);
+            if let Some(who) = &run_as {
+                // made the user's before the routes are written into it as root
+                let state = std::path::Path::new(&r.settings.state_dir);
+                pic2_proxy::privileges::prepare_state_dir(state, who)?;
+            }
             let path = PathBuf::from(&r.settings.state_dir).join(pic2_render::proxy::ROUTES_FILE);
             if let Some(dir) = path.parent() {
                 std::fs::create_dir_all(dir)
@@ -29,6 +38,7 @@ pub fn run(inv: &ValidInventory, args: ProxyArgs) -> anyhow::Result<Outcome> {
         AccessLogFormat::Json => pic2_proxy::access_log::Format::Json,
         AccessLogFormat::Combined => pic2_proxy::access_log::Format::Combined,
     };
+    options.run_as = run_as;
     if let Some(n) = args.workers {
         options.workers = usize::from(n);
     }

@@ -32,6 +32,8 @@ pub enum Error {
     },
     #[error("certificate of {site}: {reason}")]
     Cert { site: String, reason: String },
+    #[error("running as another user: {reason}")]
+    Privileges { reason: String },
     #[error("TLS set-up: {0}")]
     Tls(#[from] rustls::Error),
     #[error("ACME for {site}: {reason}")]

@@ -29,6 +29,7 @@ pub mod net;
 pub mod origin;
 mod pages;
 mod per_client;
+pub mod privileges;
 mod room;
 mod send_timeout;
 pub mod server;

@@ -59,6 +59,9 @@ pub struct Options {
     /// How often routes, certificates and maintenance switches are looked at.
     pub poll_interval: Duration,
     pub acme: AcmeOptions,
+    /// The user to run as once the ports are bound, when started as root
+    /// ([`crate::privileges`]).
+    pub run_as: Option<crate::privileges::RunAs>,
     pub shutdown_grace: Duration,
 }
 
@@ -89,6 +92,7 @@ impl Options {
             access_log_format: crate::access_log::Format::Json,
             poll_interval: Duration::from_secs(1),
             acme: AcmeOptions::default(),
+            run_as: None,
             shutdown_grace: Duration::from_secs(30),
         }
     }
@@ -386,6 +390,16 @@ impl Proxy {
         let http_addr = first_addr(&http_l);
         let https_addr = first_addr(&https_l);
         let metrics_addr = metrics_l.as_ref().and_then(|l| l.local_addr().ok());
+        // root is given up here, once the ports are bound: certificates, the access log and
+        // every byte from the network are read as the user
+        if let Some(who) = &options.run_as {
+            crate::privileges::prepare_state_dir(Path::new(&settings.state_dir), who)?;
+            crate::privileges::become_user(who)?;
+        } else if nix::unistd::geteuid().is_root() {
+            tracing::warn!(
+                "the proxy runs as root: a flaw in it would give root on this host; start it with --user (a system user of its own)"
+            );
+        }
 
         let certs = Arc::new(Certs::default());
         let (loaded, errors) = crate::tls::load_all(&table.routes, &HashMap::new());
