@@ -133,7 +133,8 @@ pub struct ProxyArgs {
     #[arg(long, value_enum, default_value_t = AccessLogFormat::Json, requires = "access_log")]
     pub access_log_format: AccessLogFormat,
     /// Started as root, run as this user once the ports are bound (a system user of the
-    /// proxy's own, e.g. `pic2-proxy`; it must own `[proxy] state_dir`).
+    /// proxy's own, e.g. `pic2-proxy`; `certs/` and `acme/` in `[proxy] state_dir` become
+    /// its own).
     #[arg(long, value_name = "NAME")]
     pub user: Option<String>,
     /// Serving threads, each with its own listeners and backend connections [default: one

@@ -366,9 +366,9 @@ fn proxy_daemon_reopens_its_log_on_sighup_and_stops_on_sigterm() {
 }
 
 /// `pic2 proxy --user` started as root: every thread of the daemon runs as the user (uid,
-/// gid, no other group, no capability), the state folder it made is the user's, and it
-/// serves and logs. A state folder root owns is refused at start, with the command that
-/// mends it. Needs root, as CI runs: never skipped.
+/// gid, its groups only, no capability), the state folder it made stays root's with the
+/// user's `certs/` and `acme/` in it, and it serves and logs. A `certs/` root owns is
+/// refused at start, with the command that mends it. Needs root, as CI runs: never skipped.
 #[test]
 fn proxy_daemon_started_as_root_runs_as_its_user() {
     use std::io::{Read, Write};
@@ -458,7 +458,11 @@ fn proxy_daemon_started_as_root_runs_as_its_user() {
         threads += 1;
     }
     assert!(threads >= 3, "the main thread and two workers: {threads}");
-    assert_eq!(std::fs::metadata(&state).unwrap().uid(), 65534);
+    // the state folder root's (root writes the routes there), what the proxy writes its own
+    assert_eq!(std::fs::metadata(&state).unwrap().uid(), 0);
+    for written in ["certs", "acme"] {
+        assert_eq!(std::fs::metadata(state.join(written)).unwrap().uid(), 65534);
+    }
     let deadline = Instant::now() + Duration::from_secs(10);
     while !std::fs::read_to_string(logs.join("access.log")).is_ok_and(|t| t.contains("/as-user")) {
         assert!(Instant::now() < deadline, "the request logged within 10 s");
@@ -466,8 +470,9 @@ fn proxy_daemon_started_as_root_runs_as_its_user() {
     }
     drop(proxy);
 
-    // a state folder root owns: refused before anything is served
-    std::os::unix::fs::chown(&state, Some(0), Some(0)).unwrap();
+    // a certificates folder root owns (left by a run as root): refused before anything is
+    // served, with the command that mends it
+    std::os::unix::fs::chown(state.join("certs"), Some(0), Some(0)).unwrap();
     let mut refused = start();
     let deadline = Instant::now() + Duration::from_secs(10);
     let status = loop {
@@ -486,10 +491,8 @@ fn proxy_daemon_started_as_root_runs_as_its_user() {
         .read_to_string(&mut stderr)
         .unwrap();
     assert!(!status.success());
-    assert!(
-        stderr.contains(&format!("chown -R nobody: {}", state.display())),
-        "{stderr}"
-    );
+    let hint = format!("chown -R nobody: {}", state.join("certs").display());
+    assert!(stderr.contains(&hint), "{stderr}");
 }
 
 /// A backend on loopback answering `200 ok` to each of its first `requests` connections.

@@ -421,6 +421,12 @@ impl Acme {
                 Err(err) => {
                     let limited = matches!(err, Error::AcmeRateLimited { .. });
                     e.failed(wanted, base, limited);
+                    if matches!(err, Error::AcmeKept { .. }) {
+                        // the names the CA refused are asked again with the rest: no sooner
+                        // than a refused name would be
+                        let least = Instant::now() + REFUSED_NAME_WAIT;
+                        e.next_try = e.next_try.map(|t| t.max(least));
+                    }
                 }
             }
         }
@@ -470,6 +476,11 @@ impl Acme {
                 let creds: AccountCredentials = serde_json::from_slice(&bytes)
                     .map_err(|x| acme_err("(account)", format!("{}: {x}", path.display())))?;
                 builder()?.from_credentials(creds).await.map_err(e)?
+            }
+            // any other error (a file the proxy's user cannot read, left by a run as root):
+            // said, never answered with a new account whose file would replace this one
+            Err(x) if x.kind() != std::io::ErrorKind::NotFound => {
+                return Err(acme_err("(account)", format!("{}: {x}", path.display())));
             }
             Err(_) => {
                 let contact = s.acme_email.as_ref().map(|m| format!("mailto:{m}"));
@@ -604,13 +615,10 @@ fn keep_covered(res: Result<(), Error>, current: Option<&Stored>, now: i64) -> R
     if !(lasting && names.iter().any(|n| current.names_host(n))) {
         return res;
     }
-    Err(acme_err(
-        site,
-        format!(
-            "the CA could not validate {}; the current certificate, which names them, is kept and its renewal tried again later",
-            refused.join("; ")
-        ),
-    ))
+    Err(Error::AcmeKept {
+        site: site.clone(),
+        refused: refused.clone(),
+    })
 }
 
 /// The names of a failed order whose authorization the CA refused, each with the reason it
@@ -858,7 +866,13 @@ mod renewal {
         let current = stored(90, &["a.test", "www.a.test"]);
         // 60 days into 90: due for renewal, 30 days left: the certificate is kept
         let kept = keep_covered(refused(), Some(&current), 60 * DAY);
-        assert!(matches!(kept, Err(Error::Acme { .. })), "{kept:?}");
+        assert!(matches!(kept, Err(Error::AcmeKept { .. })), "{kept:?}");
+        // and the renewal is asked again no sooner than a refused name would be
+        let acme = Acme::new(Arc::new(Certs::default()), AcmeOptions::default());
+        let both = hosts(&["a.test", "www.a.test"]);
+        assert!(!acme.count("a.test", &both, &kept));
+        let next = acme.backoff.lock().unwrap()["a.test"].next_try.unwrap();
+        assert!(next >= Instant::now() + REFUSED_NAME_WAIT - Duration::from_secs(1));
         // 5 days left: the name is dropped rather than the site's whole certificate lost
         let dropped = keep_covered(refused(), Some(&current), 85 * DAY);
         assert!(matches!(dropped, Err(Error::AcmeRefused { .. })));

@@ -32,6 +32,10 @@ pub enum Error {
     },
     #[error("certificate of {site}: {reason}")]
     Cert { site: String, reason: String },
+    /// Names the CA refused that the site's certificate still covers for a while: the
+    /// certificate is kept, and its renewal asked again later with them.
+    #[error("ACME for {site}: the CA could not validate {}; the current certificate, which names them, is kept and its renewal tried again later", refused.join("; "))]
+    AcmeKept { site: String, refused: Vec<String> },
     #[error("running as another user: {reason}")]
     Privileges { reason: String },
     #[error("TLS set-up: {0}")]

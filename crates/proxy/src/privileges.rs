@@ -1,15 +1,18 @@
 //! Giving up root. The proxy is the platform's only public face, and the host it runs on
 //! holds every site's files: a flaw in a parser must not give root. Started as root with a
 //! user to run as (`pic2 proxy --user pic2-proxy`, as nginx's and HAProxy's `user`), it
-//! binds its ports, then takes that user's uid and gid for good (supplementary groups
-//! dropped, no capability left), before it reads its certificates or a byte from the
-//! network. glibc's `setuid` changes every thread of the process, not only the caller's.
+//! binds its ports, then takes that user's ids for good (its groups from /etc/group, as
+//! `initgroups` gives them; no capability; no new privileges) before it reads its
+//! certificates or a byte from the network. glibc's `setuid` changes every thread of the
+//! process, not only the caller's.
 //!
-//! What it keeps writing must then be the user's: the state folder (ACME's certificates
-//! and account), and the access log's folder if logrotate moves the file away. The state
-//! folder is checked before anything is dropped, and the proxy does not start when it is
-//! someone else's: a certificate ordered and then lost for want of a place to keep it is
-//! ordered again at every try, and the CA allows five a week.
+//! The state folder stays root's and writable by root alone: `pic2 apply` writes the routes
+//! into it and `pic2 site maintenance` its flags, never through a link the user could have
+//! planted. What the proxy writes lives in two folders of the user's own inside it,
+//! `certs/` (its certificates) and `acme/` (the CA account), made for the user at start or
+//! checked to be the user's. A certificate ordered and then lost for want of a place to
+//! keep it is ordered again at every try, and the CA allows five a week: so the proxy does
+//! not start when they are someone else's.
 
 use crate::Error;
 use std::os::unix::fs::MetadataExt;
@@ -39,9 +42,9 @@ impl RunAs {
                     "no user {name:?} on this system: create it (`adduser --system --group {name}`)"
                 ))
             })?;
-        if user.uid.is_root() {
+        if user.uid.is_root() || user.gid.as_raw() == 0 {
             return Err(err(format!(
-                "{name:?} is root: run the proxy as a user of its own (`adduser --system --group pic2-proxy`)"
+                "{name:?} is root or in root's group: run the proxy as a user of its own (`adduser --system --group pic2-proxy`)"
             )));
         }
         Ok(RunAs {
@@ -52,49 +55,88 @@ impl RunAs {
     }
 }
 
-/// Checks that `state_dir` (made if missing), and the folders the proxy writes in it, are
-/// `who`'s to write. Called as root, before anything is dropped.
+/// The folders the proxy writes in its state folder, as the user it runs as.
+const WRITTEN: [&str; 2] = ["certs", "acme"];
+
+/// Checks that `state_dir` is root's alone (made if missing, 0755: the routes and the
+/// maintenance flags are no secret), and that `certs/` and `acme/` in it are `who`'s
+/// folders (made 0700 if missing). Called as root, before anything is dropped.
 pub fn prepare_state_dir(state_dir: &Path, who: &RunAs) -> Result<(), Error> {
+    use std::os::unix::fs::DirBuilderExt;
     if !state_dir.exists() {
-        std::fs::create_dir_all(state_dir).map_err(|source| Error::Write {
-            path: state_dir.to_owned(),
-            source,
-        })?;
-        std::os::unix::fs::chown(state_dir, Some(who.uid), Some(who.gid)).map_err(|e| {
-            err(format!(
-                "cannot give {} to {}: {e}",
-                state_dir.display(),
-                who.name
-            ))
-        })?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(state_dir)
+            .map_err(|source| Error::Write {
+                path: state_dir.to_owned(),
+                source,
+            })?;
     }
-    for dir in [
-        state_dir.to_owned(),
-        state_dir.join("certs"),
-        state_dir.join("acme"),
-    ] {
-        let Ok(meta) = std::fs::symlink_metadata(&dir) else {
-            continue; // made later by the proxy itself, as the user
-        };
-        if meta.uid() != who.uid {
-            return Err(err(format!(
-                "{} belongs to uid {}, and the proxy runs as {} (uid {}), which writes its certificates there: `chown -R {}: {}`",
-                dir.display(),
-                meta.uid(),
-                who.name,
-                who.uid,
-                who.name,
-                state_dir.display()
-            )));
-        }
+    let meta = std::fs::metadata(state_dir).map_err(|source| Error::Read {
+        path: state_dir.to_owned(),
+        source,
+    })?;
+    if !meta.is_dir() || meta.uid() != 0 || meta.mode() & 0o022 != 0 {
+        return Err(err(format!(
+            "{0} must be a folder root alone can write: root writes the routes and the maintenance flags there, never through a link {1} could put in it (`chown root: {0}; chmod go-w {0}`)",
+            state_dir.display(),
+            who.name
+        )));
+    }
+    for name in WRITTEN {
+        user_folder(&state_dir.join(name), who)?;
     }
     Ok(())
+}
+
+/// Makes `dir` (in a folder root alone writes) a 0700 folder of `who`'s, or checks it is one.
+fn user_folder(dir: &Path, who: &RunAs) -> Result<(), Error> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let made = |source| Error::Write {
+        path: dir.to_owned(),
+        source,
+    };
+    let meta = match std::fs::symlink_metadata(dir) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            // its folder is root's: nobody else can put anything at this name meanwhile
+            std::fs::DirBuilder::new()
+                .mode(0o700)
+                .create(dir)
+                .map_err(made)?;
+            std::os::unix::fs::lchown(dir, Some(who.uid), Some(who.gid)).map_err(made)?;
+            return std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                .map_err(made);
+        }
+        Err(source) => {
+            return Err(Error::Read {
+                path: dir.to_owned(),
+                source,
+            })
+        }
+    };
+    if meta.is_dir() && meta.uid() == who.uid {
+        return Ok(());
+    }
+    let what = if meta.is_dir() {
+        format!("uid {}'s", meta.uid())
+    } else {
+        "no folder".to_owned()
+    };
+    Err(err(format!(
+        "{} is {what}, and the proxy runs as {} (uid {}), which writes there: `chown -R {}: {0}`",
+        dir.display(),
+        who.name,
+        who.uid,
+        who.name
+    )))
 }
 
 /// Takes `who`'s ids for good. Started as `who` already, there is nothing to do; started
 /// as another user than root, the switch cannot be made and is refused.
 pub(crate) fn become_user(who: &RunAs) -> Result<(), Error> {
-    use nix::unistd::{getegid, geteuid, getgid, getuid, setgid, setgroups, setuid, Gid, Uid};
+    use nix::unistd::{getegid, geteuid, getgid, getuid, initgroups, setgid, setuid, Gid, Uid};
     let (uid, gid) = (Uid::from_raw(who.uid), Gid::from_raw(who.gid));
     if getuid() == uid && geteuid() == uid {
         return Ok(());
@@ -108,9 +150,15 @@ pub(crate) fn become_user(who: &RunAs) -> Result<(), Error> {
         )));
     }
     let fail = |what: &str, e: nix::Error| err(format!("cannot {what} for {}: {e}", who.name));
-    setgroups(&[gid]).map_err(|e| fail("drop the supplementary groups", e))?;
+    let name = std::ffi::CString::new(who.name.as_str())
+        .map_err(|e| err(format!("user name {:?}: {e}", who.name)))?;
+    // the user's own groups (`ssl-cert`, to read certificate keys), root's dropped
+    initgroups(&name, gid).map_err(|e| fail("set the groups", e))?;
     setgid(gid).map_err(|e| fail("set the group", e))?;
     setuid(uid).map_err(|e| fail("set the user", e))?;
+    // inherited by every thread started after this one: all of them but this one
+    rustix::thread::set_no_new_privs(true)
+        .map_err(|e| err(format!("cannot forbid new privileges: {e}")))?;
     // checked rather than trusted: root cannot be taken back, and every id is the user's
     let dropped = getuid() == uid && geteuid() == uid && getgid() == gid && getegid() == gid;
     if !dropped || setuid(Uid::from_raw(0)).is_ok() {
@@ -141,22 +189,43 @@ mod tests {
     }
 
     #[test]
-    fn a_state_folder_of_another_owner_is_refused_before_anything_is_dropped() {
+    fn the_state_folder_stays_roots_and_the_written_ones_are_the_users() {
+        use std::os::unix::fs::PermissionsExt;
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "this test makes folders for another user: run it as root (CI does)"
+        );
         let dir = tempfile::tempdir().unwrap();
         let nobody = RunAs::lookup("nobody").unwrap();
-        let mine = RunAs {
-            uid: nix::unistd::geteuid().as_raw(),
-            ..nobody.clone()
-        };
-        // missing: made, the user's
+        // missing: made, root's 0755, with the user's certs/ and acme/ (0700)
         let state = dir.path().join("state");
-        prepare_state_dir(&state, &mine).unwrap();
-        assert!(state.is_dir());
-        // someone else's: refused, with the command that mends it
-        let e = prepare_state_dir(&state, &nobody).unwrap_err().to_string();
-        assert!(
-            e.contains(&format!("chown -R nobody: {}", state.display())),
-            "{e}"
+        prepare_state_dir(&state, &nobody).unwrap();
+        let meta = |p: &Path| std::fs::symlink_metadata(p).unwrap();
+        assert_eq!(
+            (meta(&state).uid(), meta(&state).mode() & 0o777),
+            (0, 0o755)
         );
+        for d in WRITTEN {
+            let m = meta(&state.join(d));
+            let seen = (m.uid(), m.gid(), m.mode() & 0o777);
+            assert_eq!(seen, (65534, nobody.gid, 0o700), "{d}");
+        }
+        prepare_state_dir(&state, &nobody).unwrap();
+        // the state folder writable by others: refused
+        std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let e = prepare_state_dir(&state, &nobody).unwrap_err().to_string();
+        assert!(e.contains("chmod go-w"), "{e}");
+        std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o755)).unwrap();
+        // certs/ root's (from runs as root): refused, with the command that mends it
+        std::os::unix::fs::lchown(state.join("certs"), Some(0), Some(0)).unwrap();
+        let e = prepare_state_dir(&state, &nobody).unwrap_err().to_string();
+        let hint = format!("chown -R nobody: {}", state.join("certs").display());
+        assert!(e.contains(&hint), "{e}");
+        // a link in its place: refused, never followed
+        std::fs::remove_dir(state.join("certs")).unwrap();
+        std::os::unix::fs::symlink("/etc", state.join("certs")).unwrap();
+        let e = prepare_state_dir(&state, &nobody).unwrap_err().to_string();
+        assert!(e.contains("is no folder"), "{e}");
+        assert_eq!(meta(Path::new("/etc")).uid(), 0);
     }
 }

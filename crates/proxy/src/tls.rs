@@ -211,11 +211,19 @@ pub fn load_all(
                     .and_then(crate::acme::Stored::of)
                     .filter(|s| s.has_names());
                 let p = Arc::new(p);
+                let mut served = 0;
                 for h in &r.hosts {
                     let h = crate::table::normalize_host(h);
                     if names.as_ref().is_none_or(|s| s.names_host(&h)) {
                         map.insert(h.into_owned(), Arc::clone(&p));
+                        served += 1;
                     }
+                }
+                if served == 0 && !r.hosts.is_empty() {
+                    tracing::warn!(
+                        site = r.name,
+                        "its certificate names none of its hosts: it is not served"
+                    );
                 }
             }
             Err(e) => {

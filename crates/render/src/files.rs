@@ -170,8 +170,10 @@ fn loaded_stamps(inv: &ValidInventory, out: &mut Vec<DesiredPath>) {
 }
 
 /// The proxy's routes file, which a running `pic2 proxy` reloads when it changes: `apply`
-/// writes it, so a site added or moved is served once its runtime is ready. Its folder also
-/// keeps the certificates and the ACME account key: the proxy's (root's) alone.
+/// writes it, so a site added or moved is served once its runtime is ready. Its folder is
+/// root's to write, and readable by the proxy's own user (`--user`): the routes and the
+/// maintenance flags are no secret. The certificates and the ACME account key are in its
+/// `certs/` and `acme/`, the proxy's own folders (0700), which pic2 leaves as they are.
 fn proxy_routes(inv: &ValidInventory, out: &mut Vec<DesiredPath>) {
     let routes = crate::proxy::routes(inv);
     let state = PathBuf::from(&routes.settings.state_dir);
@@ -180,7 +182,7 @@ fn proxy_routes(inv: &ValidInventory, out: &mut Vec<DesiredPath>) {
         kind: PathKind::Dir,
         uid: 0,
         gid: 0,
-        mode: 0o700,
+        mode: 0o755,
         contents: None,
         after_reloads: false,
     });
