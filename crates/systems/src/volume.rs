@@ -12,8 +12,8 @@ use pic2_plan::{FileKind, FileMeta, ObservedFiles};
 use pic2_render::files::{desired, listed_dirs, PathKind};
 use rustix::fd::OwnedFd;
 use rustix::fs::{
-    chownat, fchmod, fchown, fsync, mkdirat, openat, openat2, renameat, renameat_with, statat,
-    unlinkat, AtFlags, FileType, Mode, OFlags, RenameFlags, ResolveFlags, CWD,
+    chownat, fchmod, fchown, fsync, mkdirat, openat, openat2, renameat_with, statat, unlinkat,
+    AtFlags, FileType, Mode, OFlags, RenameFlags, ResolveFlags, CWD,
 };
 use rustix::process::{Gid, Uid};
 use std::io::Write;
@@ -183,7 +183,7 @@ fn lstat(path: &Path, read_up_to: Option<u64>) -> Result<Option<FileMeta>, Error
         FileKind::Other
     };
     let contents = if kind == FileKind::File && read_up_to.is_some_and(|max| meta.len() <= max) {
-        read_nofollow(path).ok()
+        read_up_to.and_then(|max| read_nofollow(path, max).ok())
     } else {
         None
     };
@@ -201,15 +201,34 @@ fn lstat(path: &Path, read_up_to: Option<u64>) -> Result<Option<FileMeta>, Error
     }))
 }
 
-fn read_nofollow(path: &Path) -> std::io::Result<String> {
+/// Reads a regular file of at most `max` bytes without following links. What the account
+/// may have put at the name since it was looked at (a FIFO, whose open or read would block
+/// for ever while holding the apply lock; a device; a file grown huge) is an error, told by
+/// the descriptor actually opened.
+fn read_nofollow(path: &Path, max: u64) -> std::io::Result<String> {
+    use std::io::Read;
     let fd = openat2(
         CWD,
         path,
-        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC,
         Mode::empty(),
         ResolveFlags::NO_SYMLINKS,
     )?;
-    std::io::read_to_string(std::fs::File::from(fd))
+    let file = std::fs::File::from(fd);
+    let meta = file.metadata()?;
+    if !meta.is_file() || meta.len() > max {
+        return Err(std::io::Error::other(format!(
+            "not a regular file of at most {max} bytes (changed since it was looked at?)"
+        )));
+    }
+    let mut text = String::new();
+    file.take(max.saturating_add(1)).read_to_string(&mut text)?;
+    if u64::try_from(text.len()).unwrap_or(u64::MAX) > max {
+        return Err(std::io::Error::other(format!(
+            "grew past {max} bytes while read"
+        )));
+    }
+    Ok(text)
 }
 
 fn list(dir: &Path) -> Result<Option<Vec<String>>, Error> {
@@ -333,13 +352,54 @@ pub fn write_file(path: &Path, uid: u32, gid: u32, mode: u32, contents: &str) ->
         file.write_all(contents.as_bytes())
             .map_err(|e| Error::io(path, e))?;
         fsync(&file).map_err(|e| Error::io(path, format!("fsync: {e}")))?;
-        renameat(&parent, &tmp, &parent, name).map_err(|e| Error::io(path, format!("rename: {e}")))
+        put_in_place(&parent, &tmp, name).map_err(|e| Error::io(path, format!("rename: {e}")))
     })();
     if written.is_err() {
         // its name is never used again: not left behind
         let _ = unlinkat(&parent, &tmp, AtFlags::empty());
     }
     written
+}
+
+/// Puts the written temporary file `tmp` at `name`, whatever the account may have put
+/// there meanwhile (in a folder of its own, at any moment): what is there is exchanged with
+/// the new file in one step (`RENAME_EXCHANGE`), so no folder made at the name in between
+/// can make the write fail; it then sits at `tmp`'s name, where a regular file or a link
+/// (the old file, or its stand-in) is removed, and anything else is moved aside to a name
+/// of chance beside it, never followed nor deleted. Nothing there: a plain rename that
+/// replaces nothing, tried again if the account took the name in between (a few times).
+fn put_in_place(parent: &OwnedFd, tmp: &Path, name: &std::ffi::OsStr) -> rustix::io::Result<()> {
+    use rustix::io::Errno;
+    for _ in 0..8 {
+        match renameat_with(parent, tmp, parent, name, RenameFlags::EXCHANGE) {
+            Ok(()) => return dispose_of_replaced(parent, tmp, name),
+            Err(Errno::NOENT) => {}
+            Err(e) => return Err(e),
+        }
+        match renameat_with(parent, tmp, parent, name, RenameFlags::NOREPLACE) {
+            Err(Errno::EXIST) => continue,
+            other => return other,
+        }
+    }
+    Err(Errno::AGAIN)
+}
+
+/// What [`put_in_place`] exchanged out, now at `tmp`'s name.
+fn dispose_of_replaced(
+    parent: &OwnedFd,
+    tmp: &Path,
+    name: &std::ffi::OsStr,
+) -> rustix::io::Result<()> {
+    let replaced = statat(parent, tmp, AtFlags::SYMLINK_NOFOLLOW)?;
+    let kind = FileType::from_raw_mode(replaced.st_mode);
+    if matches!(kind, FileType::RegularFile | FileType::Symlink) {
+        return unlinkat(parent, tmp, AtFlags::empty());
+    }
+    let tag: String =
+        rand::distr::SampleString::sample_string(&rand::distr::Alphanumeric, &mut rand::rng(), 12);
+    let mut aside = name.to_os_string();
+    aside.push(format!(".pic2-moved-{tag}"));
+    renameat_with(parent, tmp, parent, &aside, RenameFlags::NOREPLACE)
 }
 
 /// Moves the entry at `path` aside to `to` (beside it), as [`pic2_plan::Op::MoveAside`]
@@ -353,7 +413,15 @@ pub fn move_aside(path: &Path, to: &Path) -> Result<Option<PathBuf>, Error> {
     };
     for n in 1..=100u32 {
         let mut candidate = to_name.to_os_string();
-        if n > 1 {
+        if n > 3 {
+            // the plan's names are foreseeable (its time): past a few taken, one of chance
+            let tag: String = rand::distr::SampleString::sample_string(
+                &rand::distr::Alphanumeric,
+                &mut rand::rng(),
+                12,
+            );
+            candidate.push(format!("-{tag}"));
+        } else if n > 1 {
             candidate.push(format!("-{n}"));
         }
         match renameat_with(&parent, name, &parent, &candidate, RenameFlags::NOREPLACE) {
@@ -594,7 +662,7 @@ fn names_in(dir: &OwnedFd) -> rustix::io::Result<Vec<std::ffi::OsString>> {
 
 /// Reads a file pic2 wrote (the credentials), without following links.
 pub fn read_file(path: &Path) -> Result<String, Error> {
-    read_nofollow(path).map_err(|e| Error::io(path, e))
+    read_nofollow(path, MARKER_MAX).map_err(|e| Error::io(path, e))
 }
 
 /// Deletes a folder and everything in it. The parent is checked to be reached without links;
@@ -720,21 +788,45 @@ mod tests {
             names(dir.path()),
             vec![".f.pic2-tmp".to_string(), "f".into()]
         );
-        // a write whose rename fails (a non-empty folder at the target) removes its
-        // temporary file: no name of chance left to pile up at each apply
+        // a folder at the target (made by the account between the plan and the write, or
+        // while it is written): exchanged with the new file in one step, then moved aside
+        // whole; the write does not fail, and no temporary file is left
         let q = dir.path().join("g");
         std::fs::create_dir(&q).unwrap();
         std::fs::write(q.join("kept"), "x").unwrap();
-        let err = write_file(&q, 0, 0, 0o600, "three")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("rename"), "{err}");
-        assert_eq!(
-            names(dir.path()),
-            vec![".f.pic2-tmp".to_string(), "f".into(), "g".into()],
-            "a temporary file was left"
-        );
-        assert_eq!(names(&q), vec!["kept".to_string()]);
+        write_file(&q, 0, 0, 0o600, "three").unwrap();
+        assert_eq!(std::fs::read_to_string(&q).unwrap(), "three");
+        let now = names(dir.path());
+        assert_eq!(now.len(), 4, "{now:?}");
+        let moved = now
+            .iter()
+            .find(|n| n.starts_with("g.pic2-moved-"))
+            .unwrap_or_else(|| panic!("not moved aside: {now:?}"));
+        assert_eq!(names(&dir.path().join(moved)), vec!["kept".to_string()]);
+        assert!(!now.iter().any(|n| n.starts_with(".g.")), "{now:?}");
+    }
+
+    /// A FIFO put where pic2 reads its credentials (after it was looked at) is an error at
+    /// once: its open and its read would block for ever, holding the apply lock.
+    #[test]
+    fn a_fifo_in_place_of_a_file_is_refused_not_waited_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("mariadb-a.cnf");
+        rustix::fs::mknodat(CWD, &fifo, FileType::Fifo, Mode::from_raw_mode(0o600), 0).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let path = fifo.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(read_file(&path).map_err(|e| e.to_string()));
+        });
+        let read = rx
+            .recv_timeout(std::time::Duration::from_secs(5))
+            .expect("reading a FIFO blocked");
+        let e = read.unwrap_err();
+        assert!(e.contains("not a regular file"), "{e}");
+        // a file over 1 MiB: refused too
+        let big = dir.path().join("big");
+        std::fs::write(&big, vec![b'x'; (MARKER_MAX + 1) as usize]).unwrap();
+        assert!(read_file(&big).is_err());
     }
 
     /// A folder (a FIFO) an account put where pic2 writes its credentials is moved aside, its
