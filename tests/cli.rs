@@ -473,26 +473,36 @@ fn proxy_daemon_started_as_root_runs_as_its_user() {
     // a certificates folder root owns (left by a run as root): refused before anything is
     // served, with the command that mends it
     std::os::unix::fs::chown(state.join("certs"), Some(0), Some(0)).unwrap();
-    let mut refused = start();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(status) = refused.0.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "a refused start did not end");
-        std::thread::sleep(Duration::from_millis(50));
+    // refused starts end at once, saying why
+    let refused = |why: &str| {
+        let mut p = start();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            if let Some(status) = p.0.try_wait().unwrap() {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "a refused start did not end");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let mut stderr = String::new();
+        p.0.stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .unwrap();
+        assert!(!status.success());
+        assert!(stderr.contains(why), "{stderr}");
     };
-    let mut stderr = String::new();
-    refused
-        .0
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
-    assert!(!status.success());
     let hint = format!("chown -R nobody: {}", state.join("certs").display());
-    assert!(stderr.contains(&hint), "{stderr}");
+    refused(&hint);
+    // an access log the user cannot write (left root's): refused, not lost unseen
+    std::os::unix::fs::chown(state.join("certs"), Some(65534), Some(65534)).unwrap();
+    std::os::unix::fs::chown(&logs, Some(0), Some(0)).unwrap();
+    std::fs::remove_file(logs.join("access.log")).unwrap();
+    refused(&format!(
+        "cannot write {}",
+        logs.join("access.log").display()
+    ));
 }
 
 /// A backend on loopback answering `200 ok` to each of its first `requests` connections.

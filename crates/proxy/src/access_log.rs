@@ -214,6 +214,23 @@ pub(crate) fn start(path: PathBuf) -> (Queue, Writer) {
 
 type Out = Box<dyn std::io::Write + Send>;
 
+/// Fails unless the access log can be opened for appending (made if missing): checked
+/// before the proxy serves, as the user it runs as, rather than found by nobody later.
+pub(crate) fn can_open(path: &Path) -> Result<(), crate::Error> {
+    if path.as_os_str() == "-" {
+        return Ok(());
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map(drop)
+        .map_err(|source| crate::Error::Write {
+            path: path.to_owned(),
+            source,
+        })
+}
+
 fn open(path: &Path) -> Option<Out> {
     if path.as_os_str() == "-" {
         return Some(Box::new(std::io::stdout()));
@@ -239,7 +256,8 @@ async fn write(
     reopen: Arc<Notify>,
     mut closed: watch::Receiver<bool>,
 ) {
-    let Some(mut out) = open(&path) else { return };
+    // checked at start ([`can_open`]); gone since, the lines wait for a reopen that works
+    let mut out = open(&path).unwrap_or_else(|| Box::new(std::io::sink()));
     let mut buf = String::new();
     loop {
         tokio::select! {

@@ -411,6 +411,7 @@ impl Proxy {
         let (log, log_writer) = match &options.access_log {
             None => (None, None),
             Some(path) => {
+                crate::access_log::can_open(path)?;
                 let (queue, writer) = crate::access_log::start(path.clone());
                 (Some(queue), Some(writer))
             }
