@@ -1073,6 +1073,18 @@ async fn metrics_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watc
 /// certificates waiting out a back-off at once on SIGUSR1.
 pub async fn run(options: Options) -> Result<(), Error> {
     use tokio::signal::unix::{signal, SignalKind};
+    let sig = |k| {
+        signal(k).map_err(|source| Error::Bind {
+            addr: "signal handler".into(),
+            source,
+        })
+    };
+    // taken before the start: a SIGHUP or SIGUSR1 (logrotate, an admin) sent while the proxy
+    // starts would otherwise end it, their default action
+    let mut hup = sig(SignalKind::hangup())?;
+    let mut usr1 = sig(SignalKind::user_defined1())?;
+    let mut term = sig(SignalKind::terminate())?;
+    let mut int = sig(SignalKind::interrupt())?;
     let proxy = Proxy::start(options).await?;
     tracing::info!(
         http = ?proxy.http_addr,
@@ -1080,16 +1092,6 @@ pub async fn run(options: Options) -> Result<(), Error> {
         metrics = ?proxy.metrics_addr,
         "pic2 proxy serving"
     );
-    let sig = |k| {
-        signal(k).map_err(|source| Error::Bind {
-            addr: "signal handler".into(),
-            source,
-        })
-    };
-    let mut hup = sig(SignalKind::hangup())?;
-    let mut usr1 = sig(SignalKind::user_defined1())?;
-    let mut term = sig(SignalKind::terminate())?;
-    let mut int = sig(SignalKind::interrupt())?;
     loop {
         tokio::select! {
             _ = hup.recv() => {
