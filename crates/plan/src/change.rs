@@ -51,8 +51,9 @@ pub enum Phase {
     DirectoryGroups,
     DirectoryAccounts,
     /// The files inside an account's folders re-owned after its uid (gid) changed: before the
-    /// folders themselves are, since a folder still owned by the old id is what tells the next
-    /// plan that its walk is not done (an apply stopped midway is resumed, not forgotten).
+    /// folders themselves are (in `AfterReloads`, after a second walk), since a folder still
+    /// owned by the old id is what tells the next plan that its walk is not done (an apply
+    /// stopped midway is resumed, not forgotten).
     FileOwners,
     Folders,
     Databases,
@@ -65,6 +66,8 @@ pub enum Phase {
     Reloads,
     /// Files written once the reloads are done: the proxy's routes (the runtimes serve what
     /// they lead to by then), and the stamps of the configuration each container loaded.
+    /// After a uid change, the second walk of each of the account's folders (its PHP ran as
+    /// the old uid until now), then the folder's own owner.
     AfterReloads,
     ContainerDeletes,
     /// Users go before their database.

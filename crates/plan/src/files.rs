@@ -91,6 +91,8 @@ pub(crate) fn diff(
                     );
                     continue;
                 }
+                // the folder's own owner is set after the walks (see `reown_files`)
+                let mut owner_phase = Phase::Folders;
                 if want.kind == PathKind::Dir && !has_subfolders.contains(want.path.as_path()) {
                     let walk = reown_files(want, meta);
                     if let Some((id, old, heir)) = walk.as_ref().and_then(|w| taken_over(w, inv)) {
@@ -105,7 +107,12 @@ pub(crate) fn diff(
                         }
                         continue;
                     }
-                    plan.changes.extend(walk);
+                    if let Some(walk) = walk {
+                        let again = walk_again(&walk);
+                        plan.push(walk);
+                        plan.push(again);
+                        owner_phase = Phase::AfterReloads;
+                    }
                 }
                 if want.kind == PathKind::File
                     && meta.contents.as_deref() != want.contents.as_deref()
@@ -116,7 +123,7 @@ pub(crate) fn diff(
                         Change::new(
                             System::Files,
                             Kind::Update,
-                            Phase::Folders,
+                            owner_phase,
                             want.path.display().to_string(),
                             format!(
                                 "set {} to {}:{} {:04o}",
@@ -261,11 +268,14 @@ fn taken_over<'a>(walk: &Change, inv: &'a ValidInventory) -> Option<(&'static st
 /// another uid (gid) than the layout gives it: the account's uid changed, and the files
 /// inside still carry the old one, which PHP (mpm-itk runs it as the new uid) and SFTP could
 /// no longer write (`usermod -u` does the same in a home). The folder's own owner is what
-/// says the walk is due: it is set (`SetOwnerMode`, phase `Folders`) only after the walk
-/// (phase `FileOwners`), so an apply stopped midway leaves it old and the next plan walks
-/// again; a finished one leaves nothing to plan, and no file below is read to know it. Root's
-/// id is neither taken nor given: root's files in there are not the account's (and a folder
-/// pic2 has just made is root's until it is handed over).
+/// says the walk is due. The walk runs twice: early (phase `FileOwners`), so the runtimes
+/// find their files re-owned as they reload, and again once they have (`AfterReloads`,
+/// [`walk_again`]), for the files their PHP made meanwhile, still as the old uid. The
+/// folder's owner is set (`SetOwnerMode`) only after that second walk, in the same phase:
+/// an apply stopped anywhere before leaves it old and the next plan walks again; a finished
+/// one leaves nothing to plan, and no file below is read to know it. Root's id is neither
+/// taken nor given: root's files in there are not the account's (and a folder pic2 has just
+/// made is root's until it is handed over).
 fn reown_files(want: &DesiredPath, meta: &FileMeta) -> Option<Change> {
     let from = |have: u32, wanted: u32| {
         if have != wanted && have != 0 && wanted != 0 {
@@ -312,6 +322,19 @@ fn reown_files(want: &DesiredPath, meta: &FileMeta) -> Option<Change> {
                 .to_string(),
         ]),
     )
+}
+
+/// The same walk once the runtimes have reloaded (phase `AfterReloads`): until then their
+/// PHP ran as the old uid, and what it made after the first walk has the old ids. Pushed
+/// before the folder's `SetOwnerMode` of the same phase (a stable sort keeps the order).
+fn walk_again(walk: &Change) -> Change {
+    let mut again = walk.clone();
+    again.phase = Phase::AfterReloads;
+    again.summary = format!(
+        "{} (again, once the runtimes have reloaded: files their PHP made meanwhile)",
+        walk.summary
+    );
+    again
 }
 
 fn create_dir(want: &DesiredPath) -> Change {
@@ -632,7 +655,7 @@ mod tests {
         let walks: Vec<&Change> = p
             .changes
             .iter()
-            .filter(|c| matches!(c.op, Op::ReownFiles { .. }))
+            .filter(|c| matches!(c.op, Op::ReownFiles { .. }) && c.phase == Phase::FileOwners)
             .collect();
         let site = inv.site_dir(&"velobs".parse_name(), &"velobs.test".parse_domain());
         let walked: BTreeSet<std::path::PathBuf> = walks
@@ -650,7 +673,6 @@ mod tests {
         // not the folders of pic2's folders (root's, which the account cannot write in)
         assert!(!walked.contains(&home) && !walked.contains(&site));
         assert!(!walked.contains(&inv.sites_dir(&"velobs".parse_name())));
-        assert!(walks.iter().all(|c| c.phase == Phase::FileOwners));
         let htdocs = site.join("htdocs");
         let walk = walks
             .iter()
@@ -682,18 +704,33 @@ mod tests {
             matches!(logs.op, Op::ReownFiles { from_uid: 0, to_uid: 0, from_gid, to_gid, .. } if from_gid == old && to_gid == new),
             "{logs:#?}"
         );
-        // each walk runs before its folder is set: the folder's old owner is what makes the
-        // next plan walk again after an apply stopped midway
-        let pos = |op: fn(&Op) -> bool| {
-            p.changes
-                .iter()
-                .position(|c| c.subject == htdocs.display().to_string() && op(&c.op))
-                .unwrap()
-        };
-        assert!(
-            pos(|op| matches!(op, Op::ReownFiles { .. }))
-                < pos(|op| matches!(op, Op::SetOwnerMode { .. }))
+        // each folder is walked twice: before the runtimes reload, and again once they have
+        // (their PHP ran as the old uid until then, and what it made meanwhile has the old
+        // ids); only then is the folder set: its old owner is what makes the next plan walk
+        // again after an apply stopped anywhere before
+        let of_htdocs: Vec<(Phase, bool)> = p
+            .changes
+            .iter()
+            .filter(|c| c.subject == htdocs.display().to_string())
+            .map(|c| (c.phase, matches!(c.op, Op::ReownFiles { .. })))
+            .collect();
+        assert_eq!(
+            of_htdocs,
+            vec![
+                (Phase::FileOwners, true),
+                (Phase::AfterReloads, true),
+                (Phase::AfterReloads, false),
+            ]
         );
+        let again = p
+            .changes
+            .iter()
+            .find(|c| c.subject == htdocs.display().to_string() && c.phase == Phase::AfterReloads)
+            .unwrap();
+        assert_eq!(again.op, walk.op);
+        assert!(again
+            .summary
+            .contains("again, once the runtimes have reloaded"));
         // the other accounts: nothing to walk
         assert!(walks
             .iter()
@@ -708,7 +745,8 @@ mod tests {
             "{:#?}",
             p.changes
         );
-        // an apply stopped after the walk of htdocs but before its folder was set: walked again
+        // an apply stopped after the walks of htdocs (the runtimes reloaded, even) but before
+        // its folder was set: walked again, twice
         let mut stopped = applied.clone();
         stopped.files.paths.get_mut(&htdocs).unwrap().uid = old;
         let p = plan(&inv, &stopped, Options::default());
@@ -716,10 +754,24 @@ mod tests {
             p.changes
                 .iter()
                 .filter(|c| matches!(c.op, Op::ReownFiles { .. }))
-                .map(|c| c.subject.clone())
+                .map(|c| (c.subject.clone(), c.phase))
                 .collect::<Vec<_>>(),
-            vec![htdocs.display().to_string()]
+            vec![
+                (htdocs.display().to_string(), Phase::FileOwners),
+                (htdocs.display().to_string(), Phase::AfterReloads)
+            ]
         );
+        // a folder whose mode alone changed is set with the others, walked by none
+        let mut moded = applied.clone();
+        moded.files.paths.get_mut(&htdocs).unwrap().mode = 0o755;
+        let p = plan(&inv, &moded, Options::default());
+        let files: Vec<(Phase, bool)> = p
+            .changes
+            .iter()
+            .filter(|c| c.system == System::Files)
+            .map(|c| (c.phase, matches!(c.op, Op::SetOwnerMode { .. })))
+            .collect();
+        assert_eq!(files, vec![(Phase::Folders, true)]);
         // a folder root owns (made, not handed over yet; or by an admin): root's files in it
         // are not the account's
         stopped.files.paths.get_mut(&htdocs).unwrap().uid = 0;
