@@ -701,6 +701,15 @@ mod renewal {
 
     const THIRTY_DAYS: Duration = Duration::from_secs(30 * 86400);
 
+    /// The CA refused a.test's www alias.
+    fn www_refused() -> Result<(), Error> {
+        Err(Error::AcmeRefused {
+            site: "a.test".into(),
+            refused: vec!["www.a.test: DNS problem".into()],
+            names: vec!["www.a.test".into()],
+        })
+    }
+
     #[test]
     fn a_90_day_certificate_is_renewed_30_days_before_it_ends() {
         let c = stored(90, &["a.test"]);
@@ -775,11 +784,7 @@ mod renewal {
     fn a_refused_alias_is_left_out_and_the_rest_ordered_again_at_once() {
         let acme = Acme::new(Arc::new(Certs::default()), AcmeOptions::default());
         let (both, main) = (hosts(&["a.test", "www.a.test"]), hosts(&["a.test"]));
-        let refused = Err(Error::AcmeRefused {
-            site: "a.test".into(),
-            refused: vec!["www.a.test: DNS problem".into()],
-            names: vec!["www.a.test".into()],
-        });
+        let refused = www_refused();
         assert!(
             acme.count("a.test", &both, &refused),
             "ordered again at once"
@@ -807,11 +812,7 @@ mod renewal {
     fn an_admins_retry_lifts_every_back_off_but_the_cas_rate_limits() {
         let acme = Acme::new(Arc::new(Certs::default()), AcmeOptions::default());
         let (both, main) = (hosts(&["a.test", "www.a.test"]), hosts(&["a.test"]));
-        let refused = Err(Error::AcmeRefused {
-            site: "a.test".into(),
-            refused: vec!["www.a.test: DNS problem".into()],
-            names: vec!["www.a.test".into()],
-        });
+        let refused = www_refused();
         acme.count("a.test", &both, &refused);
         acme.count(
             "a.test",
@@ -856,13 +857,7 @@ mod renewal {
 
     #[test]
     fn a_renewal_keeps_waiting_for_a_name_its_certificate_still_covers() {
-        let refused = || {
-            Err(Error::AcmeRefused {
-                site: "a.test".into(),
-                refused: vec!["www.a.test: DNS problem".into()],
-                names: vec!["www.a.test".into()],
-            })
-        };
+        let refused = www_refused;
         let current = stored(90, &["a.test", "www.a.test"]);
         // 60 days into 90: due for renewal, 30 days left: the certificate is kept
         let kept = keep_covered(refused(), Some(&current), 60 * DAY);
