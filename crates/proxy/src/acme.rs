@@ -329,6 +329,7 @@ impl Acme {
     /// One pass: issues or renews every due ACME site not in back-off.
     pub async fn run_once(&self, routes: &Routes) -> Vec<Result<String, Error>> {
         let state = PathBuf::from(&routes.settings.state_dir);
+        self.forget_gone(routes);
         let mut out = Vec::new();
         for r in &routes.sites {
             if r.tls != RouteTls::Acme {
@@ -381,6 +382,35 @@ impl Acme {
         let (cert, key) = acme_paths(state, site);
         let pair = crate::tls::load_pair(&cert, &key, site).ok()?;
         pair.end_entity_cert().ok().and_then(Stored::of)
+    }
+
+    /// Forgets the back-offs of sites the routes no longer have, and the refusals of names
+    /// their sites no longer have: a site or an alias removed, then added again once its
+    /// DNS is right, is tried at once, not after what was left of a wait of up to a day.
+    /// (A rate limit's wait is kept whatever the routes say: it is the CA's, per account.)
+    fn forget_gone(&self, routes: &Routes) {
+        let acme_sites: HashMap<&str, Vec<String>> = routes
+            .sites
+            .iter()
+            .filter(|r| r.tls == RouteTls::Acme)
+            .map(|r| {
+                let hosts = r.hosts.iter();
+                let hosts = hosts.map(|h| crate::table::normalize_host(h).into_owned());
+                (r.name.as_str(), hosts.collect())
+            })
+            .collect();
+        if let Ok(mut b) = self.backoff.lock() {
+            b.retain(|site, b| b.rate_limited || acme_sites.contains_key(site.as_str()));
+        }
+        if let Ok(mut r) = self.refusals.lock() {
+            r.retain(|site, refusals| match acme_sites.get(site.as_str()) {
+                Some(hosts) => {
+                    refusals.0.retain(|name, _| hosts.contains(name));
+                    true
+                }
+                None => false,
+            });
+        }
     }
 
     /// The site's names, less those refused not long ago.
@@ -879,6 +909,39 @@ mod renewal {
             keep_covered(refused(), None, 0),
             Err(Error::AcmeRefused { .. })
         ));
+    }
+
+    #[test]
+    fn waits_of_sites_and_names_gone_from_the_routes_are_forgotten() {
+        let acme = Acme::new(Arc::new(Certs::default()), AcmeOptions::default());
+        let both = hosts(&["a.test", "www.a.test"]);
+        acme.count("a.test", &both, &www_refused());
+        acme.count(
+            "b.test",
+            &hosts(&["b.test"]),
+            &Err(acme_err("b.test", "down")),
+        );
+        let limited = Err(Error::AcmeRateLimited {
+            site: "c.test".into(),
+            reason: "too many".into(),
+        });
+        acme.count("c.test", &hosts(&["c.test"]), &limited);
+        // a.test without its alias; b.test and c.test gone
+        let routes: Routes = serde_json::from_value(serde_json::json!({"version": 1,
+            "settings": {}, "sites": [{"name": "a.test", "hosts": ["a.test"],
+            "backend": "127.0.0.1:9", "tls": {"mode": "acme"}}]}))
+        .unwrap();
+        acme.forget_gone(&routes);
+        assert!(acme.refusals.lock().unwrap()["a.test"].0.is_empty());
+        let backoff = acme.backoff.lock().unwrap();
+        assert!(!backoff.contains_key("b.test"));
+        assert!(
+            backoff.contains_key("c.test"),
+            "the CA's rate limit is kept"
+        );
+        drop(backoff);
+        // added again: tried at once
+        assert_eq!(acme.wanted("a.test", &both), both);
     }
 
     #[test]
