@@ -593,6 +593,12 @@ pub fn reown_files(path: &Path, ids: Reown, progress: &mut dyn FnMut(u64)) -> Re
                 fd: Some(fd),
                 names,
             });
+            #[cfg(test)]
+            tests::WALK_ENTERED.with_borrow_mut(|hook| {
+                if let Some(hook) = hook {
+                    hook(stack.len().saturating_sub(1));
+                }
+            });
         }
     }
     Ok(changed)
@@ -641,7 +647,9 @@ fn reopen(stack: &[Level]) -> Option<OwnedFd> {
     fd
 }
 
-/// The names in the folder open (`O_PATH`) as `dir`.
+/// The names in the folder open (`O_PATH`) as `dir`, in reverse order: popped from the end,
+/// they are walked in name order, whatever order the file system lists them in (a walk that
+/// goes the same way every time, and tests that know what is left after a folder).
 fn names_in(dir: &OwnedFd) -> rustix::io::Result<Vec<std::ffi::OsString>> {
     let fd = openat(
         dir,
@@ -657,6 +665,7 @@ fn names_in(dir: &OwnedFd) -> rustix::io::Result<Vec<std::ffi::OsString>> {
             names.push(std::ffi::OsStr::from_bytes(name).to_os_string());
         }
     }
+    names.sort_unstable_by(|a, b| b.cmp(a));
     Ok(names)
 }
 
@@ -676,6 +685,15 @@ pub fn remove_tree(path: &Path) -> Result<(), Error> {
 mod tests {
     use super::*;
     use std::os::unix::fs::FileTypeExt;
+
+    type WalkHook = std::cell::RefCell<Option<Box<dyn FnMut(usize)>>>;
+
+    thread_local! {
+        /// Called by [`reown_files`] as it enters a folder, with how deep below the walk's
+        /// folder it is (1 for an entry of it): a test moves folders meanwhile, as an account
+        /// may during a walk.
+        pub(super) static WALK_ENTERED: WalkHook = const { std::cell::RefCell::new(None) };
+    }
 
     #[test]
     fn changes_refuse_symbolic_links_anywhere_on_the_path() {
@@ -935,7 +953,9 @@ mod tests {
 
     /// A tree deeper than `PATH_MAX` (the account's nested 250-byte names): walked by
     /// descriptors, every level re-owned, also what is looked at on the way back up (past the
-    /// levels kept open, through `..`), the link at the bottom re-owned, not followed.
+    /// levels kept open, through `..`), the link at the bottom re-owned, not followed. The
+    /// deep folder's name comes first (`d…` before `e` and `f`, names are walked in order),
+    /// so each level still has entries to walk when the walk comes back up to it.
     #[test]
     fn reown_files_walks_a_tree_deeper_than_path_max() {
         assert!(
@@ -1124,5 +1144,147 @@ mod tests {
         };
         assert_eq!(reown_files(&site, gid_only, &mut |_| {}).unwrap(), 7);
         assert_eq!(owner(&site.join("index.php")), (new, old));
+    }
+
+    /// A chain `d/d/d/…` of `depth` folders below `site`, each level also holding a folder
+    /// `e` and a file `f` (walked after `d`), all of `old` ids.
+    fn chain(site: &Path, depth: usize, old: u32) {
+        use std::os::unix::fs::lchown;
+        std::fs::create_dir(site).unwrap();
+        let mut level = site.to_path_buf();
+        for _ in 0..depth {
+            for entry in ["d", "e"] {
+                std::fs::create_dir(level.join(entry)).unwrap();
+                lchown(level.join(entry), Some(old), Some(old)).unwrap();
+            }
+            std::fs::write(level.join("f"), "x").unwrap();
+            lchown(level.join("f"), Some(old), Some(old)).unwrap();
+            level.push("d");
+        }
+    }
+
+    /// `d/d/…` `k` times below `site`.
+    fn level(site: &Path, k: usize) -> PathBuf {
+        site.join(std::iter::repeat_n("d", k).collect::<PathBuf>())
+    }
+
+    /// Walks a chain deeper than the folders kept open (`moves` called with the walk's
+    /// folder once, as the walk enters the folder `at` levels below it) from old ids to new
+    /// ones; returns the temporary folder, the walk's folder and the ids.
+    fn walk_with_moves(
+        at: usize,
+        moves: impl FnOnce(&Path) + 'static,
+    ) -> (tempfile::TempDir, PathBuf, Reown) {
+        assert!(
+            rustix::process::geteuid().is_root(),
+            "this test changes owners, which needs root: run it as root (CI does); it never skips"
+        );
+        let (old, new) = (41021, 41022);
+        let dir = tempfile::tempdir().unwrap();
+        let site = dir.path().join("htdocs");
+        chain(&site, WALK_OPEN_DIRS + 8, old);
+        let ids = Reown {
+            from_uid: old,
+            to_uid: new,
+            from_gid: old,
+            to_gid: new,
+        };
+        let mut moves = Some(moves);
+        let top = site.clone();
+        WALK_ENTERED.set(Some(Box::new(move |depth| {
+            if depth == at {
+                if let Some(moves) = moves.take() {
+                    moves(&top);
+                }
+            }
+        })));
+        let walked = reown_files(&site, ids, &mut |_| {});
+        WALK_ENTERED.set(None);
+        walked.unwrap();
+        (dir, site, ids)
+    }
+
+    fn owner_of(path: &Path) -> (u32, u32) {
+        let m = std::fs::symlink_metadata(path).unwrap();
+        (m.uid(), m.gid())
+    }
+
+    /// Past the folders kept open, a folder renamed while the walk is below it (the account
+    /// moved it within its parent): taken back through `..` from the folder left (its names
+    /// no longer lead to it), and its remaining entries re-owned.
+    #[test]
+    fn reown_files_takes_a_renamed_folder_back_through_dot_dot() {
+        let x = WALK_OPEN_DIRS + 3; // its descriptor is dropped below it
+        let (_dir, site, ids) = walk_with_moves(x + 1, move |site| {
+            std::fs::rename(level(site, x), level(site, x - 1).join("moved")).unwrap();
+        });
+        let moved = level(&site, x - 1).join("moved");
+        for entry in ["e", "f"] {
+            assert_eq!(
+                owner_of(&moved.join(entry)),
+                (ids.to_uid, ids.to_gid),
+                "{entry}"
+            );
+            assert_eq!(
+                owner_of(&level(&site, x - 1).join(entry)),
+                (ids.to_uid, ids.to_gid)
+            );
+        }
+    }
+
+    /// A folder moved out of its parent while the walk is in it: `..` leads elsewhere (not
+    /// the folder it was entered from), which is re-opened by its names from the nearest
+    /// folder kept open, and its remaining entries re-owned.
+    #[test]
+    fn reown_files_reopens_by_names_a_folder_whose_child_moved_away() {
+        let x = WALK_OPEN_DIRS + 3;
+        let (dir, site, ids) = walk_with_moves(x + 1, move |site| {
+            let away = site.parent().unwrap().join("away");
+            std::fs::rename(level(site, x + 1), away).unwrap();
+        });
+        for entry in ["e", "f"] {
+            assert_eq!(
+                owner_of(&level(&site, x).join(entry)),
+                (ids.to_uid, ids.to_gid),
+                "{entry}"
+            );
+        }
+        // the moved folder itself was walked too, by its descriptor
+        assert_eq!(
+            owner_of(&dir.path().join("away/e")),
+            (ids.to_uid, ids.to_gid)
+        );
+    }
+
+    /// Both: the folder left moved out of its parent, and that parent renamed. Neither `..`
+    /// nor its names lead back to it: its remaining entries are left as they are (the
+    /// account moved them during the walk), and the walk goes on above it.
+    #[test]
+    fn reown_files_gives_up_a_folder_moved_out_of_reach_and_goes_on() {
+        let x = WALK_OPEN_DIRS + 3;
+        let (dir, site, ids) = walk_with_moves(x + 1, move |site| {
+            let away = site.parent().unwrap().join("away");
+            std::fs::rename(level(site, x + 1), away).unwrap();
+            std::fs::rename(level(site, x), level(site, x - 1).join("moved")).unwrap();
+        });
+        let moved = level(&site, x - 1).join("moved");
+        for entry in ["e", "f"] {
+            assert_eq!(
+                owner_of(&moved.join(entry)),
+                (ids.from_uid, ids.from_gid),
+                "{entry}: left"
+            );
+            for k in [x - 1, 3, 0] {
+                assert_eq!(
+                    owner_of(&level(&site, k).join(entry)),
+                    (ids.to_uid, ids.to_gid),
+                    "{entry} at level {k}: the walk went on"
+                );
+            }
+        }
+        assert_eq!(
+            owner_of(&dir.path().join("away/e")),
+            (ids.to_uid, ids.to_gid)
+        );
     }
 }
