@@ -375,8 +375,9 @@ fn clash(
                 ));
             }
             let hint = if ours {
-                "it is no longer in the inventory: run `pic2 apply --prune` to remove it first"
-                    .to_string()
+                // not pruned first in this apply, `--prune` or not: its sites may run as its
+                // ids until their runtime goes (see above)
+                format!("it is no longer in the inventory, and `--prune` removes it only in an apply that does not give its {attr} away: first take {attr} {value} out of the inventory (or give it another) and run `pic2 apply --prune`, then give {value} and apply again")
             } else {
                 "pic2 does not manage that entry: choose another value in the inventory, or remove the entry".to_string()
             };
@@ -824,6 +825,45 @@ mod tests {
         assert!(p.conflicts[0]
             .message
             .contains("uidNumber 10004 is already used by uid=stranger"));
+    }
+
+    /// An account renamed (the inventory's new name keeps its uid): the old entry is ours and
+    /// no longer listed, and its uid is a conflict with or without `--prune`; the hint says
+    /// to prune in an apply that does not give the uid yet, not to prune alone.
+    #[test]
+    fn an_id_held_by_an_account_to_prune_is_given_in_a_later_apply() {
+        let inv = demo();
+        let o = applied(&inv);
+        let renamed = pic2_inventory::load(
+            "demo.toml",
+            include_str!("../../../examples/demo.toml")
+                .replace("[accounts.arto]", "[accounts.artoo]")
+                .replace("owner = \"arto\"", "owner = \"artoo\""),
+        )
+        .unwrap();
+        for prune in [false, true] {
+            let p = plan(
+                &renamed,
+                &o,
+                Options {
+                    prune,
+                    drop_data: false,
+                },
+            );
+            let c = p
+                .conflicts
+                .iter()
+                .find(|c| {
+                    c.message
+                        .starts_with("uidNumber 10002 is already used by uid=arto,")
+                })
+                .unwrap_or_else(|| panic!("{:#?}", p.conflicts));
+            assert!(
+                c.hint.starts_with("it is no longer in the inventory, and `--prune` removes it only in an apply that does not give its uidNumber away: first take uidNumber 10002 out of the inventory (or give it another) and run `pic2 apply --prune`, then give 10002 and apply again"),
+                "{}",
+                c.hint
+            );
+        }
     }
 
     #[test]

@@ -32,7 +32,7 @@ pub(crate) fn diff(
     // Folders with a folder of the layout inside; the others (private, htdocs, tmp, logs) are
     // where an account's own files are.
     // (old id, the account taking it) of the walks refused
-    let mut handed_over: BTreeSet<(u32, &str)> = BTreeSet::new();
+    let mut handed_over: BTreeSet<(u32, String)> = BTreeSet::new();
     let has_subfolders: HashSet<&Path> = desired
         .iter()
         .filter(|d| d.kind == PathKind::Dir)
@@ -95,14 +95,16 @@ pub(crate) fn diff(
                 let mut owner_phase = Phase::Folders;
                 if want.kind == PathKind::Dir && !has_subfolders.contains(want.path.as_path()) {
                     let walk = reown_files(want, meta);
-                    if let Some((id, old, heir)) = walk.as_ref().and_then(|w| taken_over(w, inv)) {
+                    if let Some(TakenOver { id, old, new, heir }) =
+                        walk.as_ref().and_then(|w| taken_over(w, inv))
+                    {
                         // said once per account (its every data folder is walked)
-                        if handed_over.insert((old, heir)) {
+                        if handed_over.insert((old, heir.clone())) {
                             plan.conflict(
                                 System::Files,
                                 want.path.display().to_string(),
-                                format!("the files here still have {id} {old}, which the inventory now gives `{heir}`: re-owned in this apply while the runtimes still run their sites as the old {id}s (until they reload, late in the apply; each mounts the whole data volume), one tenant's files would be the other's to read and write meanwhile"),
-                                format!("give the {id} up in one apply, take it in a later one, once the runtimes have reloaded: give `{heir}` a free {id} first (or keep its own), apply, then give it {old} and apply again"),
+                                format!("the files here still have {id} {old}, which the inventory gives {heir}: re-owning them to {new} in this apply could take files that are {heir}'s now, and while the runtimes still run their sites as the old ids (until they reload, late in the apply; each mounts the whole data volume), one tenant's files would be another's to read and write meanwhile"),
+                                format!("if {heir} takes the {id} from this account, give it up in one apply and take it in a later one, once the runtimes have reloaded: give {heir} a free {id} first (or keep its own), apply, then give it {old} and apply again; if the folder had {id} {old} before (set by hand), give it this account's {id} {new} back, the folder alone, once you know whose files are inside"),
                             );
                         }
                         continue;
@@ -239,9 +241,21 @@ fn foreign_home(home: &Path, observed: &ObservedFiles, platform: &str) -> Option
     }
 }
 
-/// The id a walk takes the files from, when the inventory gives it to another account:
-/// ("uid" or "gid", the id, that account's name).
-fn taken_over<'a>(walk: &Change, inv: &'a ValidInventory) -> Option<(&'static str, u32, &'a str)> {
+/// A walk's old id that the inventory gives another (see [`taken_over`]).
+struct TakenOver {
+    /// "uid" or "gid"
+    id: &'static str,
+    old: u32,
+    /// what the walk would give instead
+    new: u32,
+    /// who has `old` in the inventory: "`NAME`" (an account, or its group) or the SSH group
+    heir: String,
+}
+
+/// The id a walk takes the files from, when the inventory gives it to another: an account's
+/// uid, an account's group's gid (its uid), or the SSH group's gid (`ssh_group_gid`, which an
+/// apply stopped midway may have given already: the directory's entries no longer show it).
+fn taken_over(walk: &Change, inv: &ValidInventory) -> Option<TakenOver> {
     let Op::ReownFiles {
         from_uid,
         to_uid,
@@ -252,15 +266,21 @@ fn taken_over<'a>(walk: &Change, inv: &'a ValidInventory) -> Option<(&'static st
     else {
         return None;
     };
-    // an account's group has its uid as gid
     [("uid", from_uid, to_uid), ("gid", from_gid, to_gid)]
         .into_iter()
         .filter(|(_, from, to)| from != to)
-        .find_map(|(id, from, _)| {
-            inv.accounts
+        .find_map(|(id, old, new)| {
+            // an account's group has its uid as gid
+            let account = inv
+                .accounts
                 .iter()
-                .find(|(_, a)| a.uid.value == from)
-                .map(|(name, _)| (id, from, name.as_str()))
+                .find(|(_, a)| a.uid.value == old)
+                .map(|(name, _)| format!("`{name}`"));
+            let ssh_group = (id == "gid" && inv.directory.ssh_group_gid.value == old)
+                .then(|| format!("the SSH group `{}`", inv.ssh_group()));
+            account
+                .or(ssh_group)
+                .map(|heir| TakenOver { id, old, new, heir })
         })
 }
 
@@ -612,14 +632,67 @@ mod tests {
             .unwrap();
         assert!(
             c.message.starts_with(
-                "the files here still have uid 10001, which the inventory now gives `arto`"
+                "the files here still have uid 10001, which the inventory gives `arto`: re-owning them to 10002"
             ),
             "{}",
             c.message
         );
         assert!(c.hint.starts_with(
-            "give the uid up in one apply, take it in a later one, once the runtimes have reloaded"
+            "if `arto` takes the uid from this account, give it up in one apply and take it in a later one, once the runtimes have reloaded"
         ));
+        // not a swap only: a folder given another account's uid by hand is the same to see
+        assert!(
+            c.hint.contains("if the folder had uid 10001 before (set by hand), give it this account's uid 10002 back"),
+            "{}",
+            c.hint
+        );
+        assert!(p
+            .changes
+            .iter()
+            .all(|c| !matches!(c.op, Op::ReownFiles { .. })));
+    }
+
+    /// The SSH group given the gid an account's folders still have (an apply stopped after
+    /// the directory's changes, its entries no longer show the old gid): a conflict, not a
+    /// walk taking the group's files for the account's.
+    #[test]
+    fn files_of_a_gid_the_ssh_group_takes_are_a_conflict_not_a_walk() {
+        let inv = pic2_inventory::load(
+            "demo.toml",
+            include_str!("../../../examples/demo.toml").replace(
+                "uid_range = [10000, 19999]",
+                "uid_range = [10000, 19999]\nssh_group_gid = 9990",
+            ),
+        )
+        .unwrap();
+        assert_eq!(inv.directory.ssh_group_gid.value, 9990);
+        let mut o = Observed {
+            files: applied_files(&inv),
+            containers: crate::tests::fresh_engine(&inv),
+            ..Default::default()
+        };
+        let velobs = inv.accounts.get("velobs").unwrap().uid.value;
+        let home = inv.home_dir(&"velobs".parse_name());
+        for (path, meta) in o.files.paths.iter_mut() {
+            if path.starts_with(&home) && meta.gid == velobs {
+                meta.gid = 9990;
+            }
+        }
+        let p = plan(&inv, &o, Options::default());
+        let files: Vec<&crate::Conflict> = p
+            .conflicts
+            .iter()
+            .filter(|c| c.system == System::Files)
+            .collect();
+        assert_eq!(files.len(), 1, "{files:#?}");
+        assert!(
+            files[0].message.starts_with(&format!(
+                "the files here still have gid 9990, which the inventory gives the SSH group `{}`: re-owning them to {velobs}",
+                inv.ssh_group()
+            )),
+            "{}",
+            files[0].message
+        );
         assert!(p
             .changes
             .iter()
