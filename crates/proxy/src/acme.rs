@@ -16,21 +16,21 @@
 //! per name). Caddy avoids the question with one certificate per name; pic2 keeps one per
 //! site, which the CA's limit on certificates per week (50 per registered domain) favours.
 
-use crate::tls::{acme_paths, Certs};
+use crate::tls::{acme_paths, now_secs, Certs, Leaf};
 use crate::Error;
 use instant_acme::{
     Account, AccountCredentials, AuthorizationStatus, ChallengeType, Identifier, NewAccount,
     NewOrder, OrderStatus, RetryPolicy,
 };
 use pic2_render::proxy::{RouteTls, Routes};
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use rustls_pki_types::PrivateKeyDer;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 /// The longest one issuance may take, from the order to the certificate on disk.
 const ISSUE_TIME: Duration = Duration::from_secs(300);
@@ -125,6 +125,20 @@ impl Refusals {
     }
 }
 
+/// The sites with ACME certificates, in the routes' order, with their names normalised.
+fn acme_sites(routes: &Routes) -> Vec<(&str, Vec<String>)> {
+    routes
+        .sites
+        .iter()
+        .filter(|r| r.tls == RouteTls::Acme)
+        .map(|r| {
+            let hosts = r.hosts.iter();
+            let hosts = hosts.map(|h| crate::table::normalize_host(h).into_owned());
+            (r.name.as_str(), hosts.collect())
+        })
+        .collect()
+}
+
 /// The ACME side of the proxy: HTTP-01 tokens, per-site back-off, the account.
 pub struct Acme {
     pub tokens: Mutex<HashMap<String, String>>,
@@ -207,61 +221,7 @@ fn can_write_beside(path: &Path) -> Result<(), Error> {
     Ok(())
 }
 
-/// What the renewal check needs of a stored certificate (its first, the leaf).
-#[derive(Debug)]
-pub(crate) struct Stored {
-    not_before: i64,
-    not_after: i64,
-    /// The DNS names of its subjectAltName, in lower case.
-    names: Vec<String>,
-}
-
-impl Stored {
-    pub(crate) fn of(der: &CertificateDer<'_>) -> Option<Stored> {
-        let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
-        let v = cert.validity();
-        let names = cert
-            .subject_alternative_name()
-            .ok()
-            .flatten()
-            .map(|san| {
-                san.value
-                    .general_names
-                    .iter()
-                    .filter_map(|n| match n {
-                        x509_parser::extensions::GeneralName::DNSName(d) => {
-                            Some(d.to_ascii_lowercase())
-                        }
-                        _ => None,
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        Some(Stored {
-            not_before: v.not_before.timestamp(),
-            not_after: v.not_after.timestamp(),
-            names,
-        })
-    }
-
-    /// Whether it names `host` (normalised), itself or through a wildcard of one label.
-    pub(crate) fn names_host(&self, host: &str) -> bool {
-        let wildcard = host
-            .split_once('.')
-            .map(|(_, parent)| format!("*.{parent}"));
-        self.names
-            .iter()
-            .any(|n| n == host || wildcard.as_deref() == Some(n.as_str()))
-    }
-
-    pub(crate) fn has_names(&self) -> bool {
-        !self.names.is_empty()
-    }
-
-    pub(crate) fn not_after(&self) -> i64 {
-        self.not_after
-    }
-
+impl Leaf {
     /// Due for a new certificate at `now`: a host it does not name, or less left than
     /// `renew_before`, capped at half its lifetime (else a certificate shorter than twice
     /// `renew_before` would be due again as soon as issued, and the CA asked every pass).
@@ -273,12 +233,6 @@ impl Stored {
         let half_life = (self.not_after - self.not_before) / 2;
         self.not_after - now < before.min(half_life)
     }
-}
-
-pub(crate) fn now_secs() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 impl Acme {
@@ -329,36 +283,29 @@ impl Acme {
     /// One pass: issues or renews every due ACME site not in back-off.
     pub async fn run_once(&self, routes: &Routes) -> Vec<Result<String, Error>> {
         let state = PathBuf::from(&routes.settings.state_dir);
-        self.forget_gone(routes);
+        let sites = acme_sites(routes);
+        self.forget_gone(&sites);
         let mut out = Vec::new();
-        for r in &routes.sites {
-            if r.tls != RouteTls::Acme {
-                continue;
-            }
-            let hosts: Vec<String> = r
-                .hosts
-                .iter()
-                .map(|h| crate::table::normalize_host(h).into_owned())
-                .collect();
+        for &(site, ref hosts) in &sites {
             // each refusal takes a name out, so this ends after one order per host at most
             for _ in 0..hosts.len() {
-                let wanted = self.wanted(&r.name, &hosts);
-                if wanted.is_empty() || !self.due(&state, &r.name, &wanted) {
+                let wanted = self.wanted(site, hosts);
+                if wanted.is_empty() || !self.due(&state, site, &wanted) {
                     break;
                 }
                 let waiting = self
                     .backoff
                     .lock()
                     .ok()
-                    .and_then(|b| b.get(&r.name).map(|b| b.holds(&wanted, Instant::now())))
+                    .and_then(|b| b.get(site).map(|b| b.holds(&wanted, Instant::now())))
                     .unwrap_or(false);
                 if waiting {
                     break;
                 }
-                let res = self.issue_in_time(routes, &state, &r.name, &wanted).await;
-                let res = self.keep_covered(&state, &r.name, res);
-                let again = self.count(&r.name, &wanted, &res);
-                out.push(res.map(|()| r.name.clone()));
+                let res = self.issue_in_time(routes, &state, site, &wanted).await;
+                let res = self.keep_covered(&state, site, res);
+                let again = self.count(site, &wanted, &res);
+                out.push(res.map(|()| site.to_owned()));
                 if !again {
                     break;
                 }
@@ -374,36 +321,27 @@ impl Acme {
         if !matches!(res, Err(Error::AcmeRefused { .. })) {
             return res;
         }
-        keep_covered(res, self.stored(state, site).as_ref(), now_secs())
+        kept_if_covered(res, self.stored(state, site).as_ref(), now_secs())
     }
 
     /// The certificate stored for `site`, if it can be served.
-    fn stored(&self, state: &Path, site: &str) -> Option<Stored> {
+    fn stored(&self, state: &Path, site: &str) -> Option<Leaf> {
         let (cert, key) = acme_paths(state, site);
         let pair = crate::tls::load_pair(&cert, &key, site).ok()?;
-        pair.end_entity_cert().ok().and_then(Stored::of)
+        pair.end_entity_cert().ok().and_then(Leaf::of)
     }
 
     /// Forgets the back-offs of sites the routes no longer have, and the refusals of names
     /// their sites no longer have: a site or an alias removed, then added again once its
     /// DNS is right, is tried at once, not after what was left of a wait of up to a day.
     /// (A rate limit's wait is kept whatever the routes say: it is the CA's, per account.)
-    fn forget_gone(&self, routes: &Routes) {
-        let acme_sites: HashMap<&str, Vec<String>> = routes
-            .sites
-            .iter()
-            .filter(|r| r.tls == RouteTls::Acme)
-            .map(|r| {
-                let hosts = r.hosts.iter();
-                let hosts = hosts.map(|h| crate::table::normalize_host(h).into_owned());
-                (r.name.as_str(), hosts.collect())
-            })
-            .collect();
+    fn forget_gone(&self, sites: &[(&str, Vec<String>)]) {
+        let sites: HashMap<&str, &Vec<String>> = sites.iter().map(|(n, h)| (*n, h)).collect();
         if let Ok(mut b) = self.backoff.lock() {
-            b.retain(|site, b| b.rate_limited || acme_sites.contains_key(site.as_str()));
+            b.retain(|site, b| b.rate_limited || sites.contains_key(site.as_str()));
         }
         if let Ok(mut r) = self.refusals.lock() {
-            r.retain(|site, refusals| match acme_sites.get(site.as_str()) {
+            r.retain(|site, refusals| match sites.get(site.as_str()) {
                 Some(hosts) => {
                     refusals.0.retain(|name, _| hosts.contains(name));
                     true
@@ -428,21 +366,31 @@ impl Acme {
     /// Counts an issuance's outcome in the back-offs; true when the site is to be ordered
     /// again at once, without the names the CA refused.
     fn count(&self, site: &str, wanted: &[String], res: &Result<(), Error>) -> bool {
-        let base = self.options.backoff_base;
-        let mut again = false;
-        if let Ok(mut refusals) = self.refusals.lock() {
-            let r = refusals.entry(site.to_owned()).or_default();
-            match res {
-                Ok(()) => r.validated(wanted),
-                Err(Error::AcmeRefused { names, .. }) => {
-                    for n in names {
-                        r.refused(n, base);
-                    }
-                    again = true;
+        self.count_names(site, wanted, res);
+        self.count_site(site, wanted, res);
+        matches!(res, Err(Error::AcmeRefused { .. }))
+    }
+
+    /// The refused names wait, those validated start their count again.
+    fn count_names(&self, site: &str, wanted: &[String], res: &Result<(), Error>) {
+        let Ok(mut refusals) = self.refusals.lock() else {
+            return;
+        };
+        let r = refusals.entry(site.to_owned()).or_default();
+        match res {
+            Ok(()) => r.validated(wanted),
+            Err(Error::AcmeRefused { names, .. }) => {
+                for n in names {
+                    r.refused(n, self.options.backoff_base);
                 }
-                Err(_) => {}
             }
+            Err(_) => {}
         }
+    }
+
+    /// The site waits after any other failure, and starts its count again on success.
+    fn count_site(&self, site: &str, wanted: &[String], res: &Result<(), Error>) {
+        let base = self.options.backoff_base;
         if let Ok(mut b) = self.backoff.lock() {
             let e = b.entry(site.to_owned()).or_default();
             match res {
@@ -460,7 +408,6 @@ impl Acme {
                 }
             }
         }
-        again
     }
 
     /// [`Acme::issue`], bounded in time: instant-acme's client has no timeout of its own,
@@ -628,7 +575,7 @@ impl Acme {
 }
 
 /// [`Acme::keep_covered`] for the certificate `current` at `now`.
-fn keep_covered(res: Result<(), Error>, current: Option<&Stored>, now: i64) -> Result<(), Error> {
+fn kept_if_covered(res: Result<(), Error>, current: Option<&Leaf>, now: i64) -> Result<(), Error> {
     let (
         Err(Error::AcmeRefused {
             site,
@@ -717,8 +664,8 @@ mod renewal {
 
     const DAY: i64 = 86400;
 
-    fn stored(lifetime_days: i64, names: &[&str]) -> Stored {
-        Stored {
+    fn stored(lifetime_days: i64, names: &[&str]) -> Leaf {
+        Leaf {
             not_before: 0,
             not_after: lifetime_days * DAY,
             names: names.iter().map(|n| (*n).to_owned()).collect(),
@@ -890,7 +837,7 @@ mod renewal {
         let refused = www_refused;
         let current = stored(90, &["a.test", "www.a.test"]);
         // 60 days into 90: due for renewal, 30 days left: the certificate is kept
-        let kept = keep_covered(refused(), Some(&current), 60 * DAY);
+        let kept = kept_if_covered(refused(), Some(&current), 60 * DAY);
         assert!(matches!(kept, Err(Error::AcmeKept { .. })), "{kept:?}");
         // and the renewal is asked again no sooner than a refused name would be
         let acme = Acme::new(Arc::new(Certs::default()), AcmeOptions::default());
@@ -899,14 +846,14 @@ mod renewal {
         let next = acme.backoff.lock().unwrap()["a.test"].next_try.unwrap();
         assert!(next >= Instant::now() + REFUSED_NAME_WAIT - Duration::from_secs(1));
         // 5 days left: the name is dropped rather than the site's whole certificate lost
-        let dropped = keep_covered(refused(), Some(&current), 85 * DAY);
+        let dropped = kept_if_covered(refused(), Some(&current), 85 * DAY);
         assert!(matches!(dropped, Err(Error::AcmeRefused { .. })));
         // a name the certificate never named (an alias added): left out at once
         let new_alias = stored(90, &["a.test"]);
-        let left = keep_covered(refused(), Some(&new_alias), 60 * DAY);
+        let left = kept_if_covered(refused(), Some(&new_alias), 60 * DAY);
         assert!(matches!(left, Err(Error::AcmeRefused { .. })));
         assert!(matches!(
-            keep_covered(refused(), None, 0),
+            kept_if_covered(refused(), None, 0),
             Err(Error::AcmeRefused { .. })
         ));
     }
@@ -931,7 +878,7 @@ mod renewal {
             "settings": {}, "sites": [{"name": "a.test", "hosts": ["a.test"],
             "backend": "127.0.0.1:9", "tls": {"mode": "acme"}}]}))
         .unwrap();
-        acme.forget_gone(&routes);
+        acme.forget_gone(&acme_sites(&routes));
         assert!(acme.refusals.lock().unwrap()["a.test"].0.is_empty());
         let backoff = acme.backoff.lock().unwrap();
         assert!(!backoff.contains_key("b.test"));

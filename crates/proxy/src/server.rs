@@ -1047,7 +1047,7 @@ async fn metrics_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watc
                         "/metrics" => {
                             let t = shared.table.load_full();
                             let open: Vec<usize> = shared.balance.open().collect();
-                            let now = crate::acme::now_secs();
+                            let now = crate::tls::now_secs();
                             let certs = crate::tls::coverage(&t, &shared.certs, now);
                             let text =
                                 crate::metrics::render(&shared.global, &open, &t.sites, &certs);

@@ -110,6 +110,62 @@ fn pair_from_der(
     }
 }
 
+/// What pic2 reads of a certificate, from its leaf: its validity (Unix time) and the DNS
+/// names of its subjectAltName, in lower case.
+#[derive(Debug)]
+pub(crate) struct Leaf {
+    pub(crate) not_before: i64,
+    pub(crate) not_after: i64,
+    pub(crate) names: Vec<String>,
+}
+
+impl Leaf {
+    pub(crate) fn of(der: &CertificateDer<'_>) -> Option<Leaf> {
+        let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+        let v = cert.validity();
+        let names = cert
+            .subject_alternative_name()
+            .ok()
+            .flatten()
+            .map(|san| {
+                san.value
+                    .general_names
+                    .iter()
+                    .filter_map(|n| match n {
+                        x509_parser::extensions::GeneralName::DNSName(d) => {
+                            Some(d.to_ascii_lowercase())
+                        }
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Some(Leaf {
+            not_before: v.not_before.timestamp(),
+            not_after: v.not_after.timestamp(),
+            names,
+        })
+    }
+
+    /// Whether it names `host` (normalised), itself or through a wildcard of one label.
+    pub(crate) fn names_host(&self, host: &str) -> bool {
+        let wildcard = host
+            .split_once('.')
+            .map(|(_, parent)| format!("*.{parent}"));
+        self.names
+            .iter()
+            .any(|n| n == host || wildcard.as_deref() == Some(n.as_str()))
+    }
+}
+
+/// Now, in Unix seconds: what certificates' validity is told in.
+pub(crate) fn now_secs() -> i64 {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
 /// One TLS site's certificates as served, for the metrics: the earliest end among those
 /// served for its names, and how many of its names none covers at `now` (a name the CA
 /// refused, a certificate file short of an alias, no certificate yet, or an expired one).
@@ -122,9 +178,8 @@ pub struct Coverage {
 
 /// [`Coverage`] of every site with TLS, by site name. Each certificate is parsed once.
 pub fn coverage(table: &crate::table::Table, certs: &Certs, now: i64) -> Vec<Coverage> {
-    use crate::acme::Stored;
     let served = certs.current();
-    let mut parsed: HashMap<*const CertifiedKey, Option<Stored>> = HashMap::new();
+    let mut parsed: HashMap<*const CertifiedKey, Option<Leaf>> = HashMap::new();
     let mut by_site: std::collections::BTreeMap<&str, Coverage> = Default::default();
     for (host, entry) in &table.hosts {
         if entry.site.tls == RouteTls::None {
@@ -138,13 +193,13 @@ pub fn coverage(table: &crate::table::Table, certs: &Certs, now: i64) -> Vec<Cov
         let stored = served.get(host).and_then(|k| {
             parsed
                 .entry(Arc::as_ptr(k))
-                .or_insert_with(|| k.end_entity_cert().ok().and_then(Stored::of))
+                .or_insert_with(|| k.end_entity_cert().ok().and_then(Leaf::of))
                 .as_ref()
         });
         if let Some(s) = stored {
-            c.not_after = Some(c.not_after.map_or(s.not_after(), |t| t.min(s.not_after())));
+            c.not_after = Some(c.not_after.map_or(s.not_after, |t| t.min(s.not_after)));
         }
-        if !stored.is_some_and(|s| s.names_host(host) && s.not_after() > now) {
+        if !stored.is_some_and(|s| s.names_host(host) && s.not_after > now) {
             c.uncovered += 1;
         }
     }
@@ -208,8 +263,8 @@ pub fn load_all(
                 let names = p
                     .end_entity_cert()
                     .ok()
-                    .and_then(crate::acme::Stored::of)
-                    .filter(|s| s.has_names());
+                    .and_then(Leaf::of)
+                    .filter(|l| !l.names.is_empty());
                 let p = Arc::new(p);
                 let mut served = 0;
                 for h in &r.hosts {
