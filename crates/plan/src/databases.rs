@@ -131,10 +131,16 @@ pub(crate) fn diff(
                     }
                     // a grant pic2 made before it escaped `_`: a wildcard over other names
                     if pattern != name {
-                        for (db_pattern, user, host) in observed.grants.keys() {
-                            if db_pattern == name && user == name {
-                                plan.push(revoke_wildcard(name, host));
-                            }
+                        // its grants in key order (a scan of every grant per database would be
+                        // quadratic: 10,000 databases with a `_`, 10⁸ steps at every plan)
+                        let from = (name.to_string(), name.to_string(), String::new());
+                        let unescaped = observed
+                            .grants
+                            .range(from..)
+                            .map(|((db_pattern, user, host), _)| (db_pattern, user, host))
+                            .take_while(|(db_pattern, user, _)| *db_pattern == name && *user == name);
+                        for (_, _, host) in unescaped {
+                            plan.push(revoke_wildcard(name, host));
                         }
                     }
                     let wanted: BTreeSet<&str> = db.hosts.iter().map(|h| h.as_str()).collect();
