@@ -306,8 +306,8 @@ fn a_changed_uid_reowns_the_accounts_files() {
 
 /// The account swaps its credentials file for a link (to a passwd-like file): the plan
 /// writes pic2's file over the link (a new password), instead of a conflict that would stop
-/// every other site's apply; the link's target is never followed. A folder there stays a
-/// conflict: it may be someone's data.
+/// every other site's apply; the link's target is never followed. A folder there may be
+/// someone's data: moved aside, not deleted, and not a conflict either.
 #[test]
 fn a_link_in_place_of_the_credentials_file_is_replaced() {
     let p = Platform::new("credln");

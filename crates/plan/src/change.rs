@@ -141,8 +141,9 @@ pub enum Op {
     },
     /// Renames the entry at `path` (a folder or a special file an account put where pic2
     /// writes a file of its own) to `to`, beside it: under the folder's descriptor, the entry
-    /// itself never followed nor read, nothing replaced (`RENAME_NOREPLACE`; `-2`, `-3`, …
-    /// appended to `to` while that name is taken) and nothing deleted. Gone already: done.
+    /// itself never followed nor read, nothing replaced (`RENAME_NOREPLACE`; while that name
+    /// is taken, `-2`, `-3`, then a tag of chance appended to `to`) and nothing deleted. Gone
+    /// already: done.
     MoveAside {
         path: PathBuf,
         to: PathBuf,

@@ -64,7 +64,7 @@ pub(crate) fn diff(
             Some(m) if m.kind != FileKind::File => (None, Some(m), None),
             other => (None, None, other),
         };
-        let aside = in_the_way.map(|m| move_aside(&db.credentials, m, &files.walked_at));
+        let aside = in_the_way.map(|m| move_aside(&db.credentials, m, &files.observed_at));
         let moved = aside.is_some();
         let has_credentials = on_disk.is_some();
         // The file's settings other than the password (read with it blanked by the observer).
@@ -207,10 +207,10 @@ enum Password {
 }
 
 /// Moves the folder (special file) at a credentials file's path aside, for the file to be
-/// written there: renamed beside it, with the walk's date and time.
-fn move_aside(path: &Path, meta: &FileMeta, walked_at: &str) -> Change {
+/// written there: renamed beside it, with the observation's date and time.
+fn move_aside(path: &Path, meta: &FileMeta, observed_at: &str) -> Change {
     let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(format!("{}{walked_at}", crate::MOVED_SUFFIX));
+    name.push(format!("{}{observed_at}", crate::MOVED_SUFFIX));
     let to = path.with_file_name(name);
     let what = if meta.kind == FileKind::Dir {
         "folder"
@@ -235,7 +235,7 @@ fn move_aside(path: &Path, meta: &FileMeta, walked_at: &str) -> Change {
     .with_details(vec![
         format!("- {what} {}:{} {:04o}", meta.uid, meta.gid, meta.mode),
         format!(
-            "+ {what} kept as {} (another suffix, -2, -3, …, if that name is taken)",
+            "+ {what} kept as {} (if that name is taken: -2, -3, then a tag of chance appended)",
             to.display()
         ),
     ])
@@ -414,6 +414,16 @@ mod tests {
         (inv, o)
     }
 
+    /// Where velobs's credentials file is, as observed.
+    fn velobs_credentials(o: &Observed) -> std::path::PathBuf {
+        o.files
+            .paths
+            .keys()
+            .find(|p| p.ends_with("mariadb-velobs.cnf"))
+            .unwrap()
+            .clone()
+    }
+
     fn db_changes(p: &crate::Plan) -> Vec<&Change> {
         p.changes
             .iter()
@@ -534,13 +544,7 @@ mod tests {
     #[test]
     fn a_link_in_place_of_the_credentials_file_is_replaced_not_a_conflict() {
         let (inv, applied) = applied();
-        let path = applied
-            .files
-            .paths
-            .keys()
-            .find(|p| p.ends_with("mariadb-velobs.cnf"))
-            .unwrap()
-            .clone();
+        let path = velobs_credentials(&applied);
         let mut o = applied.clone();
         let linked = |kind, target: Option<&str>| FileMeta {
             kind,
@@ -581,20 +585,14 @@ mod tests {
     }
 
     /// A folder (a FIFO, any special file) the account made at its credentials file's path
-    /// may hold its data: moved aside, under a name of the walk's time, then the file written
-    /// with a new password; not a conflict that stops the apply of every site.
+    /// may hold its data: moved aside, under a name of the observation's time, then the file
+    /// written with a new password; not a conflict that stops the apply of every site.
     #[test]
     fn a_folder_in_place_of_the_credentials_file_is_moved_aside_not_a_conflict() {
         let (inv, applied) = applied();
-        let path = applied
-            .files
-            .paths
-            .keys()
-            .find(|p| p.ends_with("mariadb-velobs.cnf"))
-            .unwrap()
-            .clone();
+        let path = velobs_credentials(&applied);
         let mut o = applied.clone();
-        o.files.walked_at = "20260115-093000".into();
+        o.files.observed_at = "20260115-093000".into();
         let to = path.with_file_name("mariadb-velobs.cnf.pic2-moved-20260115-093000");
         for (kind, what) in [(FileKind::Dir, "folder"), (FileKind::Other, "special file")] {
             let meta = FileMeta {

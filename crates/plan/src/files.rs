@@ -29,10 +29,10 @@ pub(crate) fn diff(
     let desired = desired(inv);
     // Homes that belong to someone else: nothing below them is touched.
     let mut foreign: BTreeSet<&Path> = BTreeSet::new();
-    // Folders with a folder of the layout inside; the others (private, htdocs, tmp, logs) are
-    // where an account's own files are.
     // (old id, the account taking it) of the walks refused
     let mut handed_over: BTreeSet<(u32, String)> = BTreeSet::new();
+    // Folders with a folder of the layout inside; the others (private, htdocs, tmp, logs) are
+    // where an account's own files are.
     let has_subfolders: HashSet<&Path> = desired
         .iter()
         .filter(|d| d.kind == PathKind::Dir)

@@ -27,8 +27,9 @@ use pic2_inventory::ValidInventory;
 /// The suffix of the temporary files pic2 writes before renaming them into place.
 pub const TEMP_SUFFIX: &str = ".pic2-tmp";
 
-/// What follows the name of an entry pic2 moves aside, before the walk's date and time
-/// (`mariadb-x.cnf.pic2-moved-20260115-093000`).
+/// What follows the name of an entry pic2 moves aside, before the observation's date and time
+/// (`mariadb-x.cnf.pic2-moved-20260115-093000`) or, for what a write exchanged out, a tag of
+/// chance.
 pub const MOVED_SUFFIX: &str = ".pic2-moved-";
 
 /// What the user allowed beyond creating and updating.

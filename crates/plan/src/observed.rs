@@ -103,8 +103,8 @@ pub struct ObservedFiles {
     pub paths: HashMap<PathBuf, FileMeta>,
     /// The entry names of the folders pic2 lists (the homes folder, each account's sites).
     pub listings: BTreeMap<PathBuf, Vec<String>>,
-    /// When the walk ran, UTC, as `YYYYMMDD-HHMMSS`: what names an entry moved aside (see
+    /// When the volume was observed, UTC, as `YYYYMMDD-HHMMSS`: what names an entry moved aside (see
     /// [`crate::Op::MoveAside`]). Read by the observer, so that the plan, which reads no
     /// clock, shows the exact name the apply uses.
-    pub walked_at: String,
+    pub observed_at: String,
 }

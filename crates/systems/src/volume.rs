@@ -27,7 +27,7 @@ const MARKER_MAX: u64 = 1 << 20;
 
 pub fn observe(inv: &ValidInventory) -> Result<ObservedFiles, Error> {
     let mut out = ObservedFiles {
-        walked_at: utc_stamp(std::time::SystemTime::now()),
+        observed_at: utc_stamp(std::time::SystemTime::now()),
         ..Default::default()
     };
     // Tens of thousands of lstat calls at 10,000 accounts: split them over two threads.
@@ -182,11 +182,9 @@ fn lstat(path: &Path, read_up_to: Option<u64>) -> Result<Option<FileMeta>, Error
     } else {
         FileKind::Other
     };
-    let contents = if kind == FileKind::File && read_up_to.is_some_and(|max| meta.len() <= max) {
-        read_up_to.and_then(|max| read_nofollow(path, max).ok())
-    } else {
-        None
-    };
+    let contents = read_up_to
+        .filter(|&max| kind == FileKind::File && meta.len() <= max)
+        .and_then(|max| read_nofollow(path, max).ok());
     // a link's text, for the plan to say where it points (reading it follows nothing)
     let target = (kind == FileKind::Symlink)
         .then(|| std::fs::read_link(path).ok())
@@ -331,11 +329,10 @@ pub fn write_file(path: &Path, uid: u32, gid: u32, mode: u32, contents: &str) ->
     let (parent, name) = parent_and_name(path)?;
     // a name of chance: the folder may be the account's, and a folder (or anything else)
     // it put at a fixed temporary name would make every write here fail
-    let tag: String =
-        rand::distr::SampleString::sample_string(&rand::distr::Alphanumeric, &mut rand::rng(), 12);
     let tmp = PathBuf::from(format!(
-        ".{}.{tag}{}",
+        ".{}.{}{}",
         name.to_string_lossy(),
+        random_tag(),
         pic2_plan::TEMP_SUFFIX
     ));
     let fd = openat2(
@@ -395,46 +392,50 @@ fn dispose_of_replaced(
     if matches!(kind, FileType::RegularFile | FileType::Symlink) {
         return unlinkat(parent, tmp, AtFlags::empty());
     }
-    let tag: String =
-        rand::distr::SampleString::sample_string(&rand::distr::Alphanumeric, &mut rand::rng(), 12);
     let mut aside = name.to_os_string();
-    aside.push(format!(".pic2-moved-{tag}"));
+    aside.push(format!("{}{}", pic2_plan::MOVED_SUFFIX, random_tag()));
     renameat_with(parent, tmp, parent, &aside, RenameFlags::NOREPLACE)
 }
+
+/// 12 letters and digits of chance: a name the account cannot foresee (and take first).
+fn random_tag() -> String {
+    rand::distr::SampleString::sample_string(&rand::distr::Alphanumeric, &mut rand::rng(), 12)
+}
+
+/// How many names of chance [`move_aside`] tries after `-2` and `-3`.
+const ASIDE_TAGS: u32 = 5;
 
 /// Moves the entry at `path` aside to `to` (beside it), as [`pic2_plan::Op::MoveAside`]
 /// says: `renameat2(RENAME_NOREPLACE)` under the folder's descriptor (opened without
 /// following links), so the entry is never followed and nothing is replaced; while `to` is
-/// taken, `-2`, `-3`, … are appended to it. Returns where it went (`None`: it was gone).
+/// taken, `-2`, `-3`, then a few tags of chance are appended to it. Returns where it went
+/// (`None`: it was gone).
 pub fn move_aside(path: &Path, to: &Path) -> Result<Option<PathBuf>, Error> {
     let (parent, name) = parent_and_name(path)?;
     let Some(to_name) = to.file_name().filter(|_| to.parent() == path.parent()) else {
         return Err(Error::io(to, "not beside the entry to move aside"));
     };
-    for n in 1..=100u32 {
+    for n in 1..=3 + ASIDE_TAGS {
         let mut candidate = to_name.to_os_string();
         if n > 3 {
             // the plan's names are foreseeable (its time): past a few taken, one of chance
-            let tag: String = rand::distr::SampleString::sample_string(
-                &rand::distr::Alphanumeric,
-                &mut rand::rng(),
-                12,
-            );
-            candidate.push(format!("-{tag}"));
+            candidate.push(format!("-{}", random_tag()));
         } else if n > 1 {
             candidate.push(format!("-{n}"));
         }
         match renameat_with(&parent, name, &parent, &candidate, RenameFlags::NOREPLACE) {
             Ok(()) => return Ok(Some(path.with_file_name(candidate))),
-            Err(e) if e == rustix::io::Errno::EXIST => continue,
+            Err(rustix::io::Errno::EXIST) => continue,
             // gone since the plan: nothing left in the way
-            Err(e) if e == rustix::io::Errno::NOENT => return Ok(None),
+            Err(rustix::io::Errno::NOENT) => return Ok(None),
             Err(e) => return Err(Error::io(path, format!("moving it aside: {e}"))),
         }
     }
     Err(Error::io(
         to,
-        "this name and 99 others with a suffix are taken: move or delete some",
+        format!(
+            "taken, as are the names with -2, -3 and {ASIDE_TAGS} tags of chance appended: move or delete some"
+        ),
     ))
 }
 
@@ -517,8 +518,15 @@ pub fn reown_files(path: &Path, ids: Reown, progress: &mut dyn FnMut(u64)) -> Re
     let mut left: Option<OwnedFd> = None;
     loop {
         let depth = stack.len();
-        let Some(top) = stack.last() else { break };
-        if top.fd.is_none() {
+        let Some(Level {
+            names,
+            fd: Some(dir),
+            ..
+        }) = stack.last_mut()
+        else {
+            // the walk's end, or a folder whose descriptor was dropped on the way down: taken
+            // back, then walked on
+            let Some(top) = stack.last() else { break };
             let id = top.id;
             let back = left
                 .take()
@@ -529,17 +537,15 @@ pub fn reown_files(path: &Path, ids: Reown, progress: &mut dyn FnMut(u64)) -> Re
                 // moved away during the walk: its remaining entries are the account's doing
                 _ => {
                     stack.pop();
-                    continue;
                 }
             }
-        }
+            continue;
+        };
         left = None;
-        let Some(top) = stack.last_mut() else { break };
-        let Some(name) = top.names.pop() else {
+        let Some(name) = names.pop() else {
             left = stack.pop().and_then(|l| l.fd);
             continue;
         };
-        let Some(dir) = top.fd.as_ref() else { break };
         let fd = match openat2(
             dir,
             &name,
@@ -550,14 +556,12 @@ pub fn reown_files(path: &Path, ids: Reown, progress: &mut dyn FnMut(u64)) -> Re
             Ok(fd) => fd,
             // gone since its folder was listed; a link now on the way (a folder swapped for
             // one); another mount
-            Err(e)
-                if e == rustix::io::Errno::NOENT
-                    || e == rustix::io::Errno::LOOP
-                    || e == rustix::io::Errno::NOTDIR
-                    || e == rustix::io::Errno::XDEV =>
-            {
-                continue
-            }
+            Err(
+                rustix::io::Errno::NOENT
+                | rustix::io::Errno::LOOP
+                | rustix::io::Errno::NOTDIR
+                | rustix::io::Errno::XDEV,
+            ) => continue,
             Err(e) => return Err(Error::io(full(&stack, &name), e)),
         };
         let st = statat(&fd, "", AT_ITSELF)
@@ -687,6 +691,14 @@ mod tests {
     use std::os::unix::fs::FileTypeExt;
 
     type WalkHook = std::cell::RefCell<Option<Box<dyn FnMut(usize)>>>;
+
+    /// A test that changes owners needs root: it fails without it, never skips.
+    fn require_root() {
+        assert!(
+            rustix::process::geteuid().is_root(),
+            "this test changes owners, which needs root: run it as root (CI does); it never skips"
+        );
+    }
 
     thread_local! {
         /// Called by [`reown_files`] as it enters a folder, with how deep below the walk's
@@ -958,10 +970,7 @@ mod tests {
     /// so each level still has entries to walk when the walk comes back up to it.
     #[test]
     fn reown_files_walks_a_tree_deeper_than_path_max() {
-        assert!(
-            rustix::process::geteuid().is_root(),
-            "this test changes owners, which needs root: run it as root (CI does); it never skips"
-        );
+        require_root();
         let (old, new) = (41011, 41012);
         let dir = tempfile::tempdir().unwrap();
         let site = dir.path().join("htdocs");
@@ -1062,10 +1071,7 @@ mod tests {
     #[test]
     fn reown_files_changes_the_old_ids_only_and_follows_no_link() {
         use std::os::unix::fs::{lchown, symlink, PermissionsExt};
-        assert!(
-            rustix::process::geteuid().is_root(),
-            "this test changes owners, which needs root: run it as root (CI does); it never skips"
-        );
+        require_root();
         let (old, new, other) = (41001, 41002, 41003);
         let dir = tempfile::tempdir().unwrap();
         let site = dir.path().join("htdocs");
@@ -1175,10 +1181,7 @@ mod tests {
         at: usize,
         moves: impl FnOnce(&Path) + 'static,
     ) -> (tempfile::TempDir, PathBuf, Reown) {
-        assert!(
-            rustix::process::geteuid().is_root(),
-            "this test changes owners, which needs root: run it as root (CI does); it never skips"
-        );
+        require_root();
         let (old, new) = (41021, 41022);
         let dir = tempfile::tempdir().unwrap();
         let site = dir.path().join("htdocs");
