@@ -891,6 +891,27 @@ mod renewal {
         assert_eq!(acme.wanted("a.test", &both), both);
     }
 
+    /// An account file that is there but cannot be read (here a folder in its place; as the
+    /// proxy's user, a file left root's) is an error naming it, not a reason to create a new
+    /// account whose file would replace it.
+    #[tokio::test]
+    async fn an_account_file_that_cannot_be_read_is_an_error_not_a_new_account() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let directory = "https://127.0.0.1:9/dir"; // nobody answers: no account is made here
+        let routes: Routes = serde_json::from_value(serde_json::json!({"version": 1,
+            "settings": {"state_dir": state, "acme_directory": directory}, "sites": []}))
+        .unwrap();
+        let digest = Sha256::digest(directory.as_bytes());
+        let tag: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+        let file = state.join("acme").join(format!("account-{tag}.json"));
+        std::fs::create_dir_all(&file).unwrap();
+        let acme = Acme::new(Arc::new(Certs::default()), AcmeOptions::default());
+        let e = acme.account(&routes).await.err().unwrap().to_string();
+        assert!(e.contains(&file.display().to_string()), "{e}");
+        assert!(file.is_dir(), "left as it is");
+    }
+
     #[test]
     fn a_name_refused_again_waits_twice_as_long() {
         let mut r = Refusals::default();
