@@ -426,7 +426,7 @@ async fn www_apex_and_https_redirects() {
             "t.test",
             &["t.test", "www.t.test"],
             b.addr,
-            serde_json::json!({"mode":"files","cert":cert,"key":key}),
+            tls_files(&cert, &key),
         )],
     );
     let mut o = options(&e);
@@ -450,18 +450,18 @@ fn self_signed(e: &Env, name: &str) -> (String, String) {
     (c.to_str().unwrap().into(), k.to_str().unwrap().into())
 }
 
+/// A site's TLS from certificate files.
+fn tls_files(cert: &str, key: &str) -> serde_json::Value {
+    serde_json::json!({"mode": "files", "cert": cert, "key": key})
+}
+
 /// Routes with one site, a.test, over TLS with a self-signed certificate: its (cert, key).
 fn one_tls_site(e: &Env, backend: SocketAddr) -> (String, String) {
     let (c, k) = self_signed(e, "a.test");
     write_routes(
         e,
         serde_json::json!({}),
-        vec![site(
-            "a.test",
-            &["a.test"],
-            backend,
-            serde_json::json!({"mode":"files","cert":c,"key":k}),
-        )],
+        vec![site("a.test", &["a.test"], backend, tls_files(&c, &k))],
     );
     (c, k)
 }
@@ -826,7 +826,7 @@ async fn a_full_proxy_makes_room_by_closing_idle_connections() {
     let b = backend().await;
     let e = env();
     let (c, k) = self_signed(&e, "t.test");
-    let tls = serde_json::json!({"mode":"files","cert":c,"key":k});
+    let tls = tls_files(&c, &k);
     let sites = vec![
         site(
             "a.test",
@@ -1267,12 +1267,7 @@ async fn http_goes_to_https_only_once_a_certificate_is_there() {
                 b.addr,
                 serde_json::json!({"mode":"acme"}),
             ),
-            site(
-                "t.test",
-                &["t.test"],
-                b.addr,
-                serde_json::json!({"mode":"files","cert":c,"key":k}),
-            ),
+            site("t.test", &["t.test"], b.addr, tls_files(&c, &k)),
         ],
     );
     let p = Proxy::start(options(&e)).await.unwrap();
@@ -1350,23 +1345,13 @@ async fn tls_by_sni_http2_hsts_and_certificate_file_change() {
     let e = env();
     let (c1, k1) = self_signed(&e, "one.test");
     let (c2, k2) = self_signed(&e, "two.test");
-    let mut two = site(
-        "two.test",
-        &["two.test"],
-        b.addr,
-        serde_json::json!({"mode":"files","cert":c2,"key":k2}),
-    );
+    let mut two = site("two.test", &["two.test"], b.addr, tls_files(&c2, &k2));
     two["hsts"] = true.into();
     write_routes(
         &e,
         serde_json::json!({}),
         vec![
-            site(
-                "one.test",
-                &["one.test"],
-                b.addr,
-                serde_json::json!({"mode":"files","cert":c1,"key":k1}),
-            ),
+            site("one.test", &["one.test"], b.addr, tls_files(&c1, &k1)),
             two,
         ],
     );
@@ -1435,14 +1420,9 @@ async fn a_request_for_another_site_than_the_handshake_named_gets_421() {
                 "one.test",
                 &["one.test", "www.one.test"],
                 b.addr,
-                serde_json::json!({"mode":"files","cert":c1,"key":k1}),
+                tls_files(&c1, &k1),
             ),
-            site(
-                "two.test",
-                &["two.test"],
-                b.addr,
-                serde_json::json!({"mode":"files","cert":c2,"key":k2}),
-            ),
+            site("two.test", &["two.test"], b.addr, tls_files(&c2, &k2)),
         ],
     );
     let p = Proxy::start(options(&e)).await.unwrap();
@@ -1499,7 +1479,7 @@ async fn certificate_coverage_and_end_are_in_the_metrics() {
                 "one.test",
                 &["one.test", "www.one.test", "extra.one.test"],
                 b.addr,
-                serde_json::json!({"mode":"files","cert":c1,"key":k1}),
+                tls_files(&c1, &k1),
             ),
             site(
                 "plain.test",
@@ -1803,7 +1783,7 @@ async fn the_tls_handshake_time_comes_from_the_routes() {
     let b = backend().await;
     let e = env();
     let (c, k) = self_signed(&e, "a.test");
-    let tls = serde_json::json!({"mode":"files","cert":c,"key":k});
+    let tls = tls_files(&c, &k);
     write_routes(
         &e,
         serde_json::json!({"timeouts": {"tls_handshake_seconds": 1}}),
@@ -2608,7 +2588,7 @@ async fn forwarding_headers_of_trusted_proxies_only() {
     let e = env();
     let (cert, key) = self_signed(&e, "t.test");
     let none = serde_json::json!({"mode":"none"});
-    let files = serde_json::json!({"mode":"files","cert":cert,"key":key});
+    let files = tls_files(&cert, &key);
     write_routes(
         &e,
         serde_json::json!({"trusted_proxies": ["127.0.0.1"], "admin_addresses": ["198.51.100.7"]}),

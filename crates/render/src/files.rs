@@ -177,15 +177,7 @@ fn loaded_stamps(inv: &ValidInventory, out: &mut Vec<DesiredPath>) {
 fn proxy_routes(inv: &ValidInventory, out: &mut Vec<DesiredPath>) {
     let routes = crate::proxy::routes(inv);
     let state = PathBuf::from(&routes.settings.state_dir);
-    out.push(DesiredPath {
-        path: state.clone(),
-        kind: PathKind::Dir,
-        uid: 0,
-        gid: 0,
-        mode: 0o755,
-        contents: None,
-        after_reloads: false,
-    });
+    out.push(root_dir(state.clone(), 0o755));
     out.push(DesiredPath {
         after_reloads: true,
         ..root_file(
@@ -193,6 +185,19 @@ fn proxy_routes(inv: &ValidInventory, out: &mut Vec<DesiredPath>) {
             crate::proxy::text(&routes),
         )
     });
+}
+
+/// A folder only root writes.
+fn root_dir(path: PathBuf, mode: u32) -> DesiredPath {
+    DesiredPath {
+        path,
+        kind: PathKind::Dir,
+        uid: 0,
+        gid: 0,
+        mode,
+        contents: None,
+        after_reloads: false,
+    }
 }
 
 /// A generated file only root writes: a home's marker, configuration the containers mount.
@@ -215,23 +220,14 @@ fn container_config(
     containers: &pic2_inventory::ContainersConfig,
     out: &mut Vec<DesiredPath>,
 ) {
-    let dir = |path: PathBuf, mode: u32| DesiredPath {
-        path,
-        kind: PathKind::Dir,
-        uid: 0,
-        gid: 0,
-        mode,
-        contents: None,
-        after_reloads: false,
-    };
     let base = containers.config_dir.value.clone();
-    out.push(dir(base.clone(), 0o755));
-    out.push(dir(base.join("runtimes"), 0o755));
+    out.push(root_dir(base.clone(), 0o755));
+    out.push(root_dir(base.join("runtimes"), 0o755));
     for name in inv.runtimes.keys() {
         let Some(rt_dir) = crate::runtimes::config_dir(inv, name) else {
             continue;
         };
-        out.push(dir(rt_dir.clone(), 0o755));
+        out.push(root_dir(rt_dir.clone(), 0o755));
         out.push(root_file(
             rt_dir.join("runtime.conf"),
             crate::runtimes::apache_conf(inv, name),
@@ -242,7 +238,7 @@ fn container_config(
         crate::sftp::host_keys_dir(inv),
         containers.sftp_listen.as_ref(),
     ) {
-        out.push(dir(sftp.clone(), 0o755));
+        out.push(root_dir(sftp.clone(), 0o755));
         out.push(root_file(
             sftp.join("sshd_config"),
             crate::sftp::sshd_config(inv),
@@ -253,13 +249,13 @@ fn container_config(
         ));
         out.push(root_file(sftp.join("keys.env"), crate::sftp::keys_env(inv)));
         // The host keys: secret, kept across rebuilds, made by the container itself.
-        out.push(dir(keys, 0o700));
+        out.push(root_dir(keys, 0o700));
     }
     if let (Some(pma), Some(_)) = (
         crate::phpmyadmin::config_dir(inv),
         inv.services.phpmyadmin.as_ref(),
     ) {
-        out.push(dir(pma.clone(), 0o755));
+        out.push(root_dir(pma.clone(), 0o755));
         out.push(root_file(
             pma.join("phpmyadmin.conf"),
             crate::phpmyadmin::apache_conf(inv),
