@@ -148,6 +148,42 @@ pub struct Acme {
     /// Per site: the names left out of its orders for now.
     refusals: Mutex<HashMap<String, Refusals>>,
     account: tokio::sync::Mutex<Option<(String, Account)>>,
+    /// The account's failure in this pass, given to every other site of the pass rather
+    /// than asked of the CA again for each (a CA that is down, or that refuses the account).
+    account_failure: Mutex<Option<AccountFailure>>,
+}
+
+/// Why the account could not be had, for the directory it was asked of.
+#[derive(Debug)]
+struct AccountFailure {
+    directory: String,
+    rate_limited: bool,
+    reason: String,
+}
+
+impl AccountFailure {
+    fn of(directory: &str, e: &Error) -> Self {
+        let (rate_limited, reason) = match e {
+            Error::AcmeRateLimited { reason, .. } | Error::Acme { reason, .. } => {
+                (matches!(e, Error::AcmeRateLimited { .. }), reason.clone())
+            }
+            other => (false, other.to_string()),
+        };
+        AccountFailure {
+            directory: directory.to_owned(),
+            rate_limited,
+            reason,
+        }
+    }
+
+    fn error(&self) -> Error {
+        let site = "(account)".to_owned();
+        let reason = self.reason.clone();
+        match self.rate_limited {
+            true => Error::AcmeRateLimited { site, reason },
+            false => Error::Acme { site, reason },
+        }
+    }
 }
 
 fn acme_err(site: &str, e: impl std::fmt::Display) -> Error {
@@ -244,6 +280,7 @@ impl Acme {
             backoff: Mutex::new(HashMap::new()),
             refusals: Mutex::new(HashMap::new()),
             account: tokio::sync::Mutex::new(None),
+            account_failure: Mutex::new(None),
         }
     }
 
@@ -285,6 +322,10 @@ impl Acme {
         let state = PathBuf::from(&routes.settings.state_dir);
         let sites = acme_sites(routes);
         self.forget_gone(&sites);
+        // a failure to get the account is asked again once a pass, not once a site
+        if let Ok(mut f) = self.account_failure.lock() {
+            *f = None;
+        }
         let mut out = Vec::new();
         for &(site, ref hosts) in &sites {
             // each refusal takes a name out, so this ends after one order per host at most
@@ -430,14 +471,41 @@ impl Acme {
             })
     }
 
+    /// The CA account: kept once had, or read from its file, or created. A failure is
+    /// remembered for the rest of the pass.
     async fn account(&self, routes: &Routes) -> Result<Account, Error> {
-        let s = &routes.settings;
+        let dir = &routes.settings.acme_directory;
         let mut guard = self.account.lock().await;
-        if let Some((dir, acc)) = guard.as_ref() {
-            if *dir == s.acme_directory {
+        if let Some((d, acc)) = guard.as_ref() {
+            if d == dir {
                 return Ok(acc.clone());
             }
         }
+        if let Some(failed) = self.account_failure.lock().ok().and_then(|f| {
+            f.as_ref()
+                .filter(|f| f.directory == *dir)
+                .map(AccountFailure::error)
+        }) {
+            return Err(failed);
+        }
+        match self.open_account(routes).await {
+            Ok(account) => {
+                *guard = Some((dir.clone(), account.clone()));
+                Ok(account)
+            }
+            Err(err) => {
+                if let Ok(mut f) = self.account_failure.lock() {
+                    *f = Some(AccountFailure::of(dir, &err));
+                }
+                Err(err)
+            }
+        }
+    }
+
+    /// The account of the routes' directory, from its file or created (and its file
+    /// written).
+    async fn open_account(&self, routes: &Routes) -> Result<Account, Error> {
+        let s = &routes.settings;
         let e = |x: instant_acme::Error| api_err("(account)", x);
         let builder = || match &s.acme_ca_file {
             Some(ca) => Account::builder_with_root(ca).map_err(e),
@@ -448,16 +516,16 @@ impl Acme {
         let path = Path::new(&s.state_dir)
             .join("acme")
             .join(format!("account-{tag}.json"));
-        let account = match std::fs::read(&path) {
+        match std::fs::read(&path) {
             Ok(bytes) => {
                 let creds: AccountCredentials = serde_json::from_slice(&bytes)
                     .map_err(|x| acme_err("(account)", format!("{}: {x}", path.display())))?;
-                builder()?.from_credentials(creds).await.map_err(e)?
+                builder()?.from_credentials(creds).await.map_err(e)
             }
             // any other error (a file the proxy's user cannot read, left by a run as root):
             // said, never answered with a new account whose file would replace this one
             Err(x) if x.kind() != std::io::ErrorKind::NotFound => {
-                return Err(acme_err("(account)", format!("{}: {x}", path.display())));
+                Err(acme_err("(account)", format!("{}: {x}", path.display())))
             }
             Err(_) => {
                 let contact = s.acme_email.as_ref().map(|m| format!("mailto:{m}"));
@@ -480,11 +548,9 @@ impl Acme {
                 if let Err(err) = write_private(&path, &json) {
                     tracing::error!("{err}: the ACME account is kept until the proxy stops");
                 }
-                acc
+                Ok(acc)
             }
-        };
-        *guard = Some((s.acme_directory.clone(), account.clone()));
-        Ok(account)
+        }
     }
 
     async fn issue(
@@ -961,5 +1027,61 @@ mod renewal {
             api_err("a.test", problem("urn:ietf:params:acme:error:unauthorized")),
             Error::Acme { .. }
         ));
+    }
+}
+
+#[cfg(test)]
+mod account {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A "CA" that takes connections and closes them at once, counting them.
+    async fn failing_ca() -> (String, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&seen);
+        tokio::spawn(async move {
+            while let Ok((conn, _)) = listener.accept().await {
+                counter.fetch_add(1, Ordering::SeqCst);
+                drop(conn);
+            }
+        });
+        (format!("https://{addr}/dir"), seen)
+    }
+
+    fn routes(directory: &str, state: &Path, sites: &[&str]) -> Routes {
+        let sites: Vec<String> = sites
+            .iter()
+            .map(|s| format!(r#"{{"name":"{s}","hosts":["{s}"],"backend":"127.0.0.1:1","tls":{{"mode":"acme"}}}}"#))
+            .collect();
+        let text = format!(
+            r#"{{"version":1,"settings":{{"acme_directory":"{directory}","state_dir":"{}"}},"sites":[{}]}}"#,
+            state.display(),
+            sites.join(",")
+        );
+        serde_json::from_str(&text).unwrap()
+    }
+
+    #[tokio::test]
+    async fn an_account_the_ca_does_not_give_is_asked_once_a_pass_not_once_a_site() {
+        let (directory, seen) = failing_ca().await;
+        let state = tempfile::tempdir().unwrap();
+        let routes = routes(&directory, state.path(), &["a.test", "b.test", "c.test"]);
+        let acme = Acme::new(Arc::default(), AcmeOptions::default());
+
+        let out = acme.run_once(&routes).await;
+        assert_eq!(out.len(), 3, "every due site has its outcome: {out:?}");
+        assert!(out.iter().all(Result::is_err), "{out:?}");
+        assert_eq!(
+            seen.load(Ordering::SeqCst),
+            1,
+            "the CA asked once for three sites"
+        );
+
+        // the next pass asks again (the sites' own back-offs aside)
+        acme.retry_waiting();
+        let _ = acme.run_once(&routes).await;
+        assert_eq!(seen.load(Ordering::SeqCst), 2, "once more in the next pass");
     }
 }
