@@ -202,6 +202,9 @@ fn path_of(uri: &Uri) -> &str {
     uri.path_and_query().map_or("/", |p| p.as_str())
 }
 
+/// What the access log shows of a query string a route keeps out of it (`log_query`).
+const QUERY_NOT_LOGGED: &str = "(not-logged)";
+
 /// The parts of a request the access log needs, copied before it is forwarded.
 struct Logged {
     time: chrono::DateTime<chrono::Utc>,
@@ -230,6 +233,20 @@ impl Logged {
             },
             referer: text(header::REFERER),
             user_agent: text(header::USER_AGENT),
+        }
+    }
+
+    /// The query strings of the path and the referer replaced by [`QUERY_NOT_LOGGED`].
+    fn without_queries(&mut self) {
+        let cut = |s: &mut String| {
+            if let Some(at) = s.find('?') {
+                s.truncate(at + 1);
+                s.push_str(QUERY_NOT_LOGGED);
+            }
+        };
+        cut(&mut self.path);
+        if let Some(r) = &mut self.referer {
+            cut(r);
         }
     }
 
@@ -302,7 +319,10 @@ pub async fn handle(
         }
         None => {}
     }
-    if let Some(l) = logged {
+    if let Some(mut l) = logged {
+        if entry.is_some_and(|e| !e.site.log_query) {
+            l.without_queries();
+        }
         shared.access_log(&l.entry(origin.ip, host.into_owned(), &resp, elapsed));
     }
     Ok(resp)

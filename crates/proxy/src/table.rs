@@ -100,6 +100,8 @@ pub struct Site {
     pub authority: Option<hyper::http::uri::Authority>,
     pub tls: RouteTls,
     pub hsts: bool,
+    /// Query strings go into the access log (not those of the platform's applications).
+    pub log_query: bool,
     /// Largest request body in bytes.
     pub max_body: u64,
     /// The longest wait on this backend (the site's own, or the table's).
@@ -200,6 +202,7 @@ impl Table {
                 authority: r.backend.parse().ok(),
                 tls: r.tls.clone(),
                 hsts: r.hsts,
+                log_query: r.log_query,
                 max_body: r
                     .max_body_mb
                     .map_or(defaults.max_body, |mb| u64::from(mb) * 1024 * 1024),

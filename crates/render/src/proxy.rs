@@ -146,6 +146,20 @@ pub struct Route {
     /// for another uid's site.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pool: Option<String>,
+    /// Write requests' query strings in the access log (default). Off for the platform's
+    /// own applications, whose addresses carry secrets: a password reset link's token,
+    /// phpMyAdmin's SQL.
+    #[serde(default = "yes", skip_serializing_if = "is_yes")]
+    pub log_query: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// serde's `skip_serializing_if` passes a reference.
+fn is_yes(b: &bool) -> bool {
+    *b
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -215,6 +229,7 @@ pub fn routes(inv: &ValidInventory) -> Routes {
             max_body_mb: site.max_body_mb,
             backend_timeout_seconds: site.backend_timeout.map(pic2_inventory::Timeout::seconds),
             pool: Some(format!("owner {}", site.owner.value)),
+            log_query: true,
         });
     }
     if let (Some(domain), Some(passwd)) = (&inv.services.passwd, &inv.passwd) {
@@ -228,6 +243,8 @@ pub fn routes(inv: &ValidInventory) -> Routes {
             max_body_mb: Some(1),
             backend_timeout_seconds: None,
             pool: None,
+            // `GET /reset?token=…`: the token sets the account's password for 30 minutes
+            log_query: false,
         });
     }
     // phpMyAdmin, when its container runs (`[containers]` and `[services] phpmyadmin`).
@@ -245,6 +262,8 @@ pub fn routes(inv: &ValidInventory) -> Routes {
             // import the script is still running
             backend_timeout_seconds: Some(PHPMYADMIN_EXEC_TIME_LIMIT + 10),
             pool: None,
+            // its links carry SQL, and the rows a query picks out (`sql_query=…`)
+            log_query: false,
         });
     }
     sites.sort_by(|a, b| a.name.cmp(&b.name));
