@@ -71,6 +71,11 @@ pub enum Command {
         /// Listen here instead of `[passwd] listen`.
         #[arg(long, value_name = "ADDR:PORT")]
         listen: Option<std::net::SocketAddr>,
+        /// Started as root, run as this user once the address is bound (a system user of
+        /// the application's own, e.g. `pic2-passwd`); `[passwd] bind_password_file` must
+        /// be readable by its group (`chgrp pic2-passwd FILE; chmod 640 FILE`).
+        #[arg(long, value_name = "NAME")]
+        user: Option<String>,
     },
     /// Serve the reverse proxy from the routes rendered from the inventory (or --routes).
     ///

@@ -375,10 +375,7 @@ fn proxy_daemon_started_as_root_runs_as_its_user() {
     use std::net::TcpStream;
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     use std::time::{Duration, Instant};
-    assert!(
-        std::fs::metadata("/proc/self").unwrap().uid() == 0,
-        "this test starts the proxy as root and checks it gives root up: run it as root (CI does)"
-    );
+    require_root("the proxy");
     // a backend answering 200, bounded in requests
     let backend_addr = ok_backend(20);
     let dir = tempfile::tempdir().unwrap();
@@ -440,23 +437,7 @@ fn proxy_daemon_started_as_root_runs_as_its_user() {
         assert!(Instant::now() < deadline, "the proxy answering within 10 s");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let tasks = std::fs::read_dir(format!("/proc/{}/task", proxy.0.id())).unwrap();
-    let mut threads = 0;
-    for task in tasks {
-        let status = std::fs::read_to_string(task.unwrap().path().join("status")).unwrap();
-        let field = |name: &str| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(name))
-                .map(|v| v.split_whitespace().collect::<Vec<_>>().join(" "))
-                .unwrap_or_default()
-        };
-        assert_eq!(field("Uid:"), "65534 65534 65534 65534", "{status}");
-        assert_eq!(field("Gid:"), "65534 65534 65534 65534", "{status}");
-        assert_eq!(field("Groups:"), "65534", "{status}");
-        assert_eq!(field("CapEff:"), "0000000000000000", "{status}");
-        threads += 1;
-    }
+    let threads = every_thread_is_nobody(proxy.0.id());
     assert!(threads >= 3, "the main thread and two workers: {threads}");
     // the state folder root's (root writes the routes there), what the proxy writes its own
     assert_eq!(std::fs::metadata(&state).unwrap().uid(), 0);
@@ -503,6 +484,146 @@ fn proxy_daemon_started_as_root_runs_as_its_user() {
         "cannot write {}",
         logs.join("access.log").display()
     ));
+}
+
+/// `pic2 passwd --user` started as root: every thread runs as the user (uid, gid, its groups
+/// only, no capability, no new privileges) and it serves its pages; a bind password file
+/// the user cannot read, or everyone can, stops it at start with the file and the fix.
+/// Needs root, as CI runs: never skipped. (No directory needed: the home page binds none.)
+#[test]
+fn passwd_daemon_started_as_root_runs_as_its_user() {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    use std::os::unix::fs::PermissionsExt;
+    use std::time::{Duration, Instant};
+    require_root("pic2 passwd");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    // the bind password file as production has it: root's, readable by the user's group
+    let secret = dir.path().join("ldap-passwd.secret");
+    std::fs::write(&secret, "not-used-by-this-test\n").unwrap();
+    std::os::unix::fs::chown(&secret, Some(0), Some(65534)).unwrap();
+    let mode = |m: u32| {
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(m)).unwrap();
+    };
+    mode(0o640);
+    let demo = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/demo.toml"))
+        .unwrap();
+    let line = "bind_password_file = \"/var/lib/pic2-dev/secrets/ldap-passwd.secret\"";
+    assert!(demo.contains(line), "examples/demo.toml's [passwd] changed");
+    let inventory = dir.path().join("pic2.toml");
+    let ours = format!("bind_password_file = {:?}", secret.display().to_string());
+    std::fs::write(&inventory, demo.replace(line, &ours)).unwrap();
+    let port = free_port();
+    let start = || {
+        Command::new(env!("CARGO_BIN_EXE_pic2"))
+            .arg("-c")
+            .arg(&inventory)
+            .args(["passwd", "--listen", &format!("127.0.0.1:{port}")])
+            .args(["--user", "nobody"])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .map(Daemon)
+            .unwrap()
+    };
+    let mut passwd = start();
+    let get = || -> String {
+        let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+            return String::new();
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+        let _ = write!(
+            s,
+            "GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+        );
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let page = loop {
+        let page = get();
+        if page.starts_with("HTTP/1.1 200") {
+            break page;
+        }
+        if let Some(status) = passwd.0.try_wait().unwrap() {
+            let mut stderr = String::new();
+            let _ = passwd.0.stderr.take().unwrap().read_to_string(&mut stderr);
+            panic!("pic2 passwd ended ({status}): {stderr}");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "pic2 passwd answering within 10 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(page.contains("<html"), "{page}");
+    let threads = every_thread_is_nobody(passwd.0.id());
+    assert!(threads >= 3, "the main thread and two workers: {threads}");
+    drop(passwd);
+
+    let refused = |why: &str| {
+        let mut p = start();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            if let Some(status) = p.0.try_wait().unwrap() {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "a refused start did not end");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let mut stderr = String::new();
+        p.0.stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .unwrap();
+        assert!(!status.success());
+        assert!(stderr.contains(why), "{stderr}");
+        assert!(get().is_empty(), "served after a refused start");
+    };
+    // readable by root alone: the user could not bind for a reset, so it does not start
+    let fix = format!("chgrp nogroup {0}; chmod 640 {0}", secret.display());
+    mode(0o600);
+    refused(&fix);
+    refused("Permission denied");
+    // readable by everyone: the secret is out already
+    mode(0o644);
+    refused("readable by every user (mode 0644)");
+}
+
+/// Asserts that every thread of `pid` runs as nobody (uid, gid, its groups, no capability,
+/// no new privileges); gives the number of threads.
+fn every_thread_is_nobody(pid: u32) -> usize {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
+    let mut threads = 0;
+    for task in tasks {
+        let status = std::fs::read_to_string(task.unwrap().path().join("status")).unwrap();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .map(|v| v.split_whitespace().collect::<Vec<_>>().join(" "))
+                .unwrap_or_default()
+        };
+        assert_eq!(field("Uid:"), "65534 65534 65534 65534", "{status}");
+        assert_eq!(field("Gid:"), "65534 65534 65534 65534", "{status}");
+        assert_eq!(field("Groups:"), "65534", "{status}");
+        assert_eq!(field("CapEff:"), "0000000000000000", "{status}");
+        assert_eq!(field("NoNewPrivs:"), "1", "{status}");
+        threads += 1;
+    }
+    threads
+}
+
+/// The daemons' tests start them as root and check they give root up: as root or failed,
+/// never skipped.
+fn require_root(daemon: &str) {
+    use std::os::unix::fs::MetadataExt;
+    assert!(
+        std::fs::metadata("/proc/self").unwrap().uid() == 0,
+        "this test starts {daemon} as root and checks it gives root up: run it as root (CI does)"
+    );
 }
 
 /// A backend on loopback answering `200 ok` to each of its first `requests` connections.

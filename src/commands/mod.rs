@@ -38,7 +38,7 @@ pub fn run(cli: Cli, out: &Out) -> anyhow::Result<Outcome> {
                 Command::Plan(args) => plan::run(&inv, args, out),
                 Command::Apply { plan, yes } => apply::run(&inv, plan, yes, out),
                 Command::Account { command } => account::run(&inv, command, out),
-                Command::Passwd { listen } => passwd::run(&inv, listen),
+                Command::Passwd { listen, user } => passwd::run(&inv, listen, user.as_deref()),
                 Command::Proxy(args) => proxy::run(&inv, args),
                 Command::Site { command } => site::run(&inv, command, out),
                 Command::Schema | Command::Completions { .. } => Ok(Outcome::Ok),

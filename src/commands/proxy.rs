@@ -8,7 +8,10 @@ use std::path::PathBuf;
 
 pub fn run(inv: &ValidInventory, args: ProxyArgs) -> anyhow::Result<Outcome> {
     let run_as = match &args.user {
-        Some(name) => Some(pic2_proxy::privileges::RunAs::lookup(name)?),
+        Some(name) => Some(pic2_proxy::privileges::RunAs::lookup(
+            name,
+            pic2_proxy::privileges::DAEMON,
+        )?),
         None => None,
     };
     let routes = match args.routes {

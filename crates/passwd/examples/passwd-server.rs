@@ -28,5 +28,5 @@ fn main() -> std::io::Result<()> {
         free_failures: 5,
         failure_floor: Duration::from_millis(400),
     };
-    pic2_passwd::run(config)
+    pic2_passwd::run(config, None)
 }

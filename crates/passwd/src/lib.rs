@@ -5,7 +5,8 @@
 //! it, and manage their SSH public keys. [`app`] builds the axum [`Router`] from an
 //! [`AppState`] (configuration, [`ldap::Directory`], [`mail::Mailer`], the in-memory
 //! [`store`] of reset tokens and sessions, the [`limiter`]s); [`serve`] runs it until a
-//! shutdown signal; [`run`] does both on its own runtime for the `pic2` binary.
+//! shutdown signal; [`run`] does both on its own runtime for the `pic2` binary, its address
+//! bound first, as root if need be, and root then given up for `--user`'s user.
 //!
 //! Safety rules the code keeps: every form carries an anti-CSRF value checked by
 //! [`web::CheckedForm`]; sign-in failures are limited per address and per account with
@@ -262,21 +263,78 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// The `pic2 passwd` entry point: logs to stderr, two worker threads, serves until SIGTERM.
-pub fn run(config: Config) -> std::io::Result<()> {
+/// The `pic2 passwd` entry point: logs to stderr, binds `[passwd] listen`, then, started as
+/// root, runs as `run_as` for good (`pic2_systems::privileges`; without one, a warning in
+/// the log) and checks it can read the bind password file, before a runtime thread exists
+/// or a byte is read from the network; serves on two worker threads until SIGTERM.
+pub fn run(config: Config, run_as: Option<RunAs>) -> std::io::Result<()> {
     // colours only on a terminal: a service manager's journal or `2>>log` gets plain text
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(true)
         .try_init();
+    let listener = listen(config.listen)?;
+    pic2_systems::privileges::give_up_root(run_as.as_ref(), DAEMON)
+        .map_err(std::io::Error::other)?;
+    can_read_password_file(&config, run_as.as_ref())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(config.listen).await?;
+        let listener = tokio::net::TcpListener::from_std(listener)?;
         tracing::info!(listen = %config.listen, public_url = %config.public_url, "pic2 passwd listening");
         serve(listener, AppState::new(config), shutdown_signal()).await
     })
+}
+
+pub use pic2_systems::privileges::RunAs;
+
+/// The command named in the messages of `pic2_systems::privileges` (`pic2 passwd`, its
+/// own user `pic2-passwd`).
+pub const DAEMON: &str = "passwd";
+
+/// A listening socket on `addr` (non-blocking, for tokio; the backlog tokio's `bind` gives).
+fn listen(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    use rustix::net::{sockopt, AddressFamily, SocketFlags, SocketType};
+    let failed = |e: rustix::io::Errno| {
+        std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"))
+    };
+    let family = if addr.is_ipv4() {
+        AddressFamily::INET
+    } else {
+        AddressFamily::INET6
+    };
+    let flags = SocketFlags::CLOEXEC | SocketFlags::NONBLOCK;
+    let socket =
+        rustix::net::socket_with(family, SocketType::STREAM, flags, None).map_err(failed)?;
+    sockopt::set_socket_reuseaddr(&socket, true).map_err(failed)?;
+    rustix::net::bind(&socket, &addr).map_err(failed)?;
+    rustix::net::listen(&socket, 1024).map_err(failed)?;
+    Ok(std::net::TcpListener::from(socket))
+}
+
+/// The bind password file is read at each privileged bind, as the user the application
+/// runs as: checked once at start, so that a file it cannot read stops it now, naming the
+/// file and the fix, rather than every reset later. (The pages, styles and word lists are
+/// in the binary: it reads no other file.)
+fn can_read_password_file(config: &Config, run_as: Option<&RunAs>) -> std::io::Result<()> {
+    let path = &config.admin_password_file;
+    let Err(e) = pic2_systems::secret::read(path).map(zeroize::Zeroizing::new) else {
+        return Ok(());
+    };
+    let fix = match run_as {
+        Some(who) => format!(
+            "pic2 passwd runs as {name} (uid {uid}): let its group read the file, and nobody else (`chgrp {group} {file}; chmod 640 {file}`; the folders above it must let {name} through)",
+            name = who.name,
+            uid = who.uid,
+            group = who.group,
+            file = path.display()
+        ),
+        None => "write the password alone in the file, readable by the user pic2 passwd runs as and by nobody else".to_owned(),
+    };
+    Err(std::io::Error::other(format!(
+        "the password of [passwd] bind_dn cannot be read: {e}; {fix}"
+    )))
 }

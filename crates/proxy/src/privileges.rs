@@ -1,10 +1,7 @@
-//! Giving up root. The proxy is the platform's only public face, and the host it runs on
-//! holds every site's files: a flaw in a parser must not give root. Started as root with a
-//! user to run as (`pic2 proxy --user pic2-proxy`, as nginx's and HAProxy's `user`), it
-//! binds its ports, then takes that user's ids for good (its groups from /etc/group, as
-//! `initgroups` gives them; no capability; no new privileges) before it reads its
-//! certificates or a byte from the network. glibc's `setuid` changes every thread of the
-//! process, not only the caller's.
+//! Giving up root: the proxy's part. The proxy is the platform's only public face; started
+//! as root with a user to run as (`pic2 proxy --user pic2-proxy`), it binds its ports, then
+//! takes that user's ids for good (`pic2_systems::privileges`, shared with `pic2 passwd`)
+//! before it reads its certificates or a byte from the network.
 //!
 //! The state folder stays root's and writable by root alone: `pic2 apply` writes the routes
 //! into it and `pic2 site maintenance` its flags, never through a link the user could have
@@ -18,13 +15,10 @@ use crate::Error;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-/// The user the proxy runs as, looked up by name.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RunAs {
-    pub name: String,
-    pub uid: u32,
-    pub gid: u32,
-}
+pub use pic2_systems::privileges::RunAs;
+
+/// The command named in the shared module's messages (`pic2 proxy`, user `pic2-proxy`).
+pub const DAEMON: &str = "proxy";
 
 fn err(reason: impl Into<String>) -> Error {
     Error::Privileges {
@@ -32,26 +26,11 @@ fn err(reason: impl Into<String>) -> Error {
     }
 }
 
-impl RunAs {
-    /// The user named `name` (the system's users: /etc/passwd, or what NSS serves).
-    pub fn lookup(name: &str) -> Result<RunAs, Error> {
-        let user = nix::unistd::User::from_name(name)
-            .map_err(|e| err(format!("cannot look up the user {name:?}: {e}")))?
-            .ok_or_else(|| {
-                err(format!(
-                    "no user {name:?} on this system: create it (`adduser --system --group {name}`)"
-                ))
-            })?;
-        if user.uid.is_root() || user.gid.as_raw() == 0 {
-            return Err(err(format!(
-                "{name:?} is root or in root's group: run the proxy as a user of its own (`adduser --system --group pic2-proxy`)"
-            )));
-        }
-        Ok(RunAs {
-            name: name.to_owned(),
-            uid: user.uid.as_raw(),
-            gid: user.gid.as_raw(),
-        })
+/// The shared module's refusals as the proxy's own.
+fn shared(e: pic2_systems::Error) -> Error {
+    match e {
+        pic2_systems::Error::Privileges { reason } => err(reason),
+        other => err(other.to_string()),
     }
 }
 
@@ -133,44 +112,10 @@ fn user_folder(dir: &Path, who: &RunAs) -> Result<(), Error> {
     )))
 }
 
-/// Takes `who`'s ids for good. Started as `who` already, there is nothing to do; started
-/// as another user than root, the switch cannot be made and is refused.
-pub(crate) fn become_user(who: &RunAs) -> Result<(), Error> {
-    use nix::unistd::{getegid, geteuid, getgid, getuid, initgroups, setgid, setuid, Gid, Uid};
-    let (uid, gid) = (Uid::from_raw(who.uid), Gid::from_raw(who.gid));
-    if getuid() == uid && geteuid() == uid {
-        return Ok(());
-    }
-    if !geteuid().is_root() {
-        return Err(err(format!(
-            "running as uid {}, which cannot become {}: start the proxy as root (it gives root up once its ports are bound) or as {} itself",
-            geteuid(),
-            who.name,
-            who.name
-        )));
-    }
-    let fail = |what: &str, e: nix::Error| err(format!("cannot {what} for {}: {e}", who.name));
-    let name = std::ffi::CString::new(who.name.as_str())
-        .map_err(|e| err(format!("user name {:?}: {e}", who.name)))?;
-    // the user's own groups (`ssl-cert`, to read certificate keys), root's dropped
-    initgroups(&name, gid).map_err(|e| fail("set the groups", e))?;
-    setgid(gid).map_err(|e| fail("set the group", e))?;
-    setuid(uid).map_err(|e| fail("set the user", e))?;
-    // inherited by every thread started after this one: all of them but this one
-    rustix::thread::set_no_new_privs(true)
-        .map_err(|e| err(format!("cannot forbid new privileges: {e}")))?;
-    // checked rather than trusted: root cannot be taken back, and every id is the user's
-    let dropped = getuid() == uid && geteuid() == uid && getgid() == gid && getegid() == gid;
-    if !dropped || setuid(Uid::from_raw(0)).is_ok() {
-        return Err(err(format!("root was not given up for {}", who.name)));
-    }
-    tracing::info!(
-        user = who.name,
-        uid = who.uid,
-        gid = who.gid,
-        "running as an unprivileged user"
-    );
-    Ok(())
+/// Once the ports are bound: takes `who`'s ids for good, or, without one, warns when the
+/// proxy runs as root.
+pub(crate) fn give_up_root(who: Option<&RunAs>) -> Result<(), Error> {
+    pic2_systems::privileges::give_up_root(who, DAEMON).map_err(shared)
 }
 
 #[cfg(test)]
@@ -179,24 +124,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn root_and_unknown_users_are_refused_with_a_hint() {
-        let e = RunAs::lookup("root").unwrap_err().to_string();
-        assert!(e.contains("adduser --system"), "{e}");
-        let e = RunAs::lookup("no-such-user-pic2").unwrap_err().to_string();
-        assert!(e.contains("no user \"no-such-user-pic2\""), "{e}");
-        let nobody = RunAs::lookup("nobody").unwrap();
-        assert_eq!(nobody.uid, 65534);
-    }
-
-    #[test]
     fn the_state_folder_stays_roots_and_the_written_ones_are_the_users() {
         use std::os::unix::fs::PermissionsExt;
         assert!(
-            nix::unistd::geteuid().is_root(),
+            rustix::process::geteuid().is_root(),
             "this test makes folders for another user: run it as root (CI does)"
         );
         let dir = tempfile::tempdir().unwrap();
-        let nobody = RunAs::lookup("nobody").unwrap();
+        let nobody = RunAs::lookup("nobody", DAEMON).unwrap();
         // missing: made, root's 0755, with the user's certs/ and acme/ (0700)
         let state = dir.path().join("state");
         prepare_state_dir(&state, &nobody).unwrap();

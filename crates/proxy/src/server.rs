@@ -394,12 +394,8 @@ impl Proxy {
         // every byte from the network are read as the user
         if let Some(who) = &options.run_as {
             crate::privileges::prepare_state_dir(Path::new(&settings.state_dir), who)?;
-            crate::privileges::become_user(who)?;
-        } else if nix::unistd::geteuid().is_root() {
-            tracing::warn!(
-                "the proxy runs as root: a flaw in it would give root on this host; start it with --user (a system user of its own)"
-            );
         }
+        crate::privileges::give_up_root(options.run_as.as_ref())?;
 
         let certs = Arc::new(Certs::default());
         let (loaded, errors) = crate::tls::load_all(&table.routes, &HashMap::new());

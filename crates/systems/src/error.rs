@@ -32,6 +32,8 @@ pub enum Error {
     Io { path: PathBuf, message: String },
     #[error("secret file {}: {reason}", path.display())]
     Secret { path: PathBuf, reason: String },
+    #[error("running as another user: {reason}")]
+    Privileges { reason: String },
     #[error("another `pic2 apply` holds the lock {} ({holder}); wait for it to finish", path.display())]
     Locked { path: PathBuf, holder: String },
 }

@@ -3,7 +3,8 @@
 //! Each real system has one module that *observes* it (filling `pic2_plan::Observed` in a
 //! bounded number of round trips) and *applies* the typed operations of a plan. [`observe`]
 //! and [`apply`] wire them together; [`Lock`] keeps two applies from interleaving;
-//! [`secret`] reads the admin passwords from files and refuses world-readable ones.
+//! [`secret`] reads the admin passwords from files and refuses world-readable ones;
+//! [`privileges`] is how the daemons (`pic2 proxy`, `pic2 passwd`) give root up.
 
 mod apply;
 mod credentials;
@@ -12,6 +13,7 @@ mod error;
 mod ldap;
 mod lock;
 mod mariadb;
+pub mod privileges;
 pub mod secret;
 mod volume;
 
