@@ -1017,10 +1017,9 @@ mod hyper_tests {
                 )))
             });
         tokio::spawn(async move {
-            let b =
-                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
-            let _ = b
-                .serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(g), svc)
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(g), svc)
+                .with_upgrades()
                 .await;
         });
         client

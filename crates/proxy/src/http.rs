@@ -34,8 +34,7 @@ pub struct Client {
     /// must be for that name's site ([`misdirected`]).
     pub sni: Option<Arc<str>>,
     /// An HTTP/1 connection's slots, which a WebSocket upgrade takes over (none over TLS
-    /// with ALPN h2; an HTTP/2 connection with prior knowledge on the plain port has them,
-    /// unused: only HTTP/1.1 upgrades).
+    /// with ALPN h2, the only way HTTP/2 is served).
     pub(crate) slots: Option<Arc<crate::server::HeldSlots>>,
 }
 

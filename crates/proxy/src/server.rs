@@ -782,23 +782,42 @@ async fn accept_until_stop(
     }
 }
 
-fn builder(shared: &Shared) -> hyper_util::server::conn::auto::Builder<TokioExecutor> {
-    let mut b = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+/// hyper's HTTP/1 server as pic2 runs it. HTTP/1 alone: the HTTP/2 preface (h2c with prior
+/// knowledge, or after ALPN http/1.1) is refused as a bad request line. hyper-util's
+/// `auto` builder would serve it as HTTP/2 (its `serve_connection_with_upgrades` ignores
+/// `http1_only`), without the checks an HTTP/2 connection gets after ALPN h2.
+fn http1_builder(shared: &Shared) -> hyper::server::conn::http1::Builder {
+    let mut b = hyper::server::conn::http1::Builder::new();
     // No header timer of hyper's: it armed one, an allocation and a timer wheel insertion
     // and removal, for every request. The framing guard times each head from its first byte,
     // and `drive` closes a connection with nothing in flight and no new request for as long
     // (one timer per connection, moved on only when it fires).
-    b.http1()
-        .timer(TokioTimer::new())
+    b.timer(TokioTimer::new())
         .header_read_timeout(None)
         // the guard refuses heads over the limit (431, its page): hyper's buffer, which also
         // holds pipelined bytes, has room to spare so that its bare 431 never comes first
         .max_buf_size(shared.options.max_header_bytes.max(8192) * 2)
         .max_headers(MAX_HEADERS);
-    b.http2()
-        .timer(TokioTimer::new())
+    b
+}
+
+/// The most streams an HTTP/2 client may have open on a connection (nginx's default; h2's
+/// 256 was twice it, each stream a backend connection).
+const HTTP2_STREAMS: u32 = 128;
+
+/// What h2 queues for one stream before it stops reading that stream's answer: a client
+/// that opens its windows and then reads slowly makes h2 hold this much per stream (hyper's
+/// default, 400 KB, was 100 MB a connection). An answer's read of the backend is 64 KB at
+/// most, and h2 takes one more when under the mark: an answer is read on as fast.
+const HTTP2_SEND_BUFFER: usize = 64 * 1024;
+
+/// hyper's HTTP/2 server as pic2 runs it (after ALPN h2 only).
+fn http2_builder(shared: &Shared) -> hyper::server::conn::http2::Builder<TokioExecutor> {
+    let mut b = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    b.timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(shared.options.max_header_bytes).unwrap_or(u32::MAX))
-        .max_concurrent_streams(256)
+        .max_concurrent_streams(HTTP2_STREAMS)
+        .max_send_buf_size(HTTP2_SEND_BUFFER)
         .keep_alive_interval(Some(Duration::from_secs(30)))
         .keep_alive_timeout(Duration::from_secs(10));
     b
@@ -827,6 +846,40 @@ fn in_flight(
     }
 }
 
+/// A connection [`drive`] can ask to finish: hyper's, for each protocol. (hyper-util's
+/// `GracefulConnection`, sealed, leaves out HTTP/1 with upgrades.)
+trait Graceful: std::future::Future {
+    /// No new request; those in flight complete.
+    fn finish(self: std::pin::Pin<&mut Self>);
+}
+
+impl<I, S, B> Graceful for hyper::server::conn::http1::UpgradeableConnection<I, S>
+where
+    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = B>,
+    S::Error: Into<crate::http::BoxError>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    B: hyper::body::Body + 'static,
+    B::Error: Into<crate::http::BoxError>,
+{
+    fn finish(self: std::pin::Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}
+
+impl<I, S, B, E> Graceful for hyper::server::conn::http2::Connection<I, S, E>
+where
+    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = B>,
+    S::Error: Into<crate::http::BoxError>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin,
+    B: hyper::body::Body + 'static,
+    B::Error: Into<crate::http::BoxError>,
+    E: hyper::rt::bounds::Http2ServerConnExec<S::Future, B>,
+{
+    fn finish(self: std::pin::Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}
+
 /// How [`drive`] saw a connection end.
 #[derive(Debug, PartialEq, Eq)]
 enum Ended {
@@ -852,7 +905,7 @@ async fn drive<C>(
     send_timeout: Duration,
 ) -> Ended
 where
-    C: hyper_util::server::graceful::GracefulConnection,
+    C: Graceful,
 {
     tokio::pin!(conn);
     let misbehaves = activity.misbehaves(send_timeout);
@@ -871,7 +924,7 @@ where
         // a PING, which a client flooding with resets need never do
         return ended;
     }
-    conn.as_mut().graceful_shutdown();
+    conn.as_mut().finish();
     if ended == Ended::Served {
         tokio::select! {
             biased;
@@ -958,10 +1011,8 @@ async fn serve_conn(
                 let seen = activity.clone();
                 let svc =
                     service_fn(move |req| in_flight(&seen, &s, &backends, client.clone(), req));
-                // HTTP/2 only: `serve_connection_with_upgrades` would ignore `http2_only` and
-                // serve HTTP/1 bytes sent after ALPN h2, beside the framing guard
-                let b = builder(shared);
-                let b = b.http2_only();
+                // HTTP/2 only: HTTP/1 bytes sent after ALPN h2 are no HTTP/2 preface
+                let b = http2_builder(shared);
                 let io = crate::coalesce::Coalesced::new(tls_stream).counting(activity.clone());
                 let io = TokioIo::new(io);
                 let conn = b.serve_connection(io, svc);
@@ -1010,8 +1061,9 @@ async fn serve_http1<S>(
     let seen = activity.clone();
     let svc = service_fn(move |req| in_flight(&seen, &s, &backends, client.clone(), req));
     let guarded = guard(stream, shared, timeouts.header_read, switching);
-    let b = builder(shared);
-    let conn = b.serve_connection_with_upgrades(TokioIo::new(guarded), svc);
+    let conn = http1_builder(shared)
+        .serve_connection(TokioIo::new(guarded), svc)
+        .with_upgrades();
     let _listed = shared.room.list(&activity, exit);
     // HTTP/1 answers are timed at the socket (`SendTimeout`): never starved here
     let _ = drive(conn, stop, &activity, timeouts.header_read, timeouts.send).await;

@@ -914,6 +914,63 @@ fn h2_frame(kind: u8, flags: u8, payload: &[u8]) -> Vec<u8> {
     f
 }
 
+/// Sends the HTTP/2 preface, SETTINGS and a GET for a.test on `io`, and returns what comes
+/// back until the connection ends (5 s at most).
+async fn h2_prior_knowledge<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    mut io: S,
+) -> Vec<u8> {
+    io.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        .await
+        .unwrap();
+    io.write_all(&h2_frame(0x4, 0, &[])).await.unwrap();
+    // GET http://a.test/ on stream 1, ended (HPACK, no Huffman)
+    let _ = io
+        .write_all(&h2_frame(0x1, 0x5, b"\x82\x86\x84\x41\x06a.test"))
+        .await;
+    let mut got = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), io.read_to_end(&mut got)).await;
+    got
+}
+
+/// HTTP/2 is served over TLS with ALPN h2 only, where its connections are watched (cancel
+/// floods, starved answers). The preface on the plain port (h2c with prior knowledge) or
+/// after ALPN http/1.1 was served as HTTP/2 too, without those checks: it is now refused
+/// as the HTTP/1 it is not, and reaches no backend.
+#[tokio::test]
+async fn http2_without_alpn_h2_is_refused() {
+    let b = backend().await;
+    let e = env();
+    one_site(&e, b.addr);
+    let p = Proxy::start(options(&e)).await.unwrap();
+    let plain = TcpStream::connect(p.http_addr.unwrap()).await.unwrap();
+    let got = h2_prior_knowledge(plain).await;
+    // an HTTP/2 server's first frame is its SETTINGS: type 4 on stream 0
+    let h2_settings = |got: &[u8]| got.len() >= 9 && got[3] == 0x4;
+    assert!(!h2_settings(&got), "h2c served: {got:?}");
+    assert_eq!(
+        b.hits.load(Ordering::SeqCst),
+        0,
+        "the backend was reached over h2c"
+    );
+    p.shutdown().await;
+
+    let (_e, b, p, (c, _)) = tls_proxy(|_| {}).await;
+    let tls = tls_connect(
+        p.https_addr.unwrap(),
+        "a.test",
+        &[Path::new(&c)],
+        &[b"http/1.1"],
+    )
+    .await;
+    let got = h2_prior_knowledge(tls).await;
+    assert!(
+        !h2_settings(&got),
+        "HTTP/2 served after ALPN http/1.1: {got:?}"
+    );
+    assert_eq!(b.hits.load(Ordering::SeqCst), 0, "the backend was reached");
+    p.shutdown().await;
+}
+
 /// HTTP/2 "CONTINUATION flood" (2024, VU#421644): a header block that never ends, in
 /// endless CONTINUATION frames, empty or not, must end its connection before it costs
 /// memory or CPU without bound. h2 (0.4.4 and later) allows a block `max_header_list_size`
