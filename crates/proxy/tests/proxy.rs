@@ -2594,6 +2594,51 @@ where
     (addr, accepted)
 }
 
+/// A backend's answer in one-byte chunks reaches the client in a few large ones: each chunk
+/// forwarded as its own frame cost a frame per byte (on HTTP/2, 9 bytes of frame head and
+/// an entry in h2's queue each), CPU and memory a tenant could spend at will.
+#[tokio::test]
+async fn small_chunks_from_a_backend_are_sent_on_together() {
+    const CHUNKS: usize = 3000;
+    let (addr, _) = raw_backend(|mut s| async move {
+        if next_head(&mut s, &mut Vec::new()).await.is_none() {
+            return;
+        }
+        let mut answer = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        answer.extend_from_slice(&b"1\r\nx\r\n".repeat(CHUNKS));
+        answer.extend_from_slice(b"0\r\n\r\n");
+        let _ = s.write_all(&answer).await;
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    })
+    .await;
+    let e = env();
+    one_site(&e, addr);
+    let p = Proxy::start(options(&e)).await.unwrap();
+    let r = get(p.http_addr.unwrap(), "a.test", "/", "").await;
+    assert_eq!(status(&r), 200, "{r}");
+    let (_, body) = r.split_once("\r\n\r\n").unwrap();
+    // the body as the client got it: chunk-size lines and data
+    let mut sizes = Vec::new();
+    let mut data = String::new();
+    let mut rest = body;
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let n = usize::from_str_radix(size, 16).unwrap();
+        if n == 0 {
+            break;
+        }
+        sizes.push(n);
+        data.push_str(&after[..n]);
+        rest = &after[n + 2..];
+    }
+    assert_eq!(data, "x".repeat(CHUNKS), "the body changed");
+    assert!(
+        sizes.len() <= 10,
+        "{} chunks sent for {CHUNKS} bytes: {sizes:?}",
+        sizes.len()
+    );
+    p.shutdown().await;
+}
+
 /// A bare HTTP/1.1 backend that counts its connections and answers "ok" to each request;
 /// with `linger`, it closes each connection that long after its first answer, silently (no
 /// `Connection: close`), as a backend's keep-alive timeout does.

@@ -400,6 +400,15 @@ pub enum Decoded {
 impl Chunked {
     /// Takes from `buf` what it can: the next piece of data, the end, or a request for more.
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Decoded, Malformed> {
+        self.decode_at_most(buf, usize::MAX)
+    }
+
+    /// [`Chunked::decode`], with a piece of data of `most` bytes at most.
+    pub fn decode_at_most(
+        &mut self,
+        buf: &mut BytesMut,
+        most: usize,
+    ) -> Result<Decoded, Malformed> {
         loop {
             match self.state {
                 ChunkState::Done => return Ok(Decoded::Done),
@@ -430,7 +439,10 @@ impl Chunked {
                     if buf.is_empty() {
                         return Ok(Decoded::NeedMore);
                     }
-                    let take = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
+                    let take = usize::try_from(left)
+                        .unwrap_or(usize::MAX)
+                        .min(buf.len())
+                        .min(most);
                     let rest = left - take as u64;
                     self.state = if rest == 0 {
                         ChunkState::DataEnd
