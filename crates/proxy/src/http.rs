@@ -147,17 +147,22 @@ fn strip(h: &mut HeaderMap, also: fn(&HeaderName) -> bool) {
     }
 }
 
-fn wants_upgrade(h: &HeaderMap) -> Option<HeaderValue> {
+/// The `Upgrade` a request asks for and the backend is asked for in turn: a WebSocket's (a
+/// GET), no other. Any other protocol is dropped with the hop-by-hop headers and the request
+/// goes on as it is: a backend switching to h2c (Apache's `Protocols h2c`) would open a
+/// tunnel whose requests no routing, maintenance, body limit or 421 sees.
+fn wants_upgrade(method: &Method, h: &HeaderMap) -> Option<HeaderValue> {
     let conn_upgrade = h
         .get_all(header::CONNECTION)
         .iter()
         .flat_map(connection_tokens)
         .any(|t| t.eq_ignore_ascii_case("upgrade"));
-    if conn_upgrade {
-        h.get(header::UPGRADE).cloned()
-    } else {
-        None
-    }
+    let upgrade = h.get(header::UPGRADE)?;
+    let websocket = upgrade
+        .as_bytes()
+        .trim_ascii()
+        .eq_ignore_ascii_case(b"websocket");
+    (conn_upgrade && websocket && method == Method::GET).then(|| upgrade.clone())
 }
 
 /// Framing shapes used for request smuggling that hyper's parser lets through. On HTTP/1
@@ -533,7 +538,7 @@ fn backend_request(
     body_read_timeout: Duration,
 ) -> (Request<Body>, Option<hyper::upgrade::OnUpgrade>) {
     let upgrade = if req.version() == Version::HTTP_11 {
-        wants_upgrade(req.headers())
+        wants_upgrade(req.method(), req.headers())
     } else {
         None
     };

@@ -2594,6 +2594,57 @@ where
     (addr, accepted)
 }
 
+/// Only a WebSocket upgrade is passed on. `Upgrade: h2c` (or any other protocol) is dropped
+/// and the request served as it is: a backend that switched to h2c would carry, in its
+/// tunnel, requests no routing, maintenance or limit of the proxy ever sees.
+#[tokio::test]
+async fn only_a_websocket_upgrade_reaches_the_backend() {
+    let (heads_tx, mut heads) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let (addr, _) = raw_backend(move |mut s| {
+        let heads_tx = heads_tx.clone();
+        async move {
+            while let Some(head) = next_head(&mut s, &mut Vec::new()).await {
+                let _ = heads_tx.send(String::from_utf8_lossy(&head).to_ascii_lowercase());
+                let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+                if s.write_all(ok).await.is_err() {
+                    return;
+                }
+            }
+        }
+    })
+    .await;
+    let e = env();
+    one_site(&e, addr);
+    let p = Proxy::start(options(&e)).await.unwrap();
+    let http = p.http_addr.unwrap();
+    let h2c = "Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n";
+    let r = get(http, "a.test", "/", h2c).await;
+    assert_eq!(status(&r), 200, "{r}");
+    let head = heads.recv().await.unwrap();
+    assert!(
+        !head.contains("upgrade"),
+        "h2c asked of the backend: {head}"
+    );
+    assert!(!head.contains("http2-settings"), "{head}");
+    // a WebSocket's upgrade on a POST is no WebSocket either
+    let ws = "Connection: Upgrade\r\nUpgrade: websocket\r\nContent-Length: 0\r\n";
+    let mut s = TcpStream::connect(http).await.unwrap();
+    s.write_all(
+        format!("POST / HTTP/1.1\r\nHost: a.test\r\n{ws}Connection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut r = String::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_string(&mut r)).await;
+    assert_eq!(status(&r), 200, "{r}");
+    let head = heads.recv().await.unwrap();
+    assert!(
+        !head.contains("upgrade"),
+        "a POST's upgrade asked of the backend: {head}"
+    );
+    p.shutdown().await;
+}
+
 /// A backend's answer in one-byte chunks reaches the client in a few large ones: each chunk
 /// forwarded as its own frame cost a frame per byte (on HTTP/2, 9 bytes of frame head and
 /// an entry in h2's queue each), CPU and memory a tenant could spend at will.
