@@ -455,6 +455,27 @@ async fn connect(backend: &str) -> Result<Conn, Error> {
     })
 }
 
+/// The most 1xx answers passed over before a final one (a backend sending them for ever
+/// would keep a worker parsing them for the whole backend timeout).
+const MAX_INTERIM: u8 = 8;
+
+/// What reading an answer's head has seen so far.
+#[derive(Debug, Default)]
+struct HeadRead {
+    /// A byte came back.
+    anything: bool,
+    /// The buffer's bytes already parsed without a whole head in them.
+    parsed: usize,
+    /// 1xx answers passed over.
+    interim: u8,
+}
+
+impl HeadRead {
+    fn nothing_back(&self) -> bool {
+        !self.anything
+    }
+}
+
 /// Why an exchange failed, and whether anything at all came back (a request that got no
 /// byte on a reused connection may be sent again).
 struct Failed {
@@ -496,8 +517,8 @@ impl Conn {
     /// Writes a request without body and reads the answer's head.
     async fn exchange(&mut self, head: &[u8], method: &Method) -> Result<ResponseHead, Failed> {
         self.stream.write_all(head).await.map_err(Failed::io)?;
-        let mut nothing_back = true;
-        poll_fn(|cx| self.poll_head(method, &mut nothing_back, cx)).await
+        let mut read = HeadRead::default();
+        poll_fn(|cx| self.poll_head(method, &mut read, cx)).await
     }
 
     /// Sends the request and its body while the answer's head is awaited: a backend may
@@ -513,7 +534,7 @@ impl Conn {
         method: &Method,
         waiting: Duration,
     ) -> Result<(ResponseHead, Upload), Failed> {
-        let mut nothing_back = true;
+        let mut read = HeadRead::default();
         let mut stall = StallClock::new(waiting);
         let head = poll_fn(|cx| {
             match upload.poll_send(&mut self.stream, cx) {
@@ -523,16 +544,16 @@ impl Conn {
                 Err(cause) => {
                     return Poll::Ready(Err(Failed {
                         cause,
-                        nothing_back,
+                        nothing_back: read.nothing_back(),
                     }))
                 }
             }
-            let head = self.poll_head(method, &mut nothing_back, cx);
+            let head = self.poll_head(method, &mut read, cx);
             stall.time(cx, head).map(|timed| {
                 timed.unwrap_or_else(|Stalled| {
                     Err(Failed {
                         cause: Cause::Timeout,
-                        nothing_back,
+                        nothing_back: read.nothing_back(),
                     })
                 })
             })
@@ -541,40 +562,57 @@ impl Conn {
         Ok((head, upload))
     }
 
-    /// Reads until a final answer's head is whole (1xx answers are read and passed over);
-    /// `nothing_back` turns false with the first byte.
+    /// Reads until a final answer's head is whole (up to [`MAX_INTERIM`] 1xx answers are read
+    /// and passed over); `read` keeps what was seen across polls.
     fn poll_head(
         &mut self,
         method: &Method,
-        nothing_back: &mut bool,
+        read: &mut HeadRead,
         cx: &mut Context<'_>,
     ) -> Poll<Result<ResponseHead, Failed>> {
         let Conn { stream, buf } = self;
+        let malformed = |e| {
+            Poll::Ready(Err(Failed {
+                cause: Cause::Malformed(e),
+                nothing_back: false,
+            }))
+        };
         loop {
-            if !buf.is_empty() {
-                *nothing_back = false;
+            // a head ends with a line: bytes without one cannot end it, and parsing it all
+            // again for each (a head trickled a byte at a time) would cost its square; past
+            // the size limit, the parse says so
+            let new_line = buf
+                .get(read.parsed..)
+                .is_some_and(|new| new.contains(&b'\n'));
+            if new_line || buf.len() >= wire::MAX_RESPONSE_HEAD {
+                read.parsed = buf.len();
                 match wire::parse_response_head(buf, method) {
                     Ok(Head::Complete(head)) => return Poll::Ready(Ok(head)),
-                    Ok(Head::Informational) => continue,
-                    Ok(Head::Partial) => {}
-                    Err(e) => {
-                        return Poll::Ready(Err(Failed {
-                            cause: Cause::Malformed(e),
-                            nothing_back: false,
-                        }))
+                    Ok(Head::Informational) if read.interim >= MAX_INTERIM => {
+                        return malformed(Malformed::Head("too many 1xx answers"));
                     }
+                    Ok(Head::Informational) => {
+                        read.interim += 1;
+                        read.parsed = 0;
+                        continue;
+                    }
+                    Ok(Head::Partial) => {}
+                    Err(e) => return malformed(e),
                 }
             }
             make_room(buf, READ_SIZE);
-            let read = tokio_util::io::poll_read_buf(Pin::new(&mut *stream), cx, buf);
-            let cause = match ready!(read) {
+            let got = tokio_util::io::poll_read_buf(Pin::new(&mut *stream), cx, buf);
+            let cause = match ready!(got) {
                 Ok(0) => Cause::Closed,
-                Ok(_) => continue,
+                Ok(_) => {
+                    read.anything = true;
+                    continue;
+                }
                 Err(e) => Cause::Io(e),
             };
             return Poll::Ready(Err(Failed {
                 cause,
-                nothing_back: *nothing_back,
+                nothing_back: read.nothing_back(),
             }));
         }
     }

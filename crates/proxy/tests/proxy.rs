@@ -2594,6 +2594,62 @@ where
     (addr, accepted)
 }
 
+/// A backend answering with `interim` 1xx heads before its 200, all in one write, or (with
+/// `trickle`) its whole answer a byte at a time.
+async fn interim_backend(interim: usize, trickle: bool) -> SocketAddr {
+    let (addr, _) = raw_backend(move |mut s| async move {
+        if next_head(&mut s, &mut Vec::new()).await.is_none() {
+            return;
+        }
+        let mut answer = b"HTTP/1.1 100 Continue\r\n\r\n".repeat(interim);
+        answer
+            .extend_from_slice(b"HTTP/1.1 200 OK\r\nX-Some: thing\r\nContent-Length: 2\r\n\r\nok");
+        if trickle {
+            for b in answer {
+                if s.write_all(&[b]).await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        } else {
+            let _ = s.write_all(&answer).await;
+        }
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    })
+    .await;
+    addr
+}
+
+/// 1xx answers before the final one are passed over, 8 at most: a backend sending them for
+/// ever kept a worker parsing for the whole backend timeout. A head that comes a byte at a
+/// time (parsed again only when a line may have ended it) is read whole.
+#[tokio::test]
+async fn interim_answers_are_bounded_and_a_trickled_head_is_read() {
+    for (interim, trickle, want) in [
+        (3, false, 200),
+        (8, false, 200),
+        (9, false, 502),
+        (1, true, 200),
+    ] {
+        let e = env();
+        one_site(&e, interim_backend(interim, trickle).await);
+        let p = Proxy::start(options(&e)).await.unwrap();
+        let r = get(p.http_addr.unwrap(), "a.test", "/", "").await;
+        assert_eq!(
+            status(&r),
+            want,
+            "{interim} interim answers, trickled {trickle}: {r}"
+        );
+        if want == 200 {
+            assert!(
+                r.ends_with("\r\n\r\nok") && r.to_ascii_lowercase().contains("x-some: thing"),
+                "{r}"
+            );
+        }
+        p.shutdown().await;
+    }
+}
+
 /// Only a WebSocket upgrade is passed on. `Upgrade: h2c` (or any other protocol) is dropped
 /// and the request served as it is: a backend that switched to h2c would carry, in its
 /// tunnel, requests no routing, maintenance or limit of the proxy ever sees.
