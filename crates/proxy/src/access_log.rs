@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use std::io::Write as _;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch, Notify};
@@ -198,12 +198,18 @@ pub(crate) struct Writer {
     pub task: tokio::task::JoinHandle<()>,
 }
 
-/// Starts the task writing the lines queued to `path` ("-": standard output).
-pub(crate) fn start(path: PathBuf) -> (Queue, Writer) {
+/// Starts the task writing the lines queued to `path` ("-": standard output); the lines a
+/// failed write loses (a full disk) are counted in `dropped`, with those the queue refused.
+pub(crate) fn start(path: PathBuf, dropped: Arc<AtomicU64>) -> (Queue, Writer) {
     let (queue, lines) = queue();
     let reopen = Arc::new(Notify::new());
     let (close, closed) = watch::channel(false);
-    let task = tokio::spawn(write(path, lines, Arc::clone(&reopen), closed));
+    let out = Output {
+        path,
+        dropped,
+        failing: false,
+    };
+    let task = tokio::spawn(write(out, lines, Arc::clone(&reopen), closed));
     let writer = Writer {
         reopen,
         close,
@@ -248,16 +254,48 @@ fn open(path: &Path) -> Option<Out> {
     }
 }
 
+/// Where the lines go, and what became of the last write.
+struct Output {
+    path: PathBuf,
+    dropped: Arc<AtomicU64>,
+    /// The last write failed (said once, until one works again).
+    failing: bool,
+}
+
+impl Output {
+    /// Counts and says what a write's outcome means for the lines of `batch`.
+    fn count(&mut self, outcome: std::io::Result<()>, batch: &str) {
+        match outcome {
+            Ok(()) if self.failing => {
+                self.failing = false;
+                tracing::info!("access log {}: written again", self.path.display());
+            }
+            Ok(()) => {}
+            Err(e) => {
+                let lines = batch.bytes().filter(|b| *b == b'\n').count();
+                self.dropped.fetch_add(lines as u64, Relaxed);
+                if !self.failing {
+                    self.failing = true;
+                    tracing::error!(
+                        "access log {}: {e}; lines are lost (counted in access_log_dropped_total) until a write works again",
+                        self.path.display()
+                    );
+                }
+            }
+        }
+    }
+}
+
 /// Writes the lines received, a batch per write, until `closed` (then the queue is
 /// written out first) or every sender is gone.
 async fn write(
-    path: PathBuf,
+    mut output: Output,
     mut lines: Lines,
     reopen: Arc<Notify>,
     mut closed: watch::Receiver<bool>,
 ) {
     // checked at start ([`can_open`]); gone since, the lines wait for a reopen that works
-    let mut out = open(&path).unwrap_or_else(|| Box::new(std::io::sink()));
+    let mut out = open(&output.path).unwrap_or_else(|| Box::new(std::io::sink()));
     let mut buf = String::new();
     loop {
         tokio::select! {
@@ -271,7 +309,7 @@ async fn write(
             }
             () = reopen.notified() => {
                 // a file that cannot be opened now keeps the old one (logged)
-                if let Some(o) = open(&path) {
+                if let Some(o) = open(&output.path) {
                     out = o;
                 }
                 continue;
@@ -283,25 +321,29 @@ async fn write(
                 while let Some(l) = lines.next_now() {
                     buf.push_str(&l);
                 }
-                let _ = written(out, buf).await;
+                if let Some((_, b, outcome)) = written(out, buf).await {
+                    output.count(outcome, &b);
+                }
                 return;
             }
         }
         match written(out, buf).await {
-            Some((o, b)) => (out, buf) = (o, b),
+            Some((o, b, outcome)) => {
+                output.count(outcome, &b);
+                (out, buf) = (o, b);
+            }
             None => return,
         }
         buf.clear();
     }
 }
 
-/// Writes `buf` out on the blocking pool; the output and the buffer back (`None` if the
-/// pool is gone: the runtime is shutting down).
-async fn written(mut out: Out, buf: String) -> Option<(Out, String)> {
+/// Writes `buf` out on the blocking pool; the output, the buffer and the write's outcome
+/// back (`None` if the pool is gone: the runtime is shutting down).
+async fn written(mut out: Out, buf: String) -> Option<(Out, String, std::io::Result<()>)> {
     tokio::task::spawn_blocking(move || {
-        let _ = out.write_all(buf.as_bytes());
-        let _ = out.flush();
-        (out, buf)
+        let outcome = out.write_all(buf.as_bytes()).and_then(|()| out.flush());
+        (out, buf, outcome)
     })
     .await
     .ok()

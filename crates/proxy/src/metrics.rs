@@ -61,7 +61,8 @@ pub struct Global {
     pub certificates_issued: AtomicU64,
     pub certificate_failures: AtomicU64,
     pub websockets_open: AtomicU64,
-    pub access_log_dropped: AtomicU64,
+    /// Lines the access log's queue refused (full) or a write lost (shared with its writer).
+    pub access_log_dropped: std::sync::Arc<AtomicU64>,
     /// Connections served by each worker thread since the start (what `crate::balance` keeps
     /// even is the connections open at once, a gauge of their own).
     pub worker_connections: Vec<AtomicU64>,

@@ -404,11 +404,13 @@ impl Proxy {
         }
         certs.replace_all(loaded);
         let mut tasks = JoinSet::new();
+        let global = Global::new(workers);
         let (log, log_writer) = match &options.access_log {
             None => (None, None),
             Some(path) => {
                 crate::access_log::can_open(path)?;
-                let (queue, writer) = crate::access_log::start(path.clone());
+                let dropped = Arc::clone(&global.access_log_dropped);
+                let (queue, writer) = crate::access_log::start(path.clone(), dropped);
                 (Some(queue), Some(writer))
             }
         };
@@ -427,7 +429,7 @@ impl Proxy {
             )?),
             table: ArcSwap::from_pointee(table),
             certs: Arc::clone(&certs),
-            global: Global::new(workers),
+            global,
             log,
             fingerprint: Mutex::new(Vec::new()),
             reload_lock: Mutex::new(()),

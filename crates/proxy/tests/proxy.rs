@@ -2467,6 +2467,41 @@ async fn access_log_in_combined_format() {
     p.shutdown().await;
 }
 
+/// An access log that cannot be written (a full disk: /dev/full answers ENOSPC) costs no
+/// request, and the lines it loses are counted in `access_log_dropped_total` (they went
+/// unseen: the write's error was thrown away).
+#[tokio::test]
+async fn access_log_lines_a_failed_write_loses_are_counted() {
+    let b = backend().await;
+    let e = env();
+    one_site(&e, b.addr);
+    let mut o = options(&e);
+    o.access_log = Some(PathBuf::from("/dev/full"));
+    let p = Proxy::start(o).await.unwrap();
+    let http = p.http_addr.unwrap();
+    for i in 0..5 {
+        assert_eq!(
+            status(&get(http, "a.test", &format!("/{i}"), "").await),
+            200
+        );
+    }
+    let dropped = |m: &str| {
+        m.lines()
+            .find_map(|l| l.strip_prefix("pic2_proxy_access_log_dropped_total "))
+            .map(|v| v.trim().parse::<u64>().unwrap())
+    };
+    let mut m = String::new();
+    for _ in 0..50 {
+        m = get(p.metrics_addr.unwrap(), "x", "/metrics", "").await;
+        if dropped(&m) == Some(5) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(dropped(&m), Some(5), "{m}");
+    p.shutdown().await;
+}
+
 /// A route with `log_query: false` (the password application, phpMyAdmin) keeps its query
 /// strings out of the access log, the referer's too: a reset link's token would let whoever
 /// reads the log set the account's password. Other sites' queries are logged as they came.
