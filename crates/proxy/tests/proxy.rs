@@ -932,6 +932,55 @@ async fn h2_prior_knowledge<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Un
     got
 }
 
+/// An answer the proxy gives before the request's body is all in (413 on a declared length
+/// over the site's limit; 503 in maintenance, 502 with the backend down go the same way)
+/// reaches an HTTP/2 client whole, page included, before the stream is reset with NO_ERROR
+/// (RFC 9113 §8.1): browsers showed a protocol error instead of the page.
+#[tokio::test]
+async fn http2_an_early_answer_arrives_whole_while_the_upload_goes_on() {
+    let (_e, b, p, (c, _)) = tls_proxy(|o| o.default_max_body = 1024 * 1024).await;
+    let tls = tls_connect(p.https_addr.unwrap(), "a.test", &[Path::new(&c)], &[b"h2"]).await;
+    let (mut send, _conn) =
+        h2_over::<http_body_util::channel::Channel<Bytes, std::convert::Infallible>>(tls).await;
+    let (mut tx, body) =
+        http_body_util::channel::Channel::<Bytes, std::convert::Infallible>::new(4);
+    let req = Request::builder()
+        .method("POST")
+        .uri("https://a.test/upload")
+        .header("content-length", "2000000")
+        .body(body)
+        .unwrap();
+    let upload = tokio::spawn(async move {
+        for _ in 0..122 {
+            if tx
+                .send_data(Bytes::from(vec![0u8; 16 * 1024]))
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+        tx // kept: the upload is not over
+    });
+    let resp = tokio::time::timeout(Duration::from_secs(5), send.send_request(req))
+        .await
+        .expect("an answer within 5 s")
+        .unwrap();
+    assert_eq!(resp.status(), 413);
+    let page = tokio::time::timeout(Duration::from_secs(5), resp.into_body().collect())
+        .await
+        .expect("the page within 5 s")
+        .expect("the page, whole")
+        .to_bytes();
+    assert!(
+        String::from_utf8_lossy(&page).contains("Upload too large"),
+        "{page:?}"
+    );
+    assert_eq!(b.hits.load(Ordering::SeqCst), 0);
+    drop(upload);
+    p.shutdown().await;
+}
+
 /// HTTP/2 is served over TLS with ALPN h2 only, where its connections are watched (cancel
 /// floods, starved answers). The preface on the plain port (h2c with prior knowledge) or
 /// after ALPN http/1.1 was served as HTTP/2 too, without those checks: it is now refused
