@@ -118,6 +118,15 @@ fn is_forwarding(name: &HeaderName) -> bool {
             | "fastly-client-ip"
             | "x-original-url"
             | "x-rewrite-url"
+            // what PHP's "real IP" snippets read first (HTTP_CLIENT_IP, HTTP_X_FORWARDED…)
+            | "client-ip"
+            | "x-forwarded"
+            | "forwarded-for"
+            | "x-originating-ip"
+            | "x-remote-ip"
+            | "x-remote-addr"
+            | "x-proxyuser-ip"
+            | "x-host"
     )
 }
 

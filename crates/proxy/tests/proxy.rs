@@ -82,6 +82,10 @@ async fn backend_on(listener: TcpListener) -> Backend {
                             "front-end-https",
                             "true-client-ip",
                             "x-original-url",
+                            "client-ip",
+                            "x-forwarded",
+                            "x-originating-ip",
+                            "x-host",
                             "expect",
                         ] {
                             for v in req.headers().get_all(n) {
@@ -315,13 +319,14 @@ async fn routing_aliases_404_and_forwarded_headers() {
         "a second Host reached the backend: {r}"
     );
     // the client's own forwarding headers are replaced, never passed on
-    let r = get(http, "a.test", "/", "X-Forwarded-For: 6.6.6.6\r\nForwarded: for=6.6.6.6\r\nX-Real-IP: 6.6.6.6\r\nX-Forwarded-Proto: https\r\nTrue-Client-IP: 6.6.6.6\r\nX-Forwarded-Ssl: on\r\nFront-End-Https: on\r\nX-Original-URL: /admin\r\nExpect: 100-continue\r\n").await;
+    let r = get(http, "a.test", "/", "X-Forwarded-For: 6.6.6.6\r\nForwarded: for=6.6.6.6\r\nX-Real-IP: 6.6.6.6\r\nX-Forwarded-Proto: https\r\nTrue-Client-IP: 6.6.6.6\r\nX-Forwarded-Ssl: on\r\nFront-End-Https: on\r\nX-Original-URL: /admin\r\nExpect: 100-continue\r\nClient-IP: 6.6.6.6\r\nX-Forwarded: for=6.6.6.6\r\nX-Originating-IP: 6.6.6.6\r\nX-Host: evil.test\r\n").await;
     assert!(!r.contains("6.6.6.6"), "{r}");
     for name in [
         "x-forwarded-ssl",
         "front-end-https",
         "x-original-url",
         "expect",
+        "x-host",
     ] {
         assert!(!r.contains(name), "{name} reached the backend: {r}");
     }
