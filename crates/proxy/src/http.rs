@@ -174,6 +174,45 @@ fn wants_upgrade(method: &Method, h: &HeaderMap) -> Option<HeaderValue> {
     (conn_upgrade && websocket && method == Method::GET).then(|| upgrade.clone())
 }
 
+/// RFC 9112 §3.2: a request with two Host fields, or one that is no `host[:port]`, and an
+/// HTTP/1.1 request without one, get 400 (they were routed by the first, or as an unknown
+/// site).
+fn bad_host(req: &Request<Incoming>) -> bool {
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    match (hosts.next(), hosts.next()) {
+        (Some(_), Some(_)) => true,
+        (Some(host), None) => !is_host_field(host.as_bytes()),
+        (None, _) => req.version() == Version::HTTP_11,
+    }
+}
+
+/// `host [":" port]`: a name or IPv4 address (RFC 3986's reg-name characters), or an IPv6
+/// address in brackets; the port digits only. Empty is allowed (a target without authority).
+fn is_host_field(v: &[u8]) -> bool {
+    let port_ok = |rest: &[u8]| match rest.split_first() {
+        None => true,
+        Some((b':', digits)) => digits.iter().all(u8::is_ascii_digit),
+        Some(_) => false,
+    };
+    if let Some(inner) = v.strip_prefix(b"[") {
+        let Some(end) = inner.iter().position(|b| *b == b']') else {
+            return false;
+        };
+        let (ip, rest) = inner.split_at(end);
+        let ip_ok = !ip.is_empty()
+            && ip
+                .iter()
+                .all(|b| b.is_ascii_hexdigit() || b":.".contains(b));
+        return ip_ok && port_ok(rest.get(1..).unwrap_or_default());
+    }
+    let end = v.iter().position(|b| *b == b':').unwrap_or(v.len());
+    let (name, rest) = v.split_at(end);
+    let name_ok = name
+        .iter()
+        .all(|b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%".contains(b));
+    name_ok && port_ok(rest)
+}
+
 /// Framing shapes used for request smuggling that hyper's parser lets through. On HTTP/1
 /// Content-Length with Transfer-Encoding never gets here (hyper drops the length before the
 /// service sees the head): the connection's framing guard ([`crate::guard`]) refuses it.
@@ -389,6 +428,10 @@ async fn route(
         r.headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
         return r;
+    }
+    if bad_host(&req) {
+        shared.global.bad_requests.fetch_add(1, Relaxed);
+        return page(StatusCode::BAD_REQUEST, pages::bad_request());
     }
     let path = req.uri().path();
     if !origin.peer.tls {
@@ -832,6 +875,34 @@ mod future_size {
 mod headers {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn a_host_field_is_a_name_or_an_address_and_a_port() {
+        for good in [
+            "a.test",
+            "A.TEST.:8080",
+            "192.0.2.1:80",
+            "[2001:db8::1]",
+            "[::1]:443",
+            "xn--caf-dma.test",
+            "",
+        ] {
+            assert!(is_host_field(good.as_bytes()), "{good:?} refused");
+        }
+        for bad in [
+            "a.test:abc",
+            "[a.test]",
+            "a.test:80:80",
+            "[::1",
+            "[::1]x",
+            "[]",
+            "a test",
+            "a.test/x",
+            "user@a.test",
+        ] {
+            assert!(!is_host_field(bad.as_bytes()), "{bad:?} taken");
+        }
+    }
 
     #[test]
     fn hop_by_hop_headers_and_those_connection_names_are_stripped() {
