@@ -345,6 +345,7 @@ impl Acme {
                 }
                 let res = self.issue_in_time(routes, &state, site, &wanted).await;
                 let res = self.keep_covered(&state, site, res);
+                let res = self.checked(&state, site, &wanted, res);
                 let again = self.count(site, &wanted, &res);
                 out.push(res.map(|()| site.to_owned()));
                 if !again {
@@ -363,6 +364,36 @@ impl Acme {
             return res;
         }
         kept_if_covered(res, self.stored(state, site).as_ref(), now_secs())
+    }
+
+    /// An outcome that would have the site ordered again and again becomes a failure of the
+    /// site, which waits out its back-off: a certificate issued that leaves the site due (the
+    /// CA left a name out, or gave a certificate ending within `renew_before`) was ordered
+    /// again at every pass until the CA's limit of 5 a week; names refused that were not
+    /// asked (another spelling of them) were asked again at once, as many times as the site
+    /// has names, at every pass.
+    fn checked(
+        &self,
+        state: &Path,
+        site: &str,
+        wanted: &[String],
+        res: Result<(), Error>,
+    ) -> Result<(), Error> {
+        match &res {
+            Ok(()) if self.due(state, site, wanted) => Err(acme_err(
+                site,
+                "the certificate issued does not name every host asked, or ends too soon: not ordered again before the back-off",
+            )),
+            Err(Error::AcmeRefused { names, refused, .. })
+                if !names.iter().any(|n| wanted.contains(n)) =>
+            {
+                Err(acme_err(
+                    site,
+                    format!("the CA refused names not asked: {}", refused.join("; ")),
+                ))
+            }
+            _ => res,
+        }
     }
 
     /// The certificate stored for `site`, if it can be served.
@@ -751,6 +782,60 @@ mod renewal {
             refused: vec!["www.a.test: DNS problem".into()],
             names: vec!["www.a.test".into()],
         })
+    }
+
+    /// A self-signed certificate for `names`, stored as `site`'s ACME one under `state`.
+    fn store(state: &Path, site: &str, names: &[&str]) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+        let cert = rcgen::CertificateParams::new(names)
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let (cert_path, key_path) = acme_paths(state, site);
+        write_private(&key_path, key.serialize_pem().as_bytes()).unwrap();
+        write_private(&cert_path, cert.pem().as_bytes()).unwrap();
+    }
+
+    #[test]
+    fn an_outcome_that_would_order_again_at_once_is_a_failure_of_the_site() {
+        let state = tempfile::tempdir().unwrap();
+        let acme = Acme::new(Arc::new(Certs::default()), AcmeOptions::default());
+        let wanted = hosts(&["a.test", "www.a.test"]);
+        // issued, but without www: still due
+        store(state.path(), "a.test", &["a.test"]);
+        let res = acme.checked(state.path(), "a.test", &wanted, Ok(()));
+        assert!(matches!(res, Err(Error::Acme { .. })), "{res:?}");
+        assert!(
+            !acme.count("a.test", &wanted, &res),
+            "ordered again at once"
+        );
+        let waits =
+            |acme: &Acme| acme.backoff.lock().unwrap()["a.test"].holds(&wanted, Instant::now());
+        assert!(waits(&acme), "no back-off");
+        // issued whole: a success
+        store(state.path(), "a.test", &["a.test", "www.a.test"]);
+        assert!(acme
+            .checked(state.path(), "a.test", &wanted, Ok(()))
+            .is_ok());
+
+        // refused names the order did not ask: the site waits, nothing is left out
+        let acme = Acme::new(Arc::new(Certs::default()), AcmeOptions::default());
+        let other = Err(Error::AcmeRefused {
+            site: "a.test".into(),
+            refused: vec!["WWW.A.TEST.: DNS problem".into()],
+            names: vec!["www.a.test.".into()],
+        });
+        let res = acme.checked(state.path(), "a.test", &wanted, other);
+        assert!(matches!(res, Err(Error::Acme { .. })), "{res:?}");
+        assert!(
+            !acme.count("a.test", &wanted, &res),
+            "ordered again at once"
+        );
+        assert!(waits(&acme), "no back-off");
+        // refused names it asked: left out, and the order placed again at once
+        let res = acme.checked(state.path(), "a.test", &wanted, www_refused());
+        assert!(matches!(res, Err(Error::AcmeRefused { .. })), "{res:?}");
     }
 
     #[test]
