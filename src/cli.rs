@@ -134,7 +134,9 @@ pub struct ProxyArgs {
     /// `postrotate`: `kill -HUP` the proxy).
     #[arg(long, value_name = "FILE")]
     pub access_log: Option<PathBuf>,
-    /// The access log's lines: JSON objects, or Apache's combined format (GoAccess, fail2ban).
+    /// The access log's lines: JSON objects, Apache's combined format (GoAccess, AWStats,
+    /// fail2ban), or its vhost_combined (the combined line after `host:port`, for one log of
+    /// every site: GoAccess's VCOMBINED).
     #[arg(long, value_enum, default_value_t = AccessLogFormat::Json, requires = "access_log")]
     pub access_log_format: AccessLogFormat,
     /// Started as root, run as this user once the ports are bound (a system user of the
@@ -152,6 +154,7 @@ pub struct ProxyArgs {
 pub enum AccessLogFormat {
     Json,
     Combined,
+    VhostCombined,
 }
 
 #[derive(Subcommand)]

@@ -40,6 +40,7 @@ pub fn run(inv: &ValidInventory, args: ProxyArgs) -> anyhow::Result<Outcome> {
     options.access_log_format = match args.access_log_format {
         AccessLogFormat::Json => pic2_proxy::access_log::Format::Json,
         AccessLogFormat::Combined => pic2_proxy::access_log::Format::Combined,
+        AccessLogFormat::VhostCombined => pic2_proxy::access_log::Format::VhostCombined,
     };
     options.run_as = run_as;
     if let Some(n) = args.workers {

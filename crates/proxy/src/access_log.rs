@@ -24,6 +24,9 @@ pub enum Format {
     Json,
     /// `client - - [time] "METHOD path VERSION" status bytes "referer" "user-agent"`.
     Combined,
+    /// Apache's `vhost_combined`: `host:port ` and then the combined line, for one log
+    /// shared by every site (GoAccess's `VCOMBINED`).
+    VhostCombined,
 }
 
 /// What is known of one request once it has been answered.
@@ -32,6 +35,8 @@ pub struct Entry {
     pub time: DateTime<Utc>,
     pub client: IpAddr,
     pub host: String,
+    /// The port the client reached (the listener's public one).
+    pub port: u16,
     pub method: String,
     pub path: String,
     pub version: &'static str,
@@ -49,6 +54,12 @@ impl Entry {
         match format {
             Format::Json => self.json(),
             Format::Combined => self.combined(),
+            Format::VhostCombined => format!(
+                "{}:{} {}",
+                escape(&field(&self.host, HEADER_CAP)).replace(' ', "\\x20"),
+                self.port,
+                self.combined()
+            ),
         }
     }
 
@@ -66,6 +77,13 @@ impl Entry {
             "user_agent": self.user_agent.as_deref().map(|u| field(u, HEADER_CAP)),
             "ms": (self.elapsed.as_secs_f64() * 1_000_000.0).round() / 1000.0,
         });
+        // JSON lets these be raw in a string, but JavaScript's and Python's `splitlines`
+        // break lines there: a forged line for a log tool (they occur in strings only)
+        let line = line
+            .to_string()
+            .replace('\u{85}', "\\u0085")
+            .replace('\u{2028}', "\\u2028")
+            .replace('\u{2029}', "\\u2029");
         format!("{line}\n")
     }
 
@@ -88,14 +106,15 @@ impl Entry {
 }
 
 /// Quotes, backslashes and control characters escaped as Apache does (`\"`, `\\`, `\xNN`),
-/// so a crafted header can neither end a field nor forge a second line.
+/// so a crafted header can neither end a field nor forge a second line (nor can the Unicode
+/// line and paragraph separators, where some tools' `splitlines` break lines too).
 fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
             '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
-            c if c.is_control() => {
+            c if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') => {
                 let mut buf = [0u8; 4];
                 for b in c.encode_utf8(&mut buf).bytes() {
                     out.push_str(&format!("\\x{b:02x}"));
@@ -361,6 +380,7 @@ mod tests {
                 .with_timezone(&Utc),
             client: "2001:db8::7".parse().unwrap(),
             host: "velobs.test".into(),
+            port: 443,
             method: "GET".into(),
             path: "/carte?x=1".into(),
             version: "HTTP/1.1",
@@ -378,6 +398,38 @@ mod tests {
             entry().render(Format::Combined),
             "2001:db8::7 - - [25/Nov/2026:21:05:09 +0000] \"GET /carte?x=1 HTTP/1.1\" 200 1024 \
              \"-\" \"curl/8 \\\"evil\\\"\\x0a127.0.0.1 - - [forged]\"\n"
+        );
+    }
+
+    #[test]
+    fn vhost_combined_lines_start_with_the_host_and_port() {
+        assert_eq!(
+            entry().render(Format::VhostCombined),
+            format!("velobs.test:443 {}", entry().render(Format::Combined))
+        );
+    }
+
+    /// U+2028, U+2029 and U+0085 end a line for Python's and JavaScript's line splitting:
+    /// escaped in both formats, as a newline is.
+    #[test]
+    fn unicode_line_separators_cannot_forge_a_line() {
+        let mut e = entry();
+        e.user_agent = Some("a\u{2028}b\u{2029}c\u{85}d".into());
+        for format in [Format::Json, Format::Combined] {
+            let line = e.render(format);
+            assert_eq!(line.lines().count(), 1);
+            assert_eq!(
+                line.trim_end()
+                    .split(['\u{2028}', '\u{2029}', '\u{85}'])
+                    .count(),
+                1,
+                "{line}"
+            );
+        }
+        let v: serde_json::Value = serde_json::from_str(&e.render(Format::Json)).unwrap();
+        assert_eq!(
+            v["user_agent"], "a\u{2028}b\u{2029}c\u{85}d",
+            "the JSON still reads back"
         );
     }
 

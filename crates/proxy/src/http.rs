@@ -302,10 +302,11 @@ impl Logged {
         }
     }
 
+    /// The log's entry, for the host and port the client reached.
     fn entry(
         self,
         client: std::net::IpAddr,
-        host: String,
+        (host, port): (String, u16),
         resp: &Response<Body>,
         elapsed: std::time::Duration,
     ) -> crate::access_log::Entry {
@@ -319,6 +320,7 @@ impl Logged {
             time: self.time,
             client,
             host,
+            port,
             method: self.method,
             path: self.path,
             version: self.version,
@@ -375,7 +377,12 @@ pub async fn handle(
         if entry.is_some_and(|e| !e.site.log_query) {
             l.without_queries();
         }
-        shared.access_log(&l.entry(origin.ip, host.into_owned(), &resp, elapsed));
+        let port = match origin.peer.tls {
+            true => shared.https_public_port,
+            false => shared.http_public_port,
+        };
+        let port = port.unwrap_or_default();
+        shared.access_log(&l.entry(origin.ip, (host.into_owned(), port), &resp, elapsed));
     }
     Ok(resp)
 }
