@@ -55,29 +55,49 @@ struct Unsent {
 /// requests to reach the backend (a round trip) before resetting them was held by nothing,
 /// `max_concurrent_streams` included, since a reset stream gives its place back. Each of
 /// those requests still costs the site a PHP run, which goes on after the reset. A browser
-/// cancels a page's requests when its user leaves the page: at most the 256 a connection
-/// may have in flight, hence a burst of two pages' worth. Varnish allows 100 such resets a
+/// cancels a page's requests when its user leaves the page: at most the 128 a connection
+/// may have in flight, hence a burst of four pages' worth, for all of a client's connections
+/// (an address, an IPv6 /64: a household behind one address shares it). Varnish allows 100 such resets a
 /// minute, Node.js a burst of 1,000 then 33 a second.
 pub(crate) const CANCELS_BURST: u32 = 512;
 pub(crate) const CANCELS_PER_SECOND: u32 = 50;
 
+/// The cancels a client may still make (a burst of [`CANCELS_BURST`], refilled at
+/// [`CANCELS_PER_SECOND`]), shared by all its HTTP/2 connections
+/// ([`crate::per_client`]): one bucket per connection let a client with 256 connections
+/// cancel 256 times as many. A lock, not atomics: taken only when a request is cancelled.
 #[derive(Debug)]
-struct Cancels {
-    /// The cancels still allowed, and when that was counted (milliseconds since `start`).
-    /// A lock, not atomics: taken only when a request is cancelled, by the tasks of one
-    /// connection's streams.
-    bucket: std::sync::Mutex<(f64, u64)>,
-    /// Told once the bucket is empty.
-    flood: tokio::sync::Notify,
+pub(crate) struct CancelBudget(std::sync::Mutex<(f64, Instant)>);
+
+impl Default for CancelBudget {
+    fn default() -> Self {
+        CancelBudget(std::sync::Mutex::new((
+            f64::from(CANCELS_BURST),
+            Instant::now(),
+        )))
+    }
 }
 
-impl Default for Cancels {
-    fn default() -> Self {
-        Cancels {
-            bucket: std::sync::Mutex::new((f64::from(CANCELS_BURST), 0)),
-            flood: tokio::sync::Notify::new(),
-        }
+impl CancelBudget {
+    /// Takes one cancel; false once none is left.
+    fn take(&self) -> bool {
+        let now = Instant::now();
+        let mut bucket = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let (tokens, at) = *bucket;
+        let refilled =
+            now.saturating_duration_since(at).as_secs_f64() * f64::from(CANCELS_PER_SECOND);
+        let tokens = (tokens + refilled).min(f64::from(CANCELS_BURST)) - 1.0;
+        *bucket = (tokens, now);
+        tokens >= 0.0
     }
+}
+
+#[derive(Debug)]
+struct Cancels {
+    /// The client's budget (the connection's own for a client not counted: a trusted proxy).
+    budget: Arc<CancelBudget>,
+    /// Told once the budget is spent, on the connection that spent it.
+    flood: tokio::sync::Notify,
 }
 
 /// Why [`Activity::misbehaves`] resolved.
@@ -96,11 +116,15 @@ impl Activity {
     }
 
     /// For an HTTP/2 connection: also counts the answers' bytes handed and framed, and the
-    /// requests cancelled before their answer, for [`misbehaves`](Self::misbehaves).
-    pub(crate) fn http2() -> Self {
+    /// requests cancelled before their answer, against its client's `budget` (one of its own
+    /// if `None`), for [`misbehaves`](Self::misbehaves).
+    pub(crate) fn http2(budget: Option<Arc<CancelBudget>>) -> Self {
         Self::with(State {
             unsent: Some(Unsent::default()),
-            cancels: Some(Cancels::default()),
+            cancels: Some(Cancels {
+                budget: budget.unwrap_or_default(),
+                flood: tokio::sync::Notify::new(),
+            }),
             ..State::default()
         })
     }
@@ -125,14 +149,7 @@ impl Activity {
         let Some(c) = &self.state.cancels else {
             return;
         };
-        let now = self.now_ms();
-        let mut bucket = c.bucket.lock().unwrap_or_else(|p| p.into_inner());
-        let (tokens, at) = *bucket;
-        let refilled = Duration::from_millis(now.saturating_sub(at)).as_secs_f64()
-            * f64::from(CANCELS_PER_SECOND);
-        let tokens = (tokens + refilled).min(f64::from(CANCELS_BURST)) - 1.0;
-        *bucket = (tokens, now);
-        if tokens < 0.0 {
+        if !c.budget.take() {
             c.flood.notify_one();
         }
     }
@@ -410,7 +427,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn data_never_framed_starves_its_http2_connection_in_one_to_two_periods() {
         let within = Duration::from_secs(10);
-        let activity = Activity::http2();
+        let activity = Activity::http2(None);
         tokio::time::advance(Duration::from_secs(3)).await;
         let mut held = Tracked::new(Endless, activity.begin());
         ask(&mut held);
@@ -432,7 +449,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_last_chunk_left_in_h2_starves_its_connection_too() {
         let within = Duration::from_secs(10);
-        let activity = Activity::http2();
+        let activity = Activity::http2(None);
         let last = http_body_util::Full::new(bytes::Bytes::from_static(b"the whole answer"));
         let mut held = Tracked::new(last, activity.begin());
         ask(&mut held);
@@ -448,7 +465,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn framed_answers_and_reset_streams_never_starve_their_connection() {
         let within = Duration::from_secs(10);
-        let activity = Activity::http2();
+        let activity = Activity::http2(None);
         let mut steady = Tracked::new(Endless, activity.begin());
         let mut reset = Tracked::new(Endless, activity.begin());
         for _ in 0..5 {
@@ -475,7 +492,7 @@ mod tests {
     /// HTTP/1 counts nothing.
     #[tokio::test(start_paused = true)]
     async fn requests_cancelled_by_the_hundred_flood_an_http2_connection() {
-        let activity = Activity::http2();
+        let activity = Activity::http2(None);
         for _ in 0..1000 {
             drop(Tracked::new(Endless, activity.begin())); // answered, then reset
         }

@@ -1,7 +1,10 @@
 //! Open connections per client: one address may not take every connection slot of every
 //! site. IPv6 clients count per /64 (what one host is usually given, and can walk through).
 //! Trusted proxies (a load balancer in front) are not limited: all clients come through them.
+//! A client's HTTP/2 connections also share one budget of cancelled requests (rapid reset,
+//! [`crate::idle::CANCELS_BURST`]).
 
+use crate::idle::CancelBudget;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
@@ -11,7 +14,15 @@ use std::sync::{Arc, Mutex};
 pub(crate) struct PerClient {
     /// Changed by a reload; connections open beyond a lowered limit stay.
     limit: AtomicUsize,
-    open: Mutex<HashMap<IpAddr, usize>>,
+    open: Mutex<HashMap<IpAddr, Client>>,
+}
+
+/// A client with connections open: how many, and the cancels its HTTP/2 connections may
+/// still make together (forgotten with its last connection).
+#[derive(Debug, Default)]
+struct Client {
+    open: usize,
+    cancels: Arc<CancelBudget>,
 }
 
 /// One open connection of a client, given back when dropped.
@@ -19,6 +30,7 @@ pub(crate) struct PerClient {
 pub(crate) struct Slot {
     owner: Arc<PerClient>,
     key: IpAddr,
+    cancels: Arc<CancelBudget>,
 }
 
 impl PerClient {
@@ -41,15 +53,23 @@ impl PerClient {
             .open
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let n = open.entry(key).or_insert(0);
-        if *n >= self.limit.load(Relaxed) {
+        let client = open.entry(key).or_default();
+        if client.open >= self.limit.load(Relaxed) {
             return None;
         }
-        *n += 1;
+        client.open += 1;
         Some(Slot {
             owner: Arc::clone(self),
             key,
+            cancels: Arc::clone(&client.cancels),
         })
+    }
+}
+
+impl Slot {
+    /// The cancels the client's HTTP/2 connections may still make, together.
+    pub(crate) fn cancel_budget(&self) -> Arc<CancelBudget> {
+        Arc::clone(&self.cancels)
     }
 }
 
@@ -60,9 +80,9 @@ impl Drop for Slot {
             .open
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(n) = open.get_mut(&self.key) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
+        if let Some(client) = open.get_mut(&self.key) {
+            client.open = client.open.saturating_sub(1);
+            if client.open == 0 {
                 open.remove(&self.key);
             }
         }
@@ -111,6 +131,16 @@ mod tests {
         assert!(p.try_take("2001:db8:1:3::1".parse().unwrap()).is_some());
         let _v4 = p.try_take("192.0.2.1".parse().unwrap()).unwrap();
         assert!(p.try_take("::ffff:192.0.2.1".parse().unwrap()).is_none());
+    }
+
+    #[test]
+    fn a_clients_connections_share_one_cancel_budget() {
+        let p = PerClient::new(4);
+        let a = p.try_take("192.0.2.1".parse().unwrap()).unwrap();
+        let b = p.try_take("192.0.2.1".parse().unwrap()).unwrap();
+        let other = p.try_take("192.0.2.2".parse().unwrap()).unwrap();
+        assert!(Arc::ptr_eq(&a.cancel_budget(), &b.cancel_budget()));
+        assert!(!Arc::ptr_eq(&a.cancel_budget(), &other.cancel_budget()));
     }
 
     #[test]

@@ -149,7 +149,17 @@ pub struct Shared {
 #[derive(Debug)]
 pub(crate) struct Slots {
     _all: tokio::sync::OwnedSemaphorePermit,
-    _client: Option<crate::per_client::Slot>,
+    client: Option<crate::per_client::Slot>,
+}
+
+impl Slots {
+    /// The cancels its client's HTTP/2 connections may still make together (none counted for
+    /// a trusted proxy: the connection gets a budget of its own).
+    fn cancel_budget(&self) -> Option<Arc<crate::idle::CancelBudget>> {
+        self.client
+            .as_ref()
+            .map(crate::per_client::Slot::cancel_budget)
+    }
 }
 
 /// An HTTP/1 connection's [`Slots`], which a WebSocket upgrade on it takes over: hyper then
@@ -205,10 +215,7 @@ impl Shared {
             };
             Some(slot)
         };
-        Some(Slots {
-            _all: all,
-            _client: client,
-        })
+        Some(Slots { _all: all, client })
     }
 
     /// True when an access log is written.
@@ -784,8 +791,8 @@ async fn accept_until_stop(
     }
 }
 
-/// hyper's HTTP/1 server as pic2 runs it. HTTP/1 alone: the HTTP/2 preface (h2c with prior
-/// knowledge, or after ALPN http/1.1) is refused as a bad request line. hyper-util's
+/// hyper's HTTP/1 server as pic2 runs it. HTTP/1 alone: on the HTTP/2 preface (h2c with
+/// prior knowledge, or after ALPN http/1.1) hyper closes the connection without an answer. hyper-util's
 /// `auto` builder would serve it as HTTP/2 (its `serve_connection_with_upgrades` ignores
 /// `http1_only`), without the checks an HTTP/2 connection gets after ALPN h2.
 fn http1_builder(shared: &Shared) -> hyper::server::conn::http1::Builder {
@@ -1004,12 +1011,12 @@ async fn serve_conn(
                 return; // a TLS-ALPN-01 validation: the handshake was the answer
             }
             if alpn.as_deref() == Some(b"h2") {
-                let _slots = slots;
                 let client = Client::new(addr, true).with_sni(sni);
                 let s = Arc::clone(shared);
                 // an HTTP/2 connection answers pings for ever: its idle time is the time
                 // with no stream in flight
-                let activity = crate::idle::Activity::http2();
+                let activity = crate::idle::Activity::http2(slots.cancel_budget());
+                let _slots = slots;
                 let seen = activity.clone();
                 let svc =
                     service_fn(move |req| in_flight(&seen, &s, &backends, client.clone(), req));

@@ -1109,85 +1109,144 @@ async fn http2_continuation_flood_is_cut_short() {
 /// once, or once each has reached the backend, must not turn one connection into a flood of
 /// backend requests. h2 counts the resets of streams hyper has not taken yet (GOAWAY,
 /// ENHANCE_YOUR_CALM); the proxy counts those of requests cancelled before their answer.
+/// An HTTP/2 client's connection to a.test, through `h2`'s own client (which can reset a
+/// stream it opened).
+type H2Client = (
+    h2::client::SendRequest<Bytes>,
+    tokio::task::JoinHandle<Result<(), h2::Error>>,
+);
+
+async fn h2_client(https: SocketAddr, roots: &str) -> H2Client {
+    let tls = tls_connect(https, "a.test", &[Path::new(roots)], &[b"h2"]).await;
+    let (send, conn) = h2::client::handshake(tls).await.unwrap();
+    (send, tokio::spawn(conn))
+}
+
+/// Opens streams on `client` in batches of `batch` (GET /slow) and resets them, `most` in
+/// all: at once with a batch of 1, else once all of the batch have reached the backend `b`
+/// (waited for, not slept on: on a busy machine 20 ms was sometimes not enough, and h2's own
+/// count cut the connection, which hid whether the proxy's held). Returns the streams opened
+/// and whether the connection ended, waiting `linger` for its end after the last reset.
+async fn reset_in_batches(
+    client: H2Client,
+    batch: usize,
+    b: &Backend,
+    most: usize,
+    linger: Duration,
+) -> (usize, bool) {
+    let (mut send, mut conn) = client;
+    let mut opened = 0;
+    let mut ended = false;
+    'batches: while opened < most && !ended {
+        let mut streams = Vec::new();
+        let hits_before = b.hits.load(Ordering::SeqCst);
+        for _ in 0..batch {
+            let Ok(ready) = send.ready().await else {
+                break 'batches;
+            };
+            send = ready;
+            let req = Request::get("https://a.test/slow").body(()).unwrap();
+            let Ok((_, stream)) = send.send_request(req, true) else {
+                break;
+            };
+            streams.push(stream);
+            opened += 1;
+        }
+        if batch == 1 {
+            // the connection's task sends the stream's HEADERS before its reset (a stream
+            // reset before it was sent is never sent at all)
+            tokio::time::sleep(Duration::ZERO).await;
+        } else {
+            let reached = async {
+                while b.hits.load(Ordering::SeqCst) < hits_before + streams.len() {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            };
+            tokio::select! {
+                () = reached => {}
+                _ = &mut conn => ended = true,
+                () = tokio::time::sleep(Duration::from_secs(5)) => {
+                    panic!("batch {batch}: streams did not reach the backend")
+                }
+            }
+        }
+        for mut stream in streams.drain(..) {
+            stream.send_reset(h2::Reason::CANCEL);
+        }
+    }
+    let ended = ended || tokio::time::timeout(linger, conn).await.is_ok();
+    (opened, ended)
+}
+
+const FIVE_S: Duration = Duration::from_secs(5);
+
+/// Waits (5 s at most) for the proxy to have counted `n` cancel floods, and says how many.
+async fn cancel_floods(p: &Proxy, n: u64) -> u64 {
+    // counted once the proxy's side of the connection has ended, maybe after the client's
+    let floods = &p.shared.global.http2_cancel_floods;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while floods.load(Ordering::SeqCst) < n && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    floods.load(Ordering::SeqCst)
+}
+
 #[tokio::test]
 async fn http2_rapid_reset_is_cut_short() {
     let (_e, b, p, (c, _)) = tls_proxy(|_| {}).await;
     let https = p.https_addr.unwrap();
     // batch 1: reset as soon as sent; batch 100: reset once all have reached the backend
-    // (waited for, not slept on: on a busy machine 20 ms was sometimes not enough, and h2's
-    // own count cut the connection, which hid whether the proxy's held)
     for batch in [1, 100] {
-        let tls = tls_connect(https, "a.test", &[Path::new(&c)], &[b"h2"]).await;
-        let (mut send, conn) = h2::client::handshake(tls).await.unwrap();
-        let mut conn = tokio::spawn(conn);
-        let mut opened = 0;
-        let mut ended = None;
-        'batches: while opened < 20_000 && ended.is_none() {
-            let mut streams = Vec::new();
-            let hits_before = b.hits.load(Ordering::SeqCst);
-            for _ in 0..batch {
-                let Ok(ready) = send.ready().await else {
-                    break 'batches;
-                };
-                send = ready;
-                let req = Request::get("https://a.test/slow").body(()).unwrap();
-                let Ok((_, stream)) = send.send_request(req, true) else {
-                    break;
-                };
-                streams.push(stream);
-                opened += 1;
-            }
-            if batch == 1 {
-                // the connection's task sends the stream's HEADERS before its reset (a stream
-                // reset before it was sent is never sent at all)
-                tokio::time::sleep(Duration::ZERO).await;
-            } else {
-                let reached = async {
-                    while b.hits.load(Ordering::SeqCst) < hits_before + streams.len() {
-                        tokio::time::sleep(Duration::from_millis(1)).await;
-                    }
-                };
-                tokio::select! {
-                    () = reached => {}
-                    r = &mut conn => ended = Some(r.unwrap()),
-                    () = tokio::time::sleep(Duration::from_secs(5)) => {
-                        panic!("batch {batch}: streams did not reach the backend")
-                    }
-                }
-            }
-            for mut stream in streams.drain(..) {
-                stream.send_reset(h2::Reason::CANCEL);
-            }
-        }
-        let ended = match ended {
-            Some(r) => Ok(r),
-            None => tokio::time::timeout(Duration::from_secs(5), conn)
-                .await
-                .map(|r| r.unwrap()),
-        };
-        assert!(
-            ended.is_ok(),
-            "batch {batch}: not cut after {opened} resets"
-        );
+        let (opened, ended) =
+            reset_in_batches(h2_client(https, &c).await, batch, &b, 20_000, FIVE_S).await;
+        assert!(ended, "batch {batch}: not cut after {opened} resets");
         assert!(
             opened <= 1_000,
             "batch {batch}: {opened} streams opened and reset"
         );
     }
-    // the burst a connection may cancel is 512 (two pages' worth), then 50 a second
+    // the burst a client may cancel is 512 (four pages' worth), then 50 a second
     let hits = b.hits.load(Ordering::SeqCst);
     assert!(hits <= 800, "{hits} requests reached the backend");
-    // counted once the proxy's side of the connection has ended, maybe after the client's
-    let floods = &p.shared.global.http2_cancel_floods;
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while floods.load(Ordering::SeqCst) == 0 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
     assert_eq!(
-        floods.load(Ordering::SeqCst),
+        cancel_floods(&p, 1).await,
         1,
         "the batches of 100 were cut by the proxy's count"
     );
+    p.shutdown().await;
+}
+
+/// The cancel budget is the client's, for all its connections: one per connection let a
+/// client with 256 connections make 256 times as many backend requests it then cancelled.
+/// Here a first connection cancels 500, then a second is cut long before it has cancelled
+/// 512 of its own.
+#[tokio::test]
+async fn http2_cancels_count_per_client_not_per_connection() {
+    let (_e, b, p, (c, _)) = tls_proxy(|_| {}).await;
+    let https = p.https_addr.unwrap();
+    // the first connection stays open meanwhile: the budget goes with the client's last one
+    let first = h2_client(https, &c).await;
+    let keep = first.0.clone();
+    // no wait at the end: the budget refills meanwhile (50 a second)
+    let (opened, ended) = reset_in_batches(first, 100, &b, 500, Duration::ZERO).await;
+    assert!(
+        !ended,
+        "one connection's 500 cancels are within the budget ({opened})"
+    );
+    let second = h2_client(https, &c).await;
+    // alone, it would be cut after 512 (and what 50 a second refill): not before 1,000
+    let (opened, ended) = reset_in_batches(second, 100, &b, 1_000, FIVE_S).await;
+    assert!(
+        ended,
+        "the client's second connection not cut after {opened} more"
+    );
+    // with the client's budget: what the first left and 50 a second since, a batch or two
+    assert!(
+        opened < 450,
+        "cut after {opened}: its own budget, not the client's"
+    );
+    assert_eq!(cancel_floods(&p, 1).await, 1);
+    drop(keep);
     p.shutdown().await;
 }
 
