@@ -54,12 +54,15 @@ impl Entry {
         match format {
             Format::Json => self.json(),
             Format::Combined => self.combined(),
-            Format::VhostCombined => format!(
-                "{}:{} {}",
-                escape(&field(&self.host, HEADER_CAP)).replace(' ', "\\x20"),
-                self.port,
-                self.combined()
-            ),
+            Format::VhostCombined => {
+                let host = escape(&field(&self.host, HEADER_CAP)).replace(' ', "\\x20");
+                // an IPv6 address in brackets, as in a URL: `host:port` stays readable
+                let host = match host.contains(':') {
+                    true => format!("[{host}]"),
+                    false => host,
+                };
+                format!("{host}:{} {}", self.port, self.combined())
+            }
         }
     }
 
@@ -77,14 +80,18 @@ impl Entry {
             "user_agent": self.user_agent.as_deref().map(|u| field(u, HEADER_CAP)),
             "ms": (self.elapsed.as_secs_f64() * 1_000_000.0).round() / 1000.0,
         });
+        let mut line = line.to_string();
         // JSON lets these be raw in a string, but JavaScript's and Python's `splitlines`
-        // break lines there: a forged line for a log tool (they occur in strings only)
-        let line = line
-            .to_string()
-            .replace('\u{85}', "\\u0085")
-            .replace('\u{2028}', "\\u2028")
-            .replace('\u{2029}', "\\u2029");
-        format!("{line}\n")
+        // break lines there: a forged line for a log tool (they occur in strings only).
+        // Looked for first: a usual line has none, and is not copied again
+        if line.contains(['\u{85}', '\u{2028}', '\u{2029}']) {
+            line = line
+                .replace('\u{85}', "\\u0085")
+                .replace('\u{2028}', "\\u2028")
+                .replace('\u{2029}', "\\u2029");
+        }
+        line.push('\n');
+        line
     }
 
     fn combined(&self) -> String {
@@ -277,7 +284,8 @@ fn open(path: &Path) -> Option<Out> {
 struct Output {
     path: PathBuf,
     dropped: Arc<AtomicU64>,
-    /// The last write failed (said once, until one works again).
+    /// The last write failed (said once, until one works again); its last line may have
+    /// been cut.
     failing: bool,
 }
 
@@ -291,7 +299,8 @@ impl Output {
             }
             Ok(()) => {}
             Err(e) => {
-                let lines = batch.bytes().filter(|b| *b == b'\n').count();
+                // the empty line a batch after a failed one starts with is none of them
+                let lines = batch.split_terminator('\n').filter(|l| !l.is_empty()).count();
                 self.dropped.fetch_add(lines as u64, Relaxed);
                 if !self.failing {
                     self.failing = true;
@@ -345,6 +354,10 @@ async fn write(
                 }
                 return;
             }
+        }
+        if output.failing {
+            // the failed write may have cut its last line: this batch starts a line of its own
+            buf.insert(0, '\n');
         }
         match written(out, buf).await {
             Some((o, b, outcome)) => {

@@ -40,6 +40,9 @@ pub struct AcmeOptions {
     pub renew_before: Duration,
     pub backoff_base: Duration,
     pub check_interval: Duration,
+    /// The longest wait for the account (read or created): a CA that takes connections and
+    /// never answers would otherwise cost each site of a pass its whole issuance time.
+    pub account_timeout: Duration,
 }
 
 impl Default for AcmeOptions {
@@ -48,6 +51,7 @@ impl Default for AcmeOptions {
             renew_before: Duration::from_secs(30 * 86400),
             backoff_base: Duration::from_secs(60),
             check_interval: Duration::from_secs(3600),
+            account_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -367,9 +371,10 @@ impl Acme {
     }
 
     /// An outcome that would have the site ordered again and again becomes a failure of the
-    /// site, which waits out its back-off: a certificate issued that leaves the site due (the
-    /// CA left a name out, or gave a certificate ending within `renew_before`) was ordered
-    /// again at every pass until the CA's limit of 5 a week; names refused that were not
+    /// site, which waits out its back-off (the certificate issued is served meanwhile): a
+    /// certificate that leaves the site due (the CA left a name out, which RFC 8555 forbids,
+    /// or it has less than half its life left: a clock far off) was ordered again at every
+    /// pass until the CA's limit of 5 a week; names refused that were not
     /// asked (another spelling of them) were asked again at once, as many times as the site
     /// has names, at every pass.
     fn checked(
@@ -382,7 +387,7 @@ impl Acme {
         match &res {
             Ok(()) if self.due(state, site, wanted) => Err(acme_err(
                 site,
-                "the certificate issued does not name every host asked, or ends too soon: not ordered again before the back-off",
+                "the certificate issued (and served) does not name every host asked, or has less than half its life left (is the clock right?): not ordered again before the back-off",
             )),
             Err(Error::AcmeRefused { names, refused, .. })
                 if !names.iter().any(|n| wanted.contains(n)) =>
@@ -519,7 +524,17 @@ impl Acme {
         }) {
             return Err(failed);
         }
-        match self.open_account(routes).await {
+        let wait = self.options.account_timeout;
+        let opened = tokio::time::timeout(wait, self.open_account(routes))
+            .await
+            .unwrap_or_else(|_| {
+                let secs = wait.as_secs();
+                Err(acme_err(
+                    "(account)",
+                    format!("the CA did not answer in {secs} s"),
+                ))
+            });
+        match opened {
             Ok(account) => {
                 *guard = Some((dir.clone(), account.clone()));
                 Ok(account)
@@ -1120,16 +1135,20 @@ mod account {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    /// A "CA" that takes connections and closes them at once, counting them.
-    async fn failing_ca() -> (String, Arc<AtomicUsize>) {
+    /// A "CA" that takes connections and closes them at once (or, `silent`, holds them
+    /// without a word), counting them.
+    async fn failing_ca(silent: bool) -> (String, Arc<AtomicUsize>) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(AtomicUsize::new(0));
         let counter = Arc::clone(&seen);
         tokio::spawn(async move {
+            let mut held = Vec::new();
             while let Ok((conn, _)) = listener.accept().await {
                 counter.fetch_add(1, Ordering::SeqCst);
-                drop(conn);
+                if silent {
+                    held.push(conn);
+                }
             }
         });
         (format!("https://{addr}/dir"), seen)
@@ -1150,7 +1169,7 @@ mod account {
 
     #[tokio::test]
     async fn an_account_the_ca_does_not_give_is_asked_once_a_pass_not_once_a_site() {
-        let (directory, seen) = failing_ca().await;
+        let (directory, seen) = failing_ca(false).await;
         let state = tempfile::tempdir().unwrap();
         let routes = routes(&directory, state.path(), &["a.test", "b.test", "c.test"]);
         let acme = Acme::new(Arc::default(), AcmeOptions::default());
@@ -1168,5 +1187,29 @@ mod account {
         acme.retry_waiting();
         let _ = acme.run_once(&routes).await;
         assert_eq!(seen.load(Ordering::SeqCst), 2, "once more in the next pass");
+    }
+
+    /// A CA that takes the connection and never answers: the account is waited for
+    /// `account_timeout`, once a pass, not a whole issuance time for each site.
+    #[tokio::test]
+    async fn a_ca_that_never_answers_is_waited_for_once_a_pass() {
+        let (directory, seen) = failing_ca(true).await;
+        let state = tempfile::tempdir().unwrap();
+        let routes = routes(&directory, state.path(), &["a.test", "b.test", "c.test"]);
+        let options = AcmeOptions {
+            account_timeout: Duration::from_millis(500),
+            ..AcmeOptions::default()
+        };
+        let acme = Acme::new(Arc::default(), options);
+        // without the account's own timeout, the first site alone waited 300 s
+        let out = tokio::time::timeout(Duration::from_secs(30), acme.run_once(&routes))
+            .await
+            .expect("the pass ends");
+        assert!(out.iter().all(Result::is_err), "{out:?}");
+        assert_eq!(
+            seen.load(Ordering::SeqCst),
+            1,
+            "the CA asked once for three sites"
+        );
     }
 }

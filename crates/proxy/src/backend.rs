@@ -881,11 +881,12 @@ impl Answer {
     }
 }
 
-/// A chunk this small is sent to the client with the chunks after it that the buffer holds
-/// whole, up to [`MERGED_CHUNKS`] bytes: one frame each would cost the worker a frame and,
-/// over HTTP/2, 9 bytes of head and h2's queue entry per chunk (a backend writing one byte
-/// a chunk made its client's connection a stream of one-byte frames). Larger chunks go on
-/// as they are, without a copy.
+/// A chunk this small is sent to the client with the data that follows it in the buffer
+/// (the next chunks' data, whole or in part), up to [`MERGED_CHUNKS`] bytes: one frame each
+/// would cost the worker a frame and, over HTTP/2, 9 bytes of head and h2's queue entry per
+/// chunk (a backend writing one byte a chunk made its client's connection a stream of
+/// one-byte frames). A chunk that starts a piece at this size or more goes on as it is,
+/// without a copy.
 const SMALL_CHUNK: usize = 4096;
 const MERGED_CHUNKS: usize = 16 * 1024;
 
@@ -976,6 +977,65 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use http_body_util::{BodyExt, Full, Limited};
+
+    /// Decodes `wire` as `take_buffered` does, small chunks merged: the pieces given, then
+    /// what stopped the decoder.
+    fn merged(wire: &[u8]) -> (Vec<Vec<u8>>, Result<Decoded, Malformed>) {
+        let mut d = Chunked::default();
+        let mut buf = BytesMut::from(wire);
+        let mut pieces = Vec::new();
+        loop {
+            match d.decode(&mut buf) {
+                Ok(Decoded::Data(data)) if data.len() < SMALL_CHUNK => {
+                    pieces.push(merge_small_chunks(&mut d, &mut buf, data).to_vec());
+                }
+                Ok(Decoded::Data(data)) => pieces.push(data.to_vec()),
+                other => return (pieces, other),
+            }
+        }
+    }
+
+    #[test]
+    fn small_chunks_merge_in_order_and_what_ends_them_still_comes() {
+        // distinct bytes, so that a reordering shows
+        let mut wire = Vec::new();
+        let mut want = Vec::new();
+        for i in 0..300u16 {
+            let b = u8::try_from(i % 251).unwrap();
+            wire.extend_from_slice(b"1\r\n");
+            wire.push(b);
+            wire.extend_from_slice(b"\r\n");
+            want.push(b);
+        }
+        let mut with_trailers = wire.clone();
+        with_trailers.extend_from_slice(b"0\r\nX-T: 1\r\n\r\n");
+        let (pieces, end) = merged(&with_trailers);
+        assert_eq!(pieces.concat(), want);
+        assert_eq!(pieces.len(), 1, "300 one-byte chunks in one piece");
+        assert_eq!(end, Ok(Decoded::Done), "the end, after its trailers");
+        // a bad size line after merged data: the data first, then the error
+        let mut bad = wire.clone();
+        bad.extend_from_slice(b"zz\r\n");
+        let (pieces, end) = merged(&bad);
+        assert_eq!(pieces.concat(), want);
+        assert!(end.is_err(), "{end:?}");
+        // a chunk cut at the end of the buffer: its first part merged, the rest asked for
+        let mut cut = wire.clone();
+        cut.extend_from_slice(b"a\r\n01234");
+        let (pieces, end) = merged(&cut);
+        assert_eq!(pieces.concat(), [&want[..], b"01234"].concat());
+        assert_eq!(end, Ok(Decoded::NeedMore));
+        // a large chunk after a small one: merged up to MERGED_CHUNKS, then on its own
+        let big = vec![7u8; 40_000];
+        let mut wire = b"1\r\nx\r\n".to_vec();
+        wire.extend_from_slice(format!("{:x}\r\n", big.len()).as_bytes());
+        wire.extend_from_slice(&big);
+        wire.extend_from_slice(b"\r\n0\r\n\r\n");
+        let (pieces, end) = merged(&wire);
+        assert_eq!(pieces.concat(), [&b"x"[..], &big].concat());
+        assert_eq!(pieces[0].len(), MERGED_CHUNKS);
+        assert_eq!(end, Ok(Decoded::Done));
+    }
 
     /// A close that arrived after the worker last looked at its events: tokio's readiness
     /// has not seen it, the socket has. A request that cannot be sent twice looks at the

@@ -166,12 +166,14 @@ fn wants_upgrade(method: &Method, h: &HeaderMap) -> Option<HeaderValue> {
         .iter()
         .flat_map(connection_tokens)
         .any(|t| t.eq_ignore_ascii_case("upgrade"));
-    let upgrade = h.get(header::UPGRADE)?;
-    let websocket = upgrade
-        .as_bytes()
-        .trim_ascii()
-        .eq_ignore_ascii_case(b"websocket");
-    (conn_upgrade && websocket && method == Method::GET).then(|| upgrade.clone())
+    // a list of protocols may name it among others: only it is asked of the backend
+    let websocket = h
+        .get_all(header::UPGRADE)
+        .iter()
+        .flat_map(connection_tokens)
+        .any(|t| t.eq_ignore_ascii_case("websocket"));
+    (conn_upgrade && websocket && method == Method::GET)
+        .then(|| HeaderValue::from_static("websocket"))
 }
 
 /// RFC 9112 §3.2: a request with two Host fields, or one that is no `host[:port]`, and an
@@ -882,6 +884,43 @@ mod future_size {
 mod headers {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    fn heads(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (n, v) in pairs {
+            h.append(HeaderName::from_static(n), HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    #[test]
+    fn a_websockets_upgrade_is_the_only_one_asked_of_a_backend() {
+        let ws = |pairs| wants_upgrade(&Method::GET, &heads(pairs));
+        for pairs in [
+            &[("connection", "Upgrade"), ("upgrade", "websocket")][..],
+            &[
+                ("connection", "keep-alive, Upgrade"),
+                ("upgrade", "WebSocket"),
+            ],
+            &[("connection", "upgrade"), ("upgrade", " websocket ")],
+            &[("connection", "upgrade"), ("upgrade", "foo, websocket")],
+        ] {
+            assert_eq!(
+                ws(pairs).as_ref().map(|v| v.as_bytes()),
+                Some(&b"websocket"[..]),
+                "{pairs:?}"
+            );
+        }
+        for pairs in [
+            &[("connection", "upgrade"), ("upgrade", "h2c")][..],
+            &[("upgrade", "websocket")],
+            &[("connection", "close"), ("upgrade", "websocket")],
+        ] {
+            assert!(ws(pairs).is_none(), "{pairs:?}");
+        }
+        let h = heads(&[("connection", "upgrade"), ("upgrade", "websocket")]);
+        assert!(wants_upgrade(&Method::POST, &h).is_none(), "a POST");
+    }
 
     #[test]
     fn a_host_field_is_a_name_or_an_address_and_a_port() {

@@ -253,7 +253,7 @@ pub fn render(
         &mut o,
         "access_log_dropped_total",
         "counter",
-        "Access log lines dropped (writer behind).",
+        "Access log lines dropped: the writer behind (queue full) or a write that failed (disk full).",
         &global.access_log_dropped,
     );
     o.push_str("# HELP pic2_proxy_certificate_not_after_seconds When the first of the certificates served for a site's names ends (Unix time).\n# TYPE pic2_proxy_certificate_not_after_seconds gauge\n");
