@@ -517,7 +517,9 @@ async fn route(
 /// The names of one site (its aliases, www and apex) share its certificate and its backend.
 fn misdirected(sni: Option<&str>, host: &str, entry: &HostEntry, table: &Table) -> bool {
     let Some(sni) = sni else {
-        return false; // no SNI (an old client, or an address): nothing to compare
+        // nothing to compare; not met today: a handshake without SNI (an old client, an
+        // address) gets no certificate (`tls::Certs::resolve`), as no site is the default
+        return false;
     };
     sni != host
         && table
