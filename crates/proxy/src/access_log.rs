@@ -300,7 +300,10 @@ impl Output {
             Ok(()) => {}
             Err(e) => {
                 // the empty line a batch after a failed one starts with is none of them
-                let lines = batch.split_terminator('\n').filter(|l| !l.is_empty()).count();
+                let lines = batch
+                    .split_terminator('\n')
+                    .filter(|l| !l.is_empty())
+                    .count();
                 self.dropped.fetch_add(lines as u64, Relaxed);
                 if !self.failing {
                     self.failing = true;
