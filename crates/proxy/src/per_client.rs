@@ -1,5 +1,7 @@
 //! Open connections per client: one address may not take every connection slot of every
-//! site. IPv6 clients count per /64 (what one host is usually given, and can walk through).
+//! site. IPv6 clients count per /64 (what one host is usually given, and can walk through),
+//! and their /48 (what one site, a home or a server, is often given: 65,536 /64s) may hold
+//! [`NETWORK_SHARE`] times as many: 79 /64s of one home would otherwise take all 20,000 slots.
 //! Trusted proxies (a load balancer in front) are not limited: all clients come through them.
 //! A client's HTTP/2 connections also share one budget of cancelled requests (rapid reset,
 //! [`crate::idle::CANCELS_BURST`]).
@@ -14,7 +16,18 @@ use std::sync::{Arc, Mutex};
 pub(crate) struct PerClient {
     /// Changed by a reload; connections open beyond a lowered limit stay.
     limit: AtomicUsize,
-    open: Mutex<HashMap<IpAddr, Client>>,
+    open: Mutex<Open>,
+}
+
+/// A /48's connections may be this many times a client's.
+pub(crate) const NETWORK_SHARE: usize = 8;
+
+#[derive(Debug, Default)]
+struct Open {
+    /// Per client: an IPv4 address or an IPv6 /64.
+    clients: HashMap<IpAddr, Client>,
+    /// Per IPv6 /48, the connections of its clients together.
+    networks: HashMap<IpAddr, usize>,
 }
 
 /// A client with connections open: how many, and the cancels its HTTP/2 connections may
@@ -38,7 +51,7 @@ impl PerClient {
     pub(crate) fn new(limit: usize) -> Arc<Self> {
         Arc::new(PerClient {
             limit: AtomicUsize::new(limit.max(1)),
-            open: Mutex::new(HashMap::new()),
+            open: Mutex::new(Open::default()),
         })
     }
 
@@ -46,17 +59,28 @@ impl PerClient {
         self.limit.store(limit.max(1), Relaxed);
     }
 
-    /// A slot for `ip`, or `None` if it has `limit` connections open already.
+    /// A slot for `ip`, or `None` if it has `limit` connections open already (or its /48,
+    /// [`NETWORK_SHARE`] times that).
     pub(crate) fn try_take(self: &Arc<Self>, ip: IpAddr) -> Option<Slot> {
         let key = key_of(ip);
+        let limit = self.limit.load(Relaxed);
         let mut open = self
             .open
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let client = open.entry(key).or_default();
-        if client.open >= self.limit.load(Relaxed) {
+        let Open { clients, networks } = &mut *open;
+        let net = network_of(key);
+        let client_full = clients.get(&key).is_some_and(|c| c.open >= limit);
+        let network_full = net
+            .and_then(|n| networks.get(&n))
+            .is_some_and(|n| *n >= limit.saturating_mul(NETWORK_SHARE));
+        if client_full || network_full {
             return None;
         }
+        if let Some(n) = net {
+            *networks.entry(n).or_default() += 1;
+        }
+        let client = clients.entry(key).or_default();
         client.open += 1;
         Some(Slot {
             owner: Arc::clone(self),
@@ -80,12 +104,35 @@ impl Drop for Slot {
             .open
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(client) = open.get_mut(&self.key) {
+        let Open { clients, networks } = &mut *open;
+        if let Some(client) = clients.get_mut(&self.key) {
             client.open = client.open.saturating_sub(1);
             if client.open == 0 {
-                open.remove(&self.key);
+                clients.remove(&self.key);
             }
         }
+        if let Some(net) = network_of(self.key) {
+            if let Some(n) = networks.get_mut(&net) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    networks.remove(&net);
+                }
+            }
+        }
+    }
+}
+
+/// The /48 an IPv6 client's key (its /64) is in; none for IPv4 (an address is often shared
+/// by a whole carrier-grade NAT already).
+fn network_of(key: IpAddr) -> Option<IpAddr> {
+    match key {
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            Some(IpAddr::V6(std::net::Ipv6Addr::new(
+                s[0], s[1], s[2], 0, 0, 0, 0, 0,
+            )))
+        }
+        IpAddr::V4(_) => None,
     }
 }
 
@@ -134,6 +181,27 @@ mod tests {
     }
 
     #[test]
+    fn an_ipv6_48_holds_a_share_of_clients_and_no_more() {
+        let p = PerClient::new(2);
+        let in_48 = |n: u16| -> IpAddr { format!("2001:db8:1:{n:x}::1").parse().unwrap() };
+        // 8 /64s of one /48, 2 each: its share, 16
+        let held: Vec<_> = (0..8u16)
+            .flat_map(|n| [p.try_take(in_48(n)).unwrap(), p.try_take(in_48(n)).unwrap()])
+            .collect();
+        assert!(p.try_take(in_48(9)).is_none(), "a 9th /64 of the same /48");
+        assert!(
+            p.try_take("2001:db8:2::1".parse().unwrap()).is_some(),
+            "another /48"
+        );
+        assert!(
+            p.try_take("192.0.2.1".parse().unwrap()).is_some(),
+            "IPv4: no network count"
+        );
+        drop(held);
+        assert!(p.try_take(in_48(9)).is_some(), "room once they are gone");
+    }
+
+    #[test]
     fn a_clients_connections_share_one_cancel_budget() {
         let p = PerClient::new(4);
         let a = p.try_take("192.0.2.1".parse().unwrap()).unwrap();
@@ -150,6 +218,15 @@ mod tests {
             .map(|_| p.try_take("192.0.2.1".parse().unwrap()).unwrap())
             .collect();
         drop(slots);
-        assert!(p.open.lock().unwrap().is_empty());
+        let v6: Vec<_> = (0..4)
+            .map(|_| p.try_take("2001:db8::1".parse().unwrap()).unwrap())
+            .collect();
+        assert!(p.try_take("2001:db8::1".parse().unwrap()).is_none());
+        drop(v6);
+        let open = p.open.lock().unwrap();
+        assert!(
+            open.clients.is_empty() && open.networks.is_empty(),
+            "{open:?}"
+        );
     }
 }
