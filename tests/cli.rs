@@ -455,25 +455,7 @@ fn proxy_daemon_started_as_root_runs_as_its_user() {
     // served, with the command that mends it
     std::os::unix::fs::chown(state.join("certs"), Some(0), Some(0)).unwrap();
     // refused starts end at once, saying why
-    let refused = |why: &str| {
-        let mut p = start();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let status = loop {
-            if let Some(status) = p.0.try_wait().unwrap() {
-                break status;
-            }
-            assert!(Instant::now() < deadline, "a refused start did not end");
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        let mut stderr = String::new();
-        p.0.stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut stderr)
-            .unwrap();
-        assert!(!status.success());
-        assert!(stderr.contains(why), "{stderr}");
-    };
+    let refused = |why: &str| refused_start(start(), why);
     let hint = format!("chown -R nobody: {}", state.join("certs").display());
     refused(&hint);
     // an access log the user cannot write (left root's): refused, not lost unseen
@@ -563,23 +545,7 @@ fn passwd_daemon_started_as_root_runs_as_its_user() {
     drop(passwd);
 
     let refused = |why: &str| {
-        let mut p = start();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let status = loop {
-            if let Some(status) = p.0.try_wait().unwrap() {
-                break status;
-            }
-            assert!(Instant::now() < deadline, "a refused start did not end");
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        let mut stderr = String::new();
-        p.0.stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut stderr)
-            .unwrap();
-        assert!(!status.success());
-        assert!(stderr.contains(why), "{stderr}");
+        refused_start(start(), why);
         assert!(get().is_empty(), "served after a refused start");
     };
     // readable by root alone: the user could not bind for a reset, so it does not start
@@ -624,6 +590,29 @@ fn require_root(daemon: &str) {
         std::fs::metadata("/proc/self").unwrap().uid() == 0,
         "this test starts {daemon} as root and checks it gives root up: run it as root (CI does)"
     );
+}
+
+/// Waits (10 s at most) for a daemon whose start is refused to end, and checks that it
+/// failed, saying `why` on its standard error.
+fn refused_start(mut p: Daemon, why: &str) {
+    use std::io::Read;
+    use std::time::{Duration, Instant};
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = p.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "a refused start did not end");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    p.0.stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(!status.success());
+    assert!(stderr.contains(why), "{stderr}");
 }
 
 /// A backend on loopback answering `200 ok` to each of its first `requests` connections.
