@@ -862,10 +862,7 @@ impl Answer {
                 }
                 data
             }
-            Reading::Chunked(decoder) => match decoder.decode(buf) {
-                Ok(Decoded::Data(data)) if data.len() < SMALL_CHUNK => {
-                    merge_small_chunks(decoder, buf, data)
-                }
+            Reading::Chunked(decoder) => match next_piece(decoder, buf) {
                 Ok(Decoded::Data(data)) => data,
                 Ok(Decoded::NeedMore) => return None,
                 Ok(Decoded::Done) => {
@@ -890,23 +887,33 @@ impl Answer {
 const SMALL_CHUNK: usize = 4096;
 const MERGED_CHUNKS: usize = 16 * 1024;
 
+/// The decoder's next piece of `buf`: a chunk's data (a small one with what follows it,
+/// [`merge_small_chunks`]), the end, or a request for more.
+fn next_piece(decoder: &mut Chunked, buf: &mut BytesMut) -> Result<Decoded, Malformed> {
+    Ok(match decoder.decode(buf)? {
+        Decoded::Data(data) if data.len() < SMALL_CHUNK => {
+            Decoded::Data(merge_small_chunks(decoder, buf, data))
+        }
+        other => other,
+    })
+}
+
 /// `first` and the data of the chunks after it that `buf` holds, copied into one piece up to
 /// [`MERGED_CHUNKS`] (what stops it, the end or an error, is met again at the next decode:
 /// the decoder stays where it was).
 fn merge_small_chunks(decoder: &mut Chunked, buf: &mut BytesMut, first: Bytes) -> Bytes {
     let mut merged: Option<BytesMut> = None;
-    while merged.as_ref().map_or(first.len(), BytesMut::len) < MERGED_CHUNKS {
+    loop {
         let room = MERGED_CHUNKS - merged.as_ref().map_or(first.len(), BytesMut::len);
         let Ok(Decoded::Data(next)) = decoder.decode_at_most(buf, room) else {
             break;
         };
         merged
-            .get_or_insert_with(|| {
-                let mut m = BytesMut::with_capacity(MERGED_CHUNKS);
-                m.extend_from_slice(&first);
-                m
-            })
+            .get_or_insert_with(|| BytesMut::from(&first[..]))
             .extend_from_slice(&next);
+        if room == next.len() {
+            break; // full
+        }
     }
     merged.map_or(first, BytesMut::freeze)
 }
@@ -985,10 +992,7 @@ mod tests {
         let mut buf = BytesMut::from(wire);
         let mut pieces = Vec::new();
         loop {
-            match d.decode(&mut buf) {
-                Ok(Decoded::Data(data)) if data.len() < SMALL_CHUNK => {
-                    pieces.push(merge_small_chunks(&mut d, &mut buf, data).to_vec());
-                }
+            match next_piece(&mut d, &mut buf) {
                 Ok(Decoded::Data(data)) => pieces.push(data.to_vec()),
                 other => return (pieces, other),
             }

@@ -792,9 +792,10 @@ async fn accept_until_stop(
 }
 
 /// hyper's HTTP/1 server as pic2 runs it. HTTP/1 alone: on the HTTP/2 preface (h2c with
-/// prior knowledge, or after ALPN http/1.1) hyper closes the connection without an answer. hyper-util's
-/// `auto` builder would serve it as HTTP/2 (its `serve_connection_with_upgrades` ignores
-/// `http1_only`), without the checks an HTTP/2 connection gets after ALPN h2.
+/// prior knowledge, or after ALPN http/1.1) hyper closes the connection without an answer.
+/// hyper-util's `auto` builder would serve it as HTTP/2 (its
+/// `serve_connection_with_upgrades` ignores `http1_only`), without the checks an HTTP/2
+/// connection gets after ALPN h2.
 fn http1_builder(shared: &Shared) -> hyper::server::conn::http1::Builder {
     let mut b = hyper::server::conn::http1::Builder::new();
     // No header timer of hyper's: it armed one, an allocation and a timer wheel insertion
