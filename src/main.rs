@@ -43,6 +43,13 @@ fn main() -> ExitCode {
         }
     };
     let out = output::Out::new(cli.color, cli.json);
+    if matches!(cli.command, cli::Command::Proxy(_)) {
+        // before the inventory is read: a SIGHUP from now on waits for the daemon's handler
+        if let Err(e) = pic2_proxy::hold_signals() {
+            report::error(&out, &e.into());
+            return ExitCode::from(1);
+        }
+    }
     match commands::run(cli, &out) {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,
         Ok(Outcome::Changes) => ExitCode::from(2),

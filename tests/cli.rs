@@ -289,6 +289,8 @@ fn proxy_daemon_reopens_its_log_on_sighup_and_stops_on_sigterm() {
         .arg("--routes")
         .arg(&routes)
         .args(["--listen-http", &format!("127.0.0.1:{port}")])
+        // not [::]:443, the default, which another proxy may hold
+        .args(["--listen-https", &format!("127.0.0.1:{}", free_port())])
         .arg("--access-log")
         .arg(&log)
         .args(["--access-log-format", "combined"])
@@ -363,6 +365,76 @@ fn proxy_daemon_reopens_its_log_on_sighup_and_stops_on_sigterm() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(status.success(), "{status}");
+}
+
+/// A SIGHUP (logrotate) or SIGUSR1 sent while `pic2 proxy` starts (reading the inventory,
+/// rendering the routes, before its handlers exist) waits for them instead of ending it, as
+/// the signals' default action would. Each start is watched in /proc until SIGHUP shows as
+/// held; then SIGHUP is sent every millisecond until the proxy answers, and it must still
+/// run. The hold lasts milliseconds, so a start whose hold was not seen is tried again.
+#[test]
+fn proxy_daemon_started_under_sighup_lives_on() {
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let routes = dir.path().join("routes.json");
+    let settings = serde_json::json!({"state_dir": dir.path().join("state")});
+    let doc = serde_json::json!({"version": 1, "settings": settings, "sites": []});
+    std::fs::write(&routes, doc.to_string()).unwrap();
+    let sighup_held = |pid: u32| {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("SigBlk:"))
+            .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
+            .is_some_and(|mask| mask & 1 != 0) // SIGHUP is signal 1
+    };
+    let mut survived = 0;
+    for _ in 0..20 {
+        let port = free_port();
+        let mut proxy = Command::new(env!("CARGO_BIN_EXE_pic2"))
+            .args(["-c", "examples/demo.toml", "proxy", "--workers", "1"])
+            .arg("--routes")
+            .arg(&routes)
+            .args(["--listen-http", &format!("127.0.0.1:{port}")])
+            .args(["--listen-https", &format!("127.0.0.1:{}", free_port())])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .map(Daemon)
+            .unwrap();
+        let pid = proxy.0.id();
+        let answers = || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !sighup_held(pid) && !answers() && Instant::now() < deadline {
+            std::hint::spin_loop();
+        }
+        if !sighup_held(pid) {
+            continue; // started before the hold was seen: try again
+        }
+        for _ in 0..10_000 {
+            let _ = Command::new("kill")
+                .args(["-HUP", &pid.to_string()])
+                .status();
+            if answers() || proxy.0.try_wait().unwrap().is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        if let Some(status) = proxy.0.try_wait().unwrap() {
+            let mut stderr = String::new();
+            let _ = std::io::Read::read_to_string(&mut proxy.0.stderr.take().unwrap(), &mut stderr);
+            panic!("the proxy ended while it started, under SIGHUP: {status}: {stderr}");
+        }
+        assert!(answers(), "the proxy does not answer");
+        assert!(!sighup_held(pid), "SIGHUP still held once the proxy serves");
+        survived += 1;
+        break;
+    }
+    assert_eq!(
+        survived, 1,
+        "SIGHUP was never seen held while the proxy started (20 starts)"
+    );
 }
 
 /// `pic2 proxy --user` started as root: every thread of the daemon runs as the user (uid,

@@ -40,4 +40,4 @@ mod tunnel;
 mod worker;
 
 pub use error::Error;
-pub use server::{run, serve, Options, Proxy};
+pub use server::{hold_signals, run, serve, Options, Proxy};

@@ -1127,6 +1127,27 @@ async fn metrics_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watc
     }
 }
 
+/// The signals the daemon handles whose default action would end it (logrotate's SIGHUP, an
+/// admin's SIGUSR1).
+fn held_signals() -> nix::sys::signal::SigSet {
+    use nix::sys::signal::{SigSet, Signal};
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGHUP);
+    set.add(Signal::SIGUSR1);
+    set
+}
+
+/// Holds SIGHUP and SIGUSR1 on the calling thread, and the threads it starts, until [`run`]
+/// has its handlers: one sent while `pic2 proxy` starts (reading the inventory, rendering the
+/// routes) then waits for them instead of ending the process. Called first thing.
+pub fn hold_signals() -> Result<(), Error> {
+    use nix::sys::signal::{pthread_sigmask, SigmaskHow};
+    pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&held_signals()), None).map_err(|e| Error::Bind {
+        addr: "signal mask".into(),
+        source: e.into(),
+    })
+}
+
 /// The daemon: serves until SIGTERM or SIGINT (graceful), reloads on SIGHUP, tries the
 /// certificates waiting out a back-off at once on SIGUSR1.
 pub async fn run(options: Options) -> Result<(), Error> {
@@ -1143,6 +1164,15 @@ pub async fn run(options: Options) -> Result<(), Error> {
     let mut usr1 = sig(SignalKind::user_defined1())?;
     let mut term = sig(SignalKind::terminate())?;
     let mut int = sig(SignalKind::interrupt())?;
+    // handled now: what [`hold_signals`] held is delivered (a SIGHUP held is a reload)
+    let unblocked = nix::sys::signal::pthread_sigmask(
+        nix::sys::signal::SigmaskHow::SIG_UNBLOCK,
+        Some(&held_signals()),
+        None,
+    );
+    if let Err(e) = unblocked {
+        tracing::warn!("SIGHUP and SIGUSR1 stay held, unhandled: {e}");
+    }
     let proxy = Proxy::start(options).await?;
     tracing::info!(
         http = ?proxy.http_addr,
