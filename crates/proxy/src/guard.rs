@@ -7,8 +7,8 @@
 //! a head anyway); everything else passes as it comes. A refused head never reaches hyper:
 //! what came before it does, then a request of the guard's own making that carries a
 //! per-process secret ([`refusal_status`] reads it back), then nothing more. The
-//! service answers that request with the bilingual page for 400 (smuggling shape) or 431 (a
-//! head over the limit), and the connection closes. The guard knows where the next head starts
+//! service answers that request with the bilingual page for 400 (smuggling shape), 431 (a
+//! head over the limit) or 414 (its request line alone over it), and the connection closes. The guard knows where the next head starts
 //! after a head without body, with a Content-Length or with a chunked body (its chunk
 //! framing followed); after a `101` answering an upgrade (seen on the write side, once the
 //! service said it answered one: [`Switching`]), or a head
@@ -85,6 +85,9 @@ pub struct Framing {
     /// The stream offset where the current head opened: its first byte, or the first
     /// empty line before it. Its clock runs from there.
     opened_at: u64,
+    /// The head that outgrew the limit did so in its request line (a URL too long: 414,
+    /// not 431).
+    long_line: bool,
 }
 
 /// What a complete head means for the bytes that follow it.
@@ -233,6 +236,7 @@ impl Framing {
             switch_asked: false,
             opened: false,
             opened_at: 0,
+            long_line: false,
         }
     }
 
@@ -257,6 +261,19 @@ impl Framing {
     /// True once a head outgrew the limit.
     pub fn too_large(&self) -> bool {
         self.mode == Mode::TooLarge
+    }
+
+    /// True once a head outgrew the limit in its request line (its URL).
+    pub fn line_too_long(&self) -> bool {
+        self.too_large() && self.long_line
+    }
+
+    /// The head made of `parts` is past the limit: it is refused, and said to be so in its
+    /// request line when no line end comes within the limit.
+    fn outgrown<'a>(&mut self, parts: impl Iterator<Item = &'a u8>) {
+        self.long_line = parts.take(self.limit).all(|b| *b != b'\n');
+        self.head = Vec::new();
+        self.mode = Mode::TooLarge;
     }
 
     /// The stream offset where the current (or refused) head begins.
@@ -349,7 +366,7 @@ impl Framing {
                     if self.head.is_empty() {
                         match parse(rest, self.max_headers) {
                             Parsed::Whole(len, _) if len > self.limit => {
-                                self.mode = Mode::TooLarge;
+                                self.outgrown(rest.iter());
                                 return None;
                             }
                             Parsed::Whole(len, verdict) => {
@@ -368,8 +385,8 @@ impl Framing {
                     }
                     let Some(end) = self.head_end(rest) else {
                         if self.head.len() + rest.len() > self.limit {
-                            self.head = Vec::new();
-                            self.mode = Mode::TooLarge;
+                            let head = std::mem::take(&mut self.head);
+                            self.outgrown(head.iter().chain(rest));
                         } else {
                             self.head.extend_from_slice(rest);
                         }
@@ -377,8 +394,8 @@ impl Framing {
                     };
                     let chunk = rest.get(..=end).unwrap_or_default();
                     if self.head.len() + chunk.len() > self.limit {
-                        self.head = Vec::new();
-                        self.mode = Mode::TooLarge;
+                        let head = std::mem::take(&mut self.head);
+                        self.outgrown(head.iter().chain(chunk));
                         return None;
                     }
                     let verdict = if self.head.is_empty() {
@@ -471,15 +488,15 @@ fn verdict_request(status: u16) -> Vec<u8> {
     .into_bytes()
 }
 
-/// The status of the guard's refusal when `value` (of [`VERDICT_HEADER`]) is its own: 400 or
-/// 431. A client sending that header gets `None`, and 400 from the service.
+/// The status of the guard's refusal when `value` (of [`VERDICT_HEADER`]) is its own: 400,
+/// 414 or 431. A client sending that header gets `None`, and 400 from the service.
 pub fn refusal_status(value: &[u8]) -> Option<u16> {
     let text = std::str::from_utf8(value).ok()?;
     let (token, status) = text.split_once(' ')?;
     (token == secret())
         .then(|| status.parse().ok())
         .flatten()
-        .filter(|s| *s == 400 || *s == 431)
+        .filter(|s| matches!(s, 400 | 414 | 431))
 }
 
 /// Set by the service when it answers an upgrade with the backend's `101` and hands the
@@ -605,11 +622,13 @@ impl<S> Guarded<S> {
         }
     }
 
-    /// The status of a refusal the framing just made: 400 (smuggling shapes), 431 (a head
-    /// over the limit).
+    /// The status of a refusal the framing just made: 400 (smuggling shapes), 414 (a request
+    /// line over the limit), 431 (a head over the limit).
     fn refusal(&self) -> Option<u16> {
         if self.framing.refused() {
             Some(400)
+        } else if self.framing.line_too_long() {
+            Some(414)
         } else if self.framing.too_large() {
             Some(431)
         } else {
@@ -964,8 +983,18 @@ mod tests {
         let big = format!("GET / HTTP/1.1\r\nX: {}\r\n", "a".repeat(100));
         assert_eq!(f.feed(big.as_bytes()), None);
         assert!(f.too_large());
+        assert!(!f.line_too_long(), "its request line was short");
         assert_eq!(f.head_start(), 20);
         assert_eq!(f.feed(b"\r\n"), None);
+        // a request line beyond the limit (a URL too long), whole or still coming
+        for line in [
+            format!("GET /{} HTTP/1.1\r\n\r\n", "a".repeat(100)),
+            format!("GET /{}", "a".repeat(100)),
+        ] {
+            let mut f = Framing::new(64, 100);
+            assert_eq!(f.feed(line.as_bytes()), None);
+            assert!(f.line_too_long(), "{line}");
+        }
     }
 }
 

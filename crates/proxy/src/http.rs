@@ -392,6 +392,7 @@ pub async fn handle(
 /// guard): its page, and the connection closed. A client sending the header itself gets 400.
 fn guard_verdict(value: &[u8]) -> Response<Body> {
     let mut r = match crate::guard::refusal_status(value) {
+        Some(414) => page(StatusCode::URI_TOO_LONG, pages::uri_too_long()),
         Some(431) => page(
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             pages::header_too_large(),

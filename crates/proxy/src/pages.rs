@@ -98,6 +98,15 @@ pub fn header_too_large() -> String {
     )
 }
 
+pub fn uri_too_long() -> String {
+    page(
+        "Adresse trop longue",
+        "Address too long",
+        "L’adresse demandée (URL) est plus longue que ce serveur n’accepte. Vérifiez le lien que vous avez suivi.",
+        "The address asked for (URL) is longer than this server accepts. Check the link you followed.",
+    )
+}
+
 pub fn too_large() -> String {
     page(
         "Envoi trop volumineux",

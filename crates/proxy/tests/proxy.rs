@@ -1985,7 +1985,7 @@ async fn the_tls_handshake_time_comes_from_the_routes() {
 }
 
 #[tokio::test]
-async fn limits_431_413_and_slow_clients() {
+async fn limits_414_431_413_and_slow_clients() {
     let (_e, b, p) = basic().await;
     let http = p.http_addr.unwrap();
     let big = format!("X-Big: {}\r\n", "a".repeat(20 * 1024));
@@ -1993,6 +1993,14 @@ async fn limits_431_413_and_slow_clients() {
     assert_eq!(status(&r), 431, "{r}");
     assert!(
         r.contains("trop volumineux") && r.contains("too large"),
+        "{r}"
+    );
+    // a URL past the limit: 414, not 431 (nothing to do with cookies)
+    let long = format!("/{}", "a".repeat(20 * 1024));
+    let r = get(http, "a.test", &long, "").await;
+    assert_eq!(status(&r), 414, "{}", r.get(..200).unwrap_or(&r));
+    assert!(
+        r.contains("Adresse trop longue") && r.contains("Address too long"),
         "{r}"
     );
     // the guard's own verdict header cannot be sent by a client
