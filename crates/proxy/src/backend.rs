@@ -909,7 +909,11 @@ fn merge_small_chunks(decoder: &mut Chunked, buf: &mut BytesMut, first: Bytes) -
             break;
         };
         merged
-            .get_or_insert_with(|| BytesMut::from(&first[..]))
+            .get_or_insert_with(|| {
+                let mut m = BytesMut::with_capacity(MERGED_CHUNKS);
+                m.extend_from_slice(&first);
+                m
+            })
             .extend_from_slice(&next);
         if room == next.len() {
             break; // full

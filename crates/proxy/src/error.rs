@@ -30,6 +30,11 @@ pub enum Error {
         addr: String,
         source: std::io::Error,
     },
+    #[error("cannot set up {what}: {source}")]
+    Setup {
+        what: &'static str,
+        source: std::io::Error,
+    },
     #[error("certificate of {site}: {reason}")]
     Cert { site: String, reason: String },
     /// Names the CA refused that the site's certificate still covers for a while: the

@@ -8,8 +8,8 @@
 //! what came before it does, then a request of the guard's own making that carries a
 //! per-process secret ([`refusal_status`] reads it back), then nothing more. The
 //! service answers that request with the bilingual page for 400 (smuggling shape), 431 (a
-//! head over the limit) or 414 (its request line alone over it), and the connection closes. The guard knows where the next head starts
-//! after a head without body, with a Content-Length or with a chunked body (its chunk
+//! head over the limit) or 414 (its request line alone over it), and the connection closes.
+//! The guard knows where the next head starts after a head without body, with a Content-Length or with a chunked body (its chunk
 //! framing followed); after a `101` answering an upgrade (seen on the write side, once the
 //! service said it answered one: [`Switching`]), or a head
 //! or chunk line it cannot parse (the HTTP/2 preface among them: `HTTP/2.0` is no HTTP/1
@@ -47,7 +47,8 @@ enum Mode {
     Aside,
     /// A head was refused: nothing more is delivered.
     Refused,
-    /// A head grew past the limit before its end: refused too (431).
+    /// A head grew past the limit before its end: refused too (431, or 414 if its request
+    /// line did).
     TooLarge,
 }
 
@@ -224,7 +225,7 @@ fn chunk_step(mode: Mode, b: u8) -> Mode {
 }
 
 impl Framing {
-    /// `limit`: the largest head kept (beyond it, hyper refuses the head with 431).
+    /// `limit`: the largest head kept (beyond it, the head is refused: 414 or 431).
     pub fn new(limit: usize, max_headers: usize) -> Self {
         Framing {
             mode: Mode::Head,
@@ -995,6 +996,18 @@ mod tests {
             assert_eq!(f.feed(line.as_bytes()), None);
             assert!(f.line_too_long(), "{line}");
         }
+        // its end coming in a later read, and after empty lines
+        let mut f = Framing::new(64, 100);
+        assert_eq!(
+            f.feed(format!("\r\n\r\nGET /{}", "a".repeat(40)).as_bytes()),
+            None
+        );
+        assert!(!f.too_large());
+        assert_eq!(
+            f.feed(format!("{} HTTP/1.1\r\n\r\n", "a".repeat(40)).as_bytes()),
+            None
+        );
+        assert!(f.line_too_long());
     }
 }
 

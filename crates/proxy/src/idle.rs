@@ -79,16 +79,28 @@ impl Default for CancelBudget {
 }
 
 impl CancelBudget {
-    /// Takes one cancel; false once none is left.
-    fn take(&self) -> bool {
+    /// Takes one cancel; false once none is left. The debt stops at one: the streams of a
+    /// connection closed for its cancels count as cancelled too, and would otherwise cut the
+    /// client's other connections at their first cancel for seconds.
+    pub(crate) fn take(&self) -> bool {
         let now = Instant::now();
         let mut bucket = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let (tokens, at) = *bucket;
-        let refilled =
-            now.saturating_duration_since(at).as_secs_f64() * f64::from(CANCELS_PER_SECOND);
-        let tokens = (tokens + refilled).min(f64::from(CANCELS_BURST)) - 1.0;
-        *bucket = (tokens, now);
+        let tokens = Self::refilled(*bucket, now) - 1.0;
+        *bucket = (tokens.max(-1.0), now);
         tokens >= 0.0
+    }
+
+    /// Whole again: as if its client had cancelled nothing (nothing to remember of it).
+    pub(crate) fn full(&self) -> bool {
+        let bucket = *self.0.lock().unwrap_or_else(|p| p.into_inner());
+        Self::refilled(bucket, Instant::now()) >= f64::from(CANCELS_BURST)
+    }
+
+    /// The cancels left at `now` of what was left at `at`.
+    fn refilled((tokens, at): (f64, Instant), now: Instant) -> f64 {
+        let refill =
+            now.saturating_duration_since(at).as_secs_f64() * f64::from(CANCELS_PER_SECOND);
+        (tokens + refill).min(f64::from(CANCELS_BURST))
     }
 }
 

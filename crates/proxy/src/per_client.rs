@@ -4,7 +4,8 @@
 //! [`NETWORK_SHARE`] times as many: 79 /64s of one home would otherwise take all 20,000 slots.
 //! Trusted proxies (a load balancer in front) are not limited: all clients come through them.
 //! A client's HTTP/2 connections also share one budget of cancelled requests (rapid reset,
-//! [`crate::idle::CANCELS_BURST`]).
+//! [`crate::idle::CANCELS_BURST`]), remembered after its last connection until it is whole
+//! again: closing and reconnecting does not renew it.
 
 use crate::idle::CancelBudget;
 use std::collections::HashMap;
@@ -24,11 +25,19 @@ pub(crate) const NETWORK_SHARE: usize = 8;
 
 #[derive(Debug, Default)]
 struct Open {
-    /// Per client: an IPv4 address or an IPv6 /64.
+    /// Per client: an IPv4 address or an IPv6 /64; one without connections is kept while its
+    /// cancel budget refills (else reconnecting would give it a new one).
     clients: HashMap<IpAddr, Client>,
     /// Per IPv6 /48, the connections of its clients together.
     networks: HashMap<IpAddr, usize>,
+    /// Slots taken since clients without connections and with their budget whole were last
+    /// forgotten ([`FORGET_EVERY`]).
+    taken: usize,
 }
+
+/// Clients without connections are forgotten once their budget is whole, looked for every
+/// this many slots taken: a scan of the map, paid for by as many connections.
+const FORGET_EVERY: usize = 1024;
 
 /// A client with connections open: how many, and the cancels its HTTP/2 connections may
 /// still make together (forgotten with its last connection).
@@ -68,7 +77,16 @@ impl PerClient {
             .open
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let Open { clients, networks } = &mut *open;
+        let Open {
+            clients,
+            networks,
+            taken,
+        } = &mut *open;
+        *taken += 1;
+        if *taken >= FORGET_EVERY {
+            *taken = 0;
+            clients.retain(|_, c| c.open > 0 || !c.cancels.full());
+        }
         let net = network_of(key);
         let client_full = clients.get(&key).is_some_and(|c| c.open >= limit);
         let network_full = net
@@ -104,10 +122,13 @@ impl Drop for Slot {
             .open
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let Open { clients, networks } = &mut *open;
+        let Open {
+            clients, networks, ..
+        } = &mut *open;
         if let Some(client) = clients.get_mut(&self.key) {
             client.open = client.open.saturating_sub(1);
-            if client.open == 0 {
+            // kept while its cancel budget refills: reconnecting must not renew it
+            if client.open == 0 && client.cancels.full() {
                 clients.remove(&self.key);
             }
         }
@@ -188,7 +209,7 @@ mod tests {
         let held: Vec<_> = (0..8u16)
             .flat_map(|n| [p.try_take(in_48(n)).unwrap(), p.try_take(in_48(n)).unwrap()])
             .collect();
-        assert!(p.try_take(in_48(9)).is_none(), "a 9th /64 of the same /48");
+        assert!(p.try_take(in_48(8)).is_none(), "a 9th /64 of the same /48");
         assert!(
             p.try_take("2001:db8:2::1".parse().unwrap()).is_some(),
             "another /48"
@@ -198,7 +219,7 @@ mod tests {
             "IPv4: no network count"
         );
         drop(held);
-        assert!(p.try_take(in_48(9)).is_some(), "room once they are gone");
+        assert!(p.try_take(in_48(8)).is_some(), "room once they are gone");
     }
 
     #[test]
@@ -209,6 +230,13 @@ mod tests {
         let other = p.try_take("192.0.2.2".parse().unwrap()).unwrap();
         assert!(Arc::ptr_eq(&a.cancel_budget(), &b.cancel_budget()));
         assert!(!Arc::ptr_eq(&a.cancel_budget(), &other.cancel_budget()));
+        // spent, it stays the client's after its last connection: reconnecting does not
+        // renew it
+        let spent = a.cancel_budget();
+        assert!(spent.take());
+        drop((a, b));
+        let again = p.try_take("192.0.2.1".parse().unwrap()).unwrap();
+        assert!(Arc::ptr_eq(&spent, &again.cancel_budget()), "a new budget");
     }
 
     #[test]

@@ -42,7 +42,7 @@ pub struct Options {
     /// The timeouts where the routes say nothing (`crate::table::Timeouts` says what each
     /// bounds, and its defaults).
     pub timeouts: crate::table::Timeouts,
-    /// Largest request head in bytes (beyond: 431).
+    /// Largest request head in bytes (beyond: 431, or 414 when its request line is).
     pub max_header_bytes: usize,
     /// Default body limit (a site's `max_body_mb` wins), in bytes.
     pub default_max_body: u64,
@@ -804,8 +804,9 @@ fn http1_builder(shared: &Shared) -> hyper::server::conn::http1::Builder {
     // (one timer per connection, moved on only when it fires).
     b.timer(TokioTimer::new())
         .header_read_timeout(None)
-        // the guard refuses heads over the limit (431, its page): hyper's buffer, which also
-        // holds pipelined bytes, has room to spare so that its bare 431 never comes first
+        // the guard refuses heads over the limit (414 or 431, its pages): hyper's buffer,
+        // which also holds pipelined bytes, has room to spare so that its bare 431 never
+        // comes first
         .max_buf_size(shared.options.max_header_bytes.max(8192) * 2)
         .max_headers(MAX_HEADERS);
     b
@@ -1142,8 +1143,8 @@ fn held_signals() -> nix::sys::signal::SigSet {
 /// routes) then waits for them instead of ending the process. Called first thing.
 pub fn hold_signals() -> Result<(), Error> {
     use nix::sys::signal::{pthread_sigmask, SigmaskHow};
-    pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&held_signals()), None).map_err(|e| Error::Bind {
-        addr: "signal mask".into(),
+    pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&held_signals()), None).map_err(|e| Error::Setup {
+        what: "signal mask",
         source: e.into(),
     })
 }
@@ -1153,8 +1154,8 @@ pub fn hold_signals() -> Result<(), Error> {
 pub async fn run(options: Options) -> Result<(), Error> {
     use tokio::signal::unix::{signal, SignalKind};
     let sig = |k| {
-        signal(k).map_err(|source| Error::Bind {
-            addr: "signal handler".into(),
+        signal(k).map_err(|source| Error::Setup {
+            what: "signal handler",
             source,
         })
     };
@@ -1216,8 +1217,8 @@ pub fn serve(options: Options) -> Result<(), Error> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|source| Error::Bind {
-            addr: "tokio runtime".into(),
+        .map_err(|source| Error::Setup {
+            what: "tokio runtime",
             source,
         })?;
     let ran = rt.block_on(run(options));
