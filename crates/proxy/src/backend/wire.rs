@@ -1,10 +1,11 @@
 //! HTTP/1.1 to a backend, without I/O: the request head pic2 writes, the response head it
 //! reads and how that response's body ends (RFC 9112 §6.3), and the chunked decoding.
 //!
-//! Strict on purpose. A backend answer framed two ways, or with a transfer coding other than
-//! `chunked`, is refused (502) rather than guessed at: a guess that differs from the
-//! backend's would leave the rest of its bytes on a kept-alive connection, read as the next
-//! client's answer.
+//! Strict on purpose. A backend answer with a transfer coding other than `chunked`, or with
+//! lengths that disagree, is refused (502) rather than guessed at: a guess that differs from
+//! the backend's would leave the rest of its bytes on a kept-alive connection, read as the
+//! next client's answer. One with both a Content-Length and `chunked` is read as chunked, as
+//! RFC 9112 §6.3 says, and its connection is then closed, never reused.
 
 use bytes::{Buf, Bytes, BytesMut};
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
