@@ -625,7 +625,7 @@ fn backend_request(
         .is_some_and(|v| v.as_bytes() == host.as_bytes())
         && hosts.next().is_none();
     if !routed {
-        if let Ok(v) = HeaderValue::from_str(host) {
+        if let Ok(v) = HeaderValue::from_str(&authority(host)) {
             headers.insert(header::HOST, v);
         }
     }
@@ -743,10 +743,28 @@ impl Forwarding<'_> {
                 out.extend_from_slice(b";proto=");
                 out.extend_from_slice(scheme(origin).as_bytes());
                 out.extend_from_slice(b";host=");
-                out.extend_from_slice(self.host.as_bytes());
+                match ipv6_literal(self.host) {
+                    // brackets and colons are no token: quoted (RFC 7239)
+                    true => out.extend_from_slice(format!("\"[{}]\"", self.host).as_bytes()),
+                    false => out.extend_from_slice(self.host.as_bytes()),
+                }
             }
-            ForwardingHeader::Host => out.extend_from_slice(self.host.as_bytes()),
+            ForwardingHeader::Host => out.extend_from_slice(authority(self.host).as_bytes()),
         }
+    }
+}
+
+/// A routed name that is an IPv6 address (a route may be named by one): the table keeps it
+/// without its brackets.
+fn ipv6_literal(host: &str) -> bool {
+    host.contains(':')
+}
+
+/// `host` as a Host field names it: an IPv6 address in brackets.
+fn authority(host: &str) -> Cow<'_, str> {
+    match ipv6_literal(host) {
+        true => Cow::Owned(format!("[{host}]")),
+        false => Cow::Borrowed(host),
     }
 }
 
@@ -1003,6 +1021,12 @@ mod headers {
             forwarded(&origin("2001:db8::1", true), "a.test"),
             "x-forwarded-proto: https\r\nx-forwarded-for: 2001:db8::1\r\n\
              forwarded: for=\"[2001:db8::1]\";proto=https;host=a.test\r\nx-forwarded-host: a.test\r\n"
+        );
+        // a route named by an IPv6 address: in brackets, and quoted in Forwarded
+        assert_eq!(
+            forwarded(&origin("203.0.113.7", false), "2001:db8::5"),
+            "x-forwarded-proto: http\r\nx-forwarded-for: 203.0.113.7\r\n\
+             forwarded: for=203.0.113.7;proto=http;host=\"[2001:db8::5]\"\r\nx-forwarded-host: [2001:db8::5]\r\n"
         );
         let unknown = Origin {
             known: false,

@@ -355,6 +355,27 @@ async fn routing_aliases_404_and_forwarded_headers() {
     p.shutdown().await;
 }
 
+/// A site named by an IPv6 address gets it in brackets in Host and X-Forwarded-Host, and
+/// quoted in Forwarded: the routing table keeps it bare, and sent so it was no valid Host.
+#[tokio::test]
+async fn a_site_named_by_an_ipv6_address_gets_it_in_brackets() {
+    let b = backend().await;
+    let e = env();
+    let none = serde_json::json!({"mode":"none"});
+    write_routes(
+        &e,
+        serde_json::json!({}),
+        vec![site("2001:db8::5", &["[2001:db8::5]"], b.addr, none)],
+    );
+    let p = Proxy::start(options(&e)).await.unwrap();
+    let r = get(p.http_addr.unwrap(), "[2001:db8::5]:80", "/", "").await;
+    assert_eq!(status(&r), 200, "{r}");
+    assert!(r.contains("\nhost: [2001:db8::5]\n"), "{r}");
+    assert!(r.contains("x-forwarded-host: [2001:db8::5]\n"), "{r}");
+    assert!(r.contains(";host=\"[2001:db8::5]\"\n"), "{r}");
+    p.shutdown().await;
+}
+
 /// On a dual-stack listener (`[::]:80`, the default), an IPv4 client is told to the backend
 /// as the IPv4 address it is, not as `::ffff:127.0.0.1` (which fail2ban's IPv4 bans and a
 /// backend's IPv4 allow-list would never match); an IPv6 client stays IPv6.
