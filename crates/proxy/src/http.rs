@@ -485,6 +485,7 @@ async fn route(
             .filter(|p| *p != if scheme == "https" { 443 } else { 80 })
             .map_or(String::new(), |p| format!(":{p}"));
         let pq = path_of(req.uri());
+        let target = authority(target);
         return redirect(&format!("{scheme}://{target}{port}{pq}"));
     }
     if shared.maintenance.load().contains(&site.name)

@@ -36,7 +36,9 @@ struct Open {
 }
 
 /// Clients without connections are forgotten once their budget is whole, looked for every
-/// this many slots taken: a scan of the map, paid for by as many connections.
+/// this many slots taken: a scan of the map, paid for by as many connections (so the map
+/// holds the clients with connections, those that cancelled in the last ten seconds, and
+/// this many more at most).
 const FORGET_EVERY: usize = 1024;
 
 /// A client with connections open: how many, and the cancels its HTTP/2 connections may
@@ -85,7 +87,7 @@ impl PerClient {
         *taken += 1;
         if *taken >= FORGET_EVERY {
             *taken = 0;
-            clients.retain(|_, c| c.open > 0 || !c.cancels.full());
+            forget_whole(clients);
         }
         let net = network_of(key);
         let client_full = clients.get(&key).is_some_and(|c| c.open >= limit);
@@ -125,12 +127,11 @@ impl Drop for Slot {
         let Open {
             clients, networks, ..
         } = &mut *open;
+        // kept after its last connection, forgotten by a later scan once its budget is whole:
+        // reconnecting must not renew it, and the streams of the connection that ends here
+        // may still cancel (each in a task of its own, after this)
         if let Some(client) = clients.get_mut(&self.key) {
             client.open = client.open.saturating_sub(1);
-            // kept while its cancel budget refills: reconnecting must not renew it
-            if client.open == 0 && client.cancels.full() {
-                clients.remove(&self.key);
-            }
         }
         if let Some(net) = network_of(self.key) {
             if let Some(n) = networks.get_mut(&net) {
@@ -141,6 +142,12 @@ impl Drop for Slot {
             }
         }
     }
+}
+
+/// Forgets the clients without connections whose cancel budget is whole again: nothing of
+/// them is left to remember.
+fn forget_whole(clients: &mut HashMap<IpAddr, Client>) {
+    clients.retain(|_, c| c.open > 0 || !c.cancels.full());
 }
 
 /// The /48 an IPv6 client's key (its /64) is in; none for IPv4 (an address is often shared
@@ -237,6 +244,14 @@ mod tests {
         drop((a, b));
         let again = p.try_take("192.0.2.1".parse().unwrap()).unwrap();
         assert!(Arc::ptr_eq(&spent, &again.cancel_budget()), "a new budget");
+        // a last connection's streams cancel after it has ended (each in a task of its
+        // own): those count too
+        let last = p.try_take("192.0.2.3".parse().unwrap()).unwrap();
+        let budget = last.cancel_budget();
+        drop(last);
+        assert!(budget.take());
+        let next = p.try_take("192.0.2.3".parse().unwrap()).unwrap();
+        assert!(Arc::ptr_eq(&budget, &next.cancel_budget()), "a new budget");
     }
 
     #[test]
@@ -251,10 +266,10 @@ mod tests {
             .collect();
         assert!(p.try_take("2001:db8::1".parse().unwrap()).is_none());
         drop(v6);
-        let open = p.open.lock().unwrap();
-        assert!(
-            open.clients.is_empty() && open.networks.is_empty(),
-            "{open:?}"
-        );
+        let mut open = p.open.lock().unwrap();
+        assert!(open.networks.is_empty(), "{open:?}");
+        // the clients without connections and with their budget whole: at the next scan
+        forget_whole(&mut open.clients);
+        assert!(open.clients.is_empty(), "{open:?}");
     }
 }
