@@ -270,8 +270,6 @@ fn site_maintenance_flips_the_switch_by_name_or_alias() {
 /// crate's tests call `reload()` directly: this is the signal path of the binary itself.
 #[test]
 fn proxy_daemon_reopens_its_log_on_sighup_and_stops_on_sigterm() {
-    use std::io::{Read, Write};
-    use std::net::TcpStream;
     use std::time::{Duration, Instant};
     // a backend answering 200, bounded in requests
     let backend_addr = ok_backend(50);
@@ -299,19 +297,7 @@ fn proxy_daemon_reopens_its_log_on_sighup_and_stops_on_sigterm() {
         .spawn()
         .map(Daemon)
         .unwrap();
-    let get = |path: &str| -> String {
-        let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
-            return String::new();
-        };
-        let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-        let _ = write!(
-            s,
-            "GET {path} HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n"
-        );
-        let mut out = String::new();
-        let _ = s.read_to_string(&mut out);
-        out
-    };
+    let get = |path: &str| http_get(port, path, "a.test");
     let until = |what: &str, ok: &dyn Fn() -> bool| {
         let deadline = Instant::now() + Duration::from_secs(10);
         while !ok() {
@@ -443,8 +429,6 @@ fn proxy_daemon_started_under_sighup_lives_on() {
 /// refused at start, with the command that mends it. Needs root, as CI runs: never skipped.
 #[test]
 fn proxy_daemon_started_as_root_runs_as_its_user() {
-    use std::io::{Read, Write};
-    use std::net::TcpStream;
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     use std::time::{Duration, Instant};
     require_root("the proxy");
@@ -491,19 +475,7 @@ fn proxy_daemon_started_as_root_runs_as_its_user() {
             .unwrap()
     };
     let proxy = start();
-    let get = || -> String {
-        let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
-            return String::new();
-        };
-        let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-        let _ = write!(
-            s,
-            "GET /as-user HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n"
-        );
-        let mut out = String::new();
-        let _ = s.read_to_string(&mut out);
-        out
-    };
+    let get = || http_get(port, "/as-user", "a.test");
     let deadline = Instant::now() + Duration::from_secs(10);
     while !get().starts_with("HTTP/1.1 200") {
         assert!(Instant::now() < deadline, "the proxy answering within 10 s");
@@ -546,8 +518,7 @@ fn proxy_daemon_started_as_root_runs_as_its_user() {
 /// Needs root, as CI runs: never skipped. (No directory needed: the home page binds none.)
 #[test]
 fn passwd_daemon_started_as_root_runs_as_its_user() {
-    use std::io::{Read, Write};
-    use std::net::TcpStream;
+    use std::io::Read;
     use std::os::unix::fs::PermissionsExt;
     use std::time::{Duration, Instant};
     require_root("pic2 passwd");
@@ -581,19 +552,7 @@ fn passwd_daemon_started_as_root_runs_as_its_user() {
             .unwrap()
     };
     let mut passwd = start();
-    let get = || -> String {
-        let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
-            return String::new();
-        };
-        let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-        let _ = write!(
-            s,
-            "GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
-        );
-        let mut out = String::new();
-        let _ = s.read_to_string(&mut out);
-        out
-    };
+    let get = || http_get(port, "/", &format!("127.0.0.1:{port}"));
     let deadline = Instant::now() + Duration::from_secs(10);
     let page = loop {
         let page = get();
@@ -662,6 +621,23 @@ fn require_root(daemon: &str) {
         std::fs::metadata("/proc/self").unwrap().uid() == 0,
         "this test starts {daemon} as root and checks it gives root up: run it as root (CI does)"
     );
+}
+
+/// `GET path` with `Host: host` on 127.0.0.1:`port`, the whole answer (empty when nothing
+/// answers; 5 s at most).
+fn http_get(port: u16, path: &str, host: &str) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return String::new();
+    };
+    let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(5)));
+    let _ = write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    );
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
 }
 
 /// Waits (10 s at most) for a daemon whose start is refused to end, and checks that it
