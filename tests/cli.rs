@@ -342,14 +342,7 @@ fn proxy_daemon_reopens_its_log_on_sighup_and_stops_on_sigterm() {
         "served after SIGUSR1"
     );
     signal("-TERM");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(status) = proxy.0.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "SIGTERM did not stop the proxy");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = ended_within_10_s(&mut proxy, "SIGTERM did not stop the proxy");
     assert!(status.success(), "{status}");
 }
 
@@ -640,19 +633,24 @@ fn http_get(port: u16, path: &str, host: &str) -> String {
     out
 }
 
+/// The daemon's exit status, once it has ended; `failure` if it has not within 10 s.
+fn ended_within_10_s(p: &mut Daemon, failure: &str) -> std::process::ExitStatus {
+    use std::time::{Duration, Instant};
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = p.0.try_wait().unwrap() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "{failure}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Waits (10 s at most) for a daemon whose start is refused to end, and checks that it
 /// failed, saying `why` on its standard error.
 fn refused_start(mut p: Daemon, why: &str) {
     use std::io::Read;
-    use std::time::{Duration, Instant};
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(status) = p.0.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "a refused start did not end");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = ended_within_10_s(&mut p, "a refused start did not end");
     let mut stderr = String::new();
     p.0.stderr
         .take()
