@@ -282,13 +282,7 @@ fn proxy_daemon_reopens_its_log_on_sighup_and_stops_on_sigterm() {
     std::fs::write(&routes, doc.to_string()).unwrap();
     let port = free_port();
     let log = dir.path().join("access.log");
-    let mut proxy = Command::new(env!("CARGO_BIN_EXE_pic2"))
-        .args(["-c", "examples/demo.toml", "proxy", "--workers", "1"])
-        .arg("--routes")
-        .arg(&routes)
-        .args(["--listen-http", &format!("127.0.0.1:{port}")])
-        // not [::]:443, the default, which another proxy may hold
-        .args(["--listen-https", &format!("127.0.0.1:{}", free_port())])
+    let mut proxy = proxy_on(&routes, port)
         .arg("--access-log")
         .arg(&log)
         .args(["--access-log-format", "combined"])
@@ -370,12 +364,7 @@ fn proxy_daemon_started_under_sighup_lives_on() {
     let mut survived = 0;
     for _ in 0..20 {
         let port = free_port();
-        let mut proxy = Command::new(env!("CARGO_BIN_EXE_pic2"))
-            .args(["-c", "examples/demo.toml", "proxy", "--workers", "1"])
-            .arg("--routes")
-            .arg(&routes)
-            .args(["--listen-http", &format!("127.0.0.1:{port}")])
-            .args(["--listen-https", &format!("127.0.0.1:{}", free_port())])
+        let mut proxy = proxy_on(&routes, port)
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .stderr(std::process::Stdio::piped())
             .spawn()
@@ -614,6 +603,18 @@ fn require_root(daemon: &str) {
         std::fs::metadata("/proc/self").unwrap().uid() == 0,
         "this test starts {daemon} as root and checks it gives root up: run it as root (CI does)"
     );
+}
+
+/// `pic2 proxy` with one worker serving `routes`, HTTP on 127.0.0.1:`port` and HTTPS on a
+/// free port (not `[::]:443`, the default, which another proxy may hold).
+fn proxy_on(routes: &std::path::Path, port: u16) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_pic2"));
+    c.args(["-c", "examples/demo.toml", "proxy", "--workers", "1"])
+        .arg("--routes")
+        .arg(routes)
+        .args(["--listen-http", &format!("127.0.0.1:{port}")])
+        .args(["--listen-https", &format!("127.0.0.1:{}", free_port())]);
+    c
 }
 
 /// `GET path` with `Host: host` on 127.0.0.1:`port`, the whole answer (empty when nothing

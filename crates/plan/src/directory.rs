@@ -765,11 +765,11 @@ mod tests {
             "{:#?}",
             p.conflicts
         );
-        let velobs = p
-            .conflicts
-            .iter()
-            .find(|c| c.subject.starts_with("uid=velobs"))
-            .unwrap();
+        let conflict = |p: &crate::Plan, subject: &str| {
+            let found = p.conflicts.iter().find(|c| c.subject.starts_with(subject));
+            found.cloned().unwrap()
+        };
+        let velobs = conflict(&p, "uid=velobs");
         assert!(
             velobs.message.starts_with(
                 "uid 10002 is still uid=arto,ou=people,dc=pic2,dc=test's, which this apply moves to another uid"
@@ -784,11 +784,7 @@ mod tests {
             "{}",
             velobs.hint
         );
-        let group = p
-            .conflicts
-            .iter()
-            .find(|c| c.subject.starts_with("cn=velobs"))
-            .unwrap();
+        let group = conflict(&p, "cn=velobs");
         assert!(
             group.message.starts_with("gid 10002 is still cn=arto,"),
             "{}",
