@@ -41,10 +41,12 @@ pub struct Entry {
     pub path: String,
     pub version: &'static str,
     pub status: u16,
-    /// The response's Content-Length, when it declares one.
+    /// The body's bytes sent (none for a HEAD or a 304; fewer than announced when the
+    /// client left halfway), or `None` when not known.
     pub bytes: Option<u64>,
     pub referer: Option<String>,
     pub user_agent: Option<String>,
+    /// From the request's head to its answer's last byte (nginx's `$request_time`).
     pub elapsed: Duration,
 }
 

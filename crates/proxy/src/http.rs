@@ -3,6 +3,7 @@
 
 // hop-by-hop headers: the backend client's list, for the client's requests too
 use crate::backend::{connection_tokens, named_by_connection, Backends, HOP_BY_HOP as HOP};
+use crate::logged_body::LoggedBody;
 use crate::origin::Origin;
 use crate::pages;
 use crate::server::{HeldSlots, Shared, Slots};
@@ -303,20 +304,14 @@ impl Logged {
         }
     }
 
-    /// The log's entry, for the host and port the client reached.
+    /// The log's entry, for the host and port the client reached; its bytes and time are
+    /// the body's to set, at its end ([`LoggedBody`]).
     fn entry(
         self,
         client: std::net::IpAddr,
         (host, port): (String, u16),
-        resp: &Response<Body>,
-        elapsed: std::time::Duration,
+        status: StatusCode,
     ) -> crate::access_log::Entry {
-        let bytes = resp
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok())
-            .or_else(|| hyper::body::Body::size_hint(resp.body()).exact());
         crate::access_log::Entry {
             time: self.time,
             client,
@@ -325,11 +320,11 @@ impl Logged {
             method: self.method,
             path: self.path,
             version: self.version,
-            status: resp.status().as_u16(),
-            bytes,
+            status: status.as_u16(),
+            bytes: None,
             referer: self.referer,
             user_agent: self.user_agent,
-            elapsed,
+            elapsed: Duration::ZERO,
         }
     }
 }
@@ -383,7 +378,9 @@ pub async fn handle(
             false => shared.http_public_port,
         };
         let port = port.unwrap_or_default();
-        shared.access_log(&l.entry(origin.ip, (host.into_owned(), port), &resp, elapsed));
+        let entry = l.entry(origin.ip, (host.into_owned(), port), resp.status());
+        let resp = resp.map(|body| LoggedBody::new(body, entry, start, shared).boxed());
+        return Ok(resp);
     }
     Ok(resp)
 }

@@ -23,6 +23,7 @@ mod error;
 pub mod guard;
 pub mod http;
 mod idle;
+mod logged_body;
 pub mod maintenance;
 pub mod metrics;
 pub mod net;

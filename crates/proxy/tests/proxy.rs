@@ -2614,6 +2614,56 @@ async fn access_log_in_combined_format() {
     p.shutdown().await;
 }
 
+/// The access log's bytes are those the body really sent: a chunked answer's too (most PHP
+/// output; the Content-Length alone left it `-`), none for a HEAD, and the part a client
+/// got before it left (the line is written then, not lost with the request).
+#[tokio::test]
+async fn access_log_counts_the_bytes_each_answer_sent() {
+    let b = backend().await;
+    let e = env();
+    one_site(&e, b.addr);
+    let log = e.dir.path().join("access.log");
+    let mut o = options(&e);
+    o.access_log = Some(log.clone());
+    let p = Proxy::start(o).await.unwrap();
+    let http = p.http_addr.unwrap();
+    let chunked = get(http, "a.test", "/drip", "").await;
+    assert!(chunked.contains("transfer-encoding: chunked"), "{chunked}");
+    let head = "HEAD /head HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n";
+    assert_eq!(status(&raw(http, head.as_bytes()).await), 200);
+    // a client that takes the first part of a stalled answer and leaves
+    let mut s = TcpStream::connect(http).await.unwrap();
+    s.write_all(b"GET /stall HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    while !String::from_utf8_lossy(&got).contains("part\n") {
+        let mut buf = [0u8; 1024];
+        let n = s.read(&mut buf).await.unwrap();
+        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    drop(s);
+    let mut text = String::new();
+    for _ in 0..100 {
+        text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.lines().count() >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let bytes_of = |path: &str| {
+        text.lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .find(|v| v["path"] == path)
+            .map(|v| v["bytes"].clone())
+    };
+    assert_eq!(bytes_of("/drip"), Some(20.into()), "{text}");
+    assert_eq!(bytes_of("/head"), Some(0.into()), "{text}");
+    assert_eq!(bytes_of("/stall"), Some(5.into()), "{text}");
+    p.shutdown().await;
+}
+
 /// An access log that cannot be written (a full disk: /dev/full answers ENOSPC) costs no
 /// request, and the lines it loses are counted in `access_log_dropped_total` (they went
 /// unseen: the write's error was thrown away).
