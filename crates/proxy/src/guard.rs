@@ -8,10 +8,12 @@
 //! what came before it does, then a request of the guard's own making that carries a
 //! per-process secret ([`refusal_status`] reads it back), then nothing more. The
 //! service answers that request with the bilingual page for 400 (smuggling shape), 431 (a
-//! head over the limit) or 414 (its request line alone over it), and the connection closes.
+//! head over the limit) or 414 (its request line alone over it), and the connection closes;
+//! it logs the refused head's method, target and Host, which the guard leaves in the
+//! connection's [`Link`] ([`RefusedHead`]).
 //! The guard knows where the next head starts after a head without body, with a Content-Length or with a chunked body (its chunk
 //! framing followed); after a `101` answering an upgrade (seen on the write side, once the
-//! service said it answered one: [`Switching`]), or a head
+//! service said it answered one, through the connection's [`Link`]), or a head
 //! or chunk line it cannot parse (the HTTP/2 preface among them: `HTTP/2.0` is no HTTP/1
 //! version), it steps aside for the rest of the connection (hyper still reads Content-Length
 //! with Transfer-Encoding as chunked and closes the connection after that request, so
@@ -24,7 +26,7 @@ use std::future::Future as _;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -89,11 +91,66 @@ pub struct Framing {
     /// The head that outgrew the limit did so in its request line (a URL too long: 414,
     /// not 431).
     long_line: bool,
+    /// What the access log shows of the head refused, until the guard takes it.
+    refused_head: Option<RefusedHead>,
+}
+
+/// What the access log shows of a refused head, which hyper never parses.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RefusedHead {
+    pub method: String,
+    pub target: String,
+    /// The Host field's value, as sent; `None` when there is none, or when the head was cut
+    /// before it.
+    pub host: Option<String>,
+}
+
+impl RefusedHead {
+    /// From a parsed head.
+    fn of(req: &httparse::Request<'_, '_>) -> Box<Self> {
+        let host = req
+            .headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case("host"))
+            .map(|h| String::from_utf8_lossy(h.value).into_owned());
+        Box::new(RefusedHead {
+            method: req.method.unwrap_or_default().to_owned(),
+            target: req.path.unwrap_or_default().to_owned(),
+            host,
+        })
+    }
+
+    /// From the start of a head past the limit, which may end mid-line: the request line's
+    /// first two words, and a Host from the lines that came whole.
+    fn of_prefix(bytes: &[u8]) -> Self {
+        let whole = bytes
+            .iter()
+            .rposition(|b| *b == b'\n')
+            .map_or(&[][..], |end| bytes.get(..end).unwrap_or_default());
+        let first_line = bytes.split(|b| *b == b'\n').next().unwrap_or_default();
+        let mut words = first_line
+            .split(|b| *b == b' ')
+            .filter(|w| !w.is_empty())
+            .map(|w| String::from_utf8_lossy(w.strip_suffix(b"\r").unwrap_or(w)).into_owned());
+        let host = whole.split(|b| *b == b'\n').skip(1).find_map(|line| {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            let (name, value) = line.split_at(line.iter().position(|b| *b == b':')?);
+            name.eq_ignore_ascii_case(b"host").then(|| {
+                let value = value.get(1..).unwrap_or_default();
+                String::from_utf8_lossy(value.trim_ascii()).into_owned()
+            })
+        });
+        RefusedHead {
+            method: words.next().unwrap_or_default(),
+            target: words.next().unwrap_or_default(),
+            host,
+        }
+    }
 }
 
 /// What a complete head means for the bytes that follow it.
 enum Verdict {
-    Refuse,
+    Refuse(Box<RefusedHead>),
     Next(Mode),
     /// As `Next`, for a head that asks to switch protocols (`Upgrade`): its bytes are followed
     /// as any request's until the answer says `101`.
@@ -151,7 +208,7 @@ fn judge(req: &httparse::Request<'_, '_>) -> Verdict {
     let length = lengths.next();
     let coding = codings.next();
     if lengths.next().is_some() || codings.next().is_some() {
-        return Verdict::Refuse;
+        return Verdict::Refuse(RefusedHead::of(req));
     }
     let upgrade = req
         .headers
@@ -165,8 +222,10 @@ fn judge(req: &httparse::Request<'_, '_>) -> Verdict {
         }
     };
     match (length, coding) {
-        (Some(_), Some(_)) => Verdict::Refuse,
-        (None, Some(te)) if !te.value.eq_ignore_ascii_case(b"chunked") => Verdict::Refuse,
+        (Some(_), Some(_)) => Verdict::Refuse(RefusedHead::of(req)),
+        (None, Some(te)) if !te.value.eq_ignore_ascii_case(b"chunked") => {
+            Verdict::Refuse(RefusedHead::of(req))
+        }
         (None, Some(_)) => next(Mode::ChunkSize(0, 0)),
         (Some(cl), None) => {
             let digits = !cl.value.is_empty() && cl.value.iter().all(u8::is_ascii_digit);
@@ -176,7 +235,7 @@ fn judge(req: &httparse::Request<'_, '_>) -> Verdict {
             match n {
                 Some(0) if digits => next(Mode::Head),
                 Some(n) if digits => next(Mode::Body(n)),
-                _ => Verdict::Refuse,
+                _ => Verdict::Refuse(RefusedHead::of(req)),
             }
         }
         (None, None) => next(Mode::Head),
@@ -238,6 +297,7 @@ impl Framing {
             opened: false,
             opened_at: 0,
             long_line: false,
+            refused_head: None,
         }
     }
 
@@ -272,9 +332,16 @@ impl Framing {
     /// The head made of `parts` is past the limit: it is refused, and said to be so in its
     /// request line when no line end comes within the limit.
     fn outgrown<'a>(&mut self, parts: impl Iterator<Item = &'a u8>) {
-        self.long_line = parts.take(self.limit).all(|b| *b != b'\n');
+        let start: Vec<u8> = parts.take(self.limit).copied().collect();
+        self.long_line = !start.contains(&b'\n');
+        self.refused_head = Some(RefusedHead::of_prefix(&start));
         self.head = Vec::new();
         self.mode = Mode::TooLarge;
+    }
+
+    /// What the log shows of the head refused last, taken.
+    pub fn take_refused_head(&mut self) -> Option<RefusedHead> {
+        self.refused_head.take()
     }
 
     /// The stream offset where the current (or refused) head begins.
@@ -421,7 +488,8 @@ impl Framing {
     fn apply(&mut self, verdict: Verdict) -> bool {
         self.opened = false; // the head is complete
         match verdict {
-            Verdict::Refuse => {
+            Verdict::Refuse(head) => {
+                self.refused_head = Some(*head);
                 self.mode = Mode::Refused;
                 return true;
             }
@@ -500,21 +568,41 @@ pub fn refusal_status(value: &[u8]) -> Option<u16> {
         .filter(|s| matches!(s, 400 | 414 | 431))
 }
 
-/// Set by the service when it answers an upgrade with the backend's `101` and hands the
+/// What the guard and the service of one connection tell each other.
+///
+/// The service confirms it answered an upgrade with the backend's `101` and handed the
 /// connection to a tunnel; only then does a `101` seen on the write side set the guard
 /// aside. The bytes hyper writes include answers' bodies, which the sites write: one whose
 /// chunk starts with `HTTP/1.1 101`, answering a request that asked to switch and was
 /// refused, set the guard aside for the rest of the connection.
+///
+/// The guard leaves there the head it refused, for the service's log line.
 #[derive(Debug, Default)]
-pub struct Switching(AtomicBool);
+pub struct Link {
+    switched: AtomicBool,
+    refused: Mutex<Option<RefusedHead>>,
+}
 
-impl Switching {
-    pub fn confirm(&self) {
-        self.0.store(true, Ordering::Release);
+impl Link {
+    pub fn confirm_switch(&self) {
+        self.switched.store(true, Ordering::Release);
     }
 
-    fn confirmed(&self) -> bool {
-        self.0.load(Ordering::Acquire)
+    fn switch_confirmed(&self) -> bool {
+        self.switched.load(Ordering::Acquire)
+    }
+
+    fn leave_refused(&self, head: RefusedHead) {
+        if let Ok(mut slot) = self.refused.lock() {
+            *slot = Some(head);
+        }
+    }
+
+    /// The head the guard refused, taken: for the request the guard made in its place only
+    /// (checked by [`refusal_status`]), never for one before it (a pipelined request is
+    /// answered after the guard read, and refused, the head that follows it).
+    pub fn take_refused(&self) -> Option<RefusedHead> {
+        self.refused.lock().ok().and_then(|mut slot| slot.take())
     }
 }
 
@@ -522,9 +610,9 @@ impl Switching {
 pub struct Guarded<S> {
     inner: S,
     framing: Framing,
-    /// Confirms a `101` is the service's own ([`Switching`]); never, unless
-    /// [`Guarded::confirmed_by`] was given one the service sets.
-    switching: Arc<Switching>,
+    /// Confirms a `101` is the service's own, and takes the refused head ([`Link`]); never
+    /// confirms, unless [`Guarded::linked_to`] was given one the service sets.
+    link: Arc<Link>,
     on_refuse: Option<Box<dyn FnOnce() + Send>>,
     /// Read from the client, not yet given to hyper: `ready` bytes that may go, then the
     /// held bytes of a head not complete yet.
@@ -557,7 +645,7 @@ impl<S> Guarded<S> {
         Guarded {
             inner,
             framing,
-            switching: Arc::default(),
+            link: Arc::default(),
             on_refuse: Some(on_refuse),
             pending: BytesMut::new(),
             ready: 0,
@@ -570,10 +658,10 @@ impl<S> Guarded<S> {
         }
     }
 
-    /// Steps aside on a `101` only once `switching` (shared with the service) says the
-    /// service answered one.
-    pub fn confirmed_by(self, switching: Arc<Switching>) -> Self {
-        Guarded { switching, ..self }
+    /// Steps aside on a `101` only once `link` (shared with the service) says the service
+    /// answered one; leaves there the head it refuses.
+    pub fn linked_to(self, link: Arc<Link>) -> Self {
+        Guarded { link, ..self }
     }
 
     /// Starts a head's clock when it opens (its first byte, or an empty line before it),
@@ -646,6 +734,9 @@ impl<S> Guarded<S> {
 
     fn refuse(&mut self, status: u16) {
         self.verdict = Some(verdict_request(status).into());
+        if let Some(head) = self.framing.take_refused_head() {
+            self.link.leave_refused(head);
+        }
         if let Some(f) = self.on_refuse.take() {
             f();
         }
@@ -778,7 +869,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Guarded<S> {
 impl<S> Guarded<S> {
     /// Looks at what hyper writes: a `101` switching protocols sets the guard aside.
     fn watch_response(&mut self, start: &[u8]) {
-        if self.switching.confirmed() && self.framing.response_starts(start) {
+        if self.link.switch_confirmed() && self.framing.response_starts(start) {
             self.ready = self.pending.len();
             self.head_deadline = None;
         }
@@ -879,6 +970,50 @@ mod tests {
         assert_eq!(f.feed(junk.as_bytes()), None);
         assert!(!f.too_large(), "hyper answers 400, not the guard 431");
         assert_eq!(f.mode, Mode::Aside);
+    }
+
+    /// The refused head's method, target and Host, for the log, whatever the read sizes;
+    /// from a head past the limit, as much as came whole.
+    #[test]
+    fn a_refused_head_is_described_for_the_log() {
+        let described = |stream: &[u8], limit: usize| {
+            let mut heads = Vec::new();
+            for step in [1, 3, 64, stream.len()] {
+                let mut f = Framing::new(limit, 100);
+                for chunk in stream.chunks(step) {
+                    let _ = f.feed(chunk);
+                }
+                heads.push(f.take_refused_head());
+                assert_eq!(f.take_refused_head(), None, "taken once");
+            }
+            assert!(heads.windows(2).all(|w| w[0] == w[1]), "{heads:?}");
+            heads.pop().flatten()
+        };
+        let head = |method: &str, target: &str, host: Option<&str>| RefusedHead {
+            method: method.into(),
+            target: target.into(),
+            host: host.map(Into::into),
+        };
+        let smuggling = b"GET /ok HTTP/1.1\r\nHost: a\r\n\r\nPOST /x?y=1 HTTP/1.1\r\nHOST: Shop.test\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert_eq!(
+            described(smuggling, 1024),
+            Some(head("POST", "/x?y=1", Some("Shop.test")))
+        );
+        let long_url = format!("GET /{} HTTP/1.1\r\nHost: a.test\r\n\r\n", "a".repeat(300));
+        assert_eq!(
+            described(long_url.as_bytes(), 256),
+            Some(head("GET", &format!("/{}", "a".repeat(251)), None)),
+            "cut at the limit, before its Host"
+        );
+        let big_field = format!(
+            "GET /p HTTP/1.1\r\nhost:  b.test \r\nCookie: {}\r\n\r\n",
+            "c".repeat(300)
+        );
+        assert_eq!(
+            described(big_field.as_bytes(), 256),
+            Some(head("GET", "/p", Some("b.test")))
+        );
+        assert_eq!(described(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", 1024), None);
     }
 
     #[test]

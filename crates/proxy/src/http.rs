@@ -256,6 +256,13 @@ fn path_of(uri: &Uri) -> &str {
     uri.path_and_query().map_or("/", |p| p.as_str())
 }
 
+/// The head the framing guard refused, when `req` is the request it made in its place.
+fn refused_head(req: &Request<Incoming>, client: &Client) -> Option<crate::guard::RefusedHead> {
+    let verdict = req.headers().get(crate::guard::VERDICT_HEADER)?;
+    crate::guard::refusal_status(verdict.as_bytes())?;
+    client.slots.as_ref()?.guard.take_refused()
+}
+
 /// What the access log shows of a query string a route keeps out of it (`log_query`).
 const QUERY_NOT_LOGGED: &str = "(not-logged)";
 
@@ -267,16 +274,20 @@ struct Logged {
     version: &'static str,
     referer: Option<String>,
     user_agent: Option<String>,
+    /// The host logged in place of the one routed to (the guard's refusals).
+    host: Option<String>,
 }
 
 impl Logged {
-    fn of(req: &Request<Incoming>) -> Self {
+    /// The request's parts; for the request the framing guard made in place of a head it
+    /// refused, that head's method, target and host.
+    fn of(req: &Request<Incoming>, client: &Client) -> Self {
         let text = |n: HeaderName| {
             req.headers()
                 .get(n)
                 .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
         };
-        Logged {
+        let mut logged = Logged {
             time: chrono::Utc::now(),
             method: req.method().as_str().to_owned(),
             path: path_of(req.uri()).to_owned(),
@@ -287,7 +298,18 @@ impl Logged {
             },
             referer: text(header::REFERER),
             user_agent: text(header::USER_AGENT),
+            host: None,
+        };
+        if let Some(refused) = refused_head(req, client) {
+            logged.method = refused.method;
+            logged.path = refused.target;
+            logged.host = Some(
+                refused
+                    .host
+                    .map_or_else(String::new, |h| normalize_host(&h).into_owned()),
+            );
         }
+        logged
     }
 
     /// The query strings of the path and the referer replaced by [`QUERY_NOT_LOGGED`].
@@ -338,7 +360,7 @@ pub async fn handle(
 ) -> Result<Response<Body>, std::convert::Infallible> {
     let start = Instant::now();
     // copied only for the access log, before the request moves on to the backend
-    let logged = shared.logs().then(|| Logged::of(&req));
+    let logged = shared.logs().then(|| Logged::of(&req, &client));
     let raw_host = req.uri().authority().map(|a| a.as_str()).or_else(|| {
         req.headers()
             .get(header::HOST)
@@ -370,15 +392,22 @@ pub async fn handle(
         None => {}
     }
     if let Some(mut l) = logged {
-        if entry.is_some_and(|e| !e.site.log_query) {
+        // a refused head's site keeps its queries out too (a reset token sent with a bad
+        // framing would have been logged)
+        let logged_site = match &l.host {
+            Some(refused) => table.hosts.get(refused.as_str()),
+            None => entry,
+        };
+        if logged_site.is_some_and(|e| !e.site.log_query) {
             l.without_queries();
         }
+        let host = l.host.take().unwrap_or_else(|| host.into_owned());
         let port = match origin.peer.tls {
             true => shared.https_public_port,
             false => shared.http_public_port,
         };
         let port = port.unwrap_or_default();
-        let entry = l.entry(origin.ip, (host.into_owned(), port), resp.status());
+        let entry = l.entry(origin.ip, (host, port), resp.status());
         let resp = resp.map(|body| LoggedBody::new(body, entry, start, shared).boxed());
         return Ok(resp);
     }
@@ -564,7 +593,7 @@ async fn forward(
         return match answered(&backend.addr, sent) {
             Ok(resp) if resp.status() == StatusCode::SWITCHING_PROTOCOLS => {
                 if let Some(h) = held {
-                    h.switching.confirm();
+                    h.guard.confirm_switch();
                 }
                 tunnel(shared, client_up, resp, slots, timeouts.idle)
             }

@@ -168,15 +168,16 @@ impl Slots {
 #[derive(Debug)]
 pub(crate) struct HeldSlots {
     slots: Mutex<Option<Slots>>,
-    /// Told when the connection switches protocols, for its framing guard to step aside.
-    pub(crate) switching: Arc<crate::guard::Switching>,
+    /// Shared with the connection's framing guard: told when the connection switches
+    /// protocols, for the guard to step aside; holds the head the guard refused.
+    pub(crate) guard: Arc<crate::guard::Link>,
 }
 
 impl HeldSlots {
     pub(crate) fn new(slots: Slots) -> Arc<Self> {
         Arc::new(HeldSlots {
             slots: Mutex::new(Some(slots)),
-            switching: Arc::default(),
+            guard: Arc::default(),
         })
     }
 
@@ -955,7 +956,7 @@ fn guard<S>(
     stream: S,
     shared: &Arc<Shared>,
     head_timeout: Duration,
-    switching: Arc<crate::guard::Switching>,
+    link: Arc<crate::guard::Link>,
 ) -> Guarded<S> {
     let limit = shared.options.max_header_bytes.max(8192);
     let s = Arc::clone(shared);
@@ -968,7 +969,7 @@ fn guard<S>(
         head_timeout,
         on_refuse,
     )
-    .confirmed_by(switching)
+    .linked_to(link)
 }
 
 const MAX_HEADERS: usize = 100;
@@ -1062,16 +1063,16 @@ async fn serve_http1<S>(
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let switching = client
+    let link = client
         .slots
         .as_ref()
-        .map(|h| Arc::clone(&h.switching))
+        .map(|h| Arc::clone(&h.guard))
         .unwrap_or_default();
     let s = Arc::clone(shared);
     let activity = crate::idle::Activity::new();
     let seen = activity.clone();
     let svc = service_fn(move |req| in_flight(&seen, &s, &backends, client.clone(), req));
-    let guarded = guard(stream, shared, timeouts.header_read, switching);
+    let guarded = guard(stream, shared, timeouts.header_read, link);
     let conn = http1_builder(shared)
         .serve_connection(TokioIo::new(guarded), svc)
         .with_upgrades();

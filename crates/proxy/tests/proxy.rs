@@ -2664,6 +2664,68 @@ async fn access_log_counts_the_bytes_each_answer_sent() {
     p.shutdown().await;
 }
 
+/// A head the framing guard refuses (400 smuggling shape, 414, 431) is logged as it came:
+/// its method, target and Host, not the placeholder request the guard hands hyper in its
+/// place (`GET /` for `pic2-guard.invalid`). An admin reading the log for an attack, or
+/// fail2ban matching a path, needs them. A pipelined request before it keeps its own.
+#[tokio::test]
+async fn access_log_shows_the_heads_the_guard_refused() {
+    let b = backend().await;
+    let e = env();
+    one_site(&e, b.addr);
+    let log = e.dir.path().join("access.log");
+    let mut o = options(&e);
+    o.access_log = Some(log.clone());
+    let p = Proxy::start(o).await.unwrap();
+    let http = p.http_addr.unwrap();
+    let smuggling = "GET /first HTTP/1.1\r\nHost: a.test\r\n\r\n\
+        POST /smuggle HTTP/1.1\r\nHost: A.test\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+    let r = raw(http, smuggling.as_bytes()).await;
+    assert!(r.contains(" 400 "), "{r}");
+    let long = format!("/long{}", "a".repeat(20 * 1024));
+    assert_eq!(status(&get(http, "a.test", &long, "").await), 414);
+    let big = format!("X-Big: {}\r\n", "a".repeat(20 * 1024));
+    assert_eq!(status(&get(http, "a.test", "/big-head", &big).await), 431);
+    let mut text = String::new();
+    for _ in 0..50 {
+        text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.lines().count() >= 4 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let seen: Vec<(String, String, String, u64)> = lines
+        .iter()
+        .map(|v| {
+            let path = v["path"].as_str().unwrap();
+            (
+                v["method"].as_str().unwrap().to_owned(),
+                path.get(..10).unwrap_or(path).to_owned(),
+                v["host"].as_str().unwrap().to_owned(),
+                v["status"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let line = |m: &str, p: &str, h: &str, s| (m.to_owned(), p.to_owned(), h.to_owned(), s);
+    assert_eq!(
+        seen,
+        [
+            line("GET", "/first", "a.test", 200),
+            line("POST", "/smuggle", "a.test", 400),
+            // cut at the limit before its Host came
+            line("GET", "/longaaaaa", "", 414),
+            line("GET", "/big-head", "a.test", 431),
+        ],
+        "{text}"
+    );
+    assert!(!text.contains("pic2-guard"), "{text}");
+    p.shutdown().await;
+}
+
 /// An access log that cannot be written (a full disk: /dev/full answers ENOSPC) costs no
 /// request, and the lines it loses are counted in `access_log_dropped_total` (they went
 /// unseen: the write's error was thrown away).
@@ -2719,6 +2781,10 @@ async fn access_log_leaves_out_the_queries_of_a_route_that_asks() {
     let referer = "Referer: http://passwd.test/keys?token=REFERER-SECRET\r\n";
     let r = get(http, "passwd.test", "/reset?token=PATH-SECRET", referer).await;
     assert_eq!(status(&r), 200);
+    // a head the framing guard refuses is logged with its own target, its query left out too
+    let smuggling = "POST /reset?token=GUARD-SECRET HTTP/1.1\r\nHost: passwd.test\r\n\
+        Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n";
+    assert!(raw(http, smuggling.as_bytes()).await.contains(" 400 "));
     assert_eq!(
         status(&get(http, "a.test", "/search?q=bikes", "").await),
         200
@@ -2726,7 +2792,7 @@ async fn access_log_leaves_out_the_queries_of_a_route_that_asks() {
     let mut text = String::new();
     for _ in 0..50 {
         text = std::fs::read_to_string(&log).unwrap_or_default();
-        if text.lines().count() >= 2 {
+        if text.lines().count() >= 3 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -2735,12 +2801,17 @@ async fn access_log_leaves_out_the_queries_of_a_route_that_asks() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(lines.len(), 2, "{text}");
+    assert_eq!(lines.len(), 3, "{text}");
     assert!(!text.contains("SECRET"), "a secret in the log: {text}");
     assert_eq!(lines[0]["path"], "/reset?(not-logged)", "{text}");
     assert_eq!(lines[0]["referer"], "http://passwd.test/keys?(not-logged)");
     assert_eq!(
-        lines[1]["path"], "/search?q=bikes",
+        (&lines[1]["method"], &lines[1]["path"], &lines[1]["status"]),
+        (&"POST".into(), &"/reset?(not-logged)".into(), &400.into()),
+        "{text}"
+    );
+    assert_eq!(
+        lines[2]["path"], "/search?q=bikes",
         "another site's query is kept"
     );
     p.shutdown().await;
