@@ -151,7 +151,13 @@ pub fn normalize_host(raw: &str) -> std::borrow::Cow<'_, str> {
             .map_or(raw, |(h, _)| h)
             .trim_start_matches('[')
     } else {
-        raw.rsplit_once(':').map_or(raw, |(h, _)| h)
+        match raw.rsplit_once(':') {
+            // a bare IPv6 address (a routes file may name a site so): no port to take off,
+            // and taking one left `::1` as `:`
+            Some((h, _)) if h.contains(':') => raw,
+            Some((h, _)) => h,
+            None => raw,
+        }
     };
     let h = h.trim_end_matches('.');
     // most clients send the name in lower case: then no copy, on every request
@@ -262,6 +268,8 @@ mod tests {
         assert_eq!(normalize_host("Example.ORG:8443"), "example.org");
         assert_eq!(normalize_host("example.org."), "example.org");
         assert_eq!(normalize_host("[::1]:80"), "::1");
+        assert_eq!(normalize_host("::1"), "::1");
+        assert_eq!(normalize_host("2001:DB8::1"), "2001:db8::1");
     }
 
     #[test]

@@ -467,6 +467,30 @@ async fn www_apex_and_https_redirects() {
     assert_eq!(status(&r), 308, "{r}");
     assert!(r.contains("location: https://www.t.test/a"), "{r}");
     p.shutdown().await;
+
+    // a site named by an IPv6 address: in brackets in the Location, as in any URL
+    let e = env();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["::1".to_owned()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let (c, k) = (e.dir.path().join("v6.crt"), e.dir.path().join("v6.key"));
+    std::fs::write(&c, cert.pem()).unwrap();
+    std::fs::write(&k, key.serialize_pem()).unwrap();
+    let tls = tls_files(c.to_str().unwrap(), k.to_str().unwrap());
+    write_routes(
+        &e,
+        serde_json::json!({}),
+        vec![site("v6", &["::1"], b.addr, tls)],
+    );
+    let mut o = options(&e);
+    o.public_https_port = Some(8443);
+    let p = Proxy::start(o).await.unwrap();
+    let r = get(p.http_addr.unwrap(), "[::1]", "/a", "").await;
+    assert_eq!(status(&r), 308, "{r}");
+    assert!(r.contains("location: https://[::1]:8443/a\r\n"), "{r}");
+    p.shutdown().await;
 }
 
 fn self_signed(e: &Env, name: &str) -> (String, String) {
