@@ -301,13 +301,16 @@ impl Logged {
             host: None,
         };
         if let Some(refused) = refused_head(req, client) {
+            // as routing does: an absolute-form target's authority before the Host field
+            let authority = refused
+                .target
+                .parse::<Uri>()
+                .ok()
+                .and_then(|u| u.authority().map(|a| a.as_str().to_owned()));
+            let host = authority.or(refused.host).unwrap_or_default();
+            logged.host = Some(normalize_host(&host).into_owned());
             logged.method = refused.method;
             logged.path = refused.target;
-            logged.host = Some(
-                refused
-                    .host
-                    .map_or_else(String::new, |h| normalize_host(&h).into_owned()),
-            );
         }
         logged
     }
@@ -393,12 +396,16 @@ pub async fn handle(
     }
     if let Some(mut l) = logged {
         // a refused head's site keeps its queries out too (a reset token sent with a bad
-        // framing would have been logged)
-        let logged_site = match &l.host {
-            Some(refused) => table.hosts.get(refused.as_str()),
-            None => entry,
+        // framing would have been logged), and one whose site is not known (no Host: cut
+        // before it, a URL too long) keeps them out whatever it was for
+        let private = match &l.host {
+            Some(refused) => table
+                .hosts
+                .get(refused.as_str())
+                .is_none_or(|e| !e.site.log_query),
+            None => entry.is_some_and(|e| !e.site.log_query),
         };
-        if logged_site.is_some_and(|e| !e.site.log_query) {
+        if private {
             l.without_queries();
         }
         let host = l.host.take().unwrap_or_else(|| host.into_owned());

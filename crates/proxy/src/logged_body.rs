@@ -1,8 +1,10 @@
 //! A response body that writes its request's access-log line once it is over: sent whole,
 //! failed, or dropped because the client went away. The line then holds the bytes the body
-//! really gave (nginx's `$body_bytes_sent`) and the time until its end: the Content-Length
-//! alone left every chunked answer, most PHP output, as `-`, which log analysers (GoAccess)
-//! count as nothing.
+//! handed to the connection (nginx's `$body_bytes_sent`, to a buffer's worth: a departed
+//! client is credited with what was queued for it) and the time until then: the
+//! Content-Length alone left every chunked answer, most PHP output, as `-`, which log
+//! analysers (GoAccess) count as nothing. Lines come in the order requests end, each stamped
+//! with its start (nginx's order too): a long download's comes after later requests'.
 
 use crate::access_log::Entry;
 use crate::http::{Body, BoxError};

@@ -24,6 +24,7 @@ use crate::server::{accept_loop, handoff_loop, Shared, Worker};
 use crate::Error;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
@@ -120,6 +121,10 @@ pub(crate) fn start(
         .name(format!("pic2-proxy-{index}"))
         .spawn(move || {
             runtime.block_on(serve(index, sockets, acceptor, shared, stop));
+            // the connections still open after the grace end here, before the proxy is told
+            // the worker is done: their answers' bodies, dropped, queue their log lines
+            // while the log's writer still takes them
+            runtime.shutdown_timeout(Duration::from_secs(1));
             let _ = finished.send(());
         })
         .map_err(spawn_err)?;

@@ -2649,6 +2649,8 @@ async fn access_log_counts_the_bytes_each_answer_sent() {
     let log = e.dir.path().join("access.log");
     let mut o = options(&e);
     o.access_log = Some(log.clone());
+    // the stalled answer's line must come from the client leaving, not from this timeout
+    o.timeouts.backend = Duration::from_secs(60);
     let p = Proxy::start(o).await.unwrap();
     let http = p.http_addr.unwrap();
     let chunked = get(http, "a.test", "/drip", "").await;
@@ -2686,6 +2688,36 @@ async fn access_log_counts_the_bytes_each_answer_sent() {
     assert_eq!(bytes_of("/head"), Some(0.into()), "{text}");
     assert_eq!(bytes_of("/stall"), Some(5.into()), "{text}");
     p.shutdown().await;
+}
+
+/// An answer still streaming when the shutdown's grace ends is cut, and its line (written
+/// when its body is dropped) still reaches the log before the writer closes.
+#[tokio::test]
+async fn access_log_keeps_the_answers_cut_at_shutdown() {
+    let b = backend().await;
+    let e = env();
+    one_site(&e, b.addr);
+    let log = e.dir.path().join("access.log");
+    let mut o = options(&e);
+    o.access_log = Some(log.clone());
+    o.timeouts.backend = Duration::from_secs(60);
+    o.shutdown_grace = Duration::from_millis(500);
+    let p = Proxy::start(o).await.unwrap();
+    let mut s = TcpStream::connect(p.http_addr.unwrap()).await.unwrap();
+    s.write_all(b"GET /stall HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    while !String::from_utf8_lossy(&got).contains("part\n") {
+        let mut buf = [0u8; 1024];
+        let n = s.read(&mut buf).await.unwrap();
+        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    p.shutdown().await;
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(text.contains("\"path\":\"/stall\""), "{text:?}");
+    drop(s);
 }
 
 /// A head the framing guard refuses (400 smuggling shape, 414, 431) is logged as it came:
@@ -2805,10 +2837,14 @@ async fn access_log_leaves_out_the_queries_of_a_route_that_asks() {
     let referer = "Referer: http://passwd.test/keys?token=REFERER-SECRET\r\n";
     let r = get(http, "passwd.test", "/reset?token=PATH-SECRET", referer).await;
     assert_eq!(status(&r), 200);
-    // a head the framing guard refuses is logged with its own target, its query left out too
-    let smuggling = "POST /reset?token=GUARD-SECRET HTTP/1.1\r\nHost: passwd.test\r\n\
-        Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n";
+    // a head the framing guard refuses is logged with its own target, its query left out
+    // too: its site's (the absolute-form target's, as routing reads it, before the Host
+    // field), or any when the site is not known (a URL too long has no Host before the cut)
+    let smuggling = "POST http://passwd.test/reset?token=GUARD-SECRET HTTP/1.1\r\n\
+        Host: a.test\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n";
     assert!(raw(http, smuggling.as_bytes()).await.contains(" 400 "));
+    let long = format!("/sql?q=LONG-SECRET{}", "a".repeat(20 * 1024));
+    assert_eq!(status(&get(http, "passwd.test", &long, "").await), 414);
     assert_eq!(
         status(&get(http, "a.test", "/search?q=bikes", "").await),
         200
@@ -2816,7 +2852,7 @@ async fn access_log_leaves_out_the_queries_of_a_route_that_asks() {
     let mut text = String::new();
     for _ in 0..50 {
         text = std::fs::read_to_string(&log).unwrap_or_default();
-        if text.lines().count() >= 3 {
+        if text.lines().count() >= 4 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -2825,17 +2861,26 @@ async fn access_log_leaves_out_the_queries_of_a_route_that_asks() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(lines.len(), 3, "{text}");
+    assert_eq!(lines.len(), 4, "{text}");
     assert!(!text.contains("SECRET"), "a secret in the log: {text}");
     assert_eq!(lines[0]["path"], "/reset?(not-logged)", "{text}");
     assert_eq!(lines[0]["referer"], "http://passwd.test/keys?(not-logged)");
     assert_eq!(
         (&lines[1]["method"], &lines[1]["path"], &lines[1]["status"]),
-        (&"POST".into(), &"/reset?(not-logged)".into(), &400.into()),
+        (
+            &"POST".into(),
+            &"http://passwd.test/reset?(not-logged)".into(),
+            &400.into()
+        ),
         "{text}"
     );
     assert_eq!(
-        lines[2]["path"], "/search?q=bikes",
+        (&lines[2]["path"], &lines[2]["status"]),
+        (&"/sql?(not-logged)".into(), &414.into()),
+        "{text}"
+    );
+    assert_eq!(
+        lines[3]["path"], "/search?q=bikes",
         "another site's query is kept"
     );
     p.shutdown().await;
