@@ -16,6 +16,7 @@ use rustix::fs::{
     AtFlags, FileType, Mode, OFlags, RenameFlags, ResolveFlags, CWD,
 };
 use rustix::process::{Gid, Uid};
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
@@ -30,23 +31,23 @@ pub fn observe(inv: &ValidInventory) -> Result<ObservedFiles, Error> {
         observed_at: utc_stamp(std::time::SystemTime::now()),
         ..Default::default()
     };
-    // Tens of thousands of lstat calls at 10,000 accounts: split them over two threads.
+    // Tens of thousands of lstat calls and as many folders listed at 10,000 accounts: split
+    // over two threads.
     let wanted = desired(inv);
     refuse_linked_roots(&wanted)?;
-    let half = wanted.len() / 2;
-    let (first, second) = wanted.split_at(half);
+    let dirs = listed_dirs(inv);
+    let (first, second) = wanted.split_at(wanted.len() / 2);
+    let (first_dirs, second_dirs) = dirs.split_at(dirs.len() / 2);
     let (a, b) = std::thread::scope(|scope| {
-        let other = scope.spawn(|| stat_all(second));
-        (stat_all(first), other.join())
+        let other = scope.spawn(|| read_part(second, second_dirs));
+        (read_part(first, first_dirs), other.join())
     });
-    out.paths = a?;
-    out.paths
-        .extend(b.unwrap_or_else(|_| Err(Error::io("data volume", "a walker thread panicked")))?);
-    for dir in listed_dirs(inv) {
-        if let Some(names) = list(&dir)? {
-            out.listings.insert(dir, names);
-        }
-    }
+    let b = b.unwrap_or_else(|_| Err(Error::io("data volume", "a walker thread panicked")));
+    let ((paths, listings), (more_paths, more_listings)) = (a?, b?);
+    out.paths = paths;
+    out.paths.extend(more_paths);
+    out.listings = listings;
+    out.listings.extend(more_listings);
     // Homes not in the inventory: read their marker, to know whether they are ours to prune.
     // Homes without a marker: list them, since an empty one is what an interrupted apply left.
     let homes = inv.homes_dir();
@@ -102,16 +103,32 @@ fn utc_stamp(time: std::time::SystemTime) -> String {
     )
 }
 
+/// `path`'s bytes with each `/` made 0: sorting these sorts paths by component (`/a/b/c`
+/// before `/a/b-c`, as `Path`'s own order has it).
+fn component_order_key(path: &Path) -> Vec<u8> {
+    path.as_os_str()
+        .as_bytes()
+        .iter()
+        .map(|&b| if b == b'/' { 0 } else { b })
+        .collect()
+}
+
 /// Changes follow no link anywhere on their path (`openat2` with `RESOLVE_NO_SYMLINKS`), so
 /// a root reached through one (`/srv/pic2 -> /mnt/data`, a data disk mounted elsewhere)
 /// would have every change on the volume refused, after the directory's and the databases'
 /// were made, at every apply. Said now, before any change, with the path to write instead.
 fn refuse_linked_roots(wanted: &[pic2_render::files::DesiredPath]) -> Result<(), Error> {
-    // the top-most wanted paths: sorted by component, a folder's paths follow it
-    let mut paths: Vec<&Path> = wanted.iter().map(|w| w.path.as_path()).collect();
+    // the top-most wanted paths: sorted by component, a folder's paths follow it. Sorted as
+    // bytes with the separator made the lowest byte, which is the order of components for
+    // the absolute, normal paths the layout makes; comparing `Path`s component by component
+    // took 0.1 s at 10,000 accounts (90,000 paths), a tenth of a no-op plan.
+    let mut paths: Vec<(Vec<u8>, &Path)> = wanted
+        .iter()
+        .map(|w| (component_order_key(&w.path), w.path.as_path()))
+        .collect();
     paths.sort_unstable();
     let mut roots: Vec<&Path> = Vec::new();
-    for p in paths {
+    for (_, p) in paths {
         if !roots.last().is_some_and(|r| p.starts_with(r)) {
             roots.push(p);
         }
@@ -139,6 +156,24 @@ fn refuse_linked_roots(wanted: &[pic2_render::files::DesiredPath]) -> Result<(),
 
 /// Looks each wanted path up (without following links); credentials are read with their
 /// password blanked, so the password never leaves this module.
+/// The metadata of `wanted` and the entry names of `dirs`: one thread's share.
+fn read_part(wanted: &[pic2_render::files::DesiredPath], dirs: &[PathBuf]) -> Result<Read, Error> {
+    let paths = stat_all(wanted)?;
+    let mut listings = BTreeMap::new();
+    for dir in dirs {
+        if let Some(names) = list(dir)? {
+            listings.insert(dir.clone(), names);
+        }
+    }
+    Ok((paths, listings))
+}
+
+/// What [`read_part`] gives.
+type Read = (
+    std::collections::HashMap<PathBuf, FileMeta>,
+    BTreeMap<PathBuf, Vec<String>>,
+);
+
 fn stat_all(
     wanted: &[pic2_render::files::DesiredPath],
 ) -> Result<std::collections::HashMap<PathBuf, FileMeta>, Error> {
@@ -219,7 +254,10 @@ fn read_nofollow(path: &Path, max: u64) -> std::io::Result<String> {
             "not a regular file of at most {max} bytes (changed since it was looked at?)"
         )));
     }
-    let mut text = String::new();
+    // room for the whole file and one byte more: read in one call, then one to see its end
+    // (an empty buffer starts with small reads: 100,000 of them at 10,000 accounts)
+    let room = usize::try_from(meta.len().saturating_add(1)).unwrap_or(usize::MAX);
+    let mut text = String::with_capacity(room);
     file.take(max.saturating_add(1)).read_to_string(&mut text)?;
     if u64::try_from(text.len()).unwrap_or(u64::MAX) > max {
         return Err(std::io::Error::other(format!(
