@@ -28,6 +28,10 @@ pub fn make(
     let (observed, stats) =
         pic2_systems::observe(inv, &mut systems).context("cannot read the current state")?;
     let plan = pic2_plan::plan(inv, &observed, options(args));
+    // some 100,000 allocations at 10,000 accounts, freed while the plan is shown or applied
+    // (a plan that ends the process first loses nothing: the kernel takes the memory back)
+    // (when no thread can be made, the memory is freed here, with the closure)
+    let _ = std::thread::Builder::new().spawn(move || drop(observed));
     Ok((systems, plan, stats))
 }
 

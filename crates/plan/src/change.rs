@@ -306,6 +306,13 @@ impl Plan {
         self.changes.is_empty()
     }
 
+    /// Adds `other`'s changes, conflicts and holds after this plan's.
+    pub(crate) fn append(&mut self, mut other: Plan) {
+        self.changes.append(&mut other.changes);
+        self.conflicts.append(&mut other.conflicts);
+        self.held.append(&mut other.held);
+    }
+
     /// Orders changes by phase; inside a phase, creations parents first (shorter subjects
     /// first, then by name) and deletions children first.
     pub(crate) fn sort(&mut self) {

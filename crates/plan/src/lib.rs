@@ -44,16 +44,31 @@ pub struct Options {
 
 /// Compares the inventory with what was observed.
 pub fn plan(inv: &ValidInventory, observed: &Observed, options: Options) -> Plan {
-    let mut plan = Plan::default();
-    directory::diff(inv, &observed.directory, options, &mut plan);
-    files::diff(inv, &observed.files, options, &mut plan);
-    databases::diff(
-        inv,
-        &observed.databases,
-        &observed.files,
-        options,
-        &mut plan,
-    );
+    // The directory's, the files' and the databases' diffs only add to their own plan: run
+    // at once (a third of a no-op plan at 10,000 accounts, each some 0.1 s), then joined in
+    // the order they were made in one after the other (the sort below is stable). The
+    // containers' diff reads the files' changes (a runtime's configuration written is
+    // reloaded): it comes after.
+    let (mut plan, files, databases) = std::thread::scope(|scope| {
+        let files = scope.spawn(|| {
+            let mut plan = Plan::default();
+            files::diff(inv, &observed.files, options, &mut plan);
+            plan
+        });
+        let databases = scope.spawn(|| {
+            let mut plan = Plan::default();
+            let files = &observed.files;
+            databases::diff(inv, &observed.databases, files, options, &mut plan);
+            plan
+        });
+        let mut plan = Plan::default();
+        directory::diff(inv, &observed.directory, options, &mut plan);
+        (plan, files.join(), databases.join())
+    });
+    for part in [files, databases] {
+        // a diff that panicked panics here too, as it did when run on this thread
+        plan.append(part.unwrap_or_else(|p| std::panic::resume_unwind(p)));
+    }
     containers::diff(inv, &observed.containers, options, &mut plan);
     plan.sort();
     plan
