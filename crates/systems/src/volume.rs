@@ -765,6 +765,38 @@ mod tests {
         );
     }
 
+    /// The bytes' order with `/` made lowest is `Path`'s own, component by component, on the
+    /// layout's kind of paths (names with `-`, `.`, digits, cut at any separator).
+    #[test]
+    fn paths_sorted_as_bytes_keep_the_order_of_their_components() {
+        let paths = [
+            "/srv/d/home/a",
+            "/srv/d/home/a-b",
+            "/srv/d/home/a/sites",
+            "/srv/d/home/a.b",
+            "/srv/d/home/a/sites/x.test",
+            "/srv/d/home/a/private",
+            "/srv/d",
+            "/srv/d/home",
+            "/srv/d/home/a0",
+            "/srv/d/home/a/sites/x.test/htdocs",
+            "/srv/d-2",
+            "/srv/d/home/A",
+        ];
+        let mut by_path: Vec<&Path> = paths.iter().map(Path::new).collect();
+        by_path.sort();
+        let mut by_key = by_path.clone();
+        by_key.reverse();
+        by_key.sort_by_key(|p| component_order_key(p));
+        assert_eq!(by_key, by_path);
+        assert!(
+            by_path.windows(2).any(|w| {
+                w[0].as_os_str().as_encoded_bytes() > w[1].as_os_str().as_encoded_bytes()
+            }),
+            "the plain bytes' order would differ: the test would not test the key"
+        );
+    }
+
     #[test]
     fn a_root_reached_through_a_link_is_refused_before_any_change() {
         let dir = tempfile::tempdir().unwrap();
