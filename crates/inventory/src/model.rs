@@ -536,7 +536,11 @@ impl AbsPath {
         let plain = s
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"/._-+@".contains(&b));
-        if p.is_absolute() && normal && !s.ends_with('/') && plain {
+        // `components()` passes over `//` and a `.` inside: the path rebuilt from them must
+        // be the text itself, which is what Apache, Docker and the plan get
+        let rebuilt: PathBuf = p.components().collect();
+        let as_written = rebuilt.as_os_str() == p.as_os_str();
+        if p.is_absolute() && normal && as_written && plain {
             Ok(p)
         } else {
             Err(Diagnostic::new(

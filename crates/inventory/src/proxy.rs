@@ -1,6 +1,7 @@
 //! The `[proxy]` section: settings of the reverse proxy (`pic2 proxy`).
 
 use crate::diagnostic::{Code, Diagnostic};
+use crate::model::AbsPath;
 use crate::read::{wrong_type, FromToml, Sink, Table};
 use crate::source::{Span, Spanned};
 use crate::types::Email;
@@ -118,7 +119,10 @@ pub(crate) fn read_proxy(value: Value<'_>, sink: &mut Sink) -> Option<ProxyConfi
         listen_https: t.opt("listen_https", sink),
         acme_directory: t.opt("acme_directory", sink),
         acme_email: t.opt("acme_email", sink),
-        state_dir: t.opt("state_dir", sink),
+        // a folder of the data volume's layout: held to the layout's paths' rule
+        state_dir: t
+            .opt::<Spanned<AbsPath>>("state_dir", sink)
+            .map(|s| Spanned::new(s.value.0.display().to_string(), s.span)),
         admin_addresses: t.opt("admin_addresses", sink).unwrap_or_default(),
         trusted_proxies: t.opt("trusted_proxies", sink).unwrap_or_default(),
         metrics_listen: t.opt("metrics_listen", sink),

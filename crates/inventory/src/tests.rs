@@ -598,6 +598,43 @@ fn paths_hold_plain_characters_only() {
     assert_eq!(errors(&text), vec![]);
 }
 
+/// A path is taken only as it will be compared and written: `Path` reads `/srv//t` and
+/// `/srv/./t` as `/srv/t`, but the text goes on as written (into Apache's configuration,
+/// Docker's binds, the order the plan sorts the volume's paths in). `[proxy] state_dir`,
+/// a folder of the volume's layout too, is held to the same rule.
+#[test]
+fn paths_are_taken_normal_only() {
+    let line = BASE.lines().find(|l| l.starts_with("data_dir")).unwrap();
+    for bad in [
+        "/srv//t",
+        "/srv/./t",
+        "/srv/t/.",
+        "/srv/../t",
+        "srv/t",
+        "/srv/t/",
+    ] {
+        let text = BASE.replace(line, &format!("data_dir = \"{bad}\""));
+        let e = errors(&text);
+        assert_eq!(e.len(), 1, "{bad}: {e:?}");
+        assert_eq!(e[0].0, "invalid-path", "{bad}");
+    }
+    for bad in [
+        "var/lib/pic2/proxy",
+        "/var/lib//pic2",
+        "/var/lib/pic2/proxy/",
+    ] {
+        let text = with(&format!("[proxy]\nstate_dir = \"{bad}\"\n"));
+        let e = errors(&text);
+        assert_eq!(
+            e.iter().map(|e| e.0).collect::<Vec<_>>(),
+            ["invalid-path"],
+            "{bad}"
+        );
+    }
+    let text = with("[proxy]\nstate_dir = \"/var/lib/pic2-proxy\"\n");
+    assert_eq!(errors(&text), vec![]);
+}
+
 #[test]
 fn updates_as_of_is_a_day() {
     let ok = with("[containers]\nconfig_dir = \"/etc/pic2\"\nupdates_as_of = \"2026-11-26\"\n");
