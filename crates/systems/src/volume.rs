@@ -154,10 +154,8 @@ fn refuse_linked_roots(wanted: &[pic2_render::files::DesiredPath]) -> Result<(),
     Ok(())
 }
 
-/// Looks each wanted path up (without following links); credentials are read with their
-/// password blanked, so the password never leaves this module.
 /// The metadata of `wanted` and the entry names of `dirs`: one thread's share.
-fn read_part(wanted: &[pic2_render::files::DesiredPath], dirs: &[PathBuf]) -> Result<Read, Error> {
+fn read_part(wanted: &[pic2_render::files::DesiredPath], dirs: &[PathBuf]) -> Result<Share, Error> {
     let paths = stat_all(wanted)?;
     let mut listings = BTreeMap::new();
     for dir in dirs {
@@ -169,11 +167,13 @@ fn read_part(wanted: &[pic2_render::files::DesiredPath], dirs: &[PathBuf]) -> Re
 }
 
 /// What [`read_part`] gives.
-type Read = (
+type Share = (
     std::collections::HashMap<PathBuf, FileMeta>,
     BTreeMap<PathBuf, Vec<String>>,
 );
 
+/// Looks each wanted path up (without following links); credentials are read with their
+/// password blanked, so the password never leaves this module.
 fn stat_all(
     wanted: &[pic2_render::files::DesiredPath],
 ) -> Result<std::collections::HashMap<PathBuf, FileMeta>, Error> {
