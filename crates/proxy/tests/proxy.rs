@@ -2596,6 +2596,26 @@ async fn all_at_once<F: std::future::Future<Output = String> + Send + 'static>(
     out
 }
 
+/// The access log's text once it holds `lines` lines, or what it holds after 10 s.
+async fn log_text(log: &std::path::Path, lines: usize) -> String {
+    let mut text = String::new();
+    for _ in 0..100 {
+        text = std::fs::read_to_string(log).unwrap_or_default();
+        if text.lines().count() >= lines {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    text
+}
+
+/// A JSON access log's lines, parsed.
+fn json_lines(text: &str) -> Vec<serde_json::Value> {
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
 #[tokio::test]
 async fn access_log_in_combined_format() {
     let b = backend().await;
@@ -2613,14 +2633,7 @@ async fn access_log_in_combined_format() {
     // a head near the 16 KB limit, of tabs (each escaped to four bytes), is cut to a few KB
     let tabs = format!("User-Agent: {}\r\n", "x\t".repeat(7_000));
     assert_eq!(status(&get(http, "a.test", "/", &tabs).await), 200);
-    let mut text = String::new();
-    for _ in 0..50 {
-        text = std::fs::read_to_string(&log).unwrap_or_default();
-        if text.lines().count() >= 3 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let text = log_text(&log, 3).await;
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 3, "{text}");
     assert!(
@@ -2670,17 +2683,10 @@ async fn access_log_counts_the_bytes_each_answer_sent() {
         got.extend_from_slice(&buf[..n]);
     }
     drop(s);
-    let mut text = String::new();
-    for _ in 0..100 {
-        text = std::fs::read_to_string(&log).unwrap_or_default();
-        if text.lines().count() >= 3 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let text = log_text(&log, 3).await;
     let bytes_of = |path: &str| {
-        text.lines()
-            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        json_lines(&text)
+            .into_iter()
             .find(|v| v["path"] == path)
             .map(|v| v["bytes"].clone())
     };
@@ -2742,18 +2748,8 @@ async fn access_log_shows_the_heads_the_guard_refused() {
     assert_eq!(status(&get(http, "a.test", &long, "").await), 414);
     let big = format!("X-Big: {}\r\n", "a".repeat(20 * 1024));
     assert_eq!(status(&get(http, "a.test", "/big-head", &big).await), 431);
-    let mut text = String::new();
-    for _ in 0..50 {
-        text = std::fs::read_to_string(&log).unwrap_or_default();
-        if text.lines().count() >= 4 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let lines: Vec<serde_json::Value> = text
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let text = log_text(&log, 4).await;
+    let lines = json_lines(&text);
     let seen: Vec<(String, String, String, u64)> = lines
         .iter()
         .map(|v| {
@@ -2849,18 +2845,8 @@ async fn access_log_leaves_out_the_queries_of_a_route_that_asks() {
         status(&get(http, "a.test", "/search?q=bikes", "").await),
         200
     );
-    let mut text = String::new();
-    for _ in 0..50 {
-        text = std::fs::read_to_string(&log).unwrap_or_default();
-        if text.lines().count() >= 4 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let lines: Vec<serde_json::Value> = text
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let text = log_text(&log, 4).await;
+    let lines = json_lines(&text);
     assert_eq!(lines.len(), 4, "{text}");
     assert!(!text.contains("SECRET"), "a secret in the log: {text}");
     assert_eq!(lines[0]["path"], "/reset?(not-logged)", "{text}");
