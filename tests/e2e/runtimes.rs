@@ -262,6 +262,16 @@ fn a_vhost_pointed_at_a_system_uid_is_refused() {
     let p = Platform::new("sysuid");
     p.write(&body(&p, SITES));
     p.apply(&[]);
+    // Apache serving, its pid file written: `apache2ctl graceful` before that starts a
+    // second server, which finds the port taken (seen once in CI)
+    let serving = (0..100).any(|_| {
+        let ok = http_get(p.port(0), "pic2-default", "/health").is_ok_and(|r| r.0 == 200);
+        if !ok {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        ok
+    });
+    assert!(serving, "the php82 runtime did not answer within 10 s");
     let conf = p.dir.path().join("config/runtimes/php82/zz-test.conf");
     std::fs::write(&conf, "<VirtualHost *:8080>\n  ServerName rogue.test\n  DocumentRoot /var/www/pic2\n  AssignUserID #33 #33\n</VirtualHost>\n").unwrap();
     let out = Command::new("docker")
