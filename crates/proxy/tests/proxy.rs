@@ -2609,6 +2609,23 @@ async fn log_text(log: &std::path::Path, lines: usize) -> String {
     text
 }
 
+/// A connection that asked a.test for `/stall` and read its first part ("part\n"); the rest
+/// of the answer does not come for 30 s.
+async fn first_part_of_stall(addr: SocketAddr) -> TcpStream {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /stall HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    while !String::from_utf8_lossy(&got).contains("part\n") {
+        let mut buf = [0u8; 1024];
+        let n = s.read(&mut buf).await.unwrap();
+        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    s
+}
+
 /// A JSON access log's lines, parsed.
 fn json_lines(text: &str) -> Vec<serde_json::Value> {
     text.lines()
@@ -2671,18 +2688,7 @@ async fn access_log_counts_the_bytes_each_answer_sent() {
     let head = "HEAD /head HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n";
     assert_eq!(status(&raw(http, head.as_bytes()).await), 200);
     // a client that takes the first part of a stalled answer and leaves
-    let mut s = TcpStream::connect(http).await.unwrap();
-    s.write_all(b"GET /stall HTTP/1.1\r\nHost: a.test\r\n\r\n")
-        .await
-        .unwrap();
-    let mut got = Vec::new();
-    while !String::from_utf8_lossy(&got).contains("part\n") {
-        let mut buf = [0u8; 1024];
-        let n = s.read(&mut buf).await.unwrap();
-        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&got));
-        got.extend_from_slice(&buf[..n]);
-    }
-    drop(s);
+    drop(first_part_of_stall(http).await);
     let text = log_text(&log, 3).await;
     let bytes_of = |path: &str| {
         json_lines(&text)
@@ -2709,17 +2715,7 @@ async fn access_log_keeps_the_answers_cut_at_shutdown() {
     o.timeouts.backend = Duration::from_secs(60);
     o.shutdown_grace = Duration::from_millis(500);
     let p = Proxy::start(o).await.unwrap();
-    let mut s = TcpStream::connect(p.http_addr.unwrap()).await.unwrap();
-    s.write_all(b"GET /stall HTTP/1.1\r\nHost: a.test\r\n\r\n")
-        .await
-        .unwrap();
-    let mut got = Vec::new();
-    while !String::from_utf8_lossy(&got).contains("part\n") {
-        let mut buf = [0u8; 1024];
-        let n = s.read(&mut buf).await.unwrap();
-        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&got));
-        got.extend_from_slice(&buf[..n]);
-    }
+    let s = first_part_of_stall(p.http_addr.unwrap()).await;
     p.shutdown().await;
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(text.contains("\"path\":\"/stall\""), "{text:?}");
