@@ -256,6 +256,18 @@ fn path_of(uri: &Uri) -> &str {
     uri.path_and_query().map_or("/", |p| p.as_str())
 }
 
+/// The name a request asks for, normalised: an absolute-form target's authority, else the
+/// Host field's value (empty without either).
+fn asked_host<'a>(
+    authority: Option<&'a str>,
+    host_field: impl FnOnce() -> Option<&'a str>,
+) -> Cow<'a, str> {
+    authority
+        .or_else(host_field)
+        .map(normalize_host)
+        .unwrap_or_default()
+}
+
 /// The head the framing guard refused, when `req` is the request it made in its place.
 fn refused_head(req: &Request<Incoming>, client: &Client) -> Option<crate::guard::RefusedHead> {
     let verdict = req.headers().get(crate::guard::VERDICT_HEADER)?;
@@ -301,14 +313,9 @@ impl Logged {
             host: None,
         };
         if let Some(refused) = refused_head(req, client) {
-            // as routing does: an absolute-form target's authority before the Host field
-            let authority = refused
-                .target
-                .parse::<Uri>()
-                .ok()
-                .and_then(|u| u.authority().map(|a| a.as_str().to_owned()));
-            let host = authority.or(refused.host).unwrap_or_default();
-            logged.host = Some(normalize_host(&host).into_owned());
+            let target = refused.target.parse::<Uri>().ok();
+            let authority = target.as_ref().and_then(Uri::authority).map(|a| a.as_str());
+            logged.host = Some(asked_host(authority, || refused.host.as_deref()).into_owned());
             logged.method = refused.method;
             logged.path = refused.target;
         }
@@ -364,12 +371,11 @@ pub async fn handle(
     let start = Instant::now();
     // copied only for the access log, before the request moves on to the backend
     let logged = shared.logs().then(|| Logged::of(&req, &client));
-    let raw_host = req.uri().authority().map(|a| a.as_str()).or_else(|| {
+    let wanted = asked_host(req.uri().authority().map(|a| a.as_str()), || {
         req.headers()
             .get(header::HOST)
             .and_then(|h| h.to_str().ok())
     });
-    let wanted = raw_host.map(normalize_host).unwrap_or_default();
     let table = shared.table.load_full();
     // a known name is borrowed from the table, which this future holds: no copy per request
     let (host, entry) = match table.hosts.get_key_value(&*wanted) {
@@ -394,31 +400,30 @@ pub async fn handle(
         }
         None => {}
     }
-    if let Some(mut l) = logged {
-        // a refused head's site keeps its queries out too (a reset token sent with a bad
-        // framing would have been logged), and one whose site is not known (no Host: cut
-        // before it, a URL too long) keeps them out whatever it was for
-        let private = match &l.host {
-            Some(refused) => table
-                .hosts
-                .get(refused.as_str())
-                .is_none_or(|e| !e.site.log_query),
-            None => entry.is_some_and(|e| !e.site.log_query),
-        };
-        if private {
-            l.without_queries();
-        }
-        let host = l.host.take().unwrap_or_else(|| host.into_owned());
-        let port = match origin.peer.tls {
-            true => shared.https_public_port,
-            false => shared.http_public_port,
-        };
-        let port = port.unwrap_or_default();
-        let entry = l.entry(origin.ip, (host, port), resp.status());
-        let resp = resp.map(|body| LoggedBody::new(body, entry, start, shared).boxed());
+    let Some(mut l) = logged else {
         return Ok(resp);
+    };
+    // a refused head's site keeps its queries out too (a reset token sent with a bad
+    // framing would have been logged), and one whose site is not known (no Host: cut
+    // before it, a URL too long) keeps them out whatever it was for
+    let private = match &l.host {
+        Some(refused) => table
+            .hosts
+            .get(refused.as_str())
+            .is_none_or(|e| !e.site.log_query),
+        None => entry.is_some_and(|e| !e.site.log_query),
+    };
+    if private {
+        l.without_queries();
     }
-    Ok(resp)
+    let host = l.host.take().unwrap_or_else(|| host.into_owned());
+    let port = match origin.peer.tls {
+        true => shared.https_public_port,
+        false => shared.http_public_port,
+    };
+    let port = port.unwrap_or_default();
+    let entry = l.entry(origin.ip, (host, port), resp.status());
+    Ok(resp.map(|body| LoggedBody::new(body, entry, start, shared).boxed()))
 }
 
 /// The answer to the framing guard's own request (a refused HTTP/1 head, counted by the
@@ -779,7 +784,9 @@ impl Forwarding<'_> {
                 out.extend_from_slice(b";host=");
                 match ipv6_literal(self.host) {
                     // brackets and colons are no token: quoted (RFC 7239)
-                    true => out.extend_from_slice(format!("\"[{}]\"", self.host).as_bytes()),
+                    true => {
+                        out.extend_from_slice(format!("\"{}\"", authority(self.host)).as_bytes())
+                    }
                     false => out.extend_from_slice(self.host.as_bytes()),
                 }
             }

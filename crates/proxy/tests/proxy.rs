@@ -2596,6 +2596,14 @@ async fn all_at_once<F: std::future::Future<Output = String> + Send + 'static>(
     out
 }
 
+/// The test options with an access log (JSON lines) in `e`'s folder, and its path.
+fn logging_options(e: &Env) -> (Options, PathBuf) {
+    let log = e.dir.path().join("access.log");
+    let mut o = options(e);
+    o.access_log = Some(log.clone());
+    (o, log)
+}
+
 /// The access log's text once it holds `lines` lines, or what it holds after 10 s.
 async fn log_text(log: &std::path::Path, lines: usize) -> String {
     let mut text = String::new();
@@ -2638,9 +2646,7 @@ async fn access_log_in_combined_format() {
     let b = backend().await;
     let e = env();
     one_site(&e, b.addr);
-    let log = e.dir.path().join("access.log");
-    let mut o = options(&e);
-    o.access_log = Some(log.clone());
+    let (mut o, log) = logging_options(&e);
     o.access_log_format = pic2_proxy::access_log::Format::Combined;
     let p = Proxy::start(o).await.unwrap();
     let http = p.http_addr.unwrap();
@@ -2676,9 +2682,7 @@ async fn access_log_counts_the_bytes_each_answer_sent() {
     let b = backend().await;
     let e = env();
     one_site(&e, b.addr);
-    let log = e.dir.path().join("access.log");
-    let mut o = options(&e);
-    o.access_log = Some(log.clone());
+    let (mut o, log) = logging_options(&e);
     // the stalled answer's line must come from the client leaving, not from this timeout
     o.timeouts.backend = Duration::from_secs(60);
     let p = Proxy::start(o).await.unwrap();
@@ -2709,9 +2713,7 @@ async fn access_log_keeps_the_answers_cut_at_shutdown() {
     let b = backend().await;
     let e = env();
     one_site(&e, b.addr);
-    let log = e.dir.path().join("access.log");
-    let mut o = options(&e);
-    o.access_log = Some(log.clone());
+    let (mut o, log) = logging_options(&e);
     o.timeouts.backend = Duration::from_secs(60);
     o.shutdown_grace = Duration::from_millis(500);
     let p = Proxy::start(o).await.unwrap();
@@ -2731,9 +2733,7 @@ async fn access_log_shows_the_heads_the_guard_refused() {
     let b = backend().await;
     let e = env();
     one_site(&e, b.addr);
-    let log = e.dir.path().join("access.log");
-    let mut o = options(&e);
-    o.access_log = Some(log.clone());
+    let (o, log) = logging_options(&e);
     let p = Proxy::start(o).await.unwrap();
     let http = p.http_addr.unwrap();
     let smuggling = "GET /first HTTP/1.1\r\nHost: a.test\r\n\r\n\
@@ -2821,9 +2821,7 @@ async fn access_log_leaves_out_the_queries_of_a_route_that_asks() {
     app["log_query"] = false.into();
     let sites = vec![site("a.test", &["a.test"], b.addr, none), app];
     write_routes(&e, serde_json::json!({}), sites);
-    let log = e.dir.path().join("access.log");
-    let mut o = options(&e);
-    o.access_log = Some(log.clone());
+    let (o, log) = logging_options(&e);
     let p = Proxy::start(o).await.unwrap();
     let http = p.http_addr.unwrap();
     let referer = "Referer: http://passwd.test/keys?token=REFERER-SECRET\r\n";
@@ -2877,10 +2875,8 @@ async fn access_log_reopened_on_reload_and_written_out_at_shutdown() {
     let b = backend().await;
     let e = env();
     one_site(&e, b.addr);
-    let log = e.dir.path().join("access.log");
+    let (mut o, log) = logging_options(&e);
     let rotated = e.dir.path().join("access.log.1");
-    let mut o = options(&e);
-    o.access_log = Some(log.clone());
     o.shutdown_grace = Duration::from_secs(60);
     let p = Proxy::start(o).await.unwrap();
     let http = p.http_addr.unwrap();
